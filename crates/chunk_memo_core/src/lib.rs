@@ -1,0 +1,18 @@
+//! Pure core of chunk-memo.
+//!
+//! * [`canonical`]: the canonical byte encoding of values and its BLAKE3 digests
+//!   (specified in `docs/canonical-encoding.md`).
+//! * [`planner`]: bins, memo chunks, grid order and selections.
+//! * [`record`]: the on-disk layout of one chunk record (presence map,
+//!   per-point offsets, checksum).
+//! * [`store`]: the LMDB environment registry and chunk store.
+//!
+//! Nothing here knows about N-API; the binding crate is a thin layer on top.
+
+pub mod canonical;
+pub mod error;
+pub mod planner;
+pub mod record;
+pub mod store;
+
+pub use error::{CoreError, ErrorCode};

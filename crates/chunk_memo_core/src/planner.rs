@@ -1,0 +1,322 @@
+//! Chunk planning: bins, memo chunks, grid order and selections.
+//!
+//! Grid order is the cartesian product over the axes in the grid's order,
+//! first axis slowest. Each axis is cut into consecutive bins of its chunk
+//! size (the last may be short); memo chunks are products of bins enumerated
+//! in the same order. A selection keeps, per axis, a sorted list of indices;
+//! the plan lists only the chunks it touches, so planning costs grow with the
+//! chunks touched and the selected indices, not with the grid size.
+
+use crate::canonical::DOMAIN;
+use crate::error::{CoreError, Result};
+
+/// One axis of a grid: its name, the hashes of its values (in order) and its
+/// chunk size.
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub name: String,
+    pub hashes: Vec<u64>,
+    pub chunk: usize,
+}
+
+/// A grid with its bins. Bin digests are computed once and combined into
+/// chunk keys.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    pub axes: Vec<Axis>,
+    bin_digests: Vec<Vec<[u8; 32]>>,
+}
+
+/// A bin of one axis touched by a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinSel {
+    /// Bin number along the axis.
+    pub bin: u32,
+    /// Global index of the bin's first value.
+    pub start: u32,
+    /// Number of values in the bin.
+    pub len: u32,
+    /// Selected offsets inside the bin (sorted).
+    pub sel: Vec<u32>,
+    /// Position, in the axis' selection list, of the first selected offset.
+    pub sel_pos: u32,
+}
+
+/// The chunks a selection touches.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Per axis, the bins touched (in order).
+    pub axes: Vec<Vec<BinSel>>,
+    /// Per axis, the number of selected indices (the output grid's shape).
+    pub shape: Vec<u32>,
+    pub n_chunks: usize,
+}
+
+impl Grid {
+    /// Builds a grid. Fails on a zero chunk size or on duplicate value
+    /// hashes within an axis.
+    pub fn new(axes: Vec<Axis>) -> Result<Grid> {
+        let mut bin_digests = Vec::with_capacity(axes.len());
+        for a in &axes {
+            if a.chunk == 0 {
+                return Err(CoreError::invalid(format!("chunk size of axis {:?} must be positive", a.name)));
+            }
+            let mut seen = std::collections::HashSet::with_capacity(a.hashes.len());
+            for (i, h) in a.hashes.iter().enumerate() {
+                if !seen.insert(*h) {
+                    return Err(CoreError::invalid(format!("axis {:?} has a duplicate value at index {i}", a.name)));
+                }
+            }
+            let digests = a
+                .hashes
+                .chunks(a.chunk)
+                .map(|bin| bin_digest(&a.name, bin))
+                .collect();
+            bin_digests.push(digests);
+        }
+        Ok(Grid { axes, bin_digests })
+    }
+
+    pub fn n_points(&self) -> u64 {
+        self.axes.iter().map(|a| a.hashes.len() as u64).product()
+    }
+
+    pub fn n_bins(&self, axis: usize) -> usize {
+        let a = &self.axes[axis];
+        a.hashes.len().div_ceil(a.chunk)
+    }
+
+    /// Total memo chunks of the whole grid (1 for a grid without axes).
+    pub fn n_chunks(&self) -> u64 {
+        (0..self.axes.len()).map(|i| self.n_bins(i) as u64).product()
+    }
+
+    /// Value hashes of one bin.
+    pub fn bin_hashes(&self, axis: usize, bin: u32) -> &[u64] {
+        let a = &self.axes[axis];
+        let s = bin as usize * a.chunk;
+        let e = (s + a.chunk).min(a.hashes.len());
+        &a.hashes[s..e]
+    }
+
+    /// Key of the memo chunk with the given bin per axis: a digest of the
+    /// axis names and value hashes of its bins, in grid order. It depends on
+    /// the chunk's contents only, so the same chunk of two caches or two
+    /// opens has the same key.
+    pub fn chunk_key(&self, bins: &[u32]) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        h.update(DOMAIN);
+        h.update(b"chunk");
+        for (axis, &b) in bins.iter().enumerate() {
+            h.update(&self.bin_digests[axis][b as usize]);
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+
+    /// Plans a selection. `selection[axis]` is `None` for the whole axis or a
+    /// sorted list of distinct indices.
+    pub fn plan(&self, selection: &[Option<Vec<u32>>]) -> Result<Plan> {
+        if selection.len() != self.axes.len() {
+            return Err(CoreError::invalid(format!(
+                "selection has {} axes, the grid has {}",
+                selection.len(),
+                self.axes.len()
+            )));
+        }
+        let mut axes = Vec::with_capacity(self.axes.len());
+        let mut shape = Vec::with_capacity(self.axes.len());
+        for (a, sel) in self.axes.iter().zip(selection) {
+            let len = a.hashes.len() as u32;
+            let chunk = a.chunk as u32;
+            let mut bins: Vec<BinSel> = Vec::new();
+            match sel {
+                None => {
+                    let mut start = 0u32;
+                    let mut bin = 0u32;
+                    while start < len {
+                        let blen = chunk.min(len - start);
+                        bins.push(BinSel { bin, start, len: blen, sel: (0..blen).collect(), sel_pos: start });
+                        start += blen;
+                        bin += 1;
+                    }
+                    shape.push(len);
+                }
+                Some(idx) => {
+                    let mut prev: Option<u32> = None;
+                    for (pos, &i) in idx.iter().enumerate() {
+                        if i >= len {
+                            return Err(CoreError::invalid(format!("index {i} out of range for axis {:?} of length {len}", a.name)));
+                        }
+                        if prev.is_some_and(|p| p >= i) {
+                            return Err(CoreError::invalid(format!("selection of axis {:?} must be sorted and distinct", a.name)));
+                        }
+                        prev = Some(i);
+                        let bin = i / chunk;
+                        let start = bin * chunk;
+                        if bins.last().map(|b| b.bin) != Some(bin) {
+                            bins.push(BinSel { bin, start, len: chunk.min(len - start), sel: Vec::new(), sel_pos: pos as u32 });
+                        }
+                        bins.last_mut().unwrap().sel.push(i - start);
+                    }
+                    shape.push(idx.len() as u32);
+                }
+            }
+            axes.push(bins);
+        }
+        let n_chunks = axes.iter().map(|b| b.len()).product();
+        Ok(Plan { axes, shape, n_chunks })
+    }
+}
+
+fn bin_digest(name: &str, hashes: &[u64]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&(name.len() as u32).to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(&(hashes.len() as u32).to_le_bytes());
+    for x in hashes {
+        h.update(&x.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+impl Plan {
+    /// Bin choice (index into `axes[a]`) per axis of chunk `i`, in grid order.
+    pub fn chunk_bins(&self, mut i: usize) -> Vec<usize> {
+        let mut out = vec![0; self.axes.len()];
+        for a in (0..self.axes.len()).rev() {
+            let n = self.axes[a].len();
+            out[a] = i % n;
+            i /= n;
+        }
+        out
+    }
+
+    /// The `BinSel` of each axis for chunk `i`.
+    pub fn chunk(&self, i: usize) -> Vec<&BinSel> {
+        self.chunk_bins(i).iter().enumerate().map(|(a, &b)| &self.axes[a][b]).collect()
+    }
+
+    /// Number of requested points in chunk `i`.
+    pub fn requested(&self, i: usize) -> u64 {
+        self.chunk(i).iter().map(|b| b.sel.len() as u64).product()
+    }
+
+    pub fn total_requested(&self) -> u64 {
+        self.shape.iter().map(|&s| s as u64).product()
+    }
+}
+
+/// A product block of points inside one chunk: per axis, a sorted list of
+/// positions into that chunk's requested offsets (`BinSel::sel`).
+pub type Block = Vec<Vec<u32>>;
+
+/// Decomposes the set of points marked in `missing` (a flag per requested
+/// point of a chunk, in grid order over `dims`) into disjoint product blocks.
+/// Values of the first axis with the same pattern over the remaining axes
+/// are grouped, recursively, so common shapes (a new axis value, a complement
+/// of an earlier subset) give few blocks. No point appears twice.
+pub fn missing_blocks(dims: &[usize], missing: &[bool]) -> Vec<Block> {
+    debug_assert_eq!(missing.len(), dims.iter().product::<usize>());
+    let all: Vec<usize> = (0..missing.len()).collect();
+    let mut out = Vec::new();
+    decompose(dims, missing, &all, &mut out);
+    out
+}
+
+// `cells` lists flat indices (into `missing`) of the sub-grid over `dims`
+// being decomposed, in grid order; rows of `dims[0]`.
+fn decompose(dims: &[usize], missing: &[bool], cells: &[usize], out: &mut Vec<Block>) {
+    if dims.is_empty() {
+        if missing[cells[0]] {
+            out.push(Vec::new());
+        }
+        return;
+    }
+    let rest: usize = dims[1..].iter().product();
+    // Group rows by their missing pattern over the rest of the axes.
+    let mut groups: Vec<(Vec<bool>, Vec<u32>)> = Vec::new();
+    for r in 0..dims[0] {
+        let row = &cells[r * rest..(r + 1) * rest];
+        let pattern: Vec<bool> = row.iter().map(|&c| missing[c]).collect();
+        if !pattern.iter().any(|&m| m) {
+            continue;
+        }
+        match groups.iter_mut().find(|g| g.0 == pattern) {
+            Some(g) => g.1.push(r as u32),
+            None => groups.push((pattern, vec![r as u32])),
+        }
+    }
+    for (pattern, rows) in groups {
+        let sub: Vec<usize> = (0..rest).collect();
+        let mut inner = Vec::new();
+        decompose(&dims[1..], &pattern, &sub, &mut inner);
+        for mut b in inner {
+            b.insert(0, rows.clone());
+            out.push(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(lens: &[usize], chunks: &[usize]) -> Grid {
+        let axes = lens
+            .iter()
+            .zip(chunks)
+            .enumerate()
+            .map(|(k, (&l, &c))| Axis {
+                name: format!("ax{k}"),
+                hashes: (0..l as u64).map(|i| i * 7919 + k as u64 * 1_000_003).collect(),
+                chunk: c,
+            })
+            .collect();
+        Grid::new(axes).unwrap()
+    }
+
+    #[test]
+    fn chunk_counts() {
+        let g = grid(&[10, 7], &[3, 7]);
+        assert_eq!(g.n_chunks(), 4);
+        let p = g.plan(&[None, None]).unwrap();
+        assert_eq!(p.n_chunks, 4);
+        assert_eq!(p.axes[0].last().unwrap().len, 1);
+        let s = grid(&[], &[]);
+        assert_eq!(s.n_chunks(), 1);
+        assert_eq!(s.plan(&[]).unwrap().n_chunks, 1);
+    }
+
+    #[test]
+    fn errors() {
+        let g = grid(&[5], &[2]);
+        assert!(g.plan(&[Some(vec![5])]).is_err());
+        assert!(g.plan(&[Some(vec![2, 1])]).is_err());
+        let dup = Grid::new(vec![Axis { name: "x".into(), hashes: vec![1, 1], chunk: 1 }]);
+        assert!(dup.is_err());
+    }
+
+    #[test]
+    fn blocks_cover_missing_exactly() {
+        let dims = [3usize, 4];
+        let mut missing = vec![false; 12];
+        for i in [1, 2, 5, 6, 11] {
+            missing[i] = true;
+        }
+        let blocks = missing_blocks(&dims, &missing);
+        let mut seen = vec![0; 12];
+        for b in &blocks {
+            for &r in &b[0] {
+                for &c in &b[1] {
+                    seen[r as usize * 4 + c as usize] += 1;
+                }
+            }
+        }
+        for i in 0..12 {
+            assert_eq!(seen[i], usize::from(missing[i]));
+        }
+        assert_eq!(blocks.len(), 2);
+    }
+}

@@ -1,0 +1,291 @@
+//! The layout of one chunk record.
+//!
+//! ```text
+//! 0   magic  b"CMR1"
+//! 4   kind   u8   0 = items (one msgpack value per point), else a DType
+//! 5   0u8 x 3
+//! 8   n      u32  points in the chunk (product of its bin lengths)
+//! 12  present u32 points stored
+//! 16  presence bitmap, ceil(n/8) bytes, zero padded to a multiple of 4
+//! ..  items: n+1 u32 offsets into the data area; typed: nothing
+//! ..  data   items: concatenated msgpack; typed: n little-endian elements
+//! end-8 checksum: xxh3-64 of every preceding byte, little-endian
+//! ```
+//!
+//! Any subset of points is read through the offsets (or the fixed element
+//! width) without decoding the others. Absent points have empty items or
+//! zeroed elements.
+
+use crate::canonical::DType;
+use crate::error::{CoreError, Result};
+use xxhash_rust::xxh3::xxh3_64;
+
+pub const MAGIC: &[u8; 4] = b"CMR1";
+pub const KIND_ITEMS: u8 = 0;
+const HEADER: usize = 16;
+
+/// Element width of a record kind, `None` for items.
+pub fn kind_width(kind: u8) -> Result<Option<usize>> {
+    if kind == KIND_ITEMS {
+        return Ok(None);
+    }
+    DType::from_u8(kind)
+        .map(|d| Some(d.size()))
+        .ok_or_else(|| CoreError::invalid(format!("unknown output kind {kind}")))
+}
+
+fn bitmap_len(n: usize) -> usize {
+    n.div_ceil(8).div_ceil(4) * 4
+}
+
+/// A parsed, borrowed record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    pub kind: u8,
+    pub n: usize,
+    pub present: usize,
+    bitmap: &'a [u8],
+    offsets: Option<&'a [u8]>,
+    data: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses and verifies a record (structure and checksum).
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>> {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if xxh3_64(body).to_le_bytes() != sum {
+            return Err(CoreError::corrupt("record checksum mismatch"));
+        }
+        Self::parse_unchecked(body)
+    }
+
+    /// Parses the structure without hashing the body (for presence checks on
+    /// a hot path; data reads always go through [`RecordView::parse`]).
+    pub fn parse_header(bytes: &'a [u8]) -> Result<RecordView<'a>> {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        Self::parse_unchecked(&bytes[..bytes.len() - 8])
+    }
+
+    fn parse_unchecked(body: &'a [u8]) -> Result<RecordView<'a>> {
+        if body.len() < HEADER || &body[..4] != MAGIC {
+            return Err(CoreError::corrupt("bad record header"));
+        }
+        let kind = body[4];
+        let n = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
+        let present = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
+        let bl = bitmap_len(n);
+        let mut pos = HEADER;
+        let bitmap = body.get(pos..pos + bl).ok_or_else(|| CoreError::corrupt("truncated bitmap"))?;
+        pos += bl;
+        let width = kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
+        let (offsets, data) = match width {
+            None => {
+                let ol = (n + 1) * 4;
+                let offsets = body.get(pos..pos + ol).ok_or_else(|| CoreError::corrupt("truncated offsets"))?;
+                let data = &body[pos + ol..];
+                let last = u32::from_le_bytes(offsets[n * 4..].try_into().unwrap()) as usize;
+                if last != data.len() {
+                    return Err(CoreError::corrupt("offsets do not match the data size"));
+                }
+                (Some(offsets), data)
+            }
+            Some(w) => {
+                let data = &body[pos..];
+                if data.len() != n * w {
+                    return Err(CoreError::corrupt("typed data size does not match the point count"));
+                }
+                (None, data)
+            }
+        };
+        Ok(RecordView { kind, n, present, bitmap, offsets, data })
+    }
+
+    #[inline]
+    pub fn is_present(&self, i: usize) -> bool {
+        self.bitmap[i >> 3] & (1 << (i & 7)) != 0
+    }
+
+    fn offset(&self, i: usize) -> usize {
+        let o = self.offsets.unwrap();
+        u32::from_le_bytes(o[i * 4..i * 4 + 4].try_into().unwrap()) as usize
+    }
+
+    /// Bytes of point `i` (msgpack for items, one element for typed).
+    pub fn point(&self, i: usize) -> &'a [u8] {
+        match self.offsets {
+            Some(_) => &self.data[self.offset(i)..self.offset(i + 1)],
+            None => {
+                let w = self.data.len() / self.n.max(1);
+                &self.data[i * w..(i + 1) * w]
+            }
+        }
+    }
+
+    /// The whole data area (typed records: the raw array).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.present == self.n
+    }
+}
+
+/// Builds a record point by point. Points may be set in any order; unset
+/// points are absent.
+pub struct RecordBuilder {
+    kind: u8,
+    width: Option<usize>,
+    n: usize,
+    present: Vec<bool>,
+    items: Vec<Option<Vec<u8>>>,
+    typed: Vec<u8>,
+}
+
+impl RecordBuilder {
+    pub fn new(kind: u8, n: usize) -> Result<RecordBuilder> {
+        let width = kind_width(kind)?;
+        Ok(RecordBuilder {
+            kind,
+            width,
+            n,
+            present: vec![false; n],
+            items: if width.is_none() { vec![None; n] } else { Vec::new() },
+            typed: width.map(|w| vec![0u8; n * w]).unwrap_or_default(),
+        })
+    }
+
+    /// Starts from an existing record (same kind and size required).
+    pub fn from_view(v: &RecordView<'_>) -> Result<RecordBuilder> {
+        let mut b = RecordBuilder::new(v.kind, v.n)?;
+        for i in 0..v.n {
+            if v.is_present(i) {
+                b.set(i, v.point(i))?;
+            }
+        }
+        Ok(b)
+    }
+
+    pub fn kind(&self) -> u8 {
+        self.kind
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_set(&self, i: usize) -> bool {
+        self.present[i]
+    }
+
+    pub fn present(&self) -> usize {
+        self.present.iter().filter(|&&p| p).count()
+    }
+
+    /// Sets point `i`. A point already present keeps its first value: stored
+    /// outputs are never overwritten.
+    pub fn set(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        if i >= self.n {
+            return Err(CoreError::invalid(format!("point {i} out of range for a record of {} points", self.n)));
+        }
+        if self.present[i] {
+            return Ok(());
+        }
+        match self.width {
+            None => self.items[i] = Some(bytes.to_vec()),
+            Some(w) => {
+                if bytes.len() != w {
+                    return Err(CoreError::invalid(format!("typed point of {} bytes, expected {w}", bytes.len())));
+                }
+                self.typed[i * w..(i + 1) * w].copy_from_slice(bytes);
+            }
+        }
+        self.present[i] = true;
+        Ok(())
+    }
+
+    /// Serializes the record with its checksum.
+    pub fn finish(&self) -> Vec<u8> {
+        let bl = bitmap_len(self.n);
+        let data_len = match self.width {
+            None => self.items.iter().map(|x| x.as_ref().map_or(0, |v| v.len())).sum::<usize>() + (self.n + 1) * 4,
+            Some(w) => self.n * w,
+        };
+        let mut out = Vec::with_capacity(HEADER + bl + data_len + 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[self.kind, 0, 0, 0]);
+        out.extend_from_slice(&(self.n as u32).to_le_bytes());
+        out.extend_from_slice(&(self.present() as u32).to_le_bytes());
+        let mut bitmap = vec![0u8; bl];
+        for (i, &p) in self.present.iter().enumerate() {
+            if p {
+                bitmap[i >> 3] |= 1 << (i & 7);
+            }
+        }
+        out.extend_from_slice(&bitmap);
+        match self.width {
+            None => {
+                let mut off = 0u32;
+                out.extend_from_slice(&off.to_le_bytes());
+                for it in &self.items {
+                    off += it.as_ref().map_or(0, |v| v.len() as u32);
+                    out.extend_from_slice(&off.to_le_bytes());
+                }
+                for it in self.items.iter().flatten() {
+                    out.extend_from_slice(it);
+                }
+            }
+            Some(_) => out.extend_from_slice(&self.typed),
+        }
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_and_partial() {
+        let mut b = RecordBuilder::new(KIND_ITEMS, 5).unwrap();
+        b.set(0, b"a").unwrap();
+        b.set(3, b"dddd").unwrap();
+        let bytes = b.finish();
+        let v = RecordView::parse(&bytes).unwrap();
+        assert_eq!(v.present, 2);
+        assert!(v.is_present(0) && !v.is_present(1) && v.is_present(3));
+        assert_eq!(v.point(3), b"dddd");
+        assert_eq!(v.point(1), b"");
+    }
+
+    #[test]
+    fn typed_round_trip() {
+        let mut b = RecordBuilder::new(DType::F64 as u8, 3).unwrap();
+        for i in 0..3 {
+            b.set(i, &(i as f64 * 1.5).to_le_bytes()).unwrap();
+        }
+        let bytes = b.finish();
+        let v = RecordView::parse(&bytes).unwrap();
+        assert!(v.is_complete());
+        assert_eq!(v.point(2), 3.0f64.to_le_bytes());
+        assert!(b.set(0, &[0u8; 4]).is_ok(), "present points are kept, not rewritten");
+    }
+
+    #[test]
+    fn corruption_detected() {
+        let mut b = RecordBuilder::new(KIND_ITEMS, 2).unwrap();
+        b.set(1, b"xyz").unwrap();
+        let mut bytes = b.finish();
+        let k = bytes.len() - 10;
+        bytes[k] ^= 0x40;
+        assert!(RecordView::parse(&bytes).is_err());
+        assert!(RecordView::parse(&bytes[..5]).is_err());
+    }
+}

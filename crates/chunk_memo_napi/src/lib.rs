@@ -1,0 +1,575 @@
+//! Thin N-API binding of `chunk_memo_core`. It converts arguments, maps core
+//! errors to JS errors whose message starts with a stable code
+//! (`ERR_...: message`, parsed by `ts/binding/native.ts`) and offers every
+//! I/O call in a sync form and an async form (`...Async`, an AsyncTask on the
+//! libuv pool). Data crosses once per chunk as Buffers, never per point.
+
+use chunk_memo_core::canonical;
+use chunk_memo_core::planner::{missing_blocks, Axis, Grid, Plan};
+use chunk_memo_core::store::{Catalog, ChunkData, ChunkGeometry, ChunkWrite, Descriptor, Resolution, Store};
+use chunk_memo_core::CoreError;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+fn to_napi(e: CoreError) -> Error {
+    Error::new(Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
+}
+
+fn id16(b: &[u8], what: &str) -> Result<[u8; 16]> {
+    b.try_into().map_err(|_| Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: {what} must be 16 bytes")))
+}
+
+/// Runs a core operation on the libuv pool and converts its result on the
+/// JS thread.
+pub struct OpTask<R: Send + 'static, J> {
+    op: Option<Box<dyn FnOnce() -> chunk_memo_core::error::Result<R> + Send>>,
+    to_js: fn(R) -> Result<J>,
+}
+
+impl<R: Send + 'static, J: ToNapiValue + TypeName> Task for OpTask<R, J> {
+    type Output = R;
+    type JsValue = J;
+    fn compute(&mut self) -> Result<R> {
+        (self.op.take().expect("task runs once"))().map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, output: R) -> Result<J> {
+        (self.to_js)(output)
+    }
+}
+
+fn task<R: Send + 'static, J: ToNapiValue + TypeName>(
+    op: impl FnOnce() -> chunk_memo_core::error::Result<R> + Send + 'static,
+    to_js: fn(R) -> Result<J>,
+    signal: Option<AbortSignal>,
+) -> AsyncTask<OpTask<R, J>> {
+    AsyncTask::with_optional_signal(OpTask { op: Some(Box::new(op)), to_js }, signal)
+}
+
+fn unit(_: ()) -> Result<()> {
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Hashing
+
+/// BLAKE3 digest (hex, 64 chars) of one canonical encoding.
+#[napi]
+pub fn canonical_digest_hex(canonical_bytes: Buffer) -> String {
+    canonical::hex(&canonical::digest(&canonical_bytes))
+}
+
+/// 16-byte identifier (digest prefix) of one canonical encoding.
+#[napi]
+pub fn canonical_id(canonical_bytes: Buffer) -> Buffer {
+    canonical::id16(&canonical_bytes).to_vec().into()
+}
+
+/// Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
+/// encodings.
+#[napi]
+pub fn hash_values(concatenated: Buffer) -> Result<Buffer> {
+    let hs = canonical::hash_concatenated(&concatenated).map_err(to_napi)?;
+    let mut out = Vec::with_capacity(hs.len() * 8);
+    for h in hs {
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    Ok(out.into())
+}
+
+// ---------------------------------------------------------------------------
+// Store
+
+/// Metadata entry of one cache.
+#[napi(object)]
+pub struct BindingMetaEntry {
+    pub id: Buffer,
+    pub blob: Buffer,
+}
+
+/// An axis of a record descriptor.
+#[napi(object)]
+pub struct BindingDescAxis {
+    pub name: String,
+    /// u64 LE value hashes.
+    pub hashes: Buffer,
+}
+
+/// Index entry of one stored record.
+#[napi(object)]
+pub struct BindingDescriptor {
+    pub chunk: Buffer,
+    pub axes: Vec<BindingDescAxis>,
+    pub n: u32,
+    pub present: u32,
+    pub bytes: f64,
+    pub updated_ms: f64,
+}
+
+/// A record that failed verification.
+#[napi(object)]
+pub struct BindingBadRecord {
+    pub chunk: Buffer,
+    pub reason: String,
+}
+
+/// Last access time of one record.
+#[napi(object)]
+pub struct BindingAccess {
+    pub chunk: Buffer,
+    pub ms: f64,
+}
+
+fn desc_to_js(chunk: [u8; 16], d: Descriptor) -> BindingDescriptor {
+    BindingDescriptor {
+        chunk: chunk.to_vec().into(),
+        axes: d
+            .axes
+            .into_iter()
+            .map(|(name, hs)| BindingDescAxis { name, hashes: hs.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>().into() })
+            .collect(),
+        n: d.n,
+        present: d.present,
+        bytes: d.bytes as f64,
+        updated_ms: d.updated_ms as f64,
+    }
+}
+
+fn desc_from_js(d: &BindingDescriptor) -> Result<Descriptor> {
+    let mut axes = Vec::new();
+    for a in &d.axes {
+        if a.hashes.len() % 8 != 0 {
+            return Err(Error::new(Status::InvalidArg, "ERR_INVALID_ARGUMENT: descriptor hashes must be a multiple of 8 bytes"));
+        }
+        axes.push((a.name.clone(), a.hashes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()));
+    }
+    Ok(Descriptor { axes, n: d.n, present: d.present, bytes: d.bytes as u64, updated_ms: d.updated_ms as u64 })
+}
+
+/// One LMDB environment at a cache root, shared by every thread of the
+/// process.
+#[napi]
+pub struct BindingStore {
+    inner: Arc<Store>,
+}
+
+#[napi]
+impl BindingStore {
+    /// Opens (creating if needed) the store at `root`.
+    #[napi(factory)]
+    pub fn open(root: String) -> Result<BindingStore> {
+        Ok(BindingStore { inner: Store::open(Path::new(&root)).map_err(to_napi)? })
+    }
+
+    /// Canonical path of the root.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    #[napi]
+    pub fn put_meta(&self, id: Buffer, blob: Buffer) -> Result<()> {
+        self.inner.put_meta(&id16(&id, "id")?, &blob).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn get_meta(&self, id: Buffer) -> Result<Option<Buffer>> {
+        Ok(self.inner.get_meta(&id16(&id, "id")?).map_err(to_napi)?.map(Into::into))
+    }
+
+    #[napi]
+    pub fn list_meta(&self) -> Result<Vec<BindingMetaEntry>> {
+        Ok(self
+            .inner
+            .list_meta()
+            .map_err(to_napi)?
+            .into_iter()
+            .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
+            .collect())
+    }
+
+    /// Deletes a cache and all its records; returns the number of records.
+    #[napi]
+    pub fn delete_cache(&self, id: Buffer) -> Result<u32> {
+        Ok(self.inner.delete_cache(&id16(&id, "id")?).map_err(to_napi)? as u32)
+    }
+
+    #[napi]
+    pub fn delete_records(&self, id: Buffer, chunks: Vec<Buffer>) -> Result<()> {
+        let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<Result<Vec<_>>>()?;
+        self.inner.delete_records(&id16(&id, "id")?, &keys).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn descriptors(&self, id: Buffer) -> Result<Vec<BindingDescriptor>> {
+        Ok(self.inner.descriptors(&id16(&id, "id")?).map_err(to_napi)?.into_iter().map(|(c, d)| desc_to_js(c, d)).collect())
+    }
+
+    #[napi]
+    pub fn get_record(&self, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
+        Ok(self.inner.get_record(&id16(&id, "id")?, &id16(&chunk, "chunk")?).map_err(to_napi)?.map(Into::into))
+    }
+
+    /// Stores a verified record (import), merging with a stored one.
+    #[napi]
+    pub fn put_record(&self, id: Buffer, desc: BindingDescriptor, bytes: Buffer) -> Result<()> {
+        let d = desc_from_js(&desc)?;
+        self.inner.put_record(&id16(&id, "id")?, &id16(&desc.chunk, "chunk")?, &d, &bytes).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn access_times(&self, id: Buffer) -> Result<Vec<BindingAccess>> {
+        Ok(self
+            .inner
+            .access_times(&id16(&id, "id")?)
+            .map_err(to_napi)?
+            .into_iter()
+            .map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 })
+            .collect())
+    }
+
+    #[napi]
+    pub fn flush_access_times(&self) -> Result<()> {
+        self.inner.flush_access_times().map_err(to_napi)
+    }
+
+    /// Checks every record of a cache; returns the bad ones.
+    #[napi]
+    pub fn verify(&self, id: Buffer) -> Result<Vec<BindingBadRecord>> {
+        Ok(self
+            .inner
+            .verify(&id16(&id, "id")?)
+            .map_err(to_napi)?
+            .into_iter()
+            .map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason })
+            .collect())
+    }
+
+    /// Overwrites raw record bytes (tests plant corruption with it).
+    #[napi]
+    pub fn put_raw_record_for_tests(&self, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
+        self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes).map_err(to_napi)
+    }
+
+    /// Size of the environment's data file in bytes.
+    #[napi]
+    pub fn disk_bytes(&self) -> Result<f64> {
+        Ok(self.inner.disk_bytes().map_err(to_napi)? as f64)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Grid and plans
+
+/// A grid: axis names, value hashes and chunk sizes.
+#[napi]
+pub struct BindingGrid {
+    inner: Arc<Grid>,
+}
+
+/// Touched bins of one axis of a plan.
+#[napi(object)]
+pub struct BindingAxisPlan {
+    pub bin: Vec<u32>,
+    pub start: Vec<u32>,
+    pub len: Vec<u32>,
+    /// Position in the axis' selection of each bin's first selected offset.
+    pub sel_pos: Vec<u32>,
+    /// Number of selected offsets of each bin.
+    pub sel_count: Vec<u32>,
+    /// Selected offsets of all bins, concatenated.
+    pub sel: Uint32Array,
+}
+
+#[napi]
+impl BindingGrid {
+    /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`.
+    #[napi(constructor)]
+    pub fn new(names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
+        if names.len() != hashes.len() || names.len() != chunks.len() {
+            return Err(Error::new(Status::InvalidArg, "ERR_INVALID_ARGUMENT: names, hashes and chunks differ in length"));
+        }
+        let axes = names
+            .into_iter()
+            .zip(hashes)
+            .zip(chunks)
+            .map(|((name, h), chunk)| Axis {
+                name,
+                hashes: h.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+                chunk: chunk as usize,
+            })
+            .collect();
+        Ok(BindingGrid { inner: Arc::new(Grid::new(axes).map_err(to_napi)?) })
+    }
+
+    /// Number of memo chunks of the whole grid.
+    #[napi(getter)]
+    pub fn chunk_count(&self) -> f64 {
+        self.inner.n_chunks() as f64
+    }
+
+    /// Plans a selection: per axis `null` (all) or sorted distinct indices.
+    #[napi]
+    pub fn plan(&self, selection: Vec<Option<Uint32Array>>) -> Result<BindingPlan> {
+        let sel: Vec<Option<Vec<u32>>> = selection.into_iter().map(|s| s.map(|a| a.to_vec())).collect();
+        let plan = self.inner.plan(&sel).map_err(to_napi)?;
+        let n = plan.n_chunks;
+        Ok(BindingPlan {
+            grid: self.inner.clone(),
+            plan: Arc::new(plan),
+            state: Arc::new(Mutex::new(PlanState { catalog: Catalog::default(), resolutions: vec![None; n] })),
+        })
+    }
+}
+
+struct PlanState {
+    catalog: Catalog,
+    resolutions: Vec<Option<Resolution>>,
+}
+
+/// Requested points of a chunk read from the store.
+#[napi(object)]
+pub struct BindingChunkData {
+    /// 0 = items (msgpack per point), else a dtype code.
+    pub kind: u32,
+    /// One byte per requested point: 1 when read.
+    pub present: Buffer,
+    /// Items: offsets (present+1) into `data`.
+    pub offsets: Uint32Array,
+    pub data: Buffer,
+    /// Records that failed verification and were treated as missing.
+    pub corrupt: Vec<String>,
+}
+
+fn chunk_data_to_js(d: ChunkData) -> Result<BindingChunkData> {
+    Ok(BindingChunkData {
+        kind: d.kind as u32,
+        present: d.present.iter().map(|&p| u8::from(p)).collect::<Vec<u8>>().into(),
+        offsets: d.offsets.into(),
+        data: d.data.into(),
+        corrupt: d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))).collect(),
+    })
+}
+
+/// Missing points of a chunk as product blocks.
+#[napi(object)]
+pub struct BindingBlocks {
+    /// Per block, per axis: positions into the chunk's selected offsets.
+    pub blocks: Vec<Vec<Uint32Array>>,
+    /// Requested-point indices of every block's points, blocks in order,
+    /// each in its grid order.
+    pub points: Uint32Array,
+}
+
+/// A planned selection of a grid; resolves, reads and writes its chunks.
+#[napi]
+pub struct BindingPlan {
+    grid: Arc<Grid>,
+    plan: Arc<Plan>,
+    state: Arc<Mutex<PlanState>>,
+}
+
+type Resolved = (Vec<u32>, Vec<String>);
+
+fn resolved_to_js(r: Resolved) -> Result<BindingResolved> {
+    Ok(BindingResolved { available: r.0.into(), corrupt: r.1 })
+}
+
+/// Per chunk: how many requested points are stored.
+#[napi(object)]
+pub struct BindingResolved {
+    pub available: Uint32Array,
+    pub corrupt: Vec<String>,
+}
+
+impl BindingPlan {
+    fn resolve_op(&self, store: &BindingStore, cache_id: &[u8]) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Resolved> + Send + 'static> {
+        let (store, grid, plan, state, cache) = (store.inner.clone(), self.grid.clone(), self.plan.clone(), self.state.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let mut st = state.lock().unwrap();
+            st.catalog = Catalog::default();
+            let res = store.resolve(&cache, &grid, &plan, 0..plan.n_chunks, &mut st.catalog)?;
+            let avail = res.iter().map(|r| r.available).collect();
+            let corrupt = res.iter().flat_map(|r| r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c)))).collect();
+            st.resolutions = res.into_iter().map(Some).collect();
+            Ok((avail, corrupt))
+        })
+    }
+
+    fn resolution(&self, store: &Arc<Store>, cache: &[u8; 16], i: usize) -> chunk_memo_core::error::Result<Resolution> {
+        let mut st = self.state.lock().unwrap();
+        if let Some(Some(r)) = st.resolutions.get(i) {
+            return Ok(r.clone());
+        }
+        let st = &mut *st;
+        let r = store.resolve(cache, &self.grid, &self.plan, i..i + 1, &mut st.catalog)?.pop().unwrap();
+        st.resolutions[i] = Some(r.clone());
+        Ok(r)
+    }
+
+    fn check(&self, i: u32) -> Result<usize> {
+        if (i as usize) < self.plan.n_chunks {
+            Ok(i as usize)
+        } else {
+            Err(Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: chunk {i} out of range")))
+        }
+    }
+
+    fn read_op(&self, store: &BindingStore, cache_id: &[u8], i: u32) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<ChunkData> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let r = me.resolution(&store, &cache, i)?;
+            store.read_chunk(&cache, &r)
+        })
+    }
+
+    fn write_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+        kind: u32,
+        points: &[u32],
+        offsets: &[u32],
+        data: &[u8],
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        let (points, offsets, data) = (points.to_vec(), offsets.to_vec(), data.to_vec());
+        Ok(move || {
+            let res = me.state.lock().unwrap().resolutions[i].clone();
+            let geo = ChunkGeometry::of(&me.plan, i);
+            store.write_chunks(
+                &cache,
+                &[ChunkWrite { geo: &geo, grid: &me.grid, res: res.as_ref(), kind: kind as u8, points: &points, offsets: &offsets, data: &data }],
+            )?;
+            // The chunk's state changed: resolve it again when asked.
+            me.state.lock().unwrap().resolutions[i] = None;
+            Ok(())
+        })
+    }
+}
+
+#[napi]
+impl BindingPlan {
+    #[napi(getter)]
+    pub fn chunk_count(&self) -> u32 {
+        self.plan.n_chunks as u32
+    }
+
+    /// Selected points per axis.
+    #[napi(getter)]
+    pub fn shape(&self) -> Vec<u32> {
+        self.plan.shape.clone()
+    }
+
+    /// Touched bins per axis; chunk `i` is the mixed-radix combination of
+    /// them, first axis slowest.
+    #[napi]
+    pub fn describe(&self) -> Vec<BindingAxisPlan> {
+        self.plan
+            .axes
+            .iter()
+            .map(|bins| BindingAxisPlan {
+                bin: bins.iter().map(|b| b.bin).collect(),
+                start: bins.iter().map(|b| b.start).collect(),
+                len: bins.iter().map(|b| b.len).collect(),
+                sel_pos: bins.iter().map(|b| b.sel_pos).collect(),
+                sel_count: bins.iter().map(|b| b.sel.len() as u32).collect(),
+                sel: bins.iter().flat_map(|b| b.sel.iter().copied()).collect::<Vec<u32>>().into(),
+            })
+            .collect()
+    }
+
+    /// Key (16 bytes) of chunk `i`'s record.
+    #[napi]
+    pub fn chunk_key(&self, i: u32) -> Result<Buffer> {
+        let i = self.check(i)?;
+        Ok(self.grid.chunk_key(&ChunkGeometry::of(&self.plan, i).bins).to_vec().into())
+    }
+
+    /// Resolves every chunk against the store: stored points per chunk.
+    #[napi]
+    pub fn resolve(&self, store: &BindingStore, cache_id: Buffer) -> Result<BindingResolved> {
+        resolved_to_js(self.resolve_op(store, &cache_id)?().map_err(to_napi)?)
+    }
+
+    #[napi(ts_return_type = "Promise<BindingResolved>")]
+    pub fn resolve_async(&self, store: &BindingStore, cache_id: Buffer, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<Resolved, BindingResolved>>> {
+        Ok(task(self.resolve_op(store, &cache_id)?, resolved_to_js, signal))
+    }
+
+    /// One byte per requested point of chunk `i`: 1 when stored.
+    #[napi]
+    pub fn presence(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<Buffer> {
+        let i = self.check(i)?;
+        let r = self.resolution(&store.inner, &id16(&cache_id, "cache id")?, i).map_err(to_napi)?;
+        Ok((0..r.requested as usize).map(|k| u8::from(r.is_present(k))).collect::<Vec<u8>>().into())
+    }
+
+    /// Missing points of chunk `i` as disjoint product blocks.
+    #[napi]
+    pub fn missing(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingBlocks> {
+        let i = self.check(i)?;
+        let r = self.resolution(&store.inner, &id16(&cache_id, "cache id")?, i).map_err(to_napi)?;
+        let geo = ChunkGeometry::of(&self.plan, i);
+        let dims: Vec<usize> = geo.sel.iter().map(|s| s.len()).collect();
+        let missing: Vec<bool> = (0..r.requested as usize).map(|k| !r.is_present(k)).collect();
+        let blocks = missing_blocks(&dims, &missing);
+        let mut points = Vec::new();
+        for b in &blocks {
+            let mut acc = vec![0u32];
+            for (a, idx) in b.iter().enumerate() {
+                let d = dims[a] as u32;
+                acc = acc.iter().flat_map(|&base| idx.iter().map(move |&x| base * d + x)).collect();
+            }
+            if b.is_empty() {
+                acc = vec![0];
+            }
+            points.extend(acc);
+        }
+        Ok(BindingBlocks {
+            blocks: blocks.into_iter().map(|b| b.into_iter().map(Uint32Array::from).collect()).collect(),
+            points: points.into(),
+        })
+    }
+
+    /// Reads the stored requested points of chunk `i`.
+    #[napi]
+    pub fn read(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingChunkData> {
+        chunk_data_to_js(self.read_op(store, &cache_id, i)?().map_err(to_napi)?)
+    }
+
+    #[napi(ts_return_type = "Promise<BindingChunkData>")]
+    pub fn read_async(&self, store: &BindingStore, cache_id: Buffer, i: u32, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<ChunkData, BindingChunkData>>> {
+        Ok(task(self.read_op(store, &cache_id, i)?, chunk_data_to_js, signal))
+    }
+
+    /// Writes new points of chunk `i`: `points` are requested-point
+    /// indices; items give `offsets` (points+1) into `data`, typed kinds
+    /// give raw little-endian elements.
+    #[napi]
+    pub fn write(&self, store: &BindingStore, cache_id: Buffer, i: u32, kind: u32, points: Uint32Array, offsets: Uint32Array, data: Buffer) -> Result<()> {
+        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data)?().map_err(to_napi)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        kind: u32,
+        points: Uint32Array,
+        offsets: Uint32Array,
+        data: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        Ok(task(self.write_op(store, &cache_id, i, kind, &points, &offsets, &data)?, unit, signal))
+    }
+}
