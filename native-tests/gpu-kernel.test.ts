@@ -125,6 +125,14 @@ test.serial('disposeGpuKernels releases the kernels; later jobs rebuild them', a
   t.false(gpuBackendInfo().observed);
   const out = await runGpuJob(job(scaledSin, { scale: 2 }, { x: [1, 2], y: [0, 0] }));
   assertClose(t, out, [2, 4]);
+  // disposing while jobs run: running jobs finish first, later ones wait for it
+  const { x, y } = zipped(8192);
+  const running = runGpuJob(job(scaledSin, { scale: 2 }, { x, y }));
+  const disposed = disposeGpuKernels();
+  const after = runGpuJob(job(scaledSin, { scale: 2 }, { x: x.slice(0, 9), y: y.slice(0, 9) }));
+  assertClose(t, await running, reference(x, y, 2));
+  await disposed;
+  assertClose(t, await after, reference(x.slice(0, 9), y.slice(0, 9), 2));
 });
 
 test('concurrent jobs on one kernel stay separate', async (t) => {

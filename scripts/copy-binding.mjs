@@ -1,0 +1,8 @@
+// After tsc: copy the generated loader and types (and the host addon when
+// present) next to the compiled binding wrapper in dist/ts/binding.
+import { cpSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+for (const f of readdirSync('ts/binding')) {
+  if (f.endsWith('.cjs') || f.endsWith('.d.cts') || f.endsWith('.node')) cpSync(join('ts/binding', f), join('dist/ts/binding', f));
+}

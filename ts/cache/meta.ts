@@ -1,0 +1,30 @@
+/** The metadata record of a cache, stored under its id in the `meta` database. */
+import { Packr } from 'msgpackr';
+import type { Params, Value } from '../value.js';
+
+export const META_FORMAT = 1;
+
+export interface CacheMeta {
+  format: number;
+  id: string;
+  params: Params;
+  axisOrder: string[];
+  /** Union of every axis value ever used with this id, in first-seen order. */
+  axisValues: Record<string, Value[]>;
+  chunkSpec: Record<string, number>;
+  cacheVersion: string;
+  /** Code identity: null, `{ version }` or `{ fn: digest }`. */
+  code: Value;
+  createdAt: number;
+  updatedAt: number;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: true, int64AsType: 'bigint', variableMapSize: true });
+
+export function packMeta(m: CacheMeta): Buffer {
+  return packr.pack(m);
+}
+
+export function unpackMeta(b: Buffer): CacheMeta {
+  return packr.unpack(b) as CacheMeta;
+}

@@ -1,0 +1,73 @@
+/**
+ * Output payloads: one msgpack value per point ("items"), or raw
+ * little-endian elements when a chunk function returns a numeric TypedArray.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { DTYPE } from '../canonical/encode.js';
+import type { TypedArray } from '../value.js';
+
+export const KIND_ITEMS = 0;
+
+const packr = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' });
+
+type TypedCtor = { new (n: number): TypedArray; new (b: ArrayBufferLike, o?: number, l?: number): TypedArray; BYTES_PER_ELEMENT: number; name: string };
+const CTORS: Record<number, TypedCtor> = {
+  1: Int8Array, 2: Uint8ClampedArray, 3: Int16Array, 4: Uint16Array, 5: Int32Array, 6: Uint32Array,
+  7: Float32Array, 8: Float64Array, 9: BigInt64Array, 10: BigUint64Array, 11: Uint8Array,
+} as unknown as Record<number, TypedCtor>;
+
+export function typedCtor(kind: number): TypedCtor {
+  const c = CTORS[kind];
+  if (!c) throw new Error(`unknown output kind ${kind}`);
+  return c;
+}
+
+/** Record kind of a chunk output: a dtype for numeric typed arrays, else items. */
+export function kindOf(out: unknown): number {
+  if (ArrayBuffer.isView(out) && !(out instanceof DataView)) {
+    const name = out.constructor.name;
+    if (name === 'Uint8Array' || name === 'Buffer') return 11;
+    return DTYPE[name] ?? KIND_ITEMS;
+  }
+  return KIND_ITEMS;
+}
+
+export interface Encoded {
+  kind: number;
+  offsets: Uint32Array;
+  data: Buffer;
+}
+
+/** Encodes the outputs of `n` points. */
+export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
+  if (kind !== KIND_ITEMS) {
+    const ta = out as unknown as TypedArray;
+    return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength) };
+  }
+  const n = out.length;
+  const parts: Buffer[] = new Array(n);
+  const offsets = new Uint32Array(n + 1);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const b = packr.pack(out[i] === undefined ? null : out[i]);
+    parts[i] = b;
+    total += b.length;
+    offsets[i + 1] = total;
+  }
+  return { kind, offsets, data: Buffer.concat(parts, total) };
+}
+
+/** Decodes `count` present points of a read (items: concatenated msgpack). */
+export function decodeOutputs(kind: number, data: Buffer, count: number): ArrayLike<unknown> {
+  if (kind === KIND_ITEMS) {
+    if (count === 0) return [];
+    const vals = unpackr.unpackMultiple(data) as unknown[];
+    return vals;
+  }
+  const C = typedCtor(kind);
+  // Copy into an aligned buffer (the native buffer may be unaligned).
+  const arr = new C(count);
+  new Uint8Array(arr.buffer).set(data.subarray(0, count * C.BYTES_PER_ELEMENT));
+  return arr;
+}
