@@ -11,7 +11,7 @@ import { PlanGeometry } from './geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import { Progress, type ProgressEvent } from './progress.js';
 import { describeValue } from '../cache/options.js';
-import { afterRun } from '../manage/hooks.js';
+import { afterRun, beforeRun } from '../manage/hooks.js';
 
 /** What a chunk function returns: one output per point, or a numeric TypedArray. */
 export type ChunkOutput = readonly unknown[] | TypedArray;
@@ -149,6 +149,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
   const core = cache._check();
   const t0 = performance.now();
   const plan = planOf(cache);
+  beforeRun(cache, plan);
   let resolved;
   try {
     resolved = plan.resolve(core.store, core.idBytes);
