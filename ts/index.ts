@@ -36,3 +36,8 @@ export type { ProgressEvent } from './run/progress.js';
 export * from './errors/index.js';
 export type { Value, Params, TypedArray } from './value.js';
 export { gpuKernel } from './gpu/kernel.js';
+export { runParallel } from './parallel/run-parallel.js';
+export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item } from './parallel/run-parallel.js';
+export { defineTask, executeJob } from './parallel/execute.js';
+export type { PointsFn } from './parallel/execute.js';
+export type { ExecJob, TaskSpec, ModuleTaskSpec, GpuTaskSpec } from './parallel/job.js';

@@ -73,7 +73,6 @@ export interface CacheCore {
   closed: boolean;
 }
 
-const disposeSym: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
 /** The cache id for an identity. */
 export function cacheIdOf(params: Params, cacheVersion: string, code: Value): { id: string; idBytes: Buffer } {
@@ -313,12 +312,11 @@ export class ChunkCache {
   withParams(params: Params): ChunkCache {
     const core = this._check();
     if (this._pinned.size) throw new InvalidOptionError('withParams: not available on a pinned (superset) view; open the cache you need with ChunkCache.open');
-    const c = ChunkCache.open({
-      root: core.root, params, axisValues: core.axisValues, chunkSpec: core.chunkSpec, axisOrder: core.axisOrder,
-      cacheVersion: core.cacheVersion, verbose: core.verbose, ...(core.maxBytes !== undefined ? { maxBytes: core.maxBytes } : {}),
-      sharedRoots: core.sharedRoots,
-    });
-    return this.isView ? new ChunkCache(c._core, this._sel, this._pinned) : c;
+    // Validated like open, but the code identity (e.g. bound by memoize) is kept.
+    const o = normalizeOpenOptions('withParams', { params, axisValues: core.axisValues, chunkSpec: core.chunkSpec, axisOrder: core.axisOrder });
+    const c = buildCore({ ...core, params: o.params });
+    mergeMeta(c);
+    return new ChunkCache(c, this.isView ? this._sel : c.axisOrder.map(() => null), this._pinned);
   }
 
   /** @internal Same grid bound to another code identity (memoize). */
@@ -356,11 +354,15 @@ export class ChunkCache {
     this._core.closed = true;
   }
 
+  /** Same as `close()`, for `using cache = ChunkCache.open(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   [Symbol.for('nodejs.util.inspect.custom')](): string {
     return `ChunkCache(${this.id}, axes: ${this.axisOrder.map((a) => `${a}[${this.axisValues[a]!.length}]`).join(' x ') || 'singleton'})`;
   }
 }
-(ChunkCache.prototype as unknown as Record<symbol, () => void>)[disposeSym] = function (this: ChunkCache) { this.close(); };
 
 /** @internal Planned view: binding plan plus geometry helpers. */
 export function planOf(cache: ChunkCache) {

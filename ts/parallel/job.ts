@@ -16,7 +16,13 @@ export interface GpuTaskSpec {
   readonly options: Record<string, unknown>;
 }
 
-export type TaskSpec = ModuleTaskSpec | GpuTaskSpec;
+/** A function registered in this process (runs only here, not in workers). */
+export interface LocalTaskSpec {
+  readonly kind: 'local';
+  readonly id: number;
+}
+
+export type TaskSpec = ModuleTaskSpec | GpuTaskSpec | LocalTaskSpec;
 
 /**
  * One exec chunk: a plain, structured-clonable description of the points to
