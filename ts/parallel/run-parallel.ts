@@ -331,7 +331,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     let kind = KIND_ITEMS;
     const firstKind = (w.outs as Map<number, unknown> & { kind?: number }).kind;
     if (firstKind !== undefined && firstKind !== KIND_ITEMS) kind = firstKind;
-    const enc = kind !== KIND_ITEMS ? encodeOutputs(typedCtor(kind).from(vals as never) as unknown as unknown[], kind) : encodeOutputs(vals, KIND_ITEMS);
+    const enc = kind !== KIND_ITEMS ? encodeOutputs((typedCtor(kind) as unknown as { from(v: unknown[]): unknown[] }).from(vals), kind) : encodeOutputs(vals, KIND_ITEMS);
     const tw = performance.now();
     try {
       plan.write(core.store, core.idBytes, i, kind, Uint32Array.from(w.points), enc.offsets, enc.data);

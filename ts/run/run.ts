@@ -174,6 +174,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
     const avail = resolved.available[i]!;
     let out: unknown[] | TypedArray | null = null;
     let cached = 0;
+    let partKind = -1; // dtype shared by every part of the chunk so far; -1 none yet
     if (avail > 0) {
       const tr = performance.now();
       const rd = plan.read(core.store, core.idBytes, i);
@@ -182,6 +183,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
       for (let j = 0; j < rd.present.length; j++) present += rd.present[j]!;
       const vals = decodeOutputs(rd.kind, rd.data, present);
       cached = present;
+      if (present > 0) partKind = rd.kind;
       if (present === m) out = vals as unknown[] | TypedArray;
       else {
         const arr: unknown[] = new Array(m);
@@ -216,6 +218,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
           );
         }
         const kind = kindOf(res);
+        partKind = partKind === -1 || partKind === kind ? kind : KIND_ITEMS;
         const enc = encodeOutputs(res as ArrayLike<unknown>, kind);
         const positions = blocks.points.subarray(off, off + count);
         const tw = performance.now();
@@ -232,7 +235,11 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
         progress.update(count, 0);
       }
       // Typed chunk outputs stay typed when every part has one dtype.
-      out = arr;
+      if (partKind > KIND_ITEMS) {
+        const ta = new (typedCtor(partKind))(m);
+        for (let j = 0; j < m; j++) (ta as unknown as unknown[])[j] = arr[j];
+        out = ta;
+      } else out = arr;
     }
     diag.cachedPoints += cached;
     diag.executedPoints += executed;

@@ -509,15 +509,29 @@ impl Store {
         let key = grid.chunk_key(&geo.bins);
         let requested = geo.requested() as u32;
         let mut res = Resolution { key, requested, ..Default::default() };
-        let exact = self.index.get(t, &rkey(cache, &key))?.map(Descriptor::decode).transpose()?;
+        let mut exact = self.index.get(t, &rkey(cache, &key))?.map(Descriptor::decode).transpose()?;
         if let Some(d) = &exact {
             if d.present == d.n {
                 // Fast path: the chunk's own record is complete. Its checksum
-                // is verified when it is read.
-                res.available = requested;
-                let pos = geo.record_positions();
-                res.sources.push(Source { chunk: key, map: pos.iter().enumerate().map(|(r, &p)| (r as u32, p)).collect() });
-                return Ok(res);
+                // is verified here (xxh3 over mapped pages, cheap next to
+                // the read that follows): a bad record must be reported and
+                // its points treated as missing, or callers that trust the
+                // resolution would never recompute them.
+                match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+                    Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
+                        res.available = requested;
+                        let pos = geo.record_positions();
+                        res.sources.push(Source { chunk: key, map: pos.iter().enumerate().map(|(r, &p)| (r as u32, p)).collect() });
+                        return Ok(res);
+                    }
+                    Some(Err(e)) => {
+                        res.corrupt.push((key, e.message));
+                        exact = None;
+                    }
+                    // Missing or disagreeing with its index entry: take the
+                    // general path, which checks every point.
+                    _ => {}
+                }
             }
         }
         if requested == 0 {
