@@ -41,3 +41,4 @@ export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item } from '.
 export { defineTask, executeJob } from './parallel/execute.js';
 export type { PointsFn } from './parallel/execute.js';
 export type { ExecJob, TaskSpec, ModuleTaskSpec, GpuTaskSpec } from './parallel/job.js';
+export * from './manage/index.js';

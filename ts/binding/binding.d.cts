@@ -21,6 +21,9 @@ export declare class BindingGrid {
 
 /** A planned selection of a grid; resolves, reads and writes its chunks. */
 export declare class BindingPlan {
+  /** Writes new points of several chunks in one transaction. */
+  writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
+  writeBatchAsync(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>, signal?: AbortSignal | undefined | null): Promise<void>
   get chunkCount(): number
   /** Selected points per axis. */
   get shape(): Array<number>
@@ -75,6 +78,11 @@ export declare class BindingStore {
   verify(id: Buffer): Array<BindingBadRecord>
   /** Overwrites raw record bytes (tests plant corruption with it). */
   putRawRecordForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
+  /**
+   * Plain LMDB read loop over a cache's records touching every byte:
+   * `[records, bytes, fold]` (a benchmark ceiling).
+   */
+  scanRecords(id: Buffer): Array<number>
   /** Size of the environment's data file in bytes. */
   diskBytes(): number
 }
@@ -126,6 +134,15 @@ export interface BindingChunkData {
   data: Buffer
   /** Records that failed verification and were treated as missing. */
   corrupt: Array<string>
+}
+
+/** New points of one chunk, for `writeBatch`. */
+export interface BindingChunkWrite {
+  chunk: number
+  kind: number
+  points: Uint32Array
+  offsets: Uint32Array
+  data: Buffer
 }
 
 /** An axis of a record descriptor. */

@@ -108,6 +108,14 @@ function mergeMeta(core: CacheCore): void {
   const now = Date.now();
   if (existing) {
     meta = unpackMeta(existing);
+    const had = Object.keys(meta.axisValues).sort();
+    const now2 = [...core.axisOrder].sort();
+    if (had.length !== now2.length || had.some((a, i) => a !== now2[i])) {
+      throw new InvalidOptionError(
+        `ChunkCache.open: cache ${core.id} (same params, cacheVersion and code) is stored with axes [${had.join(', ')}], not [${now2.join(', ')}]; ` +
+          'open it with the same axes (select a subset with cache.select), or use another cacheVersion for a different grid',
+      );
+    }
     let changed = false;
     for (const a of core.axisOrder) {
       const old = meta.axisValues[a] ?? [];

@@ -253,11 +253,23 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
       }
     }
     const missing: number[] = [];
+    let missingTargets = 0;
     if (avail < geo.points) {
-      if (tlist) { for (const t of tlist) if (!present || !present[t.r]) missing.push(t.r); }
-      else for (let r = 0; r < geo.points; r++) if (!present || !present[r]) missing.push(r);
+      if (tlist) {
+        // A point requested by several items is computed once.
+        const seen = new Set<number>();
+        for (const t of tlist) {
+          if (present && present[t.r]) continue;
+          missingTargets++;
+          if (!seen.has(t.r)) {
+            seen.add(t.r);
+            missing.push(t.r);
+          }
+        }
+      } else for (let r = 0; r < geo.points; r++) if (!present || !present[r]) missing.push(r);
+      if (!tlist) missingTargets = missing.length;
     }
-    const cachedHere = nTargets - missing.length;
+    const cachedHere = nTargets - missingTargets;
     diag.cachedPoints += cachedHere;
     if (missing.length === 0) diag.cachedChunks++;
     else {
@@ -325,22 +337,27 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   }
 
   let buffered = 0;
-  const flushChunk = (i: number): void => {
+  /** Writes the computed points `rs` of memo chunk `i` (all of them, or a partial record). */
+  const writeChunk = (i: number, rs: number[]): void => {
     const w = work.get(i)!;
-    const vals = w.points.map((r) => w.outs.get(r));
+    const vals = rs.map((r) => w.outs.get(r));
     let kind = KIND_ITEMS;
     const firstKind = (w.outs as Map<number, unknown> & { kind?: number }).kind;
     if (firstKind !== undefined && firstKind !== KIND_ITEMS) kind = firstKind;
     const enc = kind !== KIND_ITEMS ? encodeOutputs((typedCtor(kind) as unknown as { from(v: unknown[]): unknown[] }).from(vals), kind) : encodeOutputs(vals, KIND_ITEMS);
     const tw = performance.now();
     try {
-      plan.write(core.store, core.idBytes, i, kind, Uint32Array.from(w.points), enc.offsets, enc.data);
+      plan.write(core.store, core.idBytes, i, kind, Uint32Array.from(rs), enc.offsets, enc.data);
     } catch (e) {
       throw fromNative(e, `${where}: storing chunk ${i}`);
     }
     diag.timings.writeMs += performance.now() - tw;
     diag.streamFlushes++;
-    buffered -= w.points.length;
+    buffered -= rs.length;
+  };
+  const flushChunk = (i: number): void => {
+    const w = work.get(i)!;
+    writeChunk(i, w.points);
     work.delete(i);
     progress.update(0, 1);
   };
@@ -422,7 +439,14 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
             diag.execChunks++;
             const p = (pool ? pool.run(job) : executeJob(job)).then(
               (out) => {
-                if (failure === null) accept(refs, out as ArrayLike<unknown>, job.jobIndex);
+                // An error here (storing a chunk, onProgress) fails the run; it must not be swallowed.
+                if (failure === null) {
+                  try {
+                    accept(refs, out as ArrayLike<unknown>, job.jobIndex);
+                  } catch (e) {
+                    failure ??= e;
+                  }
+                }
               },
               (e) => {
                 if (failure === null) failure = new ExecError(`${where}: ${describeJob(job)} failed: ${(e as Error)?.message ?? e}; finished memo chunks are stored, a re-run computes only the rest`, { cause: e });
@@ -447,11 +471,22 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   } finally {
     if (local) releaseLocalTask(spec as never);
     diag.timings.execMs += performance.now() - te;
-    // Whatever completed is stored, also on failure or abort.
-    try {
-      while (ready.length) flushChunk(ready.shift()!);
-    } catch (e) {
-      failure ??= e;
+    // Whatever completed is stored, also on failure or abort: complete memo
+    // chunks, then the computed points of incomplete ones as partial records.
+    while (ready.length) {
+      try {
+        flushChunk(ready.shift()!);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    for (const [i, w] of [...work]) {
+      if (w.outs.size === 0) continue;
+      try {
+        writeChunk(i, w.points.filter((r) => w.outs.has(r)));
+      } catch (e) {
+        failure ??= e;
+      }
     }
     afterRun(view);
   }

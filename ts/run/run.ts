@@ -10,6 +10,7 @@ import type { Params, TypedArray, Value } from '../value.js';
 import { PlanGeometry } from './geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import { Progress, type ProgressEvent } from './progress.js';
+import { WriteBatcher } from './batch.js';
 import { describeValue } from '../cache/options.js';
 import { afterRun, beforeRun } from '../manage/hooks.js';
 
@@ -145,7 +146,7 @@ function place(dst: unknown[], positions: ArrayLike<number>, src: ArrayLike<unkn
   for (let j = 0; j < positions.length; j++) dst[positions[j]!] = src[j];
 }
 
-async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, diag: Diagnostics, label: string): AsyncGenerator<ChunkResult> {
+async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, diag: Diagnostics, label: string, durableYield = false): AsyncGenerator<ChunkResult> {
   const core = cache._check();
   const t0 = performance.now();
   const plan = planOf(cache);
@@ -167,6 +168,9 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
   const params = cache.params;
   const visible = cache.axisOrder;
   const ctx: ChunkContext = opts.signal ? { axisOrder: visible, signal: opts.signal } : { axisOrder: visible };
+  const batcher = new WriteBatcher(plan, core.store, core.idBytes, label);
+  let ok = false;
+  try {
   for (let i = 0; i < G.chunkCount; i++) {
     if (opts.signal?.aborted) throw new AbortedError(`${label} aborted after ${i} of ${G.chunkCount} chunks; finished chunks are stored`, { cause: opts.signal.reason });
     const geo = G.chunk(i);
@@ -221,13 +225,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
         partKind = partKind === -1 || partKind === kind ? kind : KIND_ITEMS;
         const enc = encodeOutputs(res as ArrayLike<unknown>, kind);
         const positions = blocks.points.subarray(off, off + count);
-        const tw = performance.now();
-        try {
-          plan.write(core.store, core.idBytes, i, kind, positions, enc.offsets, enc.data);
-        } catch (e) {
-          throw fromNative(e, `${label}: storing chunk ${i}`);
-        }
-        diag.timings.writeMs += performance.now() - tw;
+        batcher.add({ chunk: i, kind, points: positions, offsets: enc.offsets, data: enc.data });
         diag.streamFlushes++;
         place(arr, positions, kind === KIND_ITEMS ? (res as unknown[]) : (res as unknown as ArrayLike<unknown>));
         off += count;
@@ -249,6 +247,8 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
     diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, m);
     progress.update(0, 1);
     const outIndex = G.outIndices(geo);
+    // iterate() hands out only chunks that are already committed.
+    if (durableYield && executed > 0) batcher.flush();
     yield {
       index: i,
       axisValues: valuesOf(cache, (k) => Array.from(geo.sel[k]!, (s) => geo.start[k]! + s)),
@@ -257,6 +257,16 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
       executedPoints: executed,
       outIndex,
     };
+  }
+  ok = true;
+  } finally {
+    // Commit what was computed, also when the run fails or is aborted.
+    try {
+      batcher.flush();
+    } catch (e) {
+      if (ok) throw e;
+    }
+    diag.timings.writeMs = batcher.writeMs;
   }
   diag.timings.totalMs = performance.now() - t0;
 }
@@ -315,7 +325,7 @@ export async function* iterate(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOpt
   checkFn('iterate', fn);
   const diag = newDiagnostics();
   try {
-    for await (const r of chunkResults(cache, fn, opts, diag, 'iterate')) yield r;
+    for await (const r of chunkResults(cache, fn, opts, diag, 'iterate', true)) yield r;
   } finally {
     afterRun(cache);
   }

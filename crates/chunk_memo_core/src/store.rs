@@ -27,7 +27,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub type CacheId = [u8; 16];
 pub type ChunkKey = [u8; 16];
 
-const DEFAULT_MAP_SIZE: usize = 1 << 40; // 1 TiB of address space; the file grows as written
+// 16 GiB of address space to start (the file grows only as written); the map
+// doubles on MDB_MAP_FULL, so this is no limit on the store's size.
+const DEFAULT_MAP_SIZE: usize = 16 << 30;
 
 /// A record's descriptor as kept in the index.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +59,15 @@ impl Descriptor {
         out.extend_from_slice(&self.bytes.to_le_bytes());
         out.extend_from_slice(&self.updated_ms.to_le_bytes());
         out
+    }
+
+    /// (n, present) from an encoded descriptor without decoding the axes.
+    pub fn counts(b: &[u8]) -> Result<(u32, u32)> {
+        if b.len() < 25 || b[0] != 1 {
+            return Err(CoreError::corrupt("bad index descriptor"));
+        }
+        let t = b.len() - 24;
+        Ok((u32::from_le_bytes(b[t..t + 4].try_into().unwrap()), u32::from_le_bytes(b[t + 4..t + 8].try_into().unwrap())))
     }
 
     pub fn decode(b: &[u8]) -> Result<Descriptor> {
@@ -169,22 +180,26 @@ impl Store {
 
     /// Runs `f` in a read transaction.
     pub fn read<T>(&self, f: impl FnOnce(&Store, &RoTxn<'_, WithoutTls>) -> Result<T>) -> Result<T> {
-        let _g = self.gate.read().unwrap();
-        let txn = self.begin_read()?;
-        f(self, &txn)
+        for _ in 0..2 {
+            let g = self.gate.read().unwrap();
+            match self.env.read_txn() {
+                Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
+                    drop(g);
+                    self.adopt_map_size()?;
+                }
+                r => return f(self, &r?),
+            }
+        }
+        Err(CoreError::new(ErrorCode::Storage, "the map keeps being resized by another process"))
     }
 
-    fn begin_read(&self) -> Result<RoTxn<'_, WithoutTls>> {
-        match self.env.read_txn() {
-            Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
-                // Another process grew the map: adopt its size.
-                // SAFETY: callers hold the gate; no txn of ours is open here
-                // except other readers, which LMDB allows for size 0 adoption.
-                unsafe { self.env.resize(0)? };
-                Ok(self.env.read_txn()?)
-            }
-            r => Ok(r?),
-        }
+    /// Another process grew the map: adopt its size (no txn of ours open).
+    fn adopt_map_size(&self) -> Result<()> {
+        let _g = self.gate.write().unwrap();
+        // SAFETY: the exclusive gate guarantees no transaction of this
+        // process is open.
+        unsafe { self.env.resize(0)? };
+        Ok(())
     }
 
     /// Runs `f` in a write transaction and commits; grows the map and retries
@@ -192,8 +207,15 @@ impl Store {
     pub fn write<T>(&self, mut f: impl FnMut(&Store, &mut RwTxn<'_>) -> Result<T>) -> Result<T> {
         for _ in 0..8 {
             let r = {
-                let _g = self.gate.read().unwrap();
-                let mut txn = self.env.write_txn()?;
+                let g = self.gate.read().unwrap();
+                let mut txn = match self.env.write_txn() {
+                    Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
+                        drop(g);
+                        self.adopt_map_size()?;
+                        continue;
+                    }
+                    r => r?,
+                };
                 match f(self, &mut txn) {
                     Ok(v) => txn.commit().map(|_| v).map_err(CoreError::from),
                     Err(e) => Err(e),
@@ -401,6 +423,28 @@ impl Store {
         self.write(|s, t| Ok(s.records.put(t, &rkey(cache, chunk), bytes)?))
     }
 
+    /// Plain LMDB read loop over every record of a cache, touching each byte
+    /// (the ceiling that benchmarks compare the store's read path with).
+    /// Returns (records, bytes, fold of the bytes).
+    pub fn scan_records(&self, cache: &CacheId) -> Result<(u64, u64, u64)> {
+        self.read(|s, t| {
+            let (mut n, mut bytes, mut fold) = (0u64, 0u64, 0u64);
+            for item in s.records.prefix_iter(t, cache)? {
+                let (_, v) = item?;
+                n += 1;
+                bytes += v.len() as u64;
+                let mut acc = 0u64;
+                for c in v.chunks(8) {
+                    let mut w = [0u8; 8];
+                    w[..c.len()].copy_from_slice(c);
+                    acc ^= u64::from_le_bytes(w);
+                }
+                fold ^= acc;
+            }
+            Ok((n, bytes, fold))
+        })
+    }
+
     /// Environment size on disk in bytes.
     pub fn disk_bytes(&self) -> Result<u64> {
         Ok(self.env.real_disk_size()?)
@@ -488,8 +532,8 @@ impl ChunkGeometry {
 pub struct Catalog {
     loaded: bool,
     descs: Vec<(ChunkKey, Descriptor)>,
-    // (axis name, value hash) -> descriptor indices, for the plan's first axis
-    by_first: HashMap<u64, Vec<usize>>,
+    // Per grid axis: value hash -> indices of descriptors holding it.
+    by_axis: Vec<HashMap<u64, Vec<usize>>>,
 }
 
 impl Store {
@@ -509,9 +553,11 @@ impl Store {
         let key = grid.chunk_key(&geo.bins);
         let requested = geo.requested() as u32;
         let mut res = Resolution { key, requested, ..Default::default() };
-        let mut exact = self.index.get(t, &rkey(cache, &key))?.map(Descriptor::decode).transpose()?;
-        if let Some(d) = &exact {
-            if d.present == d.n {
+        let exact_raw = self.index.get(t, &rkey(cache, &key))?;
+        let mut exact_ok = exact_raw.is_some();
+        if let Some(raw) = exact_raw {
+            let (n, present) = Descriptor::counts(raw)?;
+            if present == n {
                 // Fast path: the chunk's own record is complete. Its checksum
                 // is verified here (xxh3 over mapped pages, cheap next to
                 // the read that follows): a bad record must be reported and
@@ -526,7 +572,7 @@ impl Store {
                     }
                     Some(Err(e)) => {
                         res.corrupt.push((key, e.message));
-                        exact = None;
+                        exact_ok = false;
                     }
                     // Missing or disagreeing with its index entry: take the
                     // general path, which checks every point.
@@ -537,6 +583,7 @@ impl Store {
         if requested == 0 {
             return Ok(res);
         }
+        let exact = if exact_ok { exact_raw.map(Descriptor::decode).transpose()? } else { None };
         res.present = vec![false; requested as usize];
         // Candidates: the exact record first, then every record sharing a
         // value of the first axis (all records for a grid without axes).
@@ -545,20 +592,25 @@ impl Store {
             cands.push((key, d));
         }
         self.load_catalog(t, cache, grid, catalog)?;
-        let mut seen: Vec<usize> = Vec::new();
-        if grid.axes.is_empty() {
-            seen.extend(0..catalog.descs.len());
-        } else {
-            let first = &grid.axes[0];
-            let bin = &geo.sel[0];
-            let base = geo.bins[0] as usize * first.chunk;
-            for &o in bin {
-                if let Some(v) = catalog.by_first.get(&first.hashes[base + o as usize]) {
-                    seen.extend(v.iter().copied());
+        // Records holding at least one requested value on every axis.
+        let mut seen: Vec<usize> = (0..catalog.descs.len()).collect();
+        for (a, axis) in grid.axes.iter().enumerate() {
+            let base = geo.bins[a] as usize * axis.chunk;
+            let mut on_axis: Vec<usize> = Vec::new();
+            if let Some(inv) = catalog.by_axis.get(a) {
+                for &o in &geo.sel[a] {
+                    if let Some(v) = inv.get(&axis.hashes[base + o as usize]) {
+                        on_axis.extend(v.iter().copied());
+                    }
                 }
             }
-            seen.sort_unstable();
-            seen.dedup();
+            on_axis.sort_unstable();
+            on_axis.dedup();
+            let keep: std::collections::HashSet<usize> = on_axis.into_iter().collect();
+            seen.retain(|d| keep.contains(d));
+            if seen.is_empty() {
+                break;
+            }
         }
         for d in seen {
             let (k, desc) = &catalog.descs[d];
@@ -605,11 +657,15 @@ impl Store {
             return Ok(());
         }
         catalog.descs = self.descriptors_in(t, cache)?;
-        if let Some(first) = grid.axes.first() {
+        catalog.by_axis = grid.axes.iter().map(|_| HashMap::new()).collect();
+        for (a, axis) in grid.axes.iter().enumerate() {
             for (i, (_, d)) in catalog.descs.iter().enumerate() {
-                if let Some((_, hs)) = d.axes.iter().find(|(n, _)| *n == first.name) {
+                if d.axes.len() != grid.axes.len() {
+                    continue;
+                }
+                if let Some((_, hs)) = d.axes.iter().find(|(n, _)| *n == axis.name) {
                     for h in hs {
-                        catalog.by_first.entry(*h).or_default().push(i);
+                        catalog.by_axis[a].entry(*h).or_default().push(i);
                     }
                 }
             }
@@ -631,36 +687,36 @@ fn map_into(grid: &Grid, geo: &ChunkGeometry, desc: &Descriptor) -> Option<Vec<(
     for a in (0..desc.axes.len().saturating_sub(1)).rev() {
         strides[a] = strides[a + 1] * desc.axes[a + 1].1.len() as u64;
     }
-    let mut per_axis: Vec<Vec<Option<u64>>> = Vec::with_capacity(grid.axes.len());
+    // Per grid axis: (position among the requested offsets, offset in the
+    // record) of the requested values the record holds. Only matches are
+    // kept, so the cost follows the overlap, not the chunk size.
+    let mut per_axis: Vec<Vec<(u32, u64)>> = Vec::with_capacity(grid.axes.len());
     for (a, axis) in grid.axes.iter().enumerate() {
         let ra = desc.axes.iter().position(|(n, _)| *n == axis.name)?;
         let lookup: HashMap<u64, usize> = desc.axes[ra].1.iter().enumerate().map(|(i, h)| (*h, i)).collect();
         let base = geo.bins[a] as usize * axis.chunk;
-        let col: Vec<Option<u64>> = geo.sel[a]
+        let col: Vec<(u32, u64)> = geo.sel[a]
             .iter()
-            .map(|&o| lookup.get(&axis.hashes[base + o as usize]).map(|&i| i as u64 * strides[ra]))
+            .enumerate()
+            .filter_map(|(j, &o)| lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra])))
             .collect();
-        if col.iter().all(Option::is_none) {
+        if col.is_empty() {
             return None;
         }
         per_axis.push(col);
     }
-    let mut out = Vec::new();
-    let mut acc: Vec<(u32, Option<u64>)> = vec![(0, Some(0))];
-    for col in &per_axis {
+    let dims: Vec<u32> = geo.sel.iter().map(|s| s.len() as u32).collect();
+    let mut acc: Vec<(u32, u64)> = vec![(0, 0)];
+    for (a, col) in per_axis.iter().enumerate() {
         let mut next = Vec::with_capacity(acc.len() * col.len());
         for &(r, p) in &acc {
-            for (j, c) in col.iter().enumerate() {
-                next.push((r * col.len() as u32 + j as u32, p.zip(*c).map(|(x, y)| x + y)));
+            for &(j, off) in col {
+                next.push((r * dims[a] + j, p + off));
             }
         }
         acc = next;
     }
-    for (r, p) in acc {
-        if let Some(p) = p {
-            out.push((r, p as u32));
-        }
-    }
+    let out: Vec<(u32, u32)> = acc.into_iter().map(|(r, p)| (r, p as u32)).collect();
     Some(out)
 }
 

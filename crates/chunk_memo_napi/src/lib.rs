@@ -252,6 +252,14 @@ impl BindingStore {
         self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes).map_err(to_napi)
     }
 
+    /// Plain LMDB read loop over a cache's records touching every byte:
+    /// `[records, bytes, fold]` (a benchmark ceiling).
+    #[napi]
+    pub fn scan_records(&self, id: Buffer) -> Result<Vec<f64>> {
+        let (n, b, f) = self.inner.scan_records(&id16(&id, "id")?).map_err(to_napi)?;
+        Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
+    }
+
     /// Size of the environment's data file in bytes.
     #[napi]
     pub fn disk_bytes(&self) -> Result<f64> {
@@ -318,14 +326,28 @@ impl BindingGrid {
         Ok(BindingPlan {
             grid: self.inner.clone(),
             plan: Arc::new(plan),
-            state: Arc::new(Mutex::new(PlanState { catalog: Catalog::default(), resolutions: vec![None; n] })),
+            state: Arc::new(Mutex::new(PlanState { owner: None, catalog: Catalog::default(), resolutions: vec![None; n] })),
         })
     }
 }
 
 struct PlanState {
+    /// Store path and cache id the cached resolutions belong to.
+    owner: Option<(std::path::PathBuf, [u8; 16])>,
     catalog: Catalog,
     resolutions: Vec<Option<Resolution>>,
+}
+
+impl PlanState {
+    /// Drops cached resolutions made for another store or cache.
+    fn bind(&mut self, store: &Store, cache: &[u8; 16]) {
+        let owner = (store.path().to_path_buf(), *cache);
+        if self.owner.as_ref() != Some(&owner) {
+            self.catalog = Catalog::default();
+            self.resolutions.iter_mut().for_each(|r| *r = None);
+            self.owner = Some(owner);
+        }
+    }
 }
 
 /// Requested points of a chunk read from the store.
@@ -388,6 +410,7 @@ impl BindingPlan {
         let (store, grid, plan, state, cache) = (store.inner.clone(), self.grid.clone(), self.plan.clone(), self.state.clone(), id16(cache_id, "cache id")?);
         Ok(move || {
             let mut st = state.lock().unwrap();
+            st.bind(&store, &cache);
             st.catalog = Catalog::default();
             let res = store.resolve(&cache, &grid, &plan, 0..plan.n_chunks, &mut st.catalog)?;
             let avail = res.iter().map(|r| r.available).collect();
@@ -399,6 +422,7 @@ impl BindingPlan {
 
     fn resolution(&self, store: &Arc<Store>, cache: &[u8; 16], i: usize) -> chunk_memo_core::error::Result<Resolution> {
         let mut st = self.state.lock().unwrap();
+        st.bind(store, cache);
         if let Some(Some(r)) = st.resolutions.get(i) {
             return Ok(r.clone());
         }
@@ -441,7 +465,11 @@ impl BindingPlan {
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
         let (points, offsets, data) = (points.to_vec(), offsets.to_vec(), data.to_vec());
         Ok(move || {
-            let res = me.state.lock().unwrap().resolutions[i].clone();
+            let res = {
+                let mut st = me.state.lock().unwrap();
+                st.bind(&store, &cache);
+                st.resolutions[i].clone()
+            };
             let geo = ChunkGeometry::of(&me.plan, i);
             store.write_chunks(
                 &cache,
@@ -454,8 +482,68 @@ impl BindingPlan {
     }
 }
 
+/// New points of one chunk, for `writeBatch`.
+#[napi(object)]
+pub struct BindingChunkWrite {
+    pub chunk: u32,
+    pub kind: u32,
+    pub points: Uint32Array,
+    pub offsets: Uint32Array,
+    pub data: Buffer,
+}
+
+struct OwnedWrite {
+    chunk: usize,
+    kind: u8,
+    points: Vec<u32>,
+    offsets: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl BindingPlan {
+    fn batch_op(&self, store: &BindingStore, cache_id: &[u8], writes: Vec<BindingChunkWrite>) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+        let mut owned = Vec::with_capacity(writes.len());
+        for w in writes {
+            owned.push(OwnedWrite { chunk: self.check(w.chunk)?, kind: w.kind as u8, points: w.points.to_vec(), offsets: w.offsets.to_vec(), data: w.data.to_vec() });
+        }
+        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let res: Vec<Option<Resolution>> = {
+                let mut st = me.state.lock().unwrap();
+                st.bind(&store, &cache);
+                owned.iter().map(|w| st.resolutions[w.chunk].clone()).collect()
+            };
+            let geos: Vec<ChunkGeometry> = owned.iter().map(|w| ChunkGeometry::of(&me.plan, w.chunk)).collect();
+            let writes: Vec<ChunkWrite<'_>> = owned
+                .iter()
+                .zip(&geos)
+                .zip(&res)
+                .map(|((w, geo), r)| ChunkWrite { geo, grid: &me.grid, res: r.as_ref(), kind: w.kind, points: &w.points, offsets: &w.offsets, data: &w.data })
+                .collect();
+            store.write_chunks(&cache, &writes)?;
+            let mut st = me.state.lock().unwrap();
+            for w in &owned {
+                st.resolutions[w.chunk] = None;
+            }
+            Ok(())
+        })
+    }
+}
+
 #[napi]
 impl BindingPlan {
+    /// Writes new points of several chunks in one transaction.
+    #[napi]
+    pub fn write_batch(&self, store: &BindingStore, cache_id: Buffer, writes: Vec<BindingChunkWrite>) -> Result<()> {
+        self.batch_op(store, &cache_id, writes)?().map_err(to_napi)
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn write_batch_async(&self, store: &BindingStore, cache_id: Buffer, writes: Vec<BindingChunkWrite>, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<(), ()>>> {
+        Ok(task(self.batch_op(store, &cache_id, writes)?, unit, signal))
+    }
+
     #[napi(getter)]
     pub fn chunk_count(&self) -> u32 {
         self.plan.n_chunks as u32

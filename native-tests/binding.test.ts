@@ -1,0 +1,516 @@
+/**
+ * Direct round trips through the native binding (no TS cache layer): store
+ * handles, metadata, value hashing, planning, resolving, reading and writing
+ * items and typed records (complete and partial), the async forms, error
+ * codes, descriptors, verification and planted corruption. The last test goes
+ * through the public API and counts binding crossings per chunk.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native, type BindingPlan, type BindingStore, type BindingChunkData } from '../ts/binding/native.js';
+import { encodeCanonical } from '../ts/canonical/encode.js';
+import { ChunkCache, run, pointwise } from '../ts/index.js';
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+function tempRoot(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-binding-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const buf = (u: ArrayBufferView): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
+/** A 16-byte cache id derived from a label. */
+const idOf = (label: string): Buffer => native.canonicalId(buf(encodeCanonical({ label })));
+
+/** u64 LE value hashes of a list of values. */
+const hashesOf = (values: unknown[]): Buffer => native.hashValues(Buffer.concat(values.map((v) => buf(encodeCanonical(v)))));
+
+const X = Array.from({ length: 10 }, (_, i) => i * 0.5);
+const Y = ['a', 'b', 'c'];
+
+/** Grid x[10] (chunk 4: bins of 4, 4, 2) by y[3] (one bin): three chunks of 12, 12 and 6 points. */
+function grid() {
+  return new native.BindingGrid(['x', 'y'], [hashesOf(X), hashesOf(Y)], [4, 3]);
+}
+
+/** Items payload of a set of points: one small byte string per point. */
+function items(labels: string[]): { offsets: Uint32Array; data: Buffer } {
+  const parts = labels.map((s) => Buffer.from(s, 'utf8'));
+  const offsets = new Uint32Array(parts.length + 1);
+  for (let i = 0; i < parts.length; i++) offsets[i + 1] = offsets[i]! + parts[i]!.length;
+  return { offsets, data: Buffer.concat(parts) };
+}
+
+/** Decodes an items read into a list with `null` for absent points. */
+function itemsOf(rd: BindingChunkData): (string | null)[] {
+  const out: (string | null)[] = [];
+  let w = 0;
+  for (let j = 0; j < rd.present.length; j++) {
+    if (rd.present[j]) {
+      out.push(rd.data.subarray(rd.offsets[w]!, rd.offsets[w + 1]!).toString('utf8'));
+      w++;
+    } else out.push(null);
+  }
+  return out;
+}
+
+/** Decodes a f64 read into a list with `null` for absent points. */
+function f64Of(rd: BindingChunkData): (number | null)[] {
+  const out: (number | null)[] = [];
+  let w = 0;
+  for (let j = 0; j < rd.present.length; j++) out.push(rd.present[j] ? rd.data.readDoubleLE(8 * w++) : null);
+  return out;
+}
+
+const label = (chunk: number, p: number): string => `c${chunk}p${p}`;
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** Asserts that `fn` throws (sync) an error whose message starts with `code`. */
+function throwsCode(t: ExecutionContext, fn: () => unknown, code: string): void {
+  const e = t.throws(fn);
+  t.truthy(e);
+  t.true(e!.message.startsWith(`${code}:`), e!.message);
+}
+
+async function rejectsCode(t: ExecutionContext, fn: () => Promise<unknown>, code: string): Promise<void> {
+  const e = await t.throwsAsync(async () => fn());
+  t.truthy(e);
+  t.true(e!.message.startsWith(`${code}:`), e!.message);
+}
+
+function writeItems(plan: BindingPlan, store: BindingStore, id: Buffer, chunk: number, points: number[]): void {
+  const { offsets, data } = items(points.map((p) => label(chunk, p)));
+  plan.write(store, id, chunk, 0, Uint32Array.from(points), offsets, data);
+}
+
+// ---------------------------------------------------------------------------
+// Store and metadata
+
+test('BindingStore.open twice on one path works and both handles see the same data', (t) => {
+  const root = tempRoot(t);
+  const a = native.BindingStore.open(root);
+  const b = native.BindingStore.open(root);
+  const c = native.BindingStore.open(join(root, '.', '')); // same directory, another spelling
+  t.is(a.path, b.path);
+  t.is(a.path, c.path);
+  const id = idOf('m');
+  a.putMeta(id, Buffer.from('hello'));
+  t.deepEqual(b.getMeta(id), Buffer.from('hello'));
+  t.deepEqual(c.getMeta(id), Buffer.from('hello'));
+});
+
+test('putMeta / getMeta / listMeta', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id1 = idOf('one');
+  const id2 = idOf('two');
+  t.is(store.getMeta(id1), null);
+  t.deepEqual(store.listMeta(), []);
+  store.putMeta(id1, Buffer.from([1, 2, 3]));
+  store.putMeta(id2, Buffer.from('second'));
+  store.putMeta(id1, Buffer.from([9])); // overwrite
+  t.deepEqual(store.getMeta(id1), Buffer.from([9]));
+  const list = store.listMeta().map((e) => [e.id.toString('hex'), e.blob.toString('hex')]).sort();
+  t.deepEqual(list, [[id1.toString('hex'), '09'], [id2.toString('hex'), Buffer.from('second').toString('hex')]].sort());
+  throwsCode(t, () => store.getMeta(Buffer.alloc(5)), 'ERR_INVALID_ARGUMENT');
+});
+
+test('hashValues: 8 bytes per value of a concatenation; equal values give equal hashes', (t) => {
+  const values = [1, 'a', null, { k: [1, 2] }, 1, 2.5, 'a', new Float64Array([1, 2]), { k: [1, 2] }];
+  const h = native.hashValues(Buffer.concat(values.map((v) => buf(encodeCanonical(v)))));
+  t.is(h.length, 8 * values.length);
+  const at = (i: number): string => h.subarray(8 * i, 8 * i + 8).toString('hex');
+  t.is(at(0), at(4)); // 1 and 1
+  t.is(at(1), at(6)); // 'a' and 'a'
+  t.is(at(3), at(8)); // equal objects
+  const distinct = new Set([0, 1, 2, 3, 5, 7].map(at));
+  t.is(distinct.size, 6);
+  // Hashing one value alone gives the same hash as inside a concatenation.
+  t.is(native.hashValues(buf(encodeCanonical({ k: [1, 2] }))).toString('hex'), at(3));
+  t.is(native.hashValues(Buffer.alloc(0)).length, 0);
+  // A truncated encoding is refused.
+  const e = t.throws(() => native.hashValues(buf(encodeCanonical('abc')).subarray(0, 4)));
+  t.true(e!.message.startsWith('ERR_'), e!.message);
+});
+
+// ---------------------------------------------------------------------------
+// Plans, reads and writes
+
+test('grid and plan geometry', (t) => {
+  const g = grid();
+  t.is(g.chunkCount, 3);
+  const plan = g.plan([null, null]);
+  t.is(plan.chunkCount, 3);
+  t.deepEqual(plan.shape, [10, 3]);
+  const d = plan.describe();
+  t.deepEqual(d[0]!.bin, [0, 1, 2]);
+  t.deepEqual(d[0]!.len, [4, 4, 2]);
+  t.deepEqual(d[0]!.start, [0, 4, 8]);
+  t.deepEqual(d[1]!.bin, [0]);
+  t.is(plan.chunkKey(0).length, 16);
+  t.not(plan.chunkKey(0).toString('hex'), plan.chunkKey(1).toString('hex'));
+  // A selection touching bins 0 and 2 only.
+  const sub = g.plan([Uint32Array.of(1, 9), Uint32Array.of(2)]);
+  t.is(sub.chunkCount, 2);
+  t.deepEqual(sub.shape, [2, 1]);
+  t.deepEqual(sub.describe()[0]!.bin, [0, 2]);
+  t.is(sub.chunkKey(1).toString('hex'), plan.chunkKey(2).toString('hex'));
+  throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 1])], [1]), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 2])], [0]), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => new native.BindingGrid(['x', 'y'], [hashesOf([1, 2])], [1]), 'ERR_INVALID_ARGUMENT');
+});
+
+test('items (kind 0): complete and partial chunks round trip with presence flags and offsets', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('items');
+  const plan = grid().plan([null, null]);
+  t.deepEqual(Array.from(plan.resolve(store, id).available), [0, 0, 0]);
+
+  writeItems(plan, store, id, 0, range(12)); // complete
+  writeItems(plan, store, id, 1, [0, 5, 7]); // partial
+  const res = plan.resolve(store, id);
+  t.deepEqual(Array.from(res.available), [12, 3, 0]);
+  t.deepEqual(res.corrupt, []);
+
+  const r0 = plan.read(store, id, 0);
+  t.is(r0.kind, 0);
+  t.deepEqual([...r0.present], Array(12).fill(1));
+  t.is(r0.offsets.length, 13);
+  t.deepEqual(itemsOf(r0), range(12).map((p) => label(0, p)));
+  t.deepEqual(r0.corrupt, []);
+
+  const r1 = plan.read(store, id, 1);
+  t.deepEqual([...r1.present], range(12).map((p) => ([0, 5, 7].includes(p) ? 1 : 0)));
+  t.is(r1.offsets.length, 4);
+  t.deepEqual(itemsOf(r1), range(12).map((p) => ([0, 5, 7].includes(p) ? label(1, p) : null)));
+
+  const r2 = plan.read(store, id, 2);
+  t.deepEqual([...r2.present], Array(6).fill(0));
+  t.is(r2.data.length, 0);
+
+  // Missing points of the partial chunk, and presence.
+  t.deepEqual([...plan.presence(store, id, 1)], [...r1.present]);
+  const miss = plan.missing(store, id, 1);
+  t.deepEqual([...miss.points].sort((a, b) => a - b), range(12).filter((p) => ![0, 5, 7].includes(p)));
+
+  // Filling the partial chunk keeps the stored points and completes it;
+  // points already stored are never overwritten.
+  const { offsets, data } = items(range(12).map((p) => `new${p}`));
+  plan.write(store, id, 1, 0, Uint32Array.from(range(12)), offsets, data);
+  const full = itemsOf(plan.read(store, id, 1));
+  t.deepEqual(full, range(12).map((p) => ([0, 5, 7].includes(p) ? label(1, p) : `new${p}`)));
+  t.deepEqual(Array.from(plan.resolve(store, id).available), [12, 12, 0]);
+
+  // A fresh plan of a subset reads just the requested points of a stored chunk.
+  const sub = grid().plan([Uint32Array.of(1, 3, 9), Uint32Array.of(0, 2)]);
+  t.deepEqual(Array.from(sub.resolve(store, id).available), [4, 0]);
+  // x=1 and 3 are offsets 1 and 3 of bin 0; y=0 and 2: record positions 3, 5, 9, 11.
+  t.deepEqual(itemsOf(sub.read(store, id, 0)), [label(0, 3), label(0, 5), label(0, 9), label(0, 11)]);
+});
+
+test('typed (kind 8 = f64): complete and partial chunks round trip as raw little-endian elements', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('typed');
+  const plan = grid().plan([null, null]);
+  const values = Float64Array.from(range(12), (p) => p * 1.25 - 3);
+  plan.write(store, id, 0, 8, Uint32Array.from(range(12)), new Uint32Array(0), buf(values));
+  const part = Float64Array.of(Math.PI, -0, 1e300);
+  plan.write(store, id, 2, 8, Uint32Array.of(5, 0, 3), new Uint32Array(0), buf(part));
+  t.deepEqual(Array.from(plan.resolve(store, id).available), [12, 0, 3]);
+
+  const r0 = plan.read(store, id, 0);
+  t.is(r0.kind, 8);
+  t.is(r0.data.length, 12 * 8);
+  t.is(r0.offsets.length, 0);
+  t.deepEqual(f64Of(r0), Array.from(values));
+
+  const r2 = plan.read(store, id, 2);
+  t.is(r2.kind, 8);
+  t.deepEqual([...r2.present], [1, 0, 0, 1, 0, 1]);
+  t.is(r2.data.length, 3 * 8);
+  const got = f64Of(r2);
+  // Points 5, 0, 3 were given in that order with PI, -0, 1e300.
+  t.deepEqual(got, [-0, null, null, 1e300, null, Math.PI]);
+  t.true(Object.is(got[0], -0));
+
+  // Changing the kind of a stored chunk is refused with a clear code.
+  throwsCode(t, () => writeItems(plan, store, id, 0, [0]), 'ERR_INVALID_ARGUMENT');
+});
+
+test('readAsync / writeAsync / resolveAsync return promises with the same results', async (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const idS = idOf('sync');
+  const idA = idOf('async');
+  // One plan per cache id: a plan caches its chunks' resolutions.
+  const plan = grid().plan([null, null]);
+  const planA = grid().plan([null, null]);
+  const planT = grid().plan([null, null]);
+  const payloads: [number, number[]][] = [[0, range(12)], [1, [1, 2, 11]], [2, [4]]];
+  for (const [chunk, pts] of payloads) {
+    writeItems(plan, store, idS, chunk, pts);
+    const { offsets, data } = items(pts.map((p) => label(chunk, p)));
+    const w = planA.writeAsync(store, idA, chunk, 0, Uint32Array.from(pts), offsets, data);
+    t.true(w instanceof Promise);
+    t.is(await w, undefined);
+  }
+  const typed = Float64Array.of(1, 2, 3);
+  const z = items([label(2, 0)]);
+  await planA.writeAsync(store, idA, 2, 0, Uint32Array.of(0), z.offsets, z.data);
+  writeItems(plan, store, idS, 2, [0]);
+  const idT = idOf('typed-async');
+  await planT.writeAsync(store, idT, 2, 8, Uint32Array.of(0, 1, 2), new Uint32Array(0), buf(typed));
+
+  const rs = plan.resolve(store, idS);
+  const pa = planA.resolveAsync(store, idA);
+  t.true(pa instanceof Promise);
+  const ra = await pa;
+  t.deepEqual(Array.from(ra.available), Array.from(rs.available));
+  t.deepEqual(Array.from(ra.available), [12, 3, 2]);
+  for (let i = 0; i < 3; i++) {
+    const s = plan.read(store, idS, i);
+    const p = planA.readAsync(store, idA, i);
+    t.true(p instanceof Promise);
+    const a = await p;
+    t.is(a.kind, s.kind);
+    t.deepEqual([...a.present], [...s.present]);
+    t.deepEqual([...a.offsets], [...s.offsets]);
+    t.deepEqual(itemsOf(a), itemsOf(s));
+  }
+  t.deepEqual(f64Of(await planT.readAsync(store, idT, 2)), [1, 2, 3, null, null, null]);
+  // Many concurrent async reads of one plan agree.
+  const all = await Promise.all(range(30).map((k) => plan.readAsync(store, idS, k % 3)));
+  all.forEach((r, k) => t.deepEqual(itemsOf(r), itemsOf(plan.read(store, idS, k % 3))));
+});
+
+test('errors carry a message starting with ERR_', async (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('errors');
+  const plan = grid().plan([null, null]);
+  const none = new Uint32Array(0);
+  // Chunk index out of range, sync and async.
+  throwsCode(t, () => plan.read(store, id, 3), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.write(store, id, 99, 8, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.chunkKey(3), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.presence(store, id, 7), 'ERR_INVALID_ARGUMENT');
+  await rejectsCode(t, () => plan.readAsync(store, id, 3), 'ERR_INVALID_ARGUMENT');
+  await rejectsCode(t, () => plan.writeAsync(store, id, 3, 8, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
+  // Bad typed data length.
+  throwsCode(t, () => plan.write(store, id, 0, 8, Uint32Array.of(0, 1), none, Buffer.alloc(15)), 'ERR_INVALID_ARGUMENT');
+  await rejectsCode(t, () => plan.writeAsync(store, id, 0, 8, Uint32Array.of(0, 1), none, Buffer.alloc(7)), 'ERR_INVALID_ARGUMENT');
+  // Point index out of the chunk.
+  throwsCode(t, () => plan.write(store, id, 2, 8, Uint32Array.of(6), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
+  // Unknown kind.
+  throwsCode(t, () => plan.write(store, id, 0, 42, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
+  // Item offsets that do not match.
+  throwsCode(t, () => plan.write(store, id, 0, 0, Uint32Array.of(0, 1), Uint32Array.of(0, 3), Buffer.alloc(3)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.write(store, id, 0, 0, Uint32Array.of(0, 1), Uint32Array.of(0, 4, 3), Buffer.alloc(3)), 'ERR_INVALID_ARGUMENT');
+  // Wrong id length.
+  throwsCode(t, () => plan.resolve(store, Buffer.alloc(3)), 'ERR_INVALID_ARGUMENT');
+  await rejectsCode(t, () => plan.resolveAsync(store, Buffer.alloc(17)), 'ERR_INVALID_ARGUMENT');
+  // Nothing was stored by the failed calls.
+  t.deepEqual(store.descriptors(id), []);
+  t.deepEqual(Array.from(plan.resolve(store, id).available), [0, 0, 0]);
+});
+
+test('descriptors list records with n / present / bytes; verify on a clean store is empty; deleteCache removes records', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('desc');
+  const other = idOf('other');
+  const plan = grid().plan([null, null]);
+  writeItems(plan, store, id, 0, range(12));
+  writeItems(plan, store, id, 2, [1, 2]);
+  writeItems(plan, store, other, 1, [0]);
+  store.putMeta(id, Buffer.from('meta'));
+  const descs = store.descriptors(id);
+  t.is(descs.length, 2);
+  const byKey = new Map(descs.map((d) => [d.chunk.toString('hex'), d]));
+  const d0 = byKey.get(plan.chunkKey(0).toString('hex'))!;
+  const d2 = byKey.get(plan.chunkKey(2).toString('hex'))!;
+  t.truthy(d0);
+  t.truthy(d2);
+  t.is(d0.n, 12);
+  t.is(d0.present, 12);
+  t.is(d2.n, 6);
+  t.is(d2.present, 2);
+  t.is(d0.bytes, store.getRecord(id, d0.chunk)!.length);
+  t.is(d2.bytes, store.getRecord(id, d2.chunk)!.length);
+  t.deepEqual(d0.axes.map((a) => a.name), ['x', 'y']);
+  t.deepEqual(d0.axes[0]!.hashes, hashesOf(X.slice(0, 4)));
+  t.deepEqual(d2.axes[0]!.hashes, hashesOf(X.slice(8)));
+  t.deepEqual(d0.axes[1]!.hashes, hashesOf(Y));
+  t.true(d0.updatedMs > 0);
+  t.deepEqual(store.verify(id), []);
+  t.deepEqual(store.verify(other), []);
+  t.true(store.diskBytes() > 0);
+
+  t.is(store.deleteCache(id), 2);
+  t.deepEqual(store.descriptors(id), []);
+  t.is(store.getMeta(id), null);
+  t.is(store.getRecord(id, d0.chunk), null);
+  t.deepEqual(Array.from(plan.resolve(store, id).available), [0, 0, 0]);
+  t.deepEqual([...plan.read(store, id, 0).present], Array(12).fill(0));
+  // The other cache is untouched.
+  t.is(store.descriptors(other).length, 1);
+  t.deepEqual(Array.from(plan.resolve(store, other).available), [0, 1, 0]);
+  t.is(store.deleteCache(id), 0);
+});
+
+/** Flips one byte in the data area of a stored record (checksum no longer matches). */
+function corrupt(store: BindingStore, id: Buffer, key: Buffer): void {
+  const raw = Buffer.from(store.getRecord(id, key)!);
+  raw[raw.length - 12] ^= 0x5a;
+  store.putRawRecordForTests(id, key, raw);
+}
+
+test('a corrupt partial record is reported by verify() and resolve().corrupt and counts as missing', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('corrupt-partial');
+  const plan = grid().plan([null, null]);
+  writeItems(plan, store, id, 0, range(12));
+  writeItems(plan, store, id, 1, [2, 3, 4]);
+  const key = plan.chunkKey(1);
+  corrupt(store, id, key);
+
+  const bad = store.verify(id);
+  t.is(bad.length, 1);
+  t.is(bad[0]!.chunk.toString('hex'), key.toString('hex'));
+  t.regex(bad[0]!.reason, /checksum/);
+
+  const res = plan.resolve(store, id);
+  t.deepEqual(Array.from(res.available), [12, 0, 0]);
+  t.is(res.corrupt.length, 1);
+  t.true(res.corrupt[0]!.startsWith(key.toString('hex')), res.corrupt[0]);
+  const rd = plan.read(store, id, 1);
+  t.deepEqual([...rd.present], Array(12).fill(0));
+  t.is(rd.data.length, 0);
+  t.deepEqual(plan.missing(store, id, 1).points.length, 12);
+  // The good record is unaffected.
+  t.deepEqual(itemsOf(plan.read(store, id, 0)), range(12).map((p) => label(0, p)));
+
+  // Writing the chunk again replaces the corrupt record with a valid one.
+  writeItems(plan, store, id, 1, range(12));
+  t.deepEqual(store.verify(id), []);
+  t.deepEqual(itemsOf(plan.read(store, id, 1)), range(12).map((p) => label(1, p)));
+});
+
+test('a corrupt complete record is reported by verify() and resolve().corrupt and counts as missing', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('corrupt-complete');
+  const plan = grid().plan([null, null]);
+  for (const c of [0, 1, 2]) writeItems(plan, store, id, c, range(c === 2 ? 6 : 12));
+  const key = plan.chunkKey(1);
+  corrupt(store, id, key);
+
+  const bad = store.verify(id);
+  t.deepEqual(bad.map((b) => b.chunk.toString('hex')), [key.toString('hex')]);
+
+  const fresh = grid().plan([null, null]);
+  const res = fresh.resolve(store, id);
+  t.deepEqual(Array.from(res.available), [12, 0, 6]);
+  t.is(res.corrupt.length, 1);
+  t.true(res.corrupt[0]!.startsWith(key.toString('hex')));
+  const rd = fresh.read(store, id, 1);
+  t.deepEqual([...rd.present], Array(12).fill(0));
+  t.is(rd.data.length, 0);
+  t.is(fresh.missing(store, id, 1).points.length, 12);
+  t.deepEqual([...fresh.presence(store, id, 1)], Array(12).fill(0));
+});
+
+test('a truncated record is never returned as data', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('truncated');
+  const plan = grid().plan([null, null]);
+  plan.write(store, id, 2, 8, Uint32Array.from(range(6)), new Uint32Array(0), buf(Float64Array.from(range(6))));
+  const key = plan.chunkKey(2);
+  store.putRawRecordForTests(id, key, store.getRecord(id, key)!.subarray(0, 20));
+  t.is(store.verify(id).length, 1);
+  const fresh = grid().plan([null, null]);
+  const res = fresh.resolve(store, id);
+  t.is(res.available[2], 0);
+  t.is(res.corrupt.length, 1);
+  const rd = fresh.read(store, id, 2);
+  t.deepEqual([...rd.present], Array(6).fill(0));
+  t.is(rd.data.length, 0);
+});
+
+test.serial('the public API crosses the binding once per chunk or batch, not per point', async (t) => {
+  const root = tempRoot(t);
+  type M = 'read' | 'write' | 'writeBatch';
+  const proto = native.BindingPlan.prototype as unknown as Record<M, (...a: unknown[]) => unknown>;
+  const counts = { read: 0, write: 0, writeBatch: 0, chunksWritten: 0 };
+  const orig = { read: proto.read, write: proto.write, writeBatch: proto.writeBatch };
+  for (const m of ['read', 'write', 'writeBatch'] as const) {
+    proto[m] = function (this: unknown, ...a: unknown[]) {
+      counts[m]++;
+      if (m === 'write') counts.chunksWritten++;
+      if (m === 'writeBatch') counts.chunksWritten += (a[2] as unknown[]).length;
+      return orig[m].apply(this, a);
+    };
+  }
+  t.teardown(() => {
+    Object.assign(proto, orig);
+  });
+  const crossings = () => counts.write + counts.writeBatch;
+  const nChunks = 5;
+  const size = 10_000;
+  const open = () =>
+    ChunkCache.open({ root, params: { test: 'crossings' }, axisValues: { x: range(nChunks * size) }, chunkSpec: { x: size } });
+  // A chunk function returning typed outputs, and a point function returning objects.
+  const typed = async (_p: unknown, axes: Record<string, unknown[]>) => Float64Array.from(axes.x as number[], (x) => x * 2);
+  const first = await run(open(), typed);
+  t.is(first.diagnostics.executedPoints, nChunks * size);
+  // Each chunk is written once, in batches of one or more chunks per call.
+  t.is(counts.chunksWritten, nChunks);
+  t.true(crossings() >= 1 && crossings() <= nChunks);
+  t.is(counts.read, 0);
+  const second = await run(open(), typed);
+  t.is(second.diagnostics.cachedPoints, nChunks * size);
+  t.is(counts.read, nChunks);
+  t.is(counts.chunksWritten, nChunks);
+  const out = second.output as ArrayLike<number>;
+  t.is(out.length, nChunks * size);
+  t.is(out[12_345], 24_690);
+
+  counts.read = 0;
+  counts.write = 0;
+  counts.writeBatch = 0;
+  counts.chunksWritten = 0;
+  const objs = () =>
+    ChunkCache.open({ root, params: { test: 'objects' }, axisValues: { x: range(3 * size) }, chunkSpec: { x: size } });
+  const f = pointwise((_p, { x }) => ({ x, sq: (x as number) ** 2 }));
+  await run(objs(), f);
+  t.is(counts.chunksWritten, 3);
+  t.true(crossings() >= 1 && crossings() <= 3);
+  const again = await run(objs(), f);
+  t.is(counts.read, 3);
+  t.is(counts.chunksWritten, 3);
+  t.deepEqual((again.output as unknown[])[20_001], { x: 20_001, sq: 20_001 ** 2 });
+});
+
+test('through the public API a corrupt record is recomputed, never returned', async (t) => {
+  const root = tempRoot(t);
+  const cache = ChunkCache.open({ root, params: { test: 'corrupt-run' }, axisValues: { x: range(30) }, chunkSpec: { x: 10 } });
+  const calls: number[] = [];
+  const f = pointwise((_p, { x }) => {
+    calls.push(x as number);
+    return { x, half: (x as number) / 2 };
+  });
+  await run(cache, f);
+  const core = cache._core;
+  const plan = core.grid.plan([null]);
+  corrupt(core.store, core.idBytes, plan.chunkKey(1));
+  t.is(core.store.verify(core.idBytes).length, 1);
+  t.is(cache.status().cachedPoints, 20);
+  calls.length = 0;
+  const { output, diagnostics } = await run(cache, f);
+  t.deepEqual(calls, range(10).map((i) => 10 + i));
+  t.is(diagnostics.executedPoints, 10);
+  t.is(diagnostics.cachedPoints, 20);
+  t.true(diagnostics.corruptRecords.length >= 1);
+  t.deepEqual(output, range(30).map((x) => ({ x, half: x / 2 })));
+  t.deepEqual(core.store.verify(core.idBytes), []);
+});

@@ -1,0 +1,161 @@
+/**
+ * LRU eviction to a byte budget, by hand (`gc`) or automatically after runs
+ * of caches opened with `maxBytes` (amortised: only once the bytes written
+ * since the last collection exceed a tenth of the budget).
+ */
+import { InvalidOptionError } from '../errors/index.js';
+import type { ChunkCache } from '../cache/cache.js';
+import { cachesInUse, lastUseSeq, onAfterRun } from './hooks.js';
+import { existingStore, listMetas } from './util.js';
+
+/** Options of `gc`. */
+export interface GcOptions {
+  /** Byte budget of the records of the whole root. */
+  readonly maxBytes: number;
+  /** Report what would be evicted without deleting anything. @default false */
+  readonly dryRun?: boolean;
+}
+
+/** A record evicted by `gc`. */
+export interface EvictedRecord {
+  readonly id: string;
+  /** Chunk key (32 hex chars). */
+  readonly chunk: string;
+  readonly bytes: number;
+  readonly points: number;
+  /** Last use (ms): access time, else the write time. */
+  readonly lastUsed: number;
+}
+
+/** Result of `gc`. */
+export interface GcResult {
+  readonly root: string;
+  readonly maxBytes: number;
+  readonly bytesBefore: number;
+  readonly bytesAfter: number;
+  readonly evicted: EvictedRecord[];
+  /** Records kept over the budget because a run of this process uses their cache. */
+  readonly keptInUse: number;
+  /** Record bytes per cache after the collection. */
+  readonly perCache: Record<string, number>;
+}
+
+interface Candidate extends EvictedRecord {
+  seq: number;
+  chunkBytes: Buffer;
+}
+
+/**
+ * Evicts least-recently-used records (by access time, else write time) of
+ * any cache in `root` until the records take at most `maxBytes`. Records of
+ * caches that a run of this process is using are never evicted.
+ *
+ * @example gc('.chunk_memo', { maxBytes: 10 * 2 ** 30 })
+ */
+export function gc(root: string, options: GcOptions): GcResult {
+  const where = 'gc';
+  const maxBytes = options?.maxBytes;
+  if (typeof maxBytes !== 'number' || !Number.isFinite(maxBytes) || maxBytes < 0) {
+    throw new InvalidOptionError(`${where}: options.maxBytes must be a non-negative number of bytes (got ${JSON.stringify(maxBytes)})`);
+  }
+  const { abs, store } = existingStore(root, where);
+  const busy = cachesInUse(abs);
+  const all: Candidate[] = [];
+  const perCache: Record<string, number> = {};
+  let total = 0;
+  for (const m of listMetas(store)) {
+    const idBytes = Buffer.from(m.id, 'hex');
+    const atimes = new Map<string, number>();
+    for (const a of store.accessTimes(idBytes)) atimes.set(a.chunk.toString('hex'), a.ms);
+    const seq = lastUseSeq(abs, m.id);
+    let sum = 0;
+    for (const d of store.descriptors(idBytes)) {
+      const chunk = d.chunk.toString('hex');
+      sum += d.bytes;
+      all.push({ id: m.id, chunk, chunkBytes: d.chunk, bytes: d.bytes, points: d.present, lastUsed: Math.max(atimes.get(chunk) ?? 0, d.updatedMs), seq });
+    }
+    perCache[m.id] = sum;
+    total += sum;
+  }
+  const bytesBefore = total;
+  const evicted: Candidate[] = [];
+  let keptInUse = 0;
+  if (total > maxBytes) {
+    all.sort((a, b) => a.lastUsed - b.lastUsed || a.seq - b.seq || (a.chunk < b.chunk ? -1 : a.chunk > b.chunk ? 1 : 0));
+    for (const c of all) {
+      if (total <= maxBytes) break;
+      if (busy.has(c.id)) {
+        keptInUse++;
+        continue;
+      }
+      evicted.push(c);
+      total -= c.bytes;
+      perCache[c.id]! -= c.bytes;
+    }
+  }
+  if (!options.dryRun && evicted.length) {
+    const byCache = new Map<string, Buffer[]>();
+    for (const c of evicted) {
+      const l = byCache.get(c.id) ?? [];
+      l.push(c.chunkBytes);
+      byCache.set(c.id, l);
+    }
+    for (const [id, chunks] of byCache) store.deleteRecords(Buffer.from(id, 'hex'), chunks);
+  }
+  return {
+    root: abs, maxBytes, bytesBefore, bytesAfter: options.dryRun ? bytesBefore : total,
+    evicted: evicted.map(({ id, chunk, bytes, points, lastUsed }) => ({ id, chunk, bytes, points, lastUsed })),
+    keptInUse, perCache,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Automatic, amortised collection after runs.
+
+interface RootState {
+  /** Record bytes per cache as last seen. */
+  known: Map<string, number>;
+  /** Bytes written since the last collection (estimated from the caches run). */
+  written: number;
+  /** Whether a collection ran in this process (it establishes the baseline). */
+  collected: boolean;
+}
+
+const rootState = new Map<string, RootState>();
+
+/** Fraction of the budget written between two automatic collections. */
+export const AUTO_GC_FRACTION = 0.1;
+
+/** @internal Runs after every run: collects when enough was written. */
+export function autoGc(cache: ChunkCache): GcResult | null {
+  const core = cache._core;
+  const maxBytes = core.maxBytes;
+  if (maxBytes === undefined || core.closed) return null;
+  let st = rootState.get(core.root);
+  if (!st) rootState.set(core.root, (st = { known: new Map(), written: 0, collected: false }));
+  // Cheap: the index entries of the cache just run (no record is read).
+  let bytes = 0;
+  for (const d of core.store.descriptors(core.idBytes)) bytes += d.bytes;
+  const prev = st.known.get(core.id) ?? 0;
+  st.known.set(core.id, bytes);
+  st.written += Math.max(0, bytes - prev);
+  if (st.collected && st.written <= AUTO_GC_FRACTION * maxBytes) return null;
+  const r = gc(core.root, { maxBytes });
+  st.known = new Map(Object.entries(r.perCache));
+  st.written = 0;
+  st.collected = true;
+  return r;
+}
+
+/** @internal Forgets the automatic-collection state (tests). */
+export function resetAutoGc(): void {
+  rootState.clear();
+}
+
+onAfterRun((cache) => {
+  try {
+    autoGc(cache);
+  } catch (e) {
+    process.emitWarning(`chunk-memo: automatic eviction in ${cache._core.root} failed: ${(e as Error).message}`, { code: 'CHUNK_MEMO_GC' });
+  }
+});
