@@ -220,7 +220,7 @@ test('map prints a grid with the right cached, partial and missing cells', async
   t.is(r.code, 0, r.stderr);
   const rows = r.stdout.split('\n').filter((l) => /^x=/.test(l));
   t.is(rows.length, 3);
-  t.true(rows.every((l) => l.endsWith(l.slice(-2)) && [...l.slice(-2)].every((ch) => '█▒·'.includes(ch))));
+  t.true(rows.every((l) => [...l.slice(-2)].every((ch) => '█▒·'.includes(ch))));
   t.is(count(r.stdout, '█'), 2);
   t.is(count(r.stdout, '▒'), 1);
   t.is(count(r.stdout, '·'), 3);

@@ -69,7 +69,13 @@ export function fillFromShared(cache: ChunkCache, plan: BindingPlan): SharedFill
 
   for (const root of shared) {
     if (want.size === 0) break;
-    const store: BindingStore = openStore(root);
+    let store: BindingStore;
+    try {
+      store = openStore(root);
+    } catch (e) {
+      process.emitWarning(`chunk-memo: shared root ${root} cannot be opened (${(e as Error).message}); it is skipped`, { code: 'CHUNK_MEMO_SHARED_ROOT' });
+      continue;
+    }
     for (const d of store.descriptors(core.idBytes)) {
       if (d.axes.length !== n) continue;
       // Bins of the plan this record touches, per axis.

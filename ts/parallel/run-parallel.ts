@@ -13,6 +13,7 @@ import { afterRun, beforeRun } from '../manage/hooks.js';
 import { PlanGeometry } from '../run/geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from '../run/payload.js';
 import { Progress, type ProgressEvent } from '../run/progress.js';
+import { WriteBatcher } from '../run/batch.js';
 import { newDiagnostics, type Diagnostics } from '../run/run.js';
 import type { TypedArray, Value } from '../value.js';
 import { executeJob, localTask, releaseLocalTask, type PointsFn } from './execute.js';
@@ -337,6 +338,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   }
 
   let buffered = 0;
+  const batcher = new WriteBatcher(plan, core.store, core.idBytes, where);
   /** Writes the computed points `rs` of memo chunk `i` (all of them, or a partial record). */
   const writeChunk = (i: number, rs: number[]): void => {
     const w = work.get(i)!;
@@ -345,13 +347,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     const firstKind = (w.outs as Map<number, unknown> & { kind?: number }).kind;
     if (firstKind !== undefined && firstKind !== KIND_ITEMS) kind = firstKind;
     const enc = kind !== KIND_ITEMS ? encodeOutputs((typedCtor(kind) as unknown as { from(v: unknown[]): unknown[] }).from(vals), kind) : encodeOutputs(vals, KIND_ITEMS);
-    const tw = performance.now();
-    try {
-      plan.write(core.store, core.idBytes, i, kind, Uint32Array.from(rs), enc.offsets, enc.data);
-    } catch (e) {
-      throw fromNative(e, `${where}: storing chunk ${i}`);
-    }
-    diag.timings.writeMs += performance.now() - tw;
+    batcher.add({ chunk: i, kind, points: Uint32Array.from(rs), offsets: enc.offsets, data: enc.data });
     diag.streamFlushes++;
     buffered -= rs.length;
   };
@@ -488,11 +484,18 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
         failure ??= e;
       }
     }
+    try {
+      batcher.flush();
+    } catch (e) {
+      failure ??= e;
+    }
+    diag.timings.writeMs = batcher.writeMs;
     afterRun(view);
   }
   if (failure) throw failure;
   if (o.signal?.aborted) throw new AbortedError(`${where} aborted; ${diag.executedPoints} computed points are stored, a re-run computes only the rest`, { cause: o.signal.reason });
   if (!flushOnChunk) while (ready.length) flushChunk(ready.shift()!);
+  batcher.flush();
   diag.timings.totalMs = performance.now() - t0;
   return { output: returnOutput ? (output ?? []) : undefined, diagnostics: diag, cache: theCache };
 }
