@@ -3,9 +3,6 @@
  * fresh temp directories.
  */
 import test from 'ava';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import {
   AmbiguousCacheError,
   ChunkCache,
@@ -23,28 +20,13 @@ import {
   type Params,
   type Value,
 } from '../ts/index.js';
-
-const freshRoot = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'cm-'));
+import { freshRoot, type Point, gridPoints, keyOf } from './helpers/grid.js';
 
 // Functions written in this file are rewritten by tsx, so formatting-sensitive
 // code is built from exact source text with an indirect eval.
 const globalEval = eval;
 const fromSource = (src: string): ((...a: never[]) => unknown) => globalEval(`(${src}\n)`) as (...a: never[]) => unknown;
 
-type Point = Record<string, Value>;
-
-/** Points of a grid in grid order (first axis slowest). */
-function gridPoints(axisOrder: readonly string[], axisValues: Record<string, readonly Value[]>): Point[] {
-  let out: Point[] = [{}];
-  for (const a of axisOrder) {
-    const next: Point[] = [];
-    for (const p of out) for (const v of axisValues[a]!) next.push({ ...p, [a]: v });
-    out = next;
-  }
-  return out;
-}
-
-const keyOf = (p: Point): string => JSON.stringify(Object.keys(p).sort().map((k) => [k, p[k]]));
 
 /** A counting pointwise function: records every executed point. */
 function counting(f: (params: Params, pt: Point) => unknown = (params, pt) => ({ params, pt })) {

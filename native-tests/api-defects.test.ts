@@ -3,26 +3,9 @@
  * traversal is covered by the management tests.
  */
 import test from 'ava';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { ChunkCache, ChunkMemoError, pointwise, run, type ChunkFn, type Params, type Value } from '../ts/index.js';
+import { freshRoot, type Point, gridPoints, keyOf } from './helpers/grid.js';
 
-const freshRoot = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'cm-'));
-
-type Point = Record<string, Value>;
-
-function gridPoints(axisOrder: readonly string[], axisValues: Record<string, readonly Value[]>): Point[] {
-  let out: Point[] = [{}];
-  for (const a of axisOrder) {
-    const next: Point[] = [];
-    for (const p of out) for (const v of axisValues[a]!) next.push({ ...p, [a]: v });
-    out = next;
-  }
-  return out;
-}
-
-const keyOf = (p: Point): string => JSON.stringify(Object.keys(p).sort().map((k) => [k, p[k]]));
 
 function counting(f: (params: Params, pt: Point) => unknown) {
   const seen: string[] = [];

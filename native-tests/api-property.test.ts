@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ChunkCache, ChunkMemoError, run, type ChunkFn, type SelectSpec, type Value } from '../ts/index.js';
+import { type Point, gridPoints } from './helpers/grid.js';
 
 /** mulberry32: a small seeded PRNG. */
 function prng(seed: number): () => number {
@@ -23,20 +24,9 @@ function prng(seed: number): () => number {
 
 const AXES = ['p', 'q'] as const;
 type Axis = (typeof AXES)[number];
-type Point = Record<string, Value>;
 
 const keyOf = (pt: Point): string => JSON.stringify([pt.p, pt.q]);
 const out = (pt: Point): string => `p=${JSON.stringify(pt.p)};q=${JSON.stringify(pt.q)}`;
-
-function gridPoints(axisOrder: readonly string[], axisValues: Record<string, readonly Value[]>): Point[] {
-  let pts: Point[] = [{}];
-  for (const a of axisOrder) {
-    const next: Point[] = [];
-    for (const p of pts) for (const v of axisValues[a]!) next.push({ ...p, [a]: v });
-    pts = next;
-  }
-  return pts;
-}
 
 /** Python slice semantics (what `{ start, stop, step }` means). */
 function sliceIndices(n: number, start: number | undefined, stop: number | undefined, step: number): number[] {

@@ -21,11 +21,11 @@ import {
   type Params,
   type ProgressEvent,
   type TypedArray,
-  type Value,
 } from '../ts/index.js';
 import { disposeGpuKernels } from '../ts/gpu/kernel.js';
 import { WorkerPool, WorkerDiedError } from '../ts/parallel/pool.js';
 import { obj, scaled } from './fixtures/tasks.js';
+import { type Point, gridPoints, keyOf } from './helpers/grid.js';
 
 const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
 const task = (name: string) => defineTask(TASKS, name);
@@ -42,20 +42,6 @@ test.after.always(async () => {
   for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
 });
 
-type Point = Record<string, Value>;
-
-/** Points of a grid in grid order (first axis slowest). */
-function gridPoints(axisOrder: readonly string[], axisValues: Record<string, readonly Value[]>): Point[] {
-  let out: Point[] = [{}];
-  for (const a of axisOrder) {
-    const next: Point[] = [];
-    for (const p of out) for (const v of axisValues[a]!) next.push({ ...p, [a]: v });
-    out = next;
-  }
-  return out;
-}
-
-const keyOf = (p: Point): string => JSON.stringify(Object.keys(p).sort().map((k) => [k, p[k]]));
 
 /** An exec function that must not be called: reading back stored outputs. */
 const noExec: ChunkFn = () => {
