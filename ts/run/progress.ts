@@ -36,6 +36,12 @@ export class Progress {
     };
   }
 
+  /** verbose 2: one line per finished chunk. */
+  chunk(index: number, cached: number, executed: number): void {
+    if (this.verbose < 2) return;
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[2K' : ''}${this.label}: chunk ${index}: ${cached} cached, ${executed} executed\n`);
+  }
+
   update(points: number, chunks: number): void {
     this.pointsDone += points;
     this.chunksDone += chunks;

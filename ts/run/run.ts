@@ -245,6 +245,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
     else diag.executedChunks++;
     if (executed > 0 && cached > 0) diag.partialChunks++;
     diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, m);
+    progress.chunk(i, cached, executed);
     progress.update(0, 1);
     const outIndex = G.outIndices(geo);
     // iterate() hands out only chunks that are already committed.
