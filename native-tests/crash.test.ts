@@ -100,7 +100,7 @@ function checkStore(t: ExecutionContext, cache: ChunkCache): { cached: number; c
     t.deepEqual(rd.corrupt, []);
     t.is(rd.kind, 0);
     t.true(rd.present.every((p) => p === 1));
-    const vals = Array.from(decodeOutputs(rd.kind, rd.data, PER_CHUNK));
+    const vals = Array.from(decodeOutputs(rd.kind, rd.data, PER_CHUNK, rd.dicts, rd.pointDicts, rd.offsets));
     const want = [];
     for (let x = i * CHUNK_X; x < (i + 1) * CHUNK_X; x++) for (const y of CRASH_Y) want.push(crashExpected(x, y));
     sameList(t, vals, want, `chunk ${i}`);

@@ -46,11 +46,12 @@ export declare class BindingPlan {
   readAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingChunkData>
   /**
    * Writes new points of chunk `i`: `points` are requested-point
-   * indices; items give `offsets` (points+1) into `data`, typed kinds
-   * give raw little-endian elements.
+   * indices; items give `offsets` (points+1) into `data` and the
+   * `dict` they were packed with, typed kinds give raw little-endian
+   * elements.
    */
-  write(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer): void
-  writeAsync(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, signal?: AbortSignal | undefined | null): Promise<void>
+  write(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null): void
+  writeAsync(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null, signal?: AbortSignal | undefined | null): Promise<void>
 }
 
 /**
@@ -132,6 +133,13 @@ export interface BindingChunkData {
   /** Items: offsets (present+1) into `data`. */
   offsets: Uint32Array
   data: Buffer
+  /**
+   * Items: dictionaries the present points were packed with (an empty
+   * one means plain msgpack).
+   */
+  dicts: Array<Buffer>
+  /** Items: per present point, the index of its dictionary in `dicts`. */
+  pointDicts: Uint16Array
   /** Records that failed verification and were treated as missing. */
   corrupt: Array<string>
 }
@@ -143,6 +151,8 @@ export interface BindingChunkWrite {
   points: Uint32Array
   offsets: Uint32Array
   data: Buffer
+  /** Items: the dictionary the points were packed with. */
+  dict?: Buffer
 }
 
 /** An axis of a record descriptor. */

@@ -243,7 +243,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
         present = rd.present;
         let cnt = 0;
         for (let j = 0; j < present.length; j++) cnt += present[j]!;
-        const vals = decodeOutputs(rd.kind, rd.data, cnt);
+        const vals = decodeOutputs(rd.kind, rd.data, cnt, rd.dicts, rd.pointDicts, rd.offsets);
         let w = 0;
         const byR = new Map<number, unknown>();
         for (let j = 0; j < present.length; j++) if (present[j]) byR.set(j, vals[w++]);
@@ -347,7 +347,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     const firstKind = (w.outs as Map<number, unknown> & { kind?: number }).kind;
     if (firstKind !== undefined && firstKind !== KIND_ITEMS) kind = firstKind;
     const enc = kind !== KIND_ITEMS ? encodeOutputs((typedCtor(kind) as unknown as { from(v: unknown[]): unknown[] }).from(vals), kind) : encodeOutputs(vals, KIND_ITEMS);
-    batcher.add({ chunk: i, kind, points: Uint32Array.from(rs), offsets: enc.offsets, data: enc.data });
+    batcher.add({ chunk: i, kind, points: Uint32Array.from(rs), offsets: enc.offsets, data: enc.data, dict: enc.dict });
     diag.streamFlushes++;
     buffered -= rs.length;
   };

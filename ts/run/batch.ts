@@ -14,6 +14,8 @@ export interface PendingWrite {
   points: Uint32Array;
   offsets: Uint32Array;
   data: Buffer;
+  /** Items: the dictionary the points were packed with. */
+  dict: Buffer;
 }
 
 export class WriteBatcher {

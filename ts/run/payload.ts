@@ -8,8 +8,26 @@ import type { TypedArray } from '../value.js';
 
 export const KIND_ITEMS = 0;
 
-const packr = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' });
+// Dictionaries (msgpack record structures) are plain msgpack arrays of key lists.
+const plain = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
+const plainUnpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' });
+const EMPTY = Buffer.alloc(0);
+
+// Unpackrs by dictionary content; chunks written by the same function share
+// one, so msgpackr's compiled readers are reused across chunks.
+const unpackrs = new Map<string, Unpackr>();
+function unpackrFor(dict: Buffer): Unpackr {
+  if (dict.length === 0) return plainUnpackr;
+  const key = dict.toString('latin1');
+  let u = unpackrs.get(key);
+  if (!u) {
+    const structures = plainUnpackr.unpack(dict) as object[];
+    u = new Unpackr({ useRecords: true, structures, moreTypes: true, int64AsType: 'bigint' });
+    if (unpackrs.size >= 256) unpackrs.delete(unpackrs.keys().next().value!);
+    unpackrs.set(key, u);
+  }
+  return u;
+}
 
 type TypedCtor = { new (n: number): TypedArray; new (b: ArrayBufferLike, o?: number, l?: number): TypedArray; BYTES_PER_ELEMENT: number; name: string };
 const CTORS: Record<number, TypedCtor> = {
@@ -37,14 +55,20 @@ export interface Encoded {
   kind: number;
   offsets: Uint32Array;
   data: Buffer;
+  /** Items: the record structures the points were packed with (empty: none). */
+  dict: Buffer;
 }
 
 /** Encodes the outputs of `n` points. */
 export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
   if (kind !== KIND_ITEMS) {
     const ta = out as unknown as TypedArray;
-    return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength) };
+    return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength), dict: EMPTY };
   }
+  // One Packr per write: objects of the same shape share a record structure
+  // whose keys are stored once, in the record's dictionary, not per point.
+  const structures: object[] = [];
+  const packr = new Packr({ useRecords: true, structures, moreTypes: true, variableMapSize: true });
   const n = out.length;
   const parts: Buffer[] = new Array(n);
   const offsets = new Uint32Array(n + 1);
@@ -55,15 +79,29 @@ export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
     total += b.length;
     offsets[i + 1] = total;
   }
-  return { kind, offsets, data: Buffer.concat(parts, total) };
+  return { kind, offsets, data: Buffer.concat(parts, total), dict: structures.length ? plain.pack(structures.map((x) => [...(x as unknown[])])) : EMPTY };
 }
 
-/** Decodes `count` present points of a read (items: concatenated msgpack). */
-export function decodeOutputs(kind: number, data: Buffer, count: number): ArrayLike<unknown> {
+/**
+ * Decodes `count` present points of a read (items: concatenated msgpack,
+ * each point packed with `dicts[pointDicts[i]]`).
+ */
+export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: Buffer[] = [], pointDicts?: Uint16Array, offsets?: Uint32Array): ArrayLike<unknown> {
   if (kind === KIND_ITEMS) {
     if (count === 0) return [];
-    const vals = unpackr.unpackMultiple(data) as unknown[];
-    return vals;
+    if (dicts.length <= 1) return unpackrFor(dicts[0] ?? EMPTY).unpackMultiple(data) as unknown[];
+    // Several dictionaries (points merged from several writes): decode runs
+    // of points sharing one.
+    const out: unknown[] = new Array(count);
+    let i = 0;
+    while (i < count) {
+      let j = i + 1;
+      while (j < count && pointDicts![j] === pointDicts![i]) j++;
+      const vals = unpackrFor(dicts[pointDicts![i]!]!).unpackMultiple(data.subarray(offsets![i]!, offsets![j]!)) as unknown[];
+      for (let k = 0; k < vals.length; k++) out[i + k] = vals[k];
+      i = j;
+    }
+    return out;
   }
   const C = typedCtor(kind);
   // Copy into an aligned buffer (the native buffer may be unaligned).

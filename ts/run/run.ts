@@ -185,7 +185,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
       if (rd.corrupt.length) diag.corruptRecords.push(...rd.corrupt);
       let present = 0;
       for (let j = 0; j < rd.present.length; j++) present += rd.present[j]!;
-      const vals = decodeOutputs(rd.kind, rd.data, present);
+      const vals = decodeOutputs(rd.kind, rd.data, present, rd.dicts, rd.pointDicts, rd.offsets);
       cached = present;
       if (present > 0) partKind = rd.kind;
       if (present === m) out = vals as unknown[] | TypedArray;
@@ -225,7 +225,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
         partKind = partKind === -1 || partKind === kind ? kind : KIND_ITEMS;
         const enc = encodeOutputs(res as ArrayLike<unknown>, kind);
         const positions = blocks.points.subarray(off, off + count);
-        batcher.add({ chunk: i, kind, points: positions, offsets: enc.offsets, data: enc.data });
+        batcher.add({ chunk: i, kind, points: positions, offsets: enc.offsets, data: enc.data, dict: enc.dict });
         diag.streamFlushes++;
         place(arr, positions, kind === KIND_ITEMS ? (res as unknown[]) : (res as unknown as ArrayLike<unknown>));
         off += count;

@@ -7,7 +7,10 @@
 //! 8   n      u32  points in the chunk (product of its bin lengths)
 //! 12  present u32 points stored
 //! 16  presence bitmap, ceil(n/8) bytes, zero padded to a multiple of 4
-//! ..  items: n+1 u32 offsets into the data area; typed: nothing
+//! ..  items only: the dictionaries: u32 count, then per dictionary a u32
+//!     length and its bytes, zero padded to a multiple of 4; then one u16
+//!     per point naming the dictionary its bytes were packed with (padded
+//!     to a multiple of 4); then n+1 u32 offsets into the data area
 //! ..  data   items: concatenated msgpack; typed: n little-endian elements
 //! end-8 checksum: xxh3-64 of every preceding byte, little-endian
 //! ```
@@ -15,6 +18,12 @@
 //! Any subset of points is read through the offsets (or the fixed element
 //! width) without decoding the others. Absent points have empty items or
 //! zeroed elements.
+//!
+//! A dictionary is opaque here: the TS layer packs the points of one write
+//! with msgpack record structures and stores the structure list once per
+//! record instead of repeating keys in every point; an empty dictionary
+//! means plain msgpack. Points merged from several writes keep their own
+//! dictionary, so merging never re-encodes.
 
 use crate::canonical::DType;
 use crate::error::{CoreError, Result};
@@ -39,12 +48,14 @@ fn bitmap_len(n: usize) -> usize {
 }
 
 /// A parsed, borrowed record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RecordView<'a> {
     pub kind: u8,
     pub n: usize,
     pub present: usize,
     bitmap: &'a [u8],
+    dicts: Vec<&'a [u8]>,
+    point_dicts: &'a [u8],
     offsets: Option<&'a [u8]>,
     data: &'a [u8],
 }
@@ -83,6 +94,24 @@ impl<'a> RecordView<'a> {
         let bitmap = body.get(pos..pos + bl).ok_or_else(|| CoreError::corrupt("truncated bitmap"))?;
         pos += bl;
         let width = kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
+        let mut dicts = Vec::new();
+        let mut point_dicts: &[u8] = &[];
+        if width.is_none() {
+            let count = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionaries"))?;
+            let count = u32::from_le_bytes(count.try_into().unwrap()) as usize;
+            pos += 4;
+            for _ in 0..count {
+                let l = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?;
+                let l = u32::from_le_bytes(l.try_into().unwrap()) as usize;
+                pos += 4;
+                dicts.push(body.get(pos..pos + l).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?);
+                pos += l;
+            }
+            pos = pos.div_ceil(4) * 4;
+            let pl = (n * 2).div_ceil(4) * 4;
+            point_dicts = body.get(pos..pos + pl).ok_or_else(|| CoreError::corrupt("truncated dictionary indices"))?;
+            pos += pl;
+        }
         let (offsets, data) = match width {
             None => {
                 let ol = (n + 1) * 4;
@@ -102,7 +131,15 @@ impl<'a> RecordView<'a> {
                 (None, data)
             }
         };
-        Ok(RecordView { kind, n, present, bitmap, offsets, data })
+        let v = RecordView { kind, n, present, bitmap, dicts, point_dicts, offsets, data };
+        if v.offsets.is_some() {
+            for i in 0..n {
+                if v.is_present(i) && v.dict_index(i) as usize >= v.dicts.len() {
+                    return Err(CoreError::corrupt("point names a missing dictionary"));
+                }
+            }
+        }
+        Ok(v)
     }
 
     #[inline]
@@ -126,6 +163,24 @@ impl<'a> RecordView<'a> {
         }
     }
 
+    /// Index of the dictionary point `i` was packed with (items only).
+    pub fn dict_index(&self, i: usize) -> u16 {
+        u16::from_le_bytes(self.point_dicts[i * 2..i * 2 + 2].try_into().unwrap())
+    }
+
+    /// Dictionaries of the record (items only).
+    pub fn dicts(&self) -> &[&'a [u8]] {
+        &self.dicts
+    }
+
+    /// Dictionary of point `i` (empty for typed records and plain msgpack).
+    pub fn point_dict(&self, i: usize) -> &'a [u8] {
+        if self.offsets.is_none() {
+            return &[];
+        }
+        self.dicts.get(self.dict_index(i) as usize).copied().unwrap_or(&[])
+    }
+
     /// The whole data area (typed records: the raw array).
     pub fn data(&self) -> &'a [u8] {
         self.data
@@ -144,6 +199,8 @@ pub struct RecordBuilder {
     n: usize,
     present: Vec<bool>,
     items: Vec<Option<Vec<u8>>>,
+    item_dicts: Vec<u16>,
+    dicts: Vec<Vec<u8>>,
     typed: Vec<u8>,
 }
 
@@ -156,6 +213,8 @@ impl RecordBuilder {
             n,
             present: vec![false; n],
             items: if width.is_none() { vec![None; n] } else { Vec::new() },
+            item_dicts: if width.is_none() { vec![0; n] } else { Vec::new() },
+            dicts: Vec::new(),
             typed: width.map(|w| vec![0u8; n * w]).unwrap_or_default(),
         })
     }
@@ -165,7 +224,7 @@ impl RecordBuilder {
         let mut b = RecordBuilder::new(v.kind, v.n)?;
         for i in 0..v.n {
             if v.is_present(i) {
-                b.set(i, v.point(i))?;
+                b.set_in(i, v.point(i), v.point_dict(i))?;
             }
         }
         Ok(b)
@@ -187,9 +246,15 @@ impl RecordBuilder {
         self.present.iter().filter(|&&p| p).count()
     }
 
-    /// Sets point `i`. A point already present keeps its first value: stored
-    /// outputs are never overwritten.
+    /// Sets point `i` (plain msgpack for items). A point already present
+    /// keeps its first value: stored outputs are never overwritten.
     pub fn set(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        self.set_in(i, bytes, &[])
+    }
+
+    /// Sets point `i`, packed with dictionary `dict` (items only; ignored for
+    /// typed records).
+    pub fn set_in(&mut self, i: usize, bytes: &[u8], dict: &[u8]) -> Result<()> {
         if i >= self.n {
             return Err(CoreError::invalid(format!("point {i} out of range for a record of {} points", self.n)));
         }
@@ -197,7 +262,20 @@ impl RecordBuilder {
             return Ok(());
         }
         match self.width {
-            None => self.items[i] = Some(bytes.to_vec()),
+            None => {
+                let d = match self.dicts.iter().position(|x| x == dict) {
+                    Some(d) => d,
+                    None => {
+                        if self.dicts.len() >= u16::MAX as usize {
+                            return Err(CoreError::invalid("too many dictionaries in one record"));
+                        }
+                        self.dicts.push(dict.to_vec());
+                        self.dicts.len() - 1
+                    }
+                };
+                self.item_dicts[i] = d as u16;
+                self.items[i] = Some(bytes.to_vec());
+            }
             Some(w) => {
                 if bytes.len() != w {
                     return Err(CoreError::invalid(format!("typed point of {} bytes, expected {w}", bytes.len())));
@@ -228,6 +306,38 @@ impl RecordBuilder {
             }
         }
         out.extend_from_slice(&bitmap);
+        if self.width.is_none() {
+            // Only dictionaries that a present point uses are kept.
+            let mut used = vec![false; self.dicts.len()];
+            for (i, &p) in self.present.iter().enumerate() {
+                if p {
+                    used[self.item_dicts[i] as usize] = true;
+                }
+            }
+            let mut remap = vec![0u16; self.dicts.len()];
+            let mut kept: Vec<&Vec<u8>> = Vec::new();
+            for (d, dict) in self.dicts.iter().enumerate() {
+                if used[d] {
+                    remap[d] = kept.len() as u16;
+                    kept.push(dict);
+                }
+            }
+            out.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+            for d in kept {
+                out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                out.extend_from_slice(d);
+            }
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+            for (i, &p) in self.present.iter().enumerate() {
+                let d = if p { remap[self.item_dicts[i] as usize] } else { 0 };
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        }
         match self.width {
             None => {
                 let mut off = 0u32;
@@ -276,6 +386,30 @@ mod tests {
         assert!(v.is_complete());
         assert_eq!(v.point(2), 3.0f64.to_le_bytes());
         assert!(b.set(0, &[0u8; 4]).is_ok(), "present points are kept, not rewritten");
+    }
+
+    #[test]
+    fn dictionaries_are_kept_per_point_and_deduplicated() {
+        let mut b = RecordBuilder::new(KIND_ITEMS, 4).unwrap();
+        b.set_in(0, b"p0", b"dictA").unwrap();
+        b.set_in(1, b"p1", b"dictB").unwrap();
+        b.set_in(2, b"p2", b"dictA").unwrap();
+        b.set(3, b"plain").unwrap();
+        let bytes = b.finish();
+        let v = RecordView::parse(&bytes).unwrap();
+        assert_eq!(v.dicts().len(), 3);
+        assert_eq!(v.point_dict(0), b"dictA");
+        assert_eq!(v.point_dict(1), b"dictB");
+        assert_eq!(v.point_dict(2), b"dictA");
+        assert_eq!(v.point_dict(3), b"");
+        // Rebuilding from the view keeps each point's dictionary.
+        let again = RecordBuilder::from_view(&v).unwrap().finish();
+        assert_eq!(again, bytes);
+        // A dictionary no present point uses is dropped.
+        let mut c = RecordBuilder::new(KIND_ITEMS, 2).unwrap();
+        c.set_in(1, b"x", b"only").unwrap();
+        let v = RecordView::parse(&c.finish()).unwrap().dicts().len();
+        assert_eq!(v, 1);
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl Store {
                     let mut b = RecordBuilder::from_view(&old)?;
                     for i in 0..incoming.n {
                         if incoming.is_present(i) {
-                            b.set(i, incoming.point(i))?;
+                            b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
                         }
                     }
                     b.finish()
@@ -732,6 +732,10 @@ pub struct ChunkData {
     /// Items: n_present+1 offsets into `data`. Typed: empty.
     pub offsets: Vec<u32>,
     pub data: Vec<u8>,
+    /// Items: the dictionaries of the present points, and per present point
+    /// the index of its dictionary.
+    pub dicts: Vec<Vec<u8>>,
+    pub point_dicts: Vec<u16>,
     pub corrupt: Vec<(ChunkKey, String)>,
 }
 
@@ -739,7 +743,7 @@ impl Store {
     /// Reads the available requested points of a resolved chunk.
     pub fn read_chunk(&self, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
         let out = self.read(|s, t| {
-            let mut per: Vec<Option<&[u8]>> = vec![None; res.requested as usize];
+            let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
             let mut kind: Option<u8> = None;
             let mut corrupt = Vec::new();
             for src in &res.sources {
@@ -758,23 +762,41 @@ impl Store {
                 }
                 for &(r, p) in &src.map {
                     if (p as usize) < view.n && view.is_present(p as usize) {
-                        per[r as usize] = Some(view.point(p as usize));
+                        per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
                     }
                 }
             }
             let mut d = ChunkData { kind: kind.unwrap_or(0), corrupt, ..Default::default() };
             d.present = per.iter().map(Option::is_some).collect();
-            let total: usize = per.iter().flatten().map(|b| b.len()).sum();
+            let total: usize = per.iter().flatten().map(|b| b.0.len()).sum();
             d.data.reserve_exact(total);
             let items = d.kind == crate::record::KIND_ITEMS;
             if items {
                 d.offsets.reserve_exact(per.len() + 1);
                 d.offsets.push(0);
+                d.point_dicts.reserve_exact(per.len());
             }
-            for b in per.iter().flatten() {
+            let mut last: Option<(&[u8], u16)> = None;
+            for (b, dict) in per.iter().flatten() {
                 d.data.extend_from_slice(b);
                 if items {
                     d.offsets.push(d.data.len() as u32);
+                    // Dictionaries are few; remember the last one seen.
+                    let idx = match last {
+                        Some((l, i)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => i,
+                        _ => {
+                            let i = match d.dicts.iter().position(|x| x.as_slice() == *dict) {
+                                Some(i) => i as u16,
+                                None => {
+                                    d.dicts.push(dict.to_vec());
+                                    (d.dicts.len() - 1) as u16
+                                }
+                            };
+                            last = Some((dict, i));
+                            i
+                        }
+                    };
+                    d.point_dicts.push(idx);
                 }
             }
             Ok(d)
@@ -797,6 +819,9 @@ pub struct ChunkWrite<'a> {
     /// Items: points.len()+1 offsets into `data`. Typed: empty.
     pub offsets: &'a [u32],
     pub data: &'a [u8],
+    /// Items: the dictionary every point of this write was packed with
+    /// (empty for plain msgpack).
+    pub dict: &'a [u8],
 }
 
 impl Store {
@@ -868,7 +893,7 @@ impl Store {
                 None => &w.data[w.offsets[j] as usize..w.offsets[j + 1] as usize],
                 Some(sz) => &w.data[j * sz..(j + 1) * sz],
             };
-            builder.set(positions[r as usize] as usize, bytes)?;
+            builder.set_in(positions[r as usize] as usize, bytes, w.dict)?;
         }
         // Consolidate from other records (another chunking or axis order).
         if builder.present() < n {
@@ -881,7 +906,7 @@ impl Store {
                     }
                     for &(r, p) in &src.map {
                         if view.is_present(p as usize) {
-                            builder.set(positions[r as usize] as usize, view.point(p as usize))?;
+                            builder.set_in(positions[r as usize] as usize, view.point(p as usize), view.point_dict(p as usize))?;
                         }
                     }
                 }

@@ -136,7 +136,7 @@ fn write_points(store: &Store, cache: &CacheId, g: &Grid, plan: &Plan, res: &[Re
         .zip(&bufs)
         .enumerate()
         .filter(|(_, (_, b))| !b.0.is_empty())
-        .map(|(i, (geo, b))| ChunkWrite { geo, grid: g, res: Some(&res[i]), kind, points: &b.0, offsets: &b.1, data: &b.2 })
+        .map(|(i, (geo, b))| ChunkWrite { geo, grid: g, res: Some(&res[i]), kind, points: &b.0, offsets: &b.1, data: &b.2, dict: &[] })
         .collect();
     let n = bufs.iter().map(|b| b.0.len()).sum();
     if !writes.is_empty() {
@@ -253,13 +253,13 @@ fn typed_f64_record_round_trip() {
     // Storing items into a typed chunk is refused with a clear error.
     let res = resolve(&store, &c, &g, &plan);
     let geo = ChunkGeometry::of(&plan, 0);
-    let w = ChunkWrite { geo: &geo, grid: &g, res: Some(&res[0]), kind: KIND_ITEMS, points: &[0], offsets: &[0, 1], data: b"x" };
+    let w = ChunkWrite { geo: &geo, grid: &g, res: Some(&res[0]), kind: KIND_ITEMS, points: &[0], offsets: &[0, 1], data: b"x", dict: &[] };
     let err = store.write_chunks(&c, &[w]).unwrap_err();
     assert!(err.message.contains("cacheVersion"), "{}", err.message);
     // Wrong sizes are refused before anything is written.
-    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[0], offsets: &[], data: &[0; 4] };
+    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[0], offsets: &[], data: &[0; 4], dict: &[] };
     assert!(store.write_chunks(&c, &[w]).is_err());
-    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[99], offsets: &[], data: &[0; 8] };
+    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[99], offsets: &[], data: &[0; 8], dict: &[] };
     assert!(store.write_chunks(&c, &[w]).is_err());
 }
 
@@ -577,4 +577,27 @@ fn delete_cache_removes_everything_and_data_persists() {
     }
     assert_eq!(fill(&store, &a, &g, &all(&g), KIND_ITEMS, 2), 18, "a deleted cache starts afresh");
     assert!(store.disk_bytes().unwrap() > 0);
+}
+
+#[test]
+fn points_keep_the_dictionary_of_their_write() {
+    let dir = TempRoot::new("dicts");
+    let store = Store::open(dir.path()).unwrap();
+    let cache = cache_id(77);
+    let g = grid(vec![axis("x", 0..4, 4)]);
+    let plan = g.plan(&[None]).unwrap();
+    let geo = ChunkGeometry::of(&plan, 0);
+    let mut cat = Catalog::default();
+    let res = store.resolve(&cache, &g, &plan, 0..1, &mut cat).unwrap();
+    let w1 = ChunkWrite { geo: &geo, grid: &g, res: Some(&res[0]), kind: KIND_ITEMS, points: &[0, 2], offsets: &[0, 1, 3], data: b"abb", dict: b"D1" };
+    store.write_chunks(&cache, &[w1]).unwrap();
+    let w2 = ChunkWrite { geo: &geo, grid: &g, res: None, kind: KIND_ITEMS, points: &[1, 3], offsets: &[0, 2, 3], data: b"ccd", dict: b"D2" };
+    store.write_chunks(&cache, &[w2]).unwrap();
+    let mut cat = Catalog::default();
+    let res = store.resolve(&cache, &g, &plan, 0..1, &mut cat).unwrap();
+    let d = store.read_chunk(&cache, &res[0]).unwrap();
+    assert_eq!(d.data, b"accbbd");
+    assert_eq!(d.offsets, vec![0, 1, 3, 5, 6]);
+    assert_eq!(d.dicts, vec![b"D1".to_vec(), b"D2".to_vec()]);
+    assert_eq!(d.point_dicts, vec![0, 1, 0, 1]);
 }

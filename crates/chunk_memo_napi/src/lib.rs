@@ -360,6 +360,11 @@ pub struct BindingChunkData {
     /// Items: offsets (present+1) into `data`.
     pub offsets: Uint32Array,
     pub data: Buffer,
+    /// Items: dictionaries the present points were packed with (an empty
+    /// one means plain msgpack).
+    pub dicts: Vec<Buffer>,
+    /// Items: per present point, the index of its dictionary in `dicts`.
+    pub point_dicts: Uint16Array,
     /// Records that failed verification and were treated as missing.
     pub corrupt: Vec<String>,
 }
@@ -370,6 +375,8 @@ fn chunk_data_to_js(d: ChunkData) -> Result<BindingChunkData> {
         present: d.present.iter().map(|&p| u8::from(p)).collect::<Vec<u8>>().into(),
         offsets: d.offsets.into(),
         data: d.data.into(),
+        dicts: d.dicts.into_iter().map(Into::into).collect(),
+        point_dicts: d.point_dicts.into(),
         corrupt: d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))).collect(),
     })
 }
@@ -459,11 +466,12 @@ impl BindingPlan {
         points: &[u32],
         offsets: &[u32],
         data: &[u8],
+        dict: &[u8],
     ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
         let i = self.check(i)?;
         let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        let (points, offsets, data) = (points.to_vec(), offsets.to_vec(), data.to_vec());
+        let (points, offsets, data, dict) = (points.to_vec(), offsets.to_vec(), data.to_vec(), dict.to_vec());
         Ok(move || {
             let res = {
                 let mut st = me.state.lock().unwrap();
@@ -473,7 +481,7 @@ impl BindingPlan {
             let geo = ChunkGeometry::of(&me.plan, i);
             store.write_chunks(
                 &cache,
-                &[ChunkWrite { geo: &geo, grid: &me.grid, res: res.as_ref(), kind: kind as u8, points: &points, offsets: &offsets, data: &data }],
+                &[ChunkWrite { geo: &geo, grid: &me.grid, res: res.as_ref(), kind: kind as u8, points: &points, offsets: &offsets, data: &data, dict: &dict }],
             )?;
             // The chunk's state changed: resolve it again when asked.
             me.state.lock().unwrap().resolutions[i] = None;
@@ -490,6 +498,8 @@ pub struct BindingChunkWrite {
     pub points: Uint32Array,
     pub offsets: Uint32Array,
     pub data: Buffer,
+    /// Items: the dictionary the points were packed with.
+    pub dict: Option<Buffer>,
 }
 
 struct OwnedWrite {
@@ -498,13 +508,21 @@ struct OwnedWrite {
     points: Vec<u32>,
     offsets: Vec<u32>,
     data: Vec<u8>,
+    dict: Vec<u8>,
 }
 
 impl BindingPlan {
     fn batch_op(&self, store: &BindingStore, cache_id: &[u8], writes: Vec<BindingChunkWrite>) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
         let mut owned = Vec::with_capacity(writes.len());
         for w in writes {
-            owned.push(OwnedWrite { chunk: self.check(w.chunk)?, kind: w.kind as u8, points: w.points.to_vec(), offsets: w.offsets.to_vec(), data: w.data.to_vec() });
+            owned.push(OwnedWrite {
+                chunk: self.check(w.chunk)?,
+                kind: w.kind as u8,
+                points: w.points.to_vec(),
+                offsets: w.offsets.to_vec(),
+                data: w.data.to_vec(),
+                dict: w.dict.as_deref().map(<[u8]>::to_vec).unwrap_or_default(),
+            });
         }
         let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
@@ -519,7 +537,7 @@ impl BindingPlan {
                 .iter()
                 .zip(&geos)
                 .zip(&res)
-                .map(|((w, geo), r)| ChunkWrite { geo, grid: &me.grid, res: r.as_ref(), kind: w.kind, points: &w.points, offsets: &w.offsets, data: &w.data })
+                .map(|((w, geo), r)| ChunkWrite { geo, grid: &me.grid, res: r.as_ref(), kind: w.kind, points: &w.points, offsets: &w.offsets, data: &w.data, dict: &w.dict })
                 .collect();
             store.write_chunks(&cache, &writes)?;
             let mut st = me.state.lock().unwrap();
@@ -638,11 +656,13 @@ impl BindingPlan {
     }
 
     /// Writes new points of chunk `i`: `points` are requested-point
-    /// indices; items give `offsets` (points+1) into `data`, typed kinds
-    /// give raw little-endian elements.
+    /// indices; items give `offsets` (points+1) into `data` and the
+    /// `dict` they were packed with, typed kinds give raw little-endian
+    /// elements.
     #[napi]
-    pub fn write(&self, store: &BindingStore, cache_id: Buffer, i: u32, kind: u32, points: Uint32Array, offsets: Uint32Array, data: Buffer) -> Result<()> {
-        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data)?().map_err(to_napi)
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(&self, store: &BindingStore, cache_id: Buffer, i: u32, kind: u32, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict: Option<Buffer>) -> Result<()> {
+        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?().map_err(to_napi)
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -656,8 +676,9 @@ impl BindingPlan {
         points: Uint32Array,
         offsets: Uint32Array,
         data: Buffer,
+        dict: Option<Buffer>,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        Ok(task(self.write_op(store, &cache_id, i, kind, &points, &offsets, &data)?, unit, signal))
+        Ok(task(self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?, unit, signal))
     }
 }
