@@ -109,10 +109,10 @@ function mergeMeta(core: CacheCore): void {
   if (existing) {
     meta = unpackMeta(existing);
     const had = Object.keys(meta.axisValues).sort();
-    const now2 = [...core.axisOrder].sort();
-    if (had.length !== now2.length || had.some((a, i) => a !== now2[i])) {
+    const want = [...core.axisOrder].sort();
+    if (had.length !== want.length || had.some((a, i) => a !== want[i])) {
       throw new InvalidOptionError(
-        `ChunkCache.open: cache ${core.id} (same params, cacheVersion and code) is stored with axes [${had.join(', ')}], not [${now2.join(', ')}]; ` +
+        `ChunkCache.open: cache ${core.id} (same params, cacheVersion and code) is stored with axes [${had.join(', ')}], not [${want.join(', ')}]; ` +
           'open it with the same axes (select a subset with cache.select), or use another cacheVersion for a different grid',
       );
     }
