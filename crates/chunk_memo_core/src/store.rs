@@ -458,8 +458,35 @@ impl Store {
 #[derive(Debug, Clone, Default)]
 pub struct Source {
     pub chunk: ChunkKey,
-    /// (requested point index, point index in the source record)
+    /// (requested point index, point index in the source record). Empty
+    /// when `whole` is set.
     pub map: Vec<(u32, u32)>,
+    /// The chunk's own complete record serves every requested point; the
+    /// positions follow from the chunk geometry (not stored per point).
+    pub whole: Option<WholeLayout>,
+}
+
+/// Requested offsets per axis and bin lengths of a chunk, from which the
+/// record position of every requested point follows.
+#[derive(Debug, Clone, Default)]
+pub struct WholeLayout {
+    pub sel: Vec<Vec<u32>>,
+    pub lens: Vec<u32>,
+}
+
+impl Source {
+    /// (requested point, record point) pairs, materialised.
+    pub fn pairs(&self) -> Vec<(u32, u32)> {
+        match &self.whole {
+            Some(w) => ChunkGeometry { bins: Vec::new(), sel: w.sel.clone(), lens: w.lens.clone() }
+                .record_positions()
+                .into_iter()
+                .enumerate()
+                .map(|(r, p)| (r as u32, p))
+                .collect(),
+            None => self.map.clone(),
+        }
+    }
 }
 
 /// The state of one planned chunk against the store.
@@ -553,36 +580,30 @@ impl Store {
         let key = grid.chunk_key(&geo.bins);
         let requested = geo.requested() as u32;
         let mut res = Resolution { key, requested, ..Default::default() };
-        let exact_raw = self.index.get(t, &rkey(cache, &key))?;
-        let mut exact_ok = exact_raw.is_some();
-        if let Some(raw) = exact_raw {
-            let (n, present) = Descriptor::counts(raw)?;
-            if present == n {
-                // Fast path: the chunk's own record is complete. Its checksum
-                // is verified here (xxh3 over mapped pages, cheap next to
-                // the read that follows): a bad record must be reported and
-                // its points treated as missing, or callers that trust the
-                // resolution would never recompute them.
-                match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
-                    Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
-                        res.available = requested;
-                        let pos = geo.record_positions();
-                        res.sources.push(Source { chunk: key, map: pos.iter().enumerate().map(|(r, &p)| (r as u32, p)).collect() });
-                        return Ok(res);
-                    }
-                    Some(Err(e)) => {
-                        res.corrupt.push((key, e.message));
-                        exact_ok = false;
-                    }
-                    // Missing or disagreeing with its index entry: take the
-                    // general path, which checks every point.
-                    _ => {}
-                }
+        // Fast path: the chunk's own record is complete. Its checksum is
+        // verified here (xxh3 over mapped pages, cheap next to the read that
+        // follows): a bad record must be reported and its points treated as
+        // missing, or callers that trust the resolution would never
+        // recompute them.
+        let mut exact_ok = true;
+        match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+            Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
+                res.available = requested;
+                res.sources.push(Source { chunk: key, map: Vec::new(), whole: Some(WholeLayout { sel: geo.sel, lens: geo.lens }) });
+                return Ok(res);
             }
+            Some(Err(e)) => {
+                res.corrupt.push((key, e.message));
+                exact_ok = false;
+            }
+            // Partial, absent, or disagreeing with the chunk: the general
+            // path checks every point.
+            _ => {}
         }
         if requested == 0 {
             return Ok(res);
         }
+        let exact_raw = if exact_ok { self.index.get(t, &rkey(cache, &key))? } else { None };
         let exact = if exact_ok { exact_raw.map(Descriptor::decode).transpose()? } else { None };
         res.present = vec![false; requested as usize];
         // Candidates: the exact record first, then every record sharing a
@@ -631,7 +652,7 @@ impl Store {
                     continue;
                 }
             };
-            let mut src = Source { chunk: ck, map: Vec::new() };
+            let mut src = Source { chunk: ck, map: Vec::new(), whole: None };
             for (r, p) in map {
                 if !res.present[r as usize] && view.is_present(p as usize) {
                     res.present[r as usize] = true;
@@ -760,7 +781,7 @@ impl Store {
                 if *kind.get_or_insert(view.kind) != view.kind {
                     continue;
                 }
-                for &(r, p) in &src.map {
+                for (r, p) in src.pairs() {
                     if (p as usize) < view.n && view.is_present(p as usize) {
                         per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
                     }
