@@ -36,3 +36,21 @@ test('onProgress reports points done, total, rate and ETA', async (t) => {
   t.true(events.every((e, i) => i === 0 || e.pointsDone >= events[i - 1]!.pointsDone));
   t.true(events.every((e) => e.rate >= 0));
 });
+
+test('a finished chunk is committed before a slow exec call starts', async (t) => {
+  const root = freshRoot();
+  const axisValues = { x: [1, 2, 3, 4] };
+  const cache = ChunkCache.open({ root, axisValues, chunkSpec: { x: 2 } });
+  const seen: number[] = [];
+  const busyUntil = (ms: number) => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+  await run(cache, (_p, axes) => {
+    const xs = axes.x as number[];
+    if (xs[0] === 1) busyUntil(60); // a slow exec call: its chunk is committed before the next one runs
+    else seen.push(ChunkCache.open({ root, axisValues, chunkSpec: { x: 2 } }).status().cachedPoints);
+    return xs.map((x) => x * 2);
+  });
+  t.deepEqual(seen, [2]);
+});

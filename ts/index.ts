@@ -35,7 +35,8 @@ export type { ChunkFn, PointFn, ChunkContext, ChunkOutput, ChunkResult, Diagnost
 export type { ProgressEvent } from './run/progress.js';
 export * from './errors/index.js';
 export type { Value, Params, TypedArray } from './value.js';
-export { gpuKernel } from './gpu/kernel.js';
+export { gpuKernel, disposeGpuKernels, gpuBackendInfo, probeGpuBackend } from './gpu/kernel.js';
+export type { GpuKernelOptions, GpuMode, GpuBackendInfo } from './gpu/kernel.js';
 export { runParallel } from './parallel/run-parallel.js';
 export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item } from './parallel/run-parallel.js';
 export { defineTask, executeJob } from './parallel/execute.js';

@@ -239,6 +239,7 @@ export function autoLoad(options: AutoLoadOptions): ChunkCache {
 
 function pick(o: AutoLoadOptions): Partial<Pick<OpenOptions, 'chunkSpec' | 'verbose' | 'maxBytes' | 'sharedRoots'>> {
   const out: Record<string, unknown> = {};
+  if (o.chunkSpec !== undefined) out.chunkSpec = o.chunkSpec;
   if (o.verbose !== undefined) out.verbose = o.verbose;
   if (o.maxBytes !== undefined) out.maxBytes = o.maxBytes;
   if (o.sharedRoots !== undefined) out.sharedRoots = o.sharedRoots;

@@ -425,13 +425,19 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
       try {
         const it = jobs();
         const inflight = new Map<number, Promise<void>>();
-        let oldest = 0;
+        let inflightPoints = 0;
         let next: IteratorResult<{ job: ExecJob; refs: Array<[number, number]> }> = it.next();
-        const done = new Set<number>();
+        // Memory bound: outputs waiting for their memo chunk plus points in
+        // flight stay within workers x execChunkSize + the largest memo
+        // chunk; below it every worker is kept busy.
+        let largestChunk = 0;
+        for (const w of work.values()) largestChunk = Math.max(largestChunk, w.points.length);
+        const limit = workers * Math.min(size, missingTotal) + largestChunk;
+        const room = (n: number): boolean => inflight.size === 0 || buffered + inflightPoints + n <= limit;
         while (!next.done || inflight.size > 0) {
-          // Dispatch within a window of `workers` jobs past the oldest unfinished one.
-          while (!next.done && failure === null && !o.signal?.aborted && next.value.job.jobIndex < oldest + workers) {
+          while (!next.done && failure === null && !o.signal?.aborted && inflight.size < workers && room(next.value.job.count)) {
             const { job, refs } = next.value;
+            inflightPoints += job.count;
             diag.execChunks++;
             const p = (pool ? pool.run(job) : executeJob(job)).then(
               (out) => {
@@ -449,8 +455,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
               },
             ).finally(() => {
               inflight.delete(job.jobIndex);
-              done.add(job.jobIndex);
-              while (done.has(oldest)) done.delete(oldest++);
+              inflightPoints -= job.count;
             });
             inflight.set(job.jobIndex, p);
             next = it.next();

@@ -1,9 +1,13 @@
 /**
  * Write-behind batching of chunk writes: several memo chunks go into one
- * LMDB transaction (one fsync), committed at most `maxDelayMs` after the
- * first pending write, when `maxBytes` are pending, and always at the end of
- * a run (also on errors and aborts). A process killed in between loses at
- * most the uncommitted chunks; every stored record stays complete.
+ * LMDB transaction (one fsync). Pending writes are committed
+ * - `maxDelayMs` after the first one (a timer, when the event loop is free),
+ * - before the next exec call once that much time has passed, or at once
+ *   when exec calls are slow (then a commit costs little next to them),
+ * - when `maxBytes` are pending, and always at the end of a run (also on
+ *   errors and aborts).
+ * A process killed in between loses at most the uncommitted chunks; every
+ * stored record stays complete.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
@@ -22,6 +26,8 @@ export class WriteBatcher {
   private pending: PendingWrite[] = [];
   private bytes = 0;
   private since = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private timerError: unknown = null;
   commits = 0;
   writeMs = 0;
 
@@ -35,14 +41,44 @@ export class WriteBatcher {
   ) {}
 
   add(w: PendingWrite): void {
-    if (this.pending.length === 0) this.since = performance.now();
+    if (this.timerError) throw this.timerError;
+    if (this.pending.length === 0) {
+      this.since = performance.now();
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        try {
+          this.flush();
+        } catch (e) {
+          this.timerError = e;
+        }
+      }, this.maxDelayMs);
+      this.timer.unref();
+    }
     this.pending.push(w);
     this.bytes += w.data.length + w.points.byteLength + w.offsets.byteLength;
     if (this.bytes >= this.maxBytes || performance.now() - this.since >= this.maxDelayMs) this.flush();
   }
 
+  /**
+   * Called before an exec call that may take long: commits what is pending
+   * when the last exec call was slow or the pending writes are old enough.
+   */
+  beforeExec(lastExecMs: number): void {
+    if (this.pending.length === 0) return;
+    if (lastExecMs >= 50 || performance.now() - this.since >= this.maxDelayMs) this.flush();
+  }
+
   /** Commits everything pending in one transaction. */
   flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.timerError) {
+      const e = this.timerError;
+      this.timerError = null;
+      throw e;
+    }
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];

@@ -169,6 +169,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
   const visible = cache.axisOrder;
   const ctx: ChunkContext = opts.signal ? { axisOrder: visible, signal: opts.signal } : { axisOrder: visible };
   const batcher = new WriteBatcher(plan, core.store, core.idBytes, label);
+  let lastExecMs = 0;
   let ok = false;
   try {
   for (let i = 0; i < G.chunkCount; i++) {
@@ -205,6 +206,7 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
       for (const block of blocks.blocks) {
         const axes = valuesOf(cache, (k) => Array.from(block[k]!, (p) => geo.start[k]! + geo.sel[k]![p]!));
         const count = block.reduce((x, b) => x * b.length, 1);
+        batcher.beforeExec(lastExecMs);
         const te = performance.now();
         let res: ChunkOutput;
         try {
@@ -213,7 +215,8 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
           if (e instanceof ChunkMemoError && e.code === 'ERR_ABORTED') throw e;
           throw new ExecError(`exec function failed on chunk ${i} at ${coords(axes)}; finished chunks are stored, a re-run computes only the rest`, { cause: e });
         }
-        diag.timings.execMs += performance.now() - te;
+        lastExecMs = performance.now() - te;
+        diag.timings.execMs += lastExecMs;
         diag.execChunks++;
         const len = res == null ? -1 : (res as ArrayLike<unknown>).length;
         if (!(Array.isArray(res) || (ArrayBuffer.isView(res) && !(res instanceof DataView))) || len !== count) {
