@@ -40,6 +40,7 @@ export type { GpuKernelOptions, GpuMode, GpuBackendInfo } from './gpu/kernel.js'
 export { runParallel } from './parallel/run-parallel.js';
 export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item } from './parallel/run-parallel.js';
 export { defineTask, executeJob } from './parallel/execute.js';
+export { closeWorkerPools } from './parallel/pool.js';
 export type { PointsFn } from './parallel/execute.js';
 export type { ExecJob, TaskSpec, ModuleTaskSpec, GpuTaskSpec } from './parallel/job.js';
 export * from './manage/index.js';

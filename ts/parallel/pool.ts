@@ -48,10 +48,13 @@ export class WorkerPool {
 
   private spawn(): Slot {
     const slot: Slot = { worker: newWorker(), current: null };
+    // Idle workers do not keep the process alive; busy ones do.
+    slot.worker.unref();
     slot.worker.on('message', (m: { type: 'ok' | 'error'; id: number; out?: unknown; error?: { name: string; message: string; stack?: string; code?: unknown } }) => {
       const cur = slot.current;
       if (!cur || cur.id !== m.id) return;
       slot.current = null;
+      slot.worker.unref();
       if (m.type === 'ok') cur.resolve(m.out);
       else {
         const e = new Error(m.error!.message);
@@ -96,6 +99,7 @@ export class WorkerPool {
       const p = this.queue.shift()!;
       const id = this.nextId++;
       slot.current = { ...p, id };
+      slot.worker.ref();
       slot.worker.postMessage({ id, job: p.job });
     }
   }
@@ -104,4 +108,34 @@ export class WorkerPool {
     this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+// Pools shared by runParallel calls of this process, by size: a sweep script
+// that calls runParallel many times pays the worker start-up once. Idle
+// workers are unref'd, so they never keep the process alive.
+const shared = new Map<number, WorkerPool>();
+
+/** The process-wide pool of `size` worker threads. */
+export function sharedPool(size: number): WorkerPool {
+  let p = shared.get(size);
+  if (!p || p.isClosed) {
+    p = new WorkerPool(size);
+    shared.set(size, p);
+  }
+  return p;
+}
+
+/**
+ * Terminates the worker threads kept by `runParallel` (they are reused
+ * across calls and never keep the process alive; call this to free them
+ * early, e.g. after changing a task module on disk).
+ */
+export async function closeWorkerPools(): Promise<void> {
+  const pools = [...shared.values()];
+  shared.clear();
+  await Promise.all(pools.map((p) => p.close()));
 }

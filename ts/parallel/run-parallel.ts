@@ -18,7 +18,7 @@ import { newDiagnostics, type Diagnostics } from '../run/run.js';
 import type { TypedArray, Value } from '../value.js';
 import { executeJob, localTask, releaseLocalTask, type PointsFn } from './execute.js';
 import type { ExecJob, TaskSpec } from './job.js';
-import { WorkerPool } from './pool.js';
+import { sharedPool } from './pool.js';
 
 /** Results of a map function: in job order. */
 export type MapResults = Iterable<unknown> | AsyncIterable<unknown>;
@@ -421,8 +421,8 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
         if (!o.signal?.aborted && n !== list.length) throw new ExecOutputError(`${where}: mapFn returned ${n} results for ${list.length} jobs`);
       }
     } else {
-      const pool = spec.kind === 'module' ? new WorkerPool(workers) : null;
-      try {
+      const pool = spec.kind === 'module' ? sharedPool(workers) : null;
+      {
         const it = jobs();
         const inflight = new Map<number, Promise<void>>();
         let inflightPoints = 0;
@@ -463,8 +463,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
           if (inflight.size === 0) break;
           await Promise.race(inflight.values()).catch(() => undefined);
         }
-      } finally {
-        await pool?.close();
+        // The pool stays for later calls (see closeWorkerPools).
       }
     }
   } catch (e) {
