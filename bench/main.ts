@@ -65,7 +65,7 @@ async function storeBench(): Promise<void> {
       const kind = kindOf(out);
       const enc = encodeOutputs(out as ArrayLike<unknown>, kind);
       bytes += enc.data.length;
-      writes.push({ chunk: i, kind, points: Uint32Array.from({ length: geo.points }, (_, j) => j), offsets: enc.offsets, data: enc.data });
+      writes.push({ chunk: i, kind, points: Uint32Array.from({ length: geo.points }, (_, j) => j), offsets: enc.offsets, data: enc.data, dict: enc.dict });
     }
     const tw = performance.now();
     plan.writeBatch(cache._core.store, cache._core.idBytes, writes);

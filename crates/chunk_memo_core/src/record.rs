@@ -198,7 +198,9 @@ pub struct RecordBuilder {
     width: Option<usize>,
     n: usize,
     present: Vec<bool>,
-    items: Vec<Option<Vec<u8>>>,
+    /// Items: (start, len) of each present point's bytes in `arena`.
+    items: Vec<Option<(u32, u32)>>,
+    arena: Vec<u8>,
     item_dicts: Vec<u16>,
     dicts: Vec<Vec<u8>>,
     typed: Vec<u8>,
@@ -213,6 +215,7 @@ impl RecordBuilder {
             n,
             present: vec![false; n],
             items: if width.is_none() { vec![None; n] } else { Vec::new() },
+            arena: Vec::new(),
             item_dicts: if width.is_none() { vec![0; n] } else { Vec::new() },
             dicts: Vec::new(),
             typed: width.map(|w| vec![0u8; n * w]).unwrap_or_default(),
@@ -274,7 +277,8 @@ impl RecordBuilder {
                     }
                 };
                 self.item_dicts[i] = d as u16;
-                self.items[i] = Some(bytes.to_vec());
+                self.items[i] = Some((self.arena.len() as u32, bytes.len() as u32));
+                self.arena.extend_from_slice(bytes);
             }
             Some(w) => {
                 if bytes.len() != w {
@@ -291,7 +295,7 @@ impl RecordBuilder {
     pub fn finish(&self) -> Vec<u8> {
         let bl = bitmap_len(self.n);
         let data_len = match self.width {
-            None => self.items.iter().map(|x| x.as_ref().map_or(0, |v| v.len())).sum::<usize>() + (self.n + 1) * 4,
+            None => self.items.iter().map(|x| x.map_or(0, |v| v.1 as usize)).sum::<usize>() + (self.n + 1) * 4,
             Some(w) => self.n * w,
         };
         let mut out = Vec::with_capacity(HEADER + bl + data_len + 8);
@@ -343,11 +347,11 @@ impl RecordBuilder {
                 let mut off = 0u32;
                 out.extend_from_slice(&off.to_le_bytes());
                 for it in &self.items {
-                    off += it.as_ref().map_or(0, |v| v.len() as u32);
+                    off += it.map_or(0, |v| v.1);
                     out.extend_from_slice(&off.to_le_bytes());
                 }
-                for it in self.items.iter().flatten() {
-                    out.extend_from_slice(it);
+                for &(start, len) in self.items.iter().flatten() {
+                    out.extend_from_slice(&self.arena[start as usize..(start + len) as usize]);
                 }
             }
             Some(_) => out.extend_from_slice(&self.typed),
