@@ -119,6 +119,8 @@ function mergeMeta(core: CacheCore): void {
     let changed = false;
     for (const a of core.axisOrder) {
       const old = meta.axisValues[a] ?? [];
+      // The common case, reopening the same grid: nothing to hash.
+      if (a in meta.axisValues && Buffer.compare(encodeCanonical(old), encodeCanonical(core.axisValues[a])) === 0) continue;
       const have = new Set(hashList(old, `meta.${a}`));
       const add = core.axisValues[a]!.filter((_, i) => !have.has(core.hashes[core.axisOrder.indexOf(a)]![i]!));
       if (add.length || !(a in meta.axisValues)) {

@@ -6,6 +6,7 @@ import * as t from 'typanion';
 import { DuplicateAxisValueError, InvalidOptionError } from '../errors/index.js';
 import { compareCodePoints, encodeCanonical } from '../canonical/encode.js';
 import type { Params, Value } from '../value.js';
+import { hashList } from './grid.js';
 
 /** Options of `ChunkCache.open`. */
 export interface OpenOptions {
@@ -115,16 +116,17 @@ export function normalizeAxisList(where: string, axis: string, list: unknown): V
 
 /** Throws DuplicateAxisValueError if an axis repeats a value. */
 export function checkDistinct(where: string, axis: string, values: readonly Value[]): void {
-  const seen = new Map<string, number>();
-  values.forEach((v, i) => {
-    const k = Buffer.from(encodeCanonical(v, `axisValues.${axis}[${i}]`)).toString('latin1');
-    const j = seen.get(k);
+  // One native call hashes the whole list (BLAKE3 of each canonical encoding).
+  const hashes = hashList(values, `axisValues.${axis}`);
+  const seen = new Map<bigint, number>();
+  hashes.forEach((h, i) => {
+    const j = seen.get(h);
     if (j !== undefined) {
       throw new DuplicateAxisValueError(
-        `${where}: axisValues.${axis} lists the value ${describe(v)} twice (indices ${j} and ${i}); axis values must be distinct`,
+        `${where}: axisValues.${axis} lists the value ${describe(values[i])} twice (indices ${j} and ${i}); axis values must be distinct`,
       );
     }
-    seen.set(k, i);
+    seen.set(h, i);
   });
 }
 
