@@ -9,7 +9,12 @@
 // hashed; they are reported so the caller can warn about them.
 // `code: 'string'` is a user-chosen version label and is used verbatim.
 
-import { parse, type Options } from 'acorn';
+import { createRequire } from 'node:module';
+import type { Options } from 'acorn';
+
+// acorn is loaded on first use (only caches with `code` need it).
+let acorn: typeof import('acorn') | undefined;
+const parse: typeof import('acorn').parse = (input, options) => (acorn ??= createRequire(import.meta.url)('acorn') as typeof import('acorn')).parse(input, options);
 
 export interface NormalizedCode {
   /** Canonical form to hash: AST serialisation for functions, the label itself for versions. */

@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { Header, Pack, Parser, ReadEntry } from 'tar';
+import type { ReadEntry } from 'tar';
 import type { BindingDescriptor } from '../binding/native.js';
 import { cacheIdOf, ChunkCache, type SelectSpec } from '../cache/cache.js';
 import { hashList } from '../cache/grid.js';
@@ -171,8 +171,14 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
   return { file: out, bytes: archive.length, caches: result };
 }
 
+// node-tar is loaded on first use: most processes never export or import,
+// and worker threads that load the library should start fast.
+let tarModule: Promise<typeof import('tar')> | undefined;
+const loadTar = (): Promise<typeof import('tar')> => (tarModule ??= import('tar'));
+
 /** A gzip-compressed tar of in-memory files (no file of the disk is read). */
-function packFiles(files: Array<[string, Buffer]>): Promise<Buffer> {
+async function packFiles(files: Array<[string, Buffer]>): Promise<Buffer> {
+  const { Pack, Header, ReadEntry } = await loadTar();
   return new Promise((resolve, reject) => {
     const pack = new Pack({ gzip: true, portable: true });
     const parts: Buffer[] = [];
@@ -212,7 +218,8 @@ function unsafePath(p: string): string | null {
 }
 
 /** Reads every entry of a (gzip) tar in memory, refusing unsafe entries. */
-function readEntries(data: Buffer, file: string): Promise<Map<string, Buffer>> {
+async function readEntries(data: Buffer, file: string): Promise<Map<string, Buffer>> {
+  const { Parser } = await loadTar();
   return new Promise((resolve, reject) => {
     const files = new Map<string, Buffer>();
     let failed: ArchiveError | null = null;
