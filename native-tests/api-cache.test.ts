@@ -21,6 +21,7 @@ import {
   type Value,
 } from '../ts/index.js';
 import { freshRoot, type Point, gridPoints, keyOf } from './helpers/grid.js';
+import { overlapWarningsDuring } from './helpers/warnings.js';
 
 // Functions written in this file are rewritten by tsx, so formatting-sensitive
 // code is built from exact source text with an indirect eval.
@@ -446,25 +447,13 @@ test('exclusive: duplicate, covered and covering caches are refused; reopening i
 test('warnOnOverlap emits a CHUNK_MEMO_OVERLAP process warning', async (t) => {
   const root = freshRoot();
   const first = ChunkCache.open({ root, params: { a: 1 }, axisValues: { x: [1, 2, 3] } });
-  const got: Array<Error & { code?: string }> = [];
-  let resolve!: () => void;
-  const matched = new Promise<void>((r) => (resolve = r));
-  const listener = (w: Error & { code?: string }): void => {
-    got.push(w);
-    if (w.code === 'CHUNK_MEMO_OVERLAP') resolve();
-  };
-  process.on('warning', listener);
-  try {
-    const second = ChunkCache.open({ root, params: { a: 1 }, axisValues: { x: [3, 4] }, code: 'v2', warnOnOverlap: true });
-    // emitWarning emits on the next tick; setImmediate runs after it.
-    await Promise.race([matched, new Promise<void>((r) => setImmediate(r))]);
-    const w = got.find((x) => x.code === 'CHUNK_MEMO_OVERLAP');
-    t.truthy(w);
-    t.true(w!.message.includes(first.id));
-    t.true(w!.message.includes(second.id));
-  } finally {
-    process.off('warning', listener);
-  }
+  let second!: ChunkCache;
+  const got = await overlapWarningsDuring(() => {
+    second = ChunkCache.open({ root, params: { a: 1 }, axisValues: { x: [3, 4] }, code: 'v2', warnOnOverlap: true });
+  });
+  t.is(got.length, 1);
+  t.true(got[0]!.message.includes(first.id));
+  t.true(got[0]!.message.includes(second.id));
 });
 
 // ---------------------------------------------------------------- autoLoad and discovery

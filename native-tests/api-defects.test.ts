@@ -5,6 +5,7 @@
 import test from 'ava';
 import { ChunkCache, ChunkMemoError, pointwise, run, type ChunkFn, type Params, type Value } from '../ts/index.js';
 import { freshRoot, type Point, gridPoints, keyOf } from './helpers/grid.js';
+import { overlapWarningsDuring } from './helpers/warnings.js';
 
 
 function counting(f: (params: Params, pt: Point) => unknown) {
@@ -17,26 +18,6 @@ function counting(f: (params: Params, pt: Point) => unknown) {
 }
 
 const label = (pt: Point): string => `a=${pt.a},z=${pt.z}`;
-
-async function warningsDuring(action: () => void): Promise<Array<Error & { code?: string }>> {
-  const got: Array<Error & { code?: string }> = [];
-  let resolve!: () => void;
-  const matched = new Promise<void>((r) => (resolve = r));
-  const listener = (w: Error & { code?: string }): void => {
-    got.push(w);
-    if (w.code === 'CHUNK_MEMO_OVERLAP') resolve();
-  };
-  process.on('warning', listener);
-  try {
-    action();
-    // process.emitWarning emits on the next tick; setImmediate runs after it.
-    await Promise.race([matched, new Promise<void>((r) => setImmediate(r))]);
-    await new Promise<void>((r) => setImmediate(r));
-  } finally {
-    process.off('warning', listener);
-  }
-  return got.filter((w) => w.code === 'CHUNK_MEMO_OVERLAP');
-}
 
 test('subset reads with a non-sorted axisOrder return the right items', async (t) => {
   const root = freshRoot();
@@ -174,19 +155,19 @@ test('overlap warnings fire (and only on overlap)', async (t) => {
   const base = ChunkCache.open({ root, axisValues: { a: [1, 2], x: [1, 2, 3] } });
   // the new cache pins a=2 as a param: its points overlap the existing cache's
   let created!: ChunkCache;
-  const w1 = await warningsDuring(() => {
+  const w1 = await overlapWarningsDuring(() => {
     created = ChunkCache.open({ root, params: { a: 2 }, axisValues: { x: [3, 4] }, warnOnOverlap: true });
   });
   t.is(w1.length, 1);
   t.true(w1[0]!.message.includes(base.id));
   t.true(w1[0]!.message.includes(created.id));
   // disjoint: no warning
-  const w2 = await warningsDuring(() => {
+  const w2 = await overlapWarningsDuring(() => {
     ChunkCache.open({ root, params: { a: 3 }, axisValues: { x: [1] }, warnOnOverlap: true });
   });
   t.is(w2.length, 0);
   // reopening an existing cache does not warn
-  const w3 = await warningsDuring(() => {
+  const w3 = await overlapWarningsDuring(() => {
     ChunkCache.open({ root, params: { a: 2 }, axisValues: { x: [3, 4] }, warnOnOverlap: true });
   });
   t.is(w3.length, 0);

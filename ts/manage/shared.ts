@@ -11,6 +11,7 @@ import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { openStore } from '../cache/stores.js';
 import { fromNative } from '../errors/index.js';
+import { PlanGeometry } from '../run/geometry.js';
 import { onBeforeRun } from './hooks.js';
 import { hashesOf, isCacheRoot } from './util.js';
 
@@ -49,18 +50,11 @@ export function fillFromShared(cache: ChunkCache, plan: BindingPlan): SharedFill
     return m;
   });
   const radix = axes.map((ax) => ax.bin.length);
-  const want = new Set<number>();
+  const G = new PlanGeometry(plan);
   // Requested points per chunk, to compare with what is available locally.
-  for (let i = 0; i < plan.chunkCount; i++) {
-    let rem = i;
-    let count = 1;
-    for (let k = n - 1; k >= 0; k--) {
-      const b = rem % radix[k]!;
-      rem = Math.floor(rem / radix[k]!);
-      count *= axes[k]!.selCount[b]!;
-    }
-    if (resolved.available[i]! < count) want.add(i);
-  }
+  const requested = Array.from({ length: plan.chunkCount }, (_, i) => G.chunk(i).points);
+  const want = new Set<number>();
+  for (let i = 0; i < plan.chunkCount; i++) if (resolved.available[i]! < requested[i]!) want.add(i);
   if (want.size === 0) return out;
 
   // Local records that are complete need nothing from a shared copy.
@@ -111,16 +105,7 @@ export function fillFromShared(cache: ChunkCache, plan: BindingPlan): SharedFill
     // Chunks now complete need nothing from the next shared roots.
     if (shared.length > 1) {
       const again = plan.resolve(core.store, core.idBytes);
-      for (const i of [...want]) {
-        let rem = i;
-        let count = 1;
-        for (let k = n - 1; k >= 0; k--) {
-          const b = rem % radix[k]!;
-          rem = Math.floor(rem / radix[k]!);
-          count *= axes[k]!.selCount[b]!;
-        }
-        if (again.available[i]! >= count) want.delete(i);
-      }
+      for (const i of [...want]) if (again.available[i]! >= requested[i]!) want.delete(i);
     }
   }
   return out;
