@@ -500,6 +500,40 @@ test('gpuKernel through runParallel matches a pointwise reference (float32) and 
   t.deepEqual(back, out);
 });
 
+test('several devices pull exec chunks of one gpu kernel from one queue', async (t) => {
+  const kernel = gpuKernel(function (this: KernelThis, a: Float32Array, b: Float32Array) {
+    const i = this.thread.x;
+    return a[i]! * this.constants.k! - b[i]!;
+  });
+  const axisValues = { a: range(12, (i) => i * 0.5), b: [1, 2, 3, 4, 5] };
+  const cache = ChunkCache.open({ root: freshRoot(), params: { k: 2 }, axisValues, chunkSpec: { a: 5 } });
+  // Three devices: gpu.js CPU mode and WebAssembly mode on the calling
+  // thread, and CPU mode on a dedicated worker thread. 60 points in exec
+  // chunks of 4: 15 jobs, so each device takes at least one.
+  const r = await runParallel(cache, kernel, {
+    execChunkSize: 4,
+    devices: [{ mode: 'cpu', label: 'cpu here' }, { mode: 'webasm' }, { mode: 'cpu', threads: 1 }],
+  });
+  t.deepEqual(r.executors.map((e) => e.label), ['cpu here', 'webasm', 'cpu x1 threads']);
+  t.true(r.executors.every((e) => e.execChunks >= 1), JSON.stringify(r.executors));
+  t.is(r.executors.reduce((n, e) => n + e.execChunks, 0), r.diagnostics.execChunks);
+  t.is(r.executors.reduce((n, e) => n + e.points, 0), 60);
+  const out = r.output as Float32Array;
+  const want = gridPoints(['a', 'b'], axisValues).map((p) => (p.a as number) * 2 - (p.b as number));
+  for (let i = 0; i < want.length; i++) t.true(Math.abs(out[i]! - want[i]!) <= 1e-4 * Math.max(1, Math.abs(want[i]!)));
+  t.is((await runParallel(cache, kernel, { devices: [{ mode: 'cpu' }] })).diagnostics.executedPoints, 0);
+});
+
+test('devices are checked: gpu kernels only, known modes', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), params: { k: 2 }, axisValues: { a: [1, 2] } });
+  const kernel = gpuKernel(function (this: KernelThis, a: Float32Array) {
+    return a[this.thread.x]!;
+  });
+  await t.throwsAsync(runParallel(cache, task('obj'), { devices: [{}] }), { code: 'ERR_INVALID_OPTION', message: /devices is for gpuKernel/ });
+  await t.throwsAsync(runParallel(cache, kernel, { devices: [{ mode: 'quantum' as never }] }), { code: 'ERR_INVALID_OPTION', message: /devices\[0\]\.mode/ });
+  await t.throwsAsync(runParallel(cache, kernel, { devices: [] }), { code: 'ERR_INVALID_OPTION' });
+});
+
 // ---------------------------------------------------------------------------
 // progress
 // ---------------------------------------------------------------------------

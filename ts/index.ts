@@ -38,7 +38,7 @@ export type { Value, Params, TypedArray } from './value.js';
 export { gpuKernel, disposeGpuKernels, gpuBackendInfo, probeGpuBackend } from './gpu/kernel.js';
 export type { GpuKernelOptions, GpuMode, GpuBackendInfo } from './gpu/kernel.js';
 export { runParallel } from './parallel/run-parallel.js';
-export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item } from './parallel/run-parallel.js';
+export type { ParallelOptions, ParallelResult, MapFn, MapResults, Item, Device, ExecutorStats } from './parallel/run-parallel.js';
 export { defineTask, executeJob } from './parallel/execute.js';
 export { closeWorkerPools } from './parallel/pool.js';
 export type { PointsFn } from './parallel/execute.js';

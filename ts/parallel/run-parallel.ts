@@ -14,11 +14,12 @@ import { PlanGeometry } from '../run/geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from '../run/payload.js';
 import { Progress, type ProgressEvent } from '../run/progress.js';
 import { WriteBatcher } from '../run/batch.js';
+import { GPU_MODES, type GpuMode } from '../gpu/kernel.js';
 import { newDiagnostics, type Diagnostics } from '../run/run.js';
 import type { TypedArray, Value } from '../value.js';
 import { executeJob, localTask, releaseLocalTask, type PointsFn } from './execute.js';
 import type { ExecJob, TaskSpec } from './job.js';
-import { sharedPool } from './pool.js';
+import { sharedPool, WorkerPool } from './pool.js';
 
 /** Results of a map function: in job order. */
 export type MapResults = Iterable<unknown> | AsyncIterable<unknown>;
@@ -36,6 +37,11 @@ export type Item = Record<string, Value> | readonly Value[] | Value;
 export interface ParallelOptions {
   /** Worker threads. @default os.availableParallelism() (1 for gpu kernels, which have their own parallelism) */
   readonly workers?: number;
+  /**
+   * gpu kernels only: several devices pulling exec chunks from one queue
+   * (listed first = preferred when several are free). See {@link Device}.
+   */
+  readonly devices?: readonly Device[];
   /** Points per exec chunk. @default 64 for worker threads, 65536 for gpu kernels, every missing point of a memo chunk for mapFn */
   readonly execChunkSize?: number;
   /** A custom executor instead of the worker pool. */
@@ -52,11 +58,41 @@ export interface ParallelOptions {
   readonly onProgress?: (e: ProgressEvent) => void;
 }
 
+/**
+ * One device of a multi-device gpu run. A device computes exec chunks with
+ * the kernel in its own gpu.js mode, on the calling thread or on its own
+ * worker threads; all devices pull from one queue, so faster devices simply
+ * take more chunks.
+ *
+ * @example
+ * // The GPU (WebGPU where a device answers) plus two CPU threads:
+ * runParallel(cache, gpuKernel(k), { devices: [{ mode: 'async' }, { mode: 'cpu', threads: 2 }] })
+ */
+export interface Device {
+  /** gpu.js mode of this device. @default the kernel's own mode */
+  readonly mode?: GpuMode;
+  /** Run on this many dedicated worker threads (each with its own gpu.js). @default 0: the calling thread */
+  readonly threads?: number;
+  /** Exec chunks computed at once on the calling thread (threads: 0). @default 1 */
+  readonly concurrency?: number;
+  /** Name in diagnostics. @default `${mode}` or `${mode} x${threads} threads` */
+  readonly label?: string;
+}
+
+/** Work done by one executor (the worker pool, the calling thread, a device). */
+export interface ExecutorStats {
+  readonly label: string;
+  execChunks: number;
+  points: number;
+}
+
 /** Result of `runParallel`. */
 export interface ParallelResult {
   /** Outputs, or `undefined` with `returnOutput: false`. */
   output: unknown[] | TypedArray | undefined;
   diagnostics: Diagnostics;
+  /** Exec chunks and points computed by each executor (device). */
+  executors: ExecutorStats[];
   /** The cache used (extended when `extendCache` added values). */
   cache: ChunkCache;
 }
@@ -155,6 +191,8 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     throw new InvalidOptionError(`${where}: task must come from defineTask() or gpuKernel(), or be a function (got ${describeValue(task)})`);
   }
   if (spec.kind === 'local') workers = Math.min(workers, 1);
+  const devices = checkDevices(where, o.devices, spec);
+  if (devices) workers = devices.reduce((n, d) => n + (d.threads || d.concurrency || 1), 0);
 
   let theCache = cache;
   let itemPts: number[][] | null = null;
@@ -387,11 +425,13 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   };
 
   let failure: unknown = null;
+  const stats: ExecutorStats[] = [];
   const te = performance.now();
   try {
     if (o.mapFn) {
       const list = [...jobs()];
       diag.execChunks = list.length;
+      stats.push({ label: 'mapFn', execChunks: list.length, points: list.reduce((n, x) => n + x.job.count, 0) });
       if (list.length) {
         const results = await o.mapFn(executeJob, list.map((x) => x.job));
         let n = 0;
@@ -421,8 +461,9 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
         if (!o.signal?.aborted && n !== list.length) throw new ExecOutputError(`${where}: mapFn returned ${n} results for ${list.length} jobs`);
       }
     } else {
-      const pool = spec.kind === 'module' ? sharedPool(workers) : null;
-      {
+      const executors = makeExecutors(spec, workers, devices);
+      stats.push(...executors.map((e) => e.stats));
+      try {
         const it = jobs();
         const inflight = new Map<number, Promise<void>>();
         let inflightPoints = 0;
@@ -435,11 +476,16 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
         const limit = workers * Math.min(size, missingTotal) + largestChunk;
         const room = (n: number): boolean => inflight.size === 0 || buffered + inflightPoints + n <= limit;
         while (!next.done || inflight.size > 0) {
-          while (!next.done && failure === null && !o.signal?.aborted && inflight.size < workers && room(next.value.job.count)) {
+          let ex: Executor | undefined;
+          while (!next.done && failure === null && !o.signal?.aborted && (ex = executors.find((e) => e.busy < e.capacity)) && room(next.value.job.count)) {
             const { job, refs } = next.value;
+            const exec = ex;
             inflightPoints += job.count;
+            exec.busy++;
+            exec.stats.execChunks++;
+            exec.stats.points += job.count;
             diag.execChunks++;
-            const p = (pool ? pool.run(job) : executeJob(job)).then(
+            const p = exec.run(job).then(
               (out) => {
                 // An error here (storing a chunk, onProgress) fails the run; it must not be swallowed.
                 if (failure === null) {
@@ -456,6 +502,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
             ).finally(() => {
               inflight.delete(job.jobIndex);
               inflightPoints -= job.count;
+              exec.busy--;
             });
             inflight.set(job.jobIndex, p);
             next = it.next();
@@ -463,7 +510,10 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
           if (inflight.size === 0) break;
           await Promise.race(inflight.values()).catch(() => undefined);
         }
-        // The pool stays for later calls (see closeWorkerPools).
+      } finally {
+        // The shared pool stays for later calls (see closeWorkerPools);
+        // device pools are this run's own.
+        await Promise.all(executors.map((e) => e.close?.()));
       }
     }
   } catch (e) {
@@ -501,5 +551,51 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   if (!flushOnChunk) while (ready.length) flushChunk(ready.shift()!);
   batcher.flush();
   diag.timings.totalMs = performance.now() - t0;
-  return { output: returnOutput ? (output ?? []) : undefined, diagnostics: diag, cache: theCache };
+  return { output: returnOutput ? (output ?? []) : undefined, diagnostics: diag, cache: theCache, executors: stats };
+}
+
+interface Executor {
+  capacity: number;
+  busy: number;
+  stats: ExecutorStats;
+  run(job: ExecJob): Promise<unknown>;
+  close?(): Promise<void>;
+}
+
+function checkDevices(where: string, devices: unknown, spec: TaskSpec): Device[] | null {
+  if (devices === undefined) return null;
+  if (spec.kind !== 'gpu') throw new InvalidOptionError(`${where}: options.devices is for gpuKernel() tasks; use options.workers for defineTask() tasks`);
+  if (!Array.isArray(devices) || devices.length === 0) throw new InvalidOptionError(`${where}: options.devices must be a non-empty array of { mode?, threads?, concurrency?, label? }`);
+  return devices.map((d: unknown, i) => {
+    const dev = (d ?? {}) as Device;
+    if (typeof d !== 'object' || d === null) throw new InvalidOptionError(`${where}: options.devices[${i}] must be an object (got ${describeValue(d)})`);
+    if (dev.mode !== undefined && !GPU_MODES.includes(dev.mode)) throw new InvalidOptionError(`${where}: options.devices[${i}].mode must be one of ${GPU_MODES.join(', ')} (got ${describeValue(dev.mode)})`);
+    for (const k of ['threads', 'concurrency'] as const) {
+      const v = dev[k];
+      if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) throw new InvalidOptionError(`${where}: options.devices[${i}].${k} must be a non-negative integer (got ${describeValue(v)})`);
+    }
+    return dev;
+  });
+}
+
+/** Where jobs run: the shared worker pool, the calling thread, or devices. */
+function makeExecutors(spec: TaskSpec, workers: number, devices: Device[] | null): Executor[] {
+  const mk = (label: string, capacity: number, run: (job: ExecJob) => Promise<unknown>, close?: () => Promise<void>): Executor => ({
+    capacity, busy: 0, stats: { label, execChunks: 0, points: 0 }, run, ...(close ? { close } : {}),
+  });
+  if (spec.kind === 'module') {
+    const pool = sharedPool(workers);
+    return [mk(`${workers} worker threads`, workers, (job) => pool.run(job))];
+  }
+  if (!devices) return [mk('calling thread', workers, executeJob)];
+  return devices.map((d) => {
+    const withMode = (job: ExecJob): ExecJob =>
+      d.mode && spec.kind === 'gpu' ? { ...job, task: { ...spec, options: { ...spec.options, mode: d.mode } } } : job;
+    const mode = d.mode ?? (spec.kind === 'gpu' ? String(spec.options.mode ?? 'async') : 'default');
+    if (d.threads) {
+      const pool = new WorkerPool(d.threads);
+      return mk(d.label ?? `${mode} x${d.threads} threads`, d.threads, (job) => pool.run(withMode(job)), () => pool.close());
+    }
+    return mk(d.label ?? mode, d.concurrency || 1, (job) => executeJob(withMode(job)));
+  });
 }
