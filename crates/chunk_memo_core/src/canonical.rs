@@ -83,8 +83,17 @@ impl DType {
     }
     pub fn from_name(s: &str) -> Option<DType> {
         [
-            DType::I8, DType::U8, DType::U8Clamped, DType::I16, DType::U16, DType::I32,
-            DType::U32, DType::F32, DType::F64, DType::I64, DType::U64,
+            DType::I8,
+            DType::U8,
+            DType::U8Clamped,
+            DType::I16,
+            DType::U16,
+            DType::I32,
+            DType::U32,
+            DType::F32,
+            DType::F64,
+            DType::I64,
+            DType::U64,
         ]
         .into_iter()
         .find(|d| d.name() == s)
@@ -101,11 +110,17 @@ pub enum Value {
     Int(i64),
     Float(f64),
     /// Sign and little-endian magnitude (no trailing zero bytes).
-    BigInt { negative: bool, magnitude: Vec<u8> },
+    BigInt {
+        negative: bool,
+        magnitude: Vec<u8>,
+    },
     Str(String),
     Bytes(Vec<u8>),
     /// Element type and little-endian element bytes.
-    Typed { dtype: DType, data: Vec<u8> },
+    Typed {
+        dtype: DType,
+        data: Vec<u8>,
+    },
     /// Milliseconds since the Unix epoch.
     Date(f64),
     Array(Vec<Value>),
@@ -114,8 +129,7 @@ pub enum Value {
 }
 
 fn put_len(out: &mut Vec<u8>, n: usize) -> Result<()> {
-    let n = u32::try_from(n)
-        .map_err(|_| CoreError::new(ErrorCode::Encoding, "length exceeds 2^32-1"))?;
+    let n = u32::try_from(n).map_err(|_| CoreError::new(ErrorCode::Encoding, "length exceeds 2^32-1"))?;
     out.extend_from_slice(&n.to_le_bytes());
     Ok(())
 }
@@ -173,7 +187,10 @@ pub fn encode_into(v: &Value, out: &mut Vec<u8>) -> Result<()> {
         }
         Value::Typed { dtype, data } => {
             if data.len() % dtype.size() != 0 {
-                return Err(CoreError::new(ErrorCode::Encoding, "typed array byte length is not a multiple of its element size"));
+                return Err(CoreError::new(
+                    ErrorCode::Encoding,
+                    "typed array byte length is not a multiple of its element size",
+                ));
             }
             out.push(tag::TYPED);
             out.push(*dtype as u8);
@@ -283,9 +300,7 @@ fn need(buf: &[u8], end: usize) -> Result<usize> {
 
 /// Returns the end offset of the encoded value starting at `pos`.
 pub fn skip(buf: &[u8], pos: usize) -> Result<usize> {
-    let t = *buf
-        .get(pos)
-        .ok_or_else(|| CoreError::new(ErrorCode::Encoding, "truncated canonical encoding"))?;
+    let t = *buf.get(pos).ok_or_else(|| CoreError::new(ErrorCode::Encoding, "truncated canonical encoding"))?;
     let p = pos + 1;
     match t {
         tag::NULL | tag::FALSE | tag::TRUE => Ok(p),

@@ -67,11 +67,7 @@ impl Grid {
                     return Err(CoreError::invalid(format!("axis {:?} has a duplicate value at index {i}", a.name)));
                 }
             }
-            let digests = a
-                .hashes
-                .chunks(a.chunk)
-                .map(|bin| bin_digest(&a.name, bin))
-                .collect();
+            let digests = a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect();
             bin_digests.push(digests);
         }
         Ok(Grid { axes, bin_digests })
@@ -147,16 +143,28 @@ impl Grid {
                     let mut prev: Option<u32> = None;
                     for (pos, &i) in idx.iter().enumerate() {
                         if i >= len {
-                            return Err(CoreError::invalid(format!("index {i} out of range for axis {:?} of length {len}", a.name)));
+                            return Err(CoreError::invalid(format!(
+                                "index {i} out of range for axis {:?} of length {len}",
+                                a.name
+                            )));
                         }
                         if prev.is_some_and(|p| p >= i) {
-                            return Err(CoreError::invalid(format!("selection of axis {:?} must be sorted and distinct", a.name)));
+                            return Err(CoreError::invalid(format!(
+                                "selection of axis {:?} must be sorted and distinct",
+                                a.name
+                            )));
                         }
                         prev = Some(i);
                         let bin = i / chunk;
                         let start = bin * chunk;
                         if bins.last().map(|b| b.bin) != Some(bin) {
-                            bins.push(BinSel { bin, start, len: chunk.min(len - start), sel: Vec::new(), sel_pos: pos as u32 });
+                            bins.push(BinSel {
+                                bin,
+                                start,
+                                len: chunk.min(len - start),
+                                sel: Vec::new(),
+                                sel_pos: pos as u32,
+                            });
                         }
                         bins.last_mut().unwrap().sel.push(i - start);
                     }
@@ -306,7 +314,7 @@ mod tests {
             missing[i] = true;
         }
         let blocks = missing_blocks(&dims, &missing);
-        let mut seen = vec![0; 12];
+        let mut seen = [0; 12];
         for b in &blocks {
             for &r in &b[0] {
                 for &c in &b[1] {

@@ -67,7 +67,10 @@ impl Descriptor {
             return Err(CoreError::corrupt("bad index descriptor"));
         }
         let t = b.len() - 24;
-        Ok((u32::from_le_bytes(b[t..t + 4].try_into().unwrap()), u32::from_le_bytes(b[t + 4..t + 8].try_into().unwrap())))
+        Ok((
+            u32::from_le_bytes(b[t..t + 4].try_into().unwrap()),
+            u32::from_le_bytes(b[t + 4..t + 8].try_into().unwrap()),
+        ))
     }
 
     pub fn decode(b: &[u8]) -> Result<Descriptor> {
@@ -100,7 +103,13 @@ impl Descriptor {
             }
             axes.push((name, hashes));
         }
-        Ok(Descriptor { axes, n: u32_at(&mut p)?, present: u32_at(&mut p)?, bytes: u64_at(&mut p)?, updated_ms: u64_at(&mut p)? })
+        Ok(Descriptor {
+            axes,
+            n: u32_at(&mut p)?,
+            present: u32_at(&mut p)?,
+            bytes: u64_at(&mut p)?,
+            updated_ms: u64_at(&mut p)?,
+        })
     }
 }
 
@@ -138,16 +147,18 @@ impl Store {
     /// Opens (creating if needed) the store at `root`. Every call for the
     /// same directory in one process returns the same shared handle.
     pub fn open(root: &Path) -> Result<Arc<Store>> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| CoreError::new(ErrorCode::Storage, format!("cannot create cache root {}: {e}", root.display())))?;
-        let canon = root
-            .canonicalize()
-            .map_err(|e| CoreError::new(ErrorCode::Storage, format!("cannot resolve cache root {}: {e}", root.display())))?;
+        std::fs::create_dir_all(root).map_err(|e| {
+            CoreError::new(ErrorCode::Storage, format!("cannot create cache root {}: {e}", root.display()))
+        })?;
+        let canon = root.canonicalize().map_err(|e| {
+            CoreError::new(ErrorCode::Storage, format!("cannot resolve cache root {}: {e}", root.display()))
+        })?;
         let mut reg = registry().lock().unwrap();
         if let Some(s) = reg.get(&canon).and_then(Weak::upgrade) {
             return Ok(s);
         }
-        let map_size = std::env::var("CHUNK_MEMO_MAP_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_MAP_SIZE);
+        let map_size =
+            std::env::var("CHUNK_MEMO_MAP_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_MAP_SIZE);
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(map_size).max_dbs(8).max_readers(512);
         // SAFETY: the environment lives on a local directory that only LMDB
@@ -303,7 +314,12 @@ impl Store {
                 _ => bytes.to_vec(),
             };
             let view = RecordView::parse(&merged)?;
-            let d = Descriptor { present: view.present as u32, bytes: merged.len() as u64, updated_ms: now_ms(), ..desc.clone() };
+            let d = Descriptor {
+                present: view.present as u32,
+                bytes: merged.len() as u64,
+                updated_ms: now_ms(),
+                ..desc.clone()
+            };
             s.records.put(t, &key, &merged)?;
             s.index.put(t, &key, &d.encode())?;
             Ok(())
@@ -316,7 +332,8 @@ impl Store {
             let mut n = 0;
             s.meta.delete(t, cache)?;
             for (j, db) in [s.records, s.index, s.atime].into_iter().enumerate() {
-                let keys: Vec<Vec<u8>> = db.prefix_iter(t, cache)?.map(|r| r.map(|(k, _)| k.to_vec())).collect::<heed::Result<_>>()?;
+                let keys: Vec<Vec<u8>> =
+                    db.prefix_iter(t, cache)?.map(|r| r.map(|(k, _)| k.to_vec())).collect::<heed::Result<_>>()?;
                 for k in &keys {
                     db.delete(t, k)?;
                 }
@@ -565,7 +582,14 @@ pub struct Catalog {
 
 impl Store {
     /// Resolves chunks `range` of `plan` for `cache`.
-    pub fn resolve(&self, cache: &CacheId, grid: &Grid, plan: &Plan, chunks: std::ops::Range<usize>, catalog: &mut Catalog) -> Result<Vec<Resolution>> {
+    pub fn resolve(
+        &self,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        chunks: std::ops::Range<usize>,
+        catalog: &mut Catalog,
+    ) -> Result<Vec<Resolution>> {
         self.read(|s, t| {
             let mut out = Vec::with_capacity(chunks.len());
             for i in chunks.clone() {
@@ -575,7 +599,15 @@ impl Store {
         })
     }
 
-    fn resolve_one(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid, plan: &Plan, i: usize, catalog: &mut Catalog) -> Result<Resolution> {
+    fn resolve_one(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        i: usize,
+        catalog: &mut Catalog,
+    ) -> Result<Resolution> {
         let geo = ChunkGeometry::of(plan, i);
         let key = grid.chunk_key(&geo.bins);
         let requested = geo.requested() as u32;
@@ -589,7 +621,11 @@ impl Store {
         match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
             Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
                 res.available = requested;
-                res.sources.push(Source { chunk: key, map: Vec::new(), whole: Some(WholeLayout { sel: geo.sel, lens: geo.lens }) });
+                res.sources.push(Source {
+                    chunk: key,
+                    map: Vec::new(),
+                    whole: Some(WholeLayout { sel: geo.sel, lens: geo.lens }),
+                });
                 return Ok(res);
             }
             Some(Err(e)) => {
@@ -673,7 +709,13 @@ impl Store {
         Ok(res)
     }
 
-    fn load_catalog(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid, catalog: &mut Catalog) -> Result<()> {
+    fn load_catalog(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        catalog: &mut Catalog,
+    ) -> Result<()> {
         if catalog.loaded {
             return Ok(());
         }
@@ -719,7 +761,9 @@ fn map_into(grid: &Grid, geo: &ChunkGeometry, desc: &Descriptor) -> Option<Vec<(
         let col: Vec<(u32, u64)> = geo.sel[a]
             .iter()
             .enumerate()
-            .filter_map(|(j, &o)| lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra])))
+            .filter_map(|(j, &o)| {
+                lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
+            })
             .collect();
         if col.is_empty() {
             return None;
@@ -856,7 +900,9 @@ impl Store {
             let width = crate::record::kind_width(w.kind)?;
             let req = w.geo.requested();
             if let Some(&bad) = w.points.iter().find(|&&p| p as usize >= req) {
-                return Err(CoreError::invalid(format!("point {bad} out of range for a chunk of {req} requested points")));
+                return Err(CoreError::invalid(format!(
+                    "point {bad} out of range for a chunk of {req} requested points"
+                )));
             }
             match width {
                 None => {
@@ -927,7 +973,11 @@ impl Store {
                     }
                     for &(r, p) in &src.map {
                         if view.is_present(p as usize) {
-                            builder.set_in(positions[r as usize] as usize, view.point(p as usize), view.point_dict(p as usize))?;
+                            builder.set_in(
+                                positions[r as usize] as usize,
+                                view.point(p as usize),
+                                view.point_dict(p as usize),
+                            )?;
                         }
                     }
                 }

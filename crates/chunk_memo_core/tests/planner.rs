@@ -43,7 +43,11 @@ fn random_grid(rng: &mut Rng) -> Grid {
     let axes = (0..n_axes)
         .map(|k| {
             let len = rng.range(1, 12);
-            Axis { name: format!("axis{k}"), hashes: distinct_hashes(rng, len, &HashSet::new()), chunk: rng.range(1, 13) }
+            Axis {
+                name: format!("axis{k}"),
+                hashes: distinct_hashes(rng, len, &HashSet::new()),
+                chunk: rng.range(1, 13),
+            }
         })
         .collect();
     Grid::new(axes).unwrap()
@@ -68,11 +72,7 @@ fn random_selection(rng: &mut Rng, grid: &Grid) -> Vec<Option<Vec<u32>>> {
 }
 
 fn selected(grid: &Grid, sel: &[Option<Vec<u32>>]) -> Vec<Vec<u32>> {
-    grid.axes
-        .iter()
-        .zip(sel)
-        .map(|(a, s)| s.clone().unwrap_or_else(|| (0..a.hashes.len() as u32).collect()))
-        .collect()
+    grid.axes.iter().zip(sel).map(|(a, s)| s.clone().unwrap_or_else(|| (0..a.hashes.len() as u32).collect())).collect()
 }
 
 /// Cartesian product in grid order (first list slowest).
@@ -264,7 +264,8 @@ fn chunk_keys_depend_on_bin_contents_only() {
         let mut by_contents: HashMap<Vec<Vec<u64>>, [u8; 16]> = HashMap::new();
         for g in [&a, &b] {
             for bins in all_bin_choices(g) {
-                let contents: Vec<Vec<u64>> = bins.iter().enumerate().map(|(ax, &bn)| g.bin_hashes(ax, bn).to_vec()).collect();
+                let contents: Vec<Vec<u64>> =
+                    bins.iter().enumerate().map(|(ax, &bn)| g.bin_hashes(ax, bn).to_vec()).collect();
                 let key = g.chunk_key(&bins);
                 assert_eq!(key, g.chunk_key(&bins), "deterministic");
                 if let Some(c) = by_key.insert(key, contents.clone()) {

@@ -113,7 +113,16 @@ fn resolve(store: &Store, cache: &CacheId, g: &Grid, plan: &Plan) -> Vec<Resolut
 /// Writes the given requested points (per chunk) with generation `gen`, in
 /// one transaction.
 #[allow(clippy::too_many_arguments)]
-fn write_points(store: &Store, cache: &CacheId, g: &Grid, plan: &Plan, res: &[Resolution], kind: u8, gen: u32, pick: impl Fn(usize, usize) -> bool) -> usize {
+fn write_points(
+    store: &Store,
+    cache: &CacheId,
+    g: &Grid,
+    plan: &Plan,
+    res: &[Resolution],
+    kind: u8,
+    gen: u32,
+    pick: impl Fn(usize, usize) -> bool,
+) -> usize {
     let geos: Vec<ChunkGeometry> = (0..plan.n_chunks).map(|i| ChunkGeometry::of(plan, i)).collect();
     let mut bufs: Vec<(Vec<u32>, Vec<u32>, Vec<u8>)> = Vec::new();
     for (i, geo) in geos.iter().enumerate() {
@@ -136,7 +145,16 @@ fn write_points(store: &Store, cache: &CacheId, g: &Grid, plan: &Plan, res: &[Re
         .zip(&bufs)
         .enumerate()
         .filter(|(_, (_, b))| !b.0.is_empty())
-        .map(|(i, (geo, b))| ChunkWrite { geo, grid: g, res: Some(&res[i]), kind, points: &b.0, offsets: &b.1, data: &b.2, dict: &[] })
+        .map(|(i, (geo, b))| ChunkWrite {
+            geo,
+            grid: g,
+            res: Some(&res[i]),
+            kind,
+            points: &b.0,
+            offsets: &b.1,
+            data: &b.2,
+            dict: &[],
+        })
         .collect();
     let n = bufs.iter().map(|b| b.0.len()).sum();
     if !writes.is_empty() {
@@ -247,19 +265,31 @@ fn typed_f64_record_round_trip() {
         assert_eq!(d.kind, F64);
         assert!(d.offsets.is_empty());
         // The raw little-endian array of the chunk, in grid order.
-        let want: Vec<u8> = point_ids(&g, &ChunkGeometry::of(&plan, i)).iter().flat_map(|p| output(F64, 1, p)).collect();
+        let want: Vec<u8> =
+            point_ids(&g, &ChunkGeometry::of(&plan, i)).iter().flat_map(|p| output(F64, 1, p)).collect();
         assert_eq!(d.data, want);
     }
     // Storing items into a typed chunk is refused with a clear error.
     let res = resolve(&store, &c, &g, &plan);
     let geo = ChunkGeometry::of(&plan, 0);
-    let w = ChunkWrite { geo: &geo, grid: &g, res: Some(&res[0]), kind: KIND_ITEMS, points: &[0], offsets: &[0, 1], data: b"x", dict: &[] };
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: Some(&res[0]),
+        kind: KIND_ITEMS,
+        points: &[0],
+        offsets: &[0, 1],
+        data: b"x",
+        dict: &[],
+    };
     let err = store.write_chunks(&c, &[w]).unwrap_err();
     assert!(err.message.contains("cacheVersion"), "{}", err.message);
     // Wrong sizes are refused before anything is written.
-    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[0], offsets: &[], data: &[0; 4], dict: &[] };
+    let w =
+        ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[0], offsets: &[], data: &[0; 4], dict: &[] };
     assert!(store.write_chunks(&c, &[w]).is_err());
-    let w = ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[99], offsets: &[], data: &[0; 8], dict: &[] };
+    let w =
+        ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[99], offsets: &[], data: &[0; 8], dict: &[] };
     assert!(store.write_chunks(&c, &[w]).is_err());
 }
 
@@ -280,10 +310,8 @@ fn partial_records_are_filled_never_overwritten() {
     let res = resolve(&store, &c, &g, &plan);
     assert_eq!(available(&res), 2);
     let ids = point_ids(&g, &ChunkGeometry::of(&plan, 0));
-    let early: Vec<PointId> = vec![
-        vec![("x".into(), vh(0)), ("y".into(), vh(1))],
-        vec![("x".into(), vh(3)), ("y".into(), vh(1))],
-    ];
+    let early: Vec<PointId> =
+        vec![vec![("x".into(), vh(0)), ("y".into(), vh(1))], vec![("x".into(), vh(3)), ("y".into(), vh(1))]];
     for (r, id) in ids.iter().enumerate() {
         assert_eq!(res[0].is_present(r), early.contains(id), "point {r}");
     }
@@ -589,9 +617,27 @@ fn points_keep_the_dictionary_of_their_write() {
     let geo = ChunkGeometry::of(&plan, 0);
     let mut cat = Catalog::default();
     let res = store.resolve(&cache, &g, &plan, 0..1, &mut cat).unwrap();
-    let w1 = ChunkWrite { geo: &geo, grid: &g, res: Some(&res[0]), kind: KIND_ITEMS, points: &[0, 2], offsets: &[0, 1, 3], data: b"abb", dict: b"D1" };
+    let w1 = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: Some(&res[0]),
+        kind: KIND_ITEMS,
+        points: &[0, 2],
+        offsets: &[0, 1, 3],
+        data: b"abb",
+        dict: b"D1",
+    };
     store.write_chunks(&cache, &[w1]).unwrap();
-    let w2 = ChunkWrite { geo: &geo, grid: &g, res: None, kind: KIND_ITEMS, points: &[1, 3], offsets: &[0, 2, 3], data: b"ccd", dict: b"D2" };
+    let w2 = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: None,
+        kind: KIND_ITEMS,
+        points: &[1, 3],
+        offsets: &[0, 2, 3],
+        data: b"ccd",
+        dict: b"D2",
+    };
     store.write_chunks(&cache, &[w2]).unwrap();
     let mut cat = Catalog::default();
     let res = store.resolve(&cache, &g, &plan, 0..1, &mut cat).unwrap();

@@ -127,7 +127,10 @@ fn desc_to_js(chunk: [u8; 16], d: Descriptor) -> BindingDescriptor {
         axes: d
             .axes
             .into_iter()
-            .map(|(name, hs)| BindingDescAxis { name, hashes: hs.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>().into() })
+            .map(|(name, hs)| BindingDescAxis {
+                name,
+                hashes: hs.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>().into(),
+            })
             .collect(),
         n: d.n,
         present: d.present,
@@ -140,7 +143,10 @@ fn desc_from_js(d: &BindingDescriptor) -> Result<Descriptor> {
     let mut axes = Vec::new();
     for a in &d.axes {
         if a.hashes.len() % 8 != 0 {
-            return Err(Error::new(Status::InvalidArg, "ERR_INVALID_ARGUMENT: descriptor hashes must be a multiple of 8 bytes"));
+            return Err(Error::new(
+                Status::InvalidArg,
+                "ERR_INVALID_ARGUMENT: descriptor hashes must be a multiple of 8 bytes",
+            ));
         }
         axes.push((a.name.clone(), a.hashes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()));
     }
@@ -203,7 +209,13 @@ impl BindingStore {
 
     #[napi]
     pub fn descriptors(&self, id: Buffer) -> Result<Vec<BindingDescriptor>> {
-        Ok(self.inner.descriptors(&id16(&id, "id")?).map_err(to_napi)?.into_iter().map(|(c, d)| desc_to_js(c, d)).collect())
+        Ok(self
+            .inner
+            .descriptors(&id16(&id, "id")?)
+            .map_err(to_napi)?
+            .into_iter()
+            .map(|(c, d)| desc_to_js(c, d))
+            .collect())
     }
 
     #[napi]
@@ -296,7 +308,10 @@ impl BindingGrid {
     #[napi(constructor)]
     pub fn new(names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
         if names.len() != hashes.len() || names.len() != chunks.len() {
-            return Err(Error::new(Status::InvalidArg, "ERR_INVALID_ARGUMENT: names, hashes and chunks differ in length"));
+            return Err(Error::new(
+                Status::InvalidArg,
+                "ERR_INVALID_ARGUMENT: names, hashes and chunks differ in length",
+            ));
         }
         let axes = names
             .into_iter()
@@ -326,7 +341,11 @@ impl BindingGrid {
         Ok(BindingPlan {
             grid: self.inner.clone(),
             plan: Arc::new(plan),
-            state: Arc::new(Mutex::new(PlanState { owner: None, catalog: Catalog::default(), resolutions: vec![None; n] })),
+            state: Arc::new(Mutex::new(PlanState {
+                owner: None,
+                catalog: Catalog::default(),
+                resolutions: vec![None; n],
+            })),
         })
     }
 }
@@ -413,15 +432,26 @@ pub struct BindingResolved {
 }
 
 impl BindingPlan {
-    fn resolve_op(&self, store: &BindingStore, cache_id: &[u8]) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Resolved> + Send + 'static> {
-        let (store, grid, plan, state, cache) = (store.inner.clone(), self.grid.clone(), self.plan.clone(), self.state.clone(), id16(cache_id, "cache id")?);
+    fn resolve_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Resolved> + Send + 'static> {
+        let (store, grid, plan, state, cache) = (
+            store.inner.clone(),
+            self.grid.clone(),
+            self.plan.clone(),
+            self.state.clone(),
+            id16(cache_id, "cache id")?,
+        );
         Ok(move || {
             let mut st = state.lock().unwrap();
             st.bind(&store, &cache);
             st.catalog = Catalog::default();
             let res = store.resolve(&cache, &grid, &plan, 0..plan.n_chunks, &mut st.catalog)?;
             let avail = res.iter().map(|r| r.available).collect();
-            let corrupt = res.iter().flat_map(|r| r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c)))).collect();
+            let corrupt =
+                res.iter().flat_map(|r| r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c)))).collect();
             st.resolutions = res.into_iter().map(Some).collect();
             Ok((avail, corrupt))
         })
@@ -447,7 +477,12 @@ impl BindingPlan {
         }
     }
 
-    fn read_op(&self, store: &BindingStore, cache_id: &[u8], i: u32) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<ChunkData> + Send + 'static> {
+    fn read_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<ChunkData> + Send + 'static> {
         let i = self.check(i)?;
         let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
@@ -457,6 +492,7 @@ impl BindingPlan {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_op(
         &self,
         store: &BindingStore,
@@ -481,7 +517,16 @@ impl BindingPlan {
             let geo = ChunkGeometry::of(&me.plan, i);
             store.write_chunks(
                 &cache,
-                &[ChunkWrite { geo: &geo, grid: &me.grid, res: res.as_ref(), kind: kind as u8, points: &points, offsets: &offsets, data: &data, dict: &dict }],
+                &[ChunkWrite {
+                    geo: &geo,
+                    grid: &me.grid,
+                    res: res.as_ref(),
+                    kind: kind as u8,
+                    points: &points,
+                    offsets: &offsets,
+                    data: &data,
+                    dict: &dict,
+                }],
             )?;
             // The chunk's state changed: resolve it again when asked.
             me.state.lock().unwrap().resolutions[i] = None;
@@ -512,7 +557,12 @@ struct OwnedWrite {
 }
 
 impl BindingPlan {
-    fn batch_op(&self, store: &BindingStore, cache_id: &[u8], writes: Vec<BindingChunkWrite>) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+    fn batch_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        writes: Vec<BindingChunkWrite>,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
         let mut owned = Vec::with_capacity(writes.len());
         for w in writes {
             owned.push(OwnedWrite {
@@ -537,7 +587,16 @@ impl BindingPlan {
                 .iter()
                 .zip(&geos)
                 .zip(&res)
-                .map(|((w, geo), r)| ChunkWrite { geo, grid: &me.grid, res: r.as_ref(), kind: w.kind, points: &w.points, offsets: &w.offsets, data: &w.data, dict: &w.dict })
+                .map(|((w, geo), r)| ChunkWrite {
+                    geo,
+                    grid: &me.grid,
+                    res: r.as_ref(),
+                    kind: w.kind,
+                    points: &w.points,
+                    offsets: &w.offsets,
+                    data: &w.data,
+                    dict: &w.dict,
+                })
                 .collect();
             store.write_chunks(&cache, &writes)?;
             let mut st = me.state.lock().unwrap();
@@ -558,7 +617,13 @@ impl BindingPlan {
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn write_batch_async(&self, store: &BindingStore, cache_id: Buffer, writes: Vec<BindingChunkWrite>, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<(), ()>>> {
+    pub fn write_batch_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        writes: Vec<BindingChunkWrite>,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
         Ok(task(self.batch_op(store, &cache_id, writes)?, unit, signal))
     }
 
@@ -605,7 +670,12 @@ impl BindingPlan {
     }
 
     #[napi(ts_return_type = "Promise<BindingResolved>")]
-    pub fn resolve_async(&self, store: &BindingStore, cache_id: Buffer, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<Resolved, BindingResolved>>> {
+    pub fn resolve_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Resolved, BindingResolved>>> {
         Ok(task(self.resolve_op(store, &cache_id)?, resolved_to_js, signal))
     }
 
@@ -651,7 +721,13 @@ impl BindingPlan {
     }
 
     #[napi(ts_return_type = "Promise<BindingChunkData>")]
-    pub fn read_async(&self, store: &BindingStore, cache_id: Buffer, i: u32, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<ChunkData, BindingChunkData>>> {
+    pub fn read_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<ChunkData, BindingChunkData>>> {
         Ok(task(self.read_op(store, &cache_id, i)?, chunk_data_to_js, signal))
     }
 
@@ -661,8 +737,19 @@ impl BindingPlan {
     /// elements.
     #[napi]
     #[allow(clippy::too_many_arguments)]
-    pub fn write(&self, store: &BindingStore, cache_id: Buffer, i: u32, kind: u32, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict: Option<Buffer>) -> Result<()> {
-        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?().map_err(to_napi)
+    pub fn write(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        kind: u32,
+        points: Uint32Array,
+        offsets: Uint32Array,
+        data: Buffer,
+        dict: Option<Buffer>,
+    ) -> Result<()> {
+        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
+            .map_err(to_napi)
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -679,6 +766,10 @@ impl BindingPlan {
         dict: Option<Buffer>,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        Ok(task(self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?, unit, signal))
+        Ok(task(
+            self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?,
+            unit,
+            signal,
+        ))
     }
 }
