@@ -86,11 +86,23 @@ export class WriteBatcher {
     const t = performance.now();
     try {
       this.plan.writeBatch(this.store, this.cacheId, batch);
+      this.commits++;
     } catch (e) {
-      throw fromNative(e, `${this.label}: storing ${batch.length} chunks`);
+      const err = fromNative(e, `${this.label}: storing ${batch.length} chunks`);
+      // A full store: keep as much finished work as still fits, chunk by chunk.
+      if (err.code === 'ERR_STORE_FULL' && batch.length > 1) {
+        for (const w of batch) {
+          try {
+            this.plan.writeBatch(this.store, this.cacheId, [w]);
+            this.commits++;
+          } catch {
+            break;
+          }
+        }
+      }
+      throw err;
     } finally {
       this.writeMs += performance.now() - t;
     }
-    this.commits++;
   }
 }

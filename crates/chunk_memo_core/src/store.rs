@@ -243,9 +243,23 @@ impl Store {
     fn grow(&self) -> Result<()> {
         let _g = self.gate.write().unwrap();
         let cur = self.env.info().map_size;
+        let next = cur.saturating_mul(2);
+        // An optional cap (CHUNK_MEMO_MAX_MAP_SIZE) bounds the store like a
+        // full disk would.
+        if let Some(max) = std::env::var("CHUNK_MEMO_MAX_MAP_SIZE").ok().and_then(|s| s.parse::<usize>().ok()) {
+            if next > max {
+                return Err(CoreError::new(
+                    ErrorCode::StoreFull,
+                    format!(
+                        "the store is full: it would grow to {next} bytes, over CHUNK_MEMO_MAX_MAP_SIZE={max}; \
+                         raise or unset it, or free space with gc; nothing committed before this write was lost"
+                    ),
+                ));
+            }
+        }
         // SAFETY: the exclusive gate guarantees no transaction of this
         // process is open.
-        unsafe { self.env.resize(cur.saturating_mul(2))? };
+        unsafe { self.env.resize(next)? };
         Ok(())
     }
 
