@@ -514,3 +514,37 @@ test('through the public API a corrupt record is recomputed, never returned', as
   t.deepEqual(output, range(30).map((x) => ({ x, half: x / 2 })));
   t.deepEqual(core.store.verify(core.idBytes), []);
 });
+
+test('store calls have async forms with the same results', async (t) => {
+  const root = tempRoot(t);
+  const store = await native.BindingStore.openAsync(root);
+  t.is(store.path, native.BindingStore.open(root).path);
+  const id = idOf('async-store');
+  await store.putMetaAsync(id, Buffer.from('meta'));
+  t.deepEqual(await store.getMetaAsync(id), Buffer.from('meta'));
+  t.is(await store.getMetaAsync(idOf('absent')), null);
+  t.deepEqual((await store.listMetaAsync()).map((e) => e.id.toString('hex')), store.listMeta().map((e) => e.id.toString('hex')));
+  const g = grid();
+  const plan = g.plan([null, null]);
+  await plan.resolveAsync(store, id);
+  const { offsets, data } = items(['p', 'q']);
+  plan.write(store, id, 0, 0, Uint32Array.of(0, 1), offsets, data);
+  await plan.resolveAsync(store, id);
+  t.deepEqual(await plan.presenceAsync(store, id, 0), plan.presence(store, id, 0));
+  const m = await plan.missingAsync(store, id, 0);
+  t.deepEqual([...m.points], [...plan.missing(store, id, 0).points]);
+  t.is(m.points.length + 2, plan.presence(store, id, 0).length);
+  const descs = await store.descriptorsAsync(id);
+  t.deepEqual(descs.map((d) => d.present), store.descriptors(id).map((d) => d.present));
+  const rec = await store.getRecordAsync(id, descs[0]!.chunk);
+  t.truthy(rec);
+  const other = idOf('async-copy');
+  await store.putRecordAsync(other, descs[0]!, rec!);
+  t.deepEqual(await store.verifyAsync(other), []);
+  await store.flushAccessTimesAsync();
+  t.true(Array.isArray(await store.accessTimesAsync(id)));
+  await store.deleteRecordsAsync(other, [descs[0]!.chunk]);
+  t.deepEqual(await store.descriptorsAsync(other), []);
+  t.is(await store.deleteCacheAsync(id), 1);
+  t.deepEqual(await store.descriptorsAsync(id), []);
+});

@@ -39,8 +39,12 @@ export declare class BindingPlan {
   resolveAsync(store: BindingStore, cacheId: Buffer, signal?: AbortSignal | undefined | null): Promise<BindingResolved>
   /** One byte per requested point of chunk `i`: 1 when stored. */
   presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
+  /** Async form of `presence`. */
+  presenceAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<Buffer>
   /** Missing points of chunk `i` as disjoint product blocks. */
   missing(store: BindingStore, cacheId: Buffer, i: number): BindingBlocks
+  /** Async form of `missing`. */
+  missingAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingBlocks>
   /** Reads the stored requested points of chunk `i`. */
   read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
   readAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingChunkData>
@@ -77,6 +81,30 @@ export declare class BindingStore {
   flushAccessTimes(): void
   /** Checks every record of a cache; returns the bad ones. */
   verify(id: Buffer): Array<BindingBadRecord>
+  /** Async form of `open`. */
+  static openAsync(root: string, signal?: AbortSignal | undefined | null): Promise<BindingStore>
+  /** Async form of `putMeta`. */
+  putMetaAsync(id: Buffer, blob: Buffer, signal?: AbortSignal | undefined | null): Promise<void>
+  /** Async form of `getMeta`. */
+  getMetaAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Buffer | null>
+  /** Async form of `listMeta`. */
+  listMetaAsync(signal?: AbortSignal | undefined | null): Promise<Array<BindingMetaEntry>>
+  /** Async form of `deleteCache`. */
+  deleteCacheAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<number>
+  /** Async form of `deleteRecords`. */
+  deleteRecordsAsync(id: Buffer, chunks: Array<Buffer>, signal?: AbortSignal | undefined | null): Promise<void>
+  /** Async form of `descriptors`. */
+  descriptorsAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingDescriptor>>
+  /** Async form of `getRecord`. */
+  getRecordAsync(id: Buffer, chunk: Buffer, signal?: AbortSignal | undefined | null): Promise<Buffer | null>
+  /** Async form of `putRecord`. */
+  putRecordAsync(id: Buffer, desc: BindingDescriptor, bytes: Buffer, signal?: AbortSignal | undefined | null): Promise<void>
+  /** Async form of `accessTimes`. */
+  accessTimesAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingAccess>>
+  /** Async form of `flushAccessTimes`. */
+  flushAccessTimesAsync(signal?: AbortSignal | undefined | null): Promise<void>
+  /** Async form of `verify`. */
+  verifyAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingBadRecord>>
   /** Overwrites raw record bytes (tests plant corruption with it). */
   putRawRecordForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
   /**

@@ -258,6 +258,148 @@ impl BindingStore {
             .collect())
     }
 
+    /// Async form of `open`.
+    #[napi(ts_return_type = "Promise<BindingStore>")]
+    pub fn open_async(root: String, signal: Option<AbortSignal>) -> AsyncTask<OpTask<Arc<Store>, BindingStore>> {
+        task(move || Store::open(Path::new(&root)), |inner| Ok(BindingStore { inner }), signal)
+    }
+
+    /// Async form of `putMeta`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn put_meta_async(
+        &self,
+        id: Buffer,
+        blob: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        let (inner, id, blob) = (self.inner.clone(), id16(&id, "id")?, blob.to_vec());
+        Ok(task(move || inner.put_meta(&id, &blob), unit, signal))
+    }
+
+    /// Async form of `getMeta`.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn get_meta_async(
+        &self,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(move || inner.get_meta(&id), |o| Ok(o.map(Into::into)), signal))
+    }
+
+    /// Async form of `listMeta`.
+    #[napi(ts_return_type = "Promise<Array<BindingMetaEntry>>")]
+    pub fn list_meta_async(
+        &self,
+        signal: Option<AbortSignal>,
+    ) -> AsyncTask<OpTask<Vec<([u8; 16], Vec<u8>)>, Vec<BindingMetaEntry>>> {
+        let inner = self.inner.clone();
+        task(
+            move || inner.list_meta(),
+            |v| {
+                Ok(v.into_iter()
+                    .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
+                    .collect())
+            },
+            signal,
+        )
+    }
+
+    /// Async form of `deleteCache`.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn delete_cache_async(&self, id: Buffer, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<u64, u32>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(move || inner.delete_cache(&id), |n| Ok(n as u32), signal))
+    }
+
+    /// Async form of `deleteRecords`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn delete_records_async(
+        &self,
+        id: Buffer,
+        chunks: Vec<Buffer>,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<Result<Vec<_>>>()?;
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(move || inner.delete_records(&id, &keys), unit, signal))
+    }
+
+    /// Async form of `descriptors`.
+    #[napi(ts_return_type = "Promise<Array<BindingDescriptor>>")]
+    pub fn descriptors_async(
+        &self,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], Descriptor)>, Vec<BindingDescriptor>>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(move || inner.descriptors(&id), |v| Ok(v.into_iter().map(|(c, d)| desc_to_js(c, d)).collect()), signal))
+    }
+
+    /// Async form of `getRecord`.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn get_record_async(
+        &self,
+        id: Buffer,
+        chunk: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
+        let (inner, id, chunk) = (self.inner.clone(), id16(&id, "id")?, id16(&chunk, "chunk")?);
+        Ok(task(move || inner.get_record(&id, &chunk), |o| Ok(o.map(Into::into)), signal))
+    }
+
+    /// Async form of `putRecord`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn put_record_async(
+        &self,
+        id: Buffer,
+        desc: BindingDescriptor,
+        bytes: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        let d = desc_from_js(&desc)?;
+        let (inner, id, chunk, bytes) =
+            (self.inner.clone(), id16(&id, "id")?, id16(&desc.chunk, "chunk")?, bytes.to_vec());
+        Ok(task(move || inner.put_record(&id, &chunk, &d, &bytes), unit, signal))
+    }
+
+    /// Async form of `accessTimes`.
+    #[napi(ts_return_type = "Promise<Array<BindingAccess>>")]
+    pub fn access_times_async(
+        &self,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<std::collections::HashMap<[u8; 16], u64>, Vec<BindingAccess>>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(
+            move || inner.access_times(&id),
+            |m| Ok(m.into_iter().map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 }).collect()),
+            signal,
+        ))
+    }
+
+    /// Async form of `flushAccessTimes`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush_access_times_async(&self, signal: Option<AbortSignal>) -> AsyncTask<OpTask<(), ()>> {
+        let inner = self.inner.clone();
+        task(move || inner.flush_access_times(), unit, signal)
+    }
+
+    /// Async form of `verify`.
+    #[napi(ts_return_type = "Promise<Array<BindingBadRecord>>")]
+    pub fn verify_async(
+        &self,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], String)>, Vec<BindingBadRecord>>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(
+            move || inner.verify(&id),
+            |v| Ok(v.into_iter().map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason }).collect()),
+            signal,
+        ))
+    }
+
     /// Overwrites raw record bytes (tests plant corruption with it).
     #[napi]
     pub fn put_raw_record_for_tests(&self, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
@@ -400,6 +542,19 @@ fn chunk_data_to_js(d: ChunkData) -> Result<BindingChunkData> {
     })
 }
 
+/// Missing points of a chunk, computed off the JS thread.
+pub struct Missing {
+    blocks: Vec<chunk_memo_core::planner::Block>,
+    points: Vec<u32>,
+}
+
+fn blocks_to_js(m: Missing) -> Result<BindingBlocks> {
+    Ok(BindingBlocks {
+        blocks: m.blocks.into_iter().map(|b| b.into_iter().map(Uint32Array::from).collect()).collect(),
+        points: m.points.into(),
+    })
+}
+
 /// Missing points of a chunk as product blocks.
 #[napi(object)]
 pub struct BindingBlocks {
@@ -467,6 +622,49 @@ impl BindingPlan {
         let r = store.resolve(cache, &self.grid, &self.plan, i..i + 1, &mut st.catalog)?.pop().unwrap();
         st.resolutions[i] = Some(r.clone());
         Ok(r)
+    }
+
+    fn presence_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Vec<u8>> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let r = me.resolution(&store, &cache, i)?;
+            Ok((0..r.requested as usize).map(|k| u8::from(r.is_present(k))).collect())
+        })
+    }
+
+    fn missing_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Missing> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let r = me.resolution(&store, &cache, i)?;
+            let geo = ChunkGeometry::of(&me.plan, i);
+            let dims: Vec<usize> = geo.sel.iter().map(|s| s.len()).collect();
+            let missing: Vec<bool> = (0..r.requested as usize).map(|k| !r.is_present(k)).collect();
+            let blocks = missing_blocks(&dims, &missing);
+            let mut points = Vec::new();
+            for b in &blocks {
+                let mut acc = vec![0u32];
+                for (a, idx) in b.iter().enumerate() {
+                    let d = dims[a] as u32;
+                    acc = acc.iter().flat_map(|&base| idx.iter().map(move |&x| base * d + x)).collect();
+                }
+                points.extend(acc);
+            }
+            Ok(Missing { blocks, points })
+        })
     }
 
     fn check(&self, i: u32) -> Result<usize> {
@@ -682,36 +880,37 @@ impl BindingPlan {
     /// One byte per requested point of chunk `i`: 1 when stored.
     #[napi]
     pub fn presence(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<Buffer> {
-        let i = self.check(i)?;
-        let r = self.resolution(&store.inner, &id16(&cache_id, "cache id")?, i).map_err(to_napi)?;
-        Ok((0..r.requested as usize).map(|k| u8::from(r.is_present(k))).collect::<Vec<u8>>().into())
+        Ok(self.presence_op(store, &cache_id, i)?().map_err(to_napi)?.into())
+    }
+
+    /// Async form of `presence`.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn presence_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Vec<u8>, Buffer>>> {
+        Ok(task(self.presence_op(store, &cache_id, i)?, |v| Ok(v.into()), signal))
     }
 
     /// Missing points of chunk `i` as disjoint product blocks.
     #[napi]
     pub fn missing(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingBlocks> {
-        let i = self.check(i)?;
-        let r = self.resolution(&store.inner, &id16(&cache_id, "cache id")?, i).map_err(to_napi)?;
-        let geo = ChunkGeometry::of(&self.plan, i);
-        let dims: Vec<usize> = geo.sel.iter().map(|s| s.len()).collect();
-        let missing: Vec<bool> = (0..r.requested as usize).map(|k| !r.is_present(k)).collect();
-        let blocks = missing_blocks(&dims, &missing);
-        let mut points = Vec::new();
-        for b in &blocks {
-            let mut acc = vec![0u32];
-            for (a, idx) in b.iter().enumerate() {
-                let d = dims[a] as u32;
-                acc = acc.iter().flat_map(|&base| idx.iter().map(move |&x| base * d + x)).collect();
-            }
-            if b.is_empty() {
-                acc = vec![0];
-            }
-            points.extend(acc);
-        }
-        Ok(BindingBlocks {
-            blocks: blocks.into_iter().map(|b| b.into_iter().map(Uint32Array::from).collect()).collect(),
-            points: points.into(),
-        })
+        blocks_to_js(self.missing_op(store, &cache_id, i)?().map_err(to_napi)?)
+    }
+
+    /// Async form of `missing`.
+    #[napi(ts_return_type = "Promise<BindingBlocks>")]
+    pub fn missing_async(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Missing, BindingBlocks>>> {
+        Ok(task(self.missing_op(store, &cache_id, i)?, blocks_to_js, signal))
     }
 
     /// Reads the stored requested points of chunk `i`.
