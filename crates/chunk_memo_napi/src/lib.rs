@@ -1,3 +1,5 @@
+#![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
+
 //! Thin N-API binding of `chunk_memo_core`. It converts arguments, maps core
 //! errors to JS errors whose message starts with a stable code
 //! (`ERR_...: message`, parsed by `ts/binding/native.ts`) and offers every
