@@ -5,12 +5,12 @@
 import { resolve as resolvePath } from 'node:path';
 import { native, type BindingGrid, type BindingStore } from '../binding/native.js';
 import { encodeCanonical } from '../canonical/encode.js';
-import { CacheNotFoundError, ClosedError, InvalidOptionError, SelectionError, fromNative } from '../errors/index.js';
+import { CacheNotFoundError, ClosedError, DuplicateAxisValueError, InvalidOptionError, SelectionError, fromNative } from '../errors/index.js';
 import { codeIdentity } from './identity.js';
 import type { Params, Value } from '../value.js';
-import { hashList, hashOne, indexOf } from './grid.js';
+import { hashList, hashOne, ValueIndex } from './grid.js';
 import { META_FORMAT, packMeta, unpackMeta, type CacheMeta } from './meta.js';
-import { checkDistinct, describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOptions, type OpenOptions } from './options.js';
+import { describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOptions, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
 import { statusOf } from './status.js';
 import { checkNeighbours } from './discovery.js';
@@ -65,7 +65,8 @@ export interface CacheCore {
   axisValues: Record<string, Value[]>;
   chunkSpec: Record<string, number>;
   hashes: BigUint64Array[];
-  index: Map<bigint, number>[];
+  /** Value positions per axis, built on first use (selection by value, items). */
+  index: ValueIndex[];
   grid: BindingGrid;
   verbose: 0 | 1 | 2;
   maxBytes: number | undefined;
@@ -85,7 +86,7 @@ function buildCore(args: {
   store: BindingStore; root: string; params: Params; cacheVersion: string; code: Value;
   axisOrder: string[]; axisValues: Record<string, Value[]>; chunkSpec: Record<string, number>;
   verbose: 0 | 1 | 2; maxBytes: number | undefined; sharedRoots: string[];
-}): CacheCore {
+}, where = 'ChunkCache.open'): CacheCore {
   const { id, idBytes } = cacheIdOf(args.params, args.cacheVersion, args.code);
   const hashes = args.axisOrder.map((a) => hashList(args.axisValues[a]!, `axisValues.${a}`));
   let grid: BindingGrid;
@@ -96,9 +97,30 @@ function buildCore(args: {
       args.axisOrder.map((a) => args.chunkSpec[a]!),
     );
   } catch (e) {
-    throw fromNative(e, 'ChunkCache.open');
+    const err = fromNative(e, where);
+    const dup = /axis "(.*)" has a duplicate value at indices (\d+) and (\d+)/.exec(err.message);
+    if (err.code === 'ERR_DUPLICATE_AXIS_VALUE' && dup) {
+      const [, axis, j, i] = dup;
+      throw new DuplicateAxisValueError(
+        `${where}: axisValues.${axis} lists the value ${describeValue(args.axisValues[axis!]![Number(i)])} twice (indices ${j} and ${i}); axis values must be distinct`,
+      );
+    }
+    throw err;
   }
-  return { ...args, id, idBytes, hashes, index: hashes.map(indexOf), grid, closed: false };
+  // Value positions are built on first use: most runs never look values up.
+  const index: ValueIndex[] = [];
+  hashes.forEach((h, k) =>
+    Object.defineProperty(index, k, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const v = new ValueIndex(h);
+        Object.defineProperty(index, k, { value: v, enumerable: true });
+        return v;
+      },
+    }),
+  );
+  return { ...args, id, idBytes, hashes, index, grid, closed: false };
 }
 
 /** Merges axis values into the stored metadata (union, first-seen order). */
@@ -346,10 +368,9 @@ export class ChunkCache {
       if (!(axis in axisValues)) throw new InvalidOptionError(`${where}: unknown axis ${JSON.stringify(axis)}; axes are ${core.axisOrder.join(', ') || 'none'}`);
       const list = normalizeAxisList(where, axis, vals);
       axisValues[axis] = [...axisValues[axis]!, ...list];
-      checkDistinct(where, axis, axisValues[axis]!);
     }
     const chunkSpec = { ...core.chunkSpec };
-    const c = buildCore({ ...core, axisValues, chunkSpec });
+    const c = buildCore({ ...core, axisValues, chunkSpec }, where);
     mergeMeta(c);
     return new ChunkCache(c, c.axisOrder.map(() => null));
   }

@@ -18,8 +18,36 @@ export function hashOne(value: Value, where: string): bigint {
   return h.readBigUInt64LE(0);
 }
 
-export function indexOf(hashes: BigUint64Array): Map<bigint, number> {
-  const m = new Map<bigint, number>();
-  hashes.forEach((h, i) => m.set(h, i));
-  return m;
+/**
+ * Position of each value hash along an axis. Keys are the low 52 bits as a
+ * JS number (maps of numbers are far faster than maps of bigints); a hit is
+ * confirmed against the full 64-bit hash, and the rare 52-bit collisions go
+ * to a small exact map.
+ */
+export class ValueIndex {
+  private readonly byLow = new Map<number, number>();
+  private readonly exact = new Map<bigint, number>();
+  constructor(private readonly hashes: BigUint64Array) {
+    const words = new Uint32Array(hashes.buffer, hashes.byteOffset, hashes.length * 2);
+    for (let i = 0; i < hashes.length; i++) {
+      const key = low52(words[2 * i]!, words[2 * i + 1]!);
+      const j = this.byLow.get(key);
+      if (j === undefined) this.byLow.set(key, i);
+      else if (hashes[j] !== hashes[i] && !this.exact.has(hashes[i]!)) this.exact.set(hashes[i]!, i);
+    }
+  }
+
+  get(h: bigint): number | undefined {
+    const j = this.byLow.get(Number(h & 0xfffffffffffffn));
+    if (j !== undefined && this.hashes[j] === h) return j;
+    return this.exact.get(h);
+  }
+
+  has(h: bigint): boolean {
+    return this.get(h) !== undefined;
+  }
+}
+
+function low52(lo: number, hi: number): number {
+  return (hi & 0xfffff) * 0x100000000 + lo;
 }

@@ -3,10 +3,9 @@
  * is an `InvalidOptionError` naming the option, axis and value.
  */
 import * as t from 'typanion';
-import { DuplicateAxisValueError, InvalidOptionError } from '../errors/index.js';
+import { InvalidOptionError } from '../errors/index.js';
 import { compareCodePoints, encodeCanonical } from '../canonical/encode.js';
 import type { Params, Value } from '../value.js';
-import { hashList } from './grid.js';
 
 /** Options of `ChunkCache.open`. */
 export interface OpenOptions {
@@ -114,22 +113,6 @@ export function normalizeAxisList(where: string, axis: string, list: unknown): V
   return Array.isArray(list) ? arr : sortCanonical(arr, `axisValues.${axis}`);
 }
 
-/** Throws DuplicateAxisValueError if an axis repeats a value. */
-export function checkDistinct(where: string, axis: string, values: readonly Value[]): void {
-  // One native call hashes the whole list (BLAKE3 of each canonical encoding).
-  const hashes = hashList(values, `axisValues.${axis}`);
-  const seen = new Map<bigint, number>();
-  hashes.forEach((h, i) => {
-    const j = seen.get(h);
-    if (j !== undefined) {
-      throw new DuplicateAxisValueError(
-        `${where}: axisValues.${axis} lists the value ${describe(values[i])} twice (indices ${j} and ${i}); axis values must be distinct`,
-      );
-    }
-    seen.set(h, i);
-  });
-}
-
 /** Validates and normalises `ChunkCache.open` options (not the identity). */
 export function normalizeOpenOptions(where: string, options: unknown): OpenOptions & NormalizedGrid {
   if (!isPlainObject(options)) throw new InvalidOptionError(`${where}: options must be an object with at least axisValues`);
@@ -159,8 +142,9 @@ export function normalizeOpenOptions(where: string, options: unknown): OpenOptio
   for (const n of names) {
     const vals = normalizeAxisList(where, n, (o.axisValues as Record<string, unknown>)[n]);
     if (vals.length === 0) throw new InvalidOptionError(`${where}: axisValues.${n} is empty; an axis needs at least one value`);
+    // Encodability is checked here (naming the path); duplicates are found
+    // when the grid is built from the value hashes.
     encodeCanonical(vals, `axisValues.${n}`);
-    checkDistinct(where, n, vals);
     axisValues[n] = vals;
   }
   let axisOrder = [...names].sort(compareCodePoints);

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     Storage,
     /// The disk (or the configured maximum map size) is full.
     StoreFull,
+    /// An axis lists the same value twice.
+    DuplicateAxisValue,
 }
 
 impl ErrorCode {
@@ -26,6 +28,7 @@ impl ErrorCode {
             ErrorCode::CorruptRecord => "ERR_CORRUPT_RECORD",
             ErrorCode::Storage => "ERR_STORAGE",
             ErrorCode::StoreFull => "ERR_STORE_FULL",
+            ErrorCode::DuplicateAxisValue => "ERR_DUPLICATE_AXIS_VALUE",
         }
     }
 }

@@ -61,10 +61,13 @@ impl Grid {
             if a.chunk == 0 {
                 return Err(CoreError::invalid(format!("chunk size of axis {:?} must be positive", a.name)));
             }
-            let mut seen = std::collections::HashSet::with_capacity(a.hashes.len());
+            let mut seen = std::collections::HashMap::with_capacity(a.hashes.len());
             for (i, h) in a.hashes.iter().enumerate() {
-                if !seen.insert(*h) {
-                    return Err(CoreError::invalid(format!("axis {:?} has a duplicate value at index {i}", a.name)));
+                if let Some(j) = seen.insert(*h, i) {
+                    return Err(CoreError::new(
+                        crate::error::ErrorCode::DuplicateAxisValue,
+                        format!("axis {:?} has a duplicate value at indices {j} and {i}", a.name),
+                    ));
                 }
             }
             let digests = a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect();
