@@ -159,7 +159,7 @@ test('grid and plan geometry', (t) => {
   t.deepEqual(sub.shape, [2, 1]);
   t.deepEqual(sub.describe()[0]!.bin, [0, 2]);
   t.is(sub.chunkKey(1).toString('hex'), plan.chunkKey(2).toString('hex'));
-  throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 1])], [1]), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 1])], [1]), 'ERR_DUPLICATE_AXIS_VALUE');
   throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 2])], [0]), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => new native.BindingGrid(['x', 'y'], [hashesOf([1, 2])], [1]), 'ERR_INVALID_ARGUMENT');
 });
