@@ -28,6 +28,7 @@ import {
   type ProgressEvent,
 } from '../ts/index.js';
 import { disposeGpuKernels } from '../ts/gpu/kernel.js';
+import { closeWorkerPools } from '../ts/parallel/pool.js';
 
 const roots: string[] = [];
 const freshRoot = (): string => {
@@ -37,6 +38,7 @@ const freshRoot = (): string => {
 };
 test.after.always(async () => {
   await disposeGpuKernels();
+  await closeWorkerPools();
   for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
 });
 

@@ -23,6 +23,7 @@ import {
   type TypedArray,
 } from '../ts/index.js';
 import { disposeGpuKernels } from '../ts/gpu/kernel.js';
+import { closeWorkerPools } from '../ts/parallel/pool.js';
 import { WorkerPool, WorkerDiedError } from '../ts/parallel/pool.js';
 import { obj, scaled } from './fixtures/tasks.js';
 import { type Point, gridPoints, keyOf } from './helpers/grid.js';
@@ -39,6 +40,7 @@ const freshRoot = (): string => {
 
 test.after.always(async () => {
   await disposeGpuKernels();
+  await closeWorkerPools();
   for (const r of roots) fs.rmSync(r, { recursive: true, force: true });
 });
 
