@@ -5,12 +5,12 @@
  * written the moment all its points are done.
  */
 import { availableParallelism } from 'node:os';
-import { ChunkCache, planOf } from '../cache/cache.js';
+import { ChunkCache } from '../cache/cache.js';
 import { describeValue } from '../cache/options.js';
 import { hashOne } from '../cache/grid.js';
-import { AbortedError, ChunkMemoError, ExecError, ExecOutputError, InvalidOptionError, SelectionError, fromNative } from '../errors/index.js';
-import { afterRun, beforeRun } from '../manage/hooks.js';
-import { PlanGeometry } from '../run/geometry.js';
+import { AbortedError, ChunkMemoError, ExecError, ExecOutputError, InvalidOptionError, SelectionError } from '../errors/index.js';
+import { afterRun } from '../manage/hooks.js';
+import { planRun, type PlanGeometry } from '../run/geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from '../run/payload.js';
 import { Progress, type ProgressEvent } from '../run/progress.js';
 import { WriteBatcher } from '../run/batch.js';
@@ -211,16 +211,8 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     const perAxis = core.axisOrder.map((_, k) => [...new Set(itemPts!.map((p) => p[k]!))].sort((x, y) => x - y));
     view = new ChunkCache(core, perAxis, theCache._pinned);
   }
-  const plan = planOf(view);
-  beforeRun(view, plan);
-  let resolved;
-  try {
-    resolved = plan.resolve(core.store, core.idBytes);
-  } catch (e) {
-    throw fromNative(e, where);
-  }
+  const { plan, resolved, geometry: G } = planRun(view, where);
   diag.corruptRecords.push(...resolved.corrupt);
-  const G = new PlanGeometry(plan);
 
   // Targets: (chunk, request index, output position).
   const targets: Array<{ chunk: number; r: number; out: number }>[] = Array.from({ length: G.chunkCount }, () => []);

@@ -4,15 +4,15 @@
  * are computed in product blocks and written at once, so an interruption
  * keeps everything finished.
  */
-import { type ChunkCache, type CacheStatus, planOf } from '../cache/cache.js';
-import { AbortedError, ChunkMemoError, ExecError, ExecOutputError, fromNative, InvalidOptionError } from '../errors/index.js';
+import type { ChunkCache, CacheStatus } from '../cache/cache.js';
+import { AbortedError, ChunkMemoError, ExecError, ExecOutputError, InvalidOptionError } from '../errors/index.js';
 import type { Params, TypedArray, Value } from '../value.js';
-import { PlanGeometry } from './geometry.js';
+import { planRun } from './geometry.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import { Progress, type ProgressEvent } from './progress.js';
 import { WriteBatcher } from './batch.js';
 import { describeValue } from '../cache/options.js';
-import { afterRun, beforeRun } from '../manage/hooks.js';
+import { afterRun } from '../manage/hooks.js';
 
 /** What a chunk function returns: one output per point, or a numeric TypedArray. */
 export type ChunkOutput = readonly unknown[] | TypedArray;
@@ -149,16 +149,8 @@ function place(dst: unknown[], positions: ArrayLike<number>, src: ArrayLike<unkn
 async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, diag: Diagnostics, label: string, durableYield = false): AsyncGenerator<ChunkResult> {
   const core = cache._check();
   const t0 = performance.now();
-  const plan = planOf(cache);
-  beforeRun(cache, plan);
-  let resolved;
-  try {
-    resolved = plan.resolve(core.store, core.idBytes);
-  } catch (e) {
-    throw fromNative(e, label);
-  }
+  const { plan, resolved, geometry: G } = planRun(cache, label);
   diag.corruptRecords.push(...resolved.corrupt);
-  const G = new PlanGeometry(plan);
   diag.totalChunks = G.chunkCount;
   diag.totalPoints = G.total;
   let missingTotal = 0;

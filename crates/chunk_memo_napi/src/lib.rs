@@ -614,7 +614,7 @@ impl BindingPlan {
         })
     }
 
-    fn resolution(&self, store: &Arc<Store>, cache: &[u8; 16], i: usize) -> chunk_memo_core::error::Result<Resolution> {
+    fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> chunk_memo_core::error::Result<Resolution> {
         let mut st = self.state.lock().unwrap();
         st.bind(store, cache);
         if let Some(Some(r)) = st.resolutions.get(i) {
@@ -626,17 +626,34 @@ impl BindingPlan {
         Ok(r)
     }
 
+    /// A handle on the same plan and state, movable to the libuv pool.
+    fn share(&self) -> BindingPlan {
+        BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() }
+    }
+
+    /// Prepares a per-chunk operation: checks the chunk index and the cache
+    /// id on the JS thread, runs `f` later (sync call or AsyncTask).
+    fn chunk_op<T: Send + 'static>(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+        f: impl FnOnce(&BindingPlan, &Store, &[u8; 16], usize) -> chunk_memo_core::error::Result<T> + Send + 'static,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<T> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = self.share();
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || f(&me, &store, &cache, i))
+    }
+
     fn presence_op(
         &self,
         store: &BindingStore,
         cache_id: &[u8],
         i: u32,
     ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Vec<u8>> + Send + 'static> {
-        let i = self.check(i)?;
-        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
-        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        Ok(move || {
-            let r = me.resolution(&store, &cache, i)?;
+        self.chunk_op(store, cache_id, i, |me, store, cache, i| {
+            let r = me.resolution(store, cache, i)?;
             Ok((0..r.requested as usize).map(|k| u8::from(r.is_present(k))).collect())
         })
     }
@@ -647,11 +664,8 @@ impl BindingPlan {
         cache_id: &[u8],
         i: u32,
     ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Missing> + Send + 'static> {
-        let i = self.check(i)?;
-        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
-        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        Ok(move || {
-            let r = me.resolution(&store, &cache, i)?;
+        self.chunk_op(store, cache_id, i, |me, store, cache, i| {
+            let r = me.resolution(store, cache, i)?;
             let geo = ChunkGeometry::of(&me.plan, i);
             let dims: Vec<usize> = geo.sel.iter().map(|s| s.len()).collect();
             let missing: Vec<bool> = (0..r.requested as usize).map(|k| !r.is_present(k)).collect();
@@ -683,12 +697,9 @@ impl BindingPlan {
         cache_id: &[u8],
         i: u32,
     ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<ChunkData> + Send + 'static> {
-        let i = self.check(i)?;
-        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
-        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        Ok(move || {
-            let r = me.resolution(&store, &cache, i)?;
-            store.read_chunk(&cache, &r)
+        self.chunk_op(store, cache_id, i, |me, store, cache, i| {
+            let r = me.resolution(store, cache, i)?;
+            store.read_chunk(cache, &r)
         })
     }
 
@@ -704,34 +715,15 @@ impl BindingPlan {
         data: &[u8],
         dict: &[u8],
     ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
-        let i = self.check(i)?;
-        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
-        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        let (points, offsets, data, dict) = (points.to_vec(), offsets.to_vec(), data.to_vec(), dict.to_vec());
-        Ok(move || {
-            let res = {
-                let mut st = me.state.lock().unwrap();
-                st.bind(&store, &cache);
-                st.resolutions[i].clone()
-            };
-            let geo = ChunkGeometry::of(&me.plan, i);
-            store.write_chunks(
-                &cache,
-                &[ChunkWrite {
-                    geo: &geo,
-                    grid: &me.grid,
-                    res: res.as_ref(),
-                    kind: kind as u8,
-                    points: &points,
-                    offsets: &offsets,
-                    data: &data,
-                    dict: &dict,
-                }],
-            )?;
-            // The chunk's state changed: resolve it again when asked.
-            me.state.lock().unwrap().resolutions[i] = None;
-            Ok(())
-        })
+        let w = OwnedWrite {
+            chunk: self.check(i)?,
+            kind: kind as u8,
+            points: points.to_vec(),
+            offsets: offsets.to_vec(),
+            data: data.to_vec(),
+            dict: dict.to_vec(),
+        };
+        self.owned_batch_op(store, cache_id, vec![w])
     }
 }
 
@@ -774,7 +766,17 @@ impl BindingPlan {
                 dict: w.dict.as_deref().map(<[u8]>::to_vec).unwrap_or_default(),
             });
         }
-        let me = BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() };
+        self.owned_batch_op(store, cache_id, owned)
+    }
+
+    /// Writes chunks in one transaction, each merged with what is stored.
+    fn owned_batch_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        owned: Vec<OwnedWrite>,
+    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+        let me = self.share();
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
         Ok(move || {
             let res: Vec<Option<Resolution>> = {
