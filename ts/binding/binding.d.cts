@@ -74,6 +74,10 @@ export declare class BindingStore {
   deleteCache(id: Buffer): number
   deleteRecords(id: Buffer, chunks: Array<Buffer>): void
   descriptors(id: Buffer): Array<BindingDescriptor>
+  /** Totals of a cache's records, from the index alone. */
+  summary(id: Buffer): BindingSummary
+  /** Async form of `summary`. */
+  summaryAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<BindingSummary>
   getRecord(id: Buffer, chunk: Buffer): Buffer | null
   /** Stores a verified record (import), merging with a stored one. */
   putRecord(id: Buffer, desc: BindingDescriptor, bytes: Buffer): void
@@ -210,6 +214,15 @@ export interface BindingMetaEntry {
 export interface BindingResolved {
   available: Uint32Array
   corrupt: Array<string>
+}
+
+/** Totals of one cache's records. */
+export interface BindingSummary {
+  records: number
+  points: number
+  bytes: number
+  /** Latest record write (ms since the epoch; 0 without records). */
+  lastWriteMs: number
 }
 
 /** BLAKE3 digest (hex, 64 chars) of one canonical encoding. */

@@ -74,18 +74,11 @@ function metas(root: string): CacheMeta[] {
 }
 
 function infoOf(root: string, m: CacheMeta): CacheInfo {
-  const store = openStore(resolvePath(root));
-  const descs = store.descriptors(Buffer.from(m.id, 'hex'));
-  let points = 0;
-  let bytes = 0;
-  for (const d of descs) {
-    points += d.present;
-    bytes += d.bytes;
-  }
+  const sum = openStore(resolvePath(root)).summary(Buffer.from(m.id, 'hex'));
   return {
     id: m.id, params: m.params, axisValues: m.axisValues, chunkSpec: m.chunkSpec, axisOrder: m.axisOrder,
     cacheVersion: m.cacheVersion, code: m.code, createdAt: m.createdAt, updatedAt: m.updatedAt,
-    chunks: descs.length, points, bytes,
+    chunks: sum.records, points: sum.points, bytes: sum.bytes,
   };
 }
 

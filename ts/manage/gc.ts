@@ -133,9 +133,9 @@ export function autoGc(cache: ChunkCache): GcResult | null {
   if (maxBytes === undefined || core.closed) return null;
   let st = rootState.get(core.root);
   if (!st) rootState.set(core.root, (st = { known: new Map(), written: 0, collected: false }));
-  // Cheap: the index entries of the cache just run (no record is read).
-  let bytes = 0;
-  for (const d of core.store.descriptors(core.idBytes)) bytes += d.bytes;
+  // Cheap: totals of the cache just run, from its index entries (no record
+  // is read, no value hash decoded).
+  const bytes = core.store.summary(core.idBytes).bytes;
   const prev = st.known.get(core.id) ?? 0;
   st.known.set(core.id, bytes);
   st.written += Math.max(0, bytes - prev);

@@ -45,7 +45,7 @@ export function verify(root: string, options: { repair?: boolean } = {}): Verify
     } catch (err) {
       problems.push({ id, chunk: null, reason: `metadata does not decode: ${(err as Error).message}`, repaired: false });
     }
-    records += store.descriptors(e.id).length;
+    records += store.summary(e.id).records;
     const bad = store.verify(e.id);
     if (bad.length && options.repair) store.deleteRecords(e.id, bad.map((b) => b.chunk));
     for (const b of bad) problems.push({ id, chunk: b.chunk.toString('hex'), reason: b.reason, repaired: !!options.repair });

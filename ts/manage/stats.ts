@@ -45,15 +45,8 @@ export interface RootStats {
 /** @internal */
 export function statsOfMeta(store: BindingStore, m: CacheMeta): CacheStats {
   const idBytes = Buffer.from(m.id, 'hex');
-  const descs = store.descriptors(idBytes);
-  let points = 0;
-  let bytes = 0;
-  let lastWrite: number | null = null;
-  for (const d of descs) {
-    points += d.present;
-    bytes += d.bytes;
-    if (lastWrite === null || d.updatedMs > lastWrite) lastWrite = d.updatedMs;
-  }
+  const sum = store.summary(idBytes);
+  const lastWrite = sum.records > 0 ? sum.lastWriteMs : null;
   let lastAccess: number | null = null;
   for (const a of store.accessTimes(idBytes)) if (a.ms > 0 && (lastAccess === null || a.ms > lastAccess)) lastAccess = a.ms;
   const axisSizes: Record<string, number> = {};
@@ -65,7 +58,7 @@ export function statsOfMeta(store: BindingStore, m: CacheMeta): CacheStats {
   }
   return {
     id: m.id, params: m.params, axisOrder: m.axisOrder, axisSizes, chunkSpec: m.chunkSpec, cacheVersion: m.cacheVersion,
-    gridPoints, chunks: descs.length, points, bytes, createdAt: m.createdAt, updatedAt: m.updatedAt, lastWrite, lastAccess,
+    gridPoints, chunks: sum.records, points: sum.points, bytes: sum.bytes, createdAt: m.createdAt, updatedAt: m.updatedAt, lastWrite, lastAccess,
   };
 }
 

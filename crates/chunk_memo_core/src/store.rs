@@ -31,6 +31,15 @@ pub type ChunkKey = [u8; 16];
 // doubles on MDB_MAP_FULL, so this is no limit on the store's size.
 const DEFAULT_MAP_SIZE: usize = 16 << 30;
 
+/// Totals of one cache's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSummary {
+    pub records: u64,
+    pub points: u64,
+    pub bytes: u64,
+    pub last_write_ms: u64,
+}
+
 /// A record's descriptor as kept in the index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Descriptor {
@@ -63,14 +72,20 @@ impl Descriptor {
 
     /// (n, present) from an encoded descriptor without decoding the axes.
     pub fn counts(b: &[u8]) -> Result<(u32, u32)> {
+        let (n, present, _, _) = Self::tail(b)?;
+        Ok((n, present))
+    }
+
+    /// (n, present, bytes, updated_ms) from the fixed-size tail of an
+    /// encoded descriptor, without decoding the axes.
+    pub fn tail(b: &[u8]) -> Result<(u32, u32, u64, u64)> {
         if b.len() < 25 || b[0] != 1 {
             return Err(CoreError::corrupt("bad index descriptor"));
         }
         let t = b.len() - 24;
-        Ok((
-            u32::from_le_bytes(b[t..t + 4].try_into().unwrap()),
-            u32::from_le_bytes(b[t + 4..t + 8].try_into().unwrap()),
-        ))
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        Ok((u32_at(t), u32_at(t + 4), u64_at(t + 8), u64_at(t + 16)))
     }
 
     pub fn decode(b: &[u8]) -> Result<Descriptor> {
@@ -299,6 +314,23 @@ impl Store {
             out.push((chunk, Descriptor::decode(v)?));
         }
         Ok(out)
+    }
+
+    /// Totals of a cache's records, read from the index tails only (no
+    /// value hashes decoded, nothing copied out per record).
+    pub fn summary(&self, cache: &CacheId) -> Result<CacheSummary> {
+        self.read(|s, t| {
+            let mut out = CacheSummary::default();
+            for item in s.index.prefix_iter(t, cache)? {
+                let (_, v) = item?;
+                let (_, present, bytes, updated) = Descriptor::tail(v)?;
+                out.records += 1;
+                out.points += present as u64;
+                out.bytes += bytes;
+                out.last_write_ms = out.last_write_ms.max(updated);
+            }
+            Ok(out)
+        })
     }
 
     /// Raw record bytes (for export and verification).

@@ -646,4 +646,12 @@ fn points_keep_the_dictionary_of_their_write() {
     assert_eq!(d.offsets, vec![0, 1, 3, 5, 6]);
     assert_eq!(d.dicts, vec![b"D1".to_vec(), b"D2".to_vec()]);
     assert_eq!(d.point_dicts, vec![0, 1, 0, 1]);
+    // Totals come from the index tails and agree with the descriptors.
+    let sum = store.summary(&cache).unwrap();
+    let descs = store.descriptors(&cache).unwrap();
+    assert_eq!(sum.records, 1);
+    assert_eq!(sum.points, 4);
+    assert_eq!(sum.bytes, descs[0].1.bytes);
+    assert_eq!(sum.last_write_ms, descs[0].1.updated_ms);
+    assert_eq!(store.summary(&cache_id(78)).unwrap(), Default::default());
 }

@@ -109,6 +109,25 @@ pub struct BindingDescriptor {
     pub updated_ms: f64,
 }
 
+/// Totals of one cache's records.
+#[napi(object)]
+pub struct BindingSummary {
+    pub records: f64,
+    pub points: f64,
+    pub bytes: f64,
+    /// Latest record write (ms since the epoch; 0 without records).
+    pub last_write_ms: f64,
+}
+
+fn summary_to_js(s: chunk_memo_core::store::CacheSummary) -> Result<BindingSummary> {
+    Ok(BindingSummary {
+        records: s.records as f64,
+        points: s.points as f64,
+        bytes: s.bytes as f64,
+        last_write_ms: s.last_write_ms as f64,
+    })
+}
+
 /// A record that failed verification.
 #[napi(object)]
 pub struct BindingBadRecord {
@@ -218,6 +237,23 @@ impl BindingStore {
             .into_iter()
             .map(|(c, d)| desc_to_js(c, d))
             .collect())
+    }
+
+    /// Totals of a cache's records, from the index alone.
+    #[napi]
+    pub fn summary(&self, id: Buffer) -> Result<BindingSummary> {
+        summary_to_js(self.inner.summary(&id16(&id, "id")?).map_err(to_napi)?)
+    }
+
+    /// Async form of `summary`.
+    #[napi(ts_return_type = "Promise<BindingSummary>")]
+    pub fn summary_async(
+        &self,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<chunk_memo_core::store::CacheSummary, BindingSummary>>> {
+        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+        Ok(task(move || inner.summary(&id), summary_to_js, signal))
     }
 
     #[napi]
