@@ -105,6 +105,10 @@ interface ChunkWork {
   outs: Map<number, unknown>;
   /** request indices computed (in arrival order) */
   points: number[];
+  /** Output position of each requested point (grid mode with outputs). */
+  outIdx: Uint32Array | null;
+  /** Record kind of the outputs so far: a dtype while every part agrees, else items. */
+  kind?: number;
 }
 
 function positiveInt(where: string, name: string, v: unknown): number | undefined {
@@ -215,7 +219,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   diag.corruptRecords.push(...resolved.corrupt);
 
   // Targets: (chunk, request index, output position).
-  const targets: Array<{ chunk: number; r: number; out: number }>[] = Array.from({ length: G.chunkCount }, () => []);
+  const targets: Array<{ chunk: number; r: number; out: number }>[] = itemPts ? Array.from({ length: G.chunkCount }, () => []) : [];
   let total: number;
   if (itemPts) {
     // Locate each item in the product plan.
@@ -260,7 +264,8 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   for (let i = 0; i < G.chunkCount; i++) {
     const geo = G.chunk(i);
     const avail = resolved.available[i]!;
-    const outIdx = itemPts ? null : G.outIndices(geo);
+    // Output positions are needed only when outputs are returned in grid order.
+    const outIdx = returnOutput && !itemPts ? G.outIndices(geo) : null;
     const tlist = itemPts ? targets[i]! : null;
     if (itemPts && tlist!.length === 0) continue;
     const nTargets = tlist ? tlist.length : geo.points;
@@ -306,7 +311,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     else {
       diag.executedChunks++;
       if (cachedHere > 0 || avail > 0) diag.partialChunks++;
-      work.set(i, { geo, pending: missing.length, outs: new Map(), points: missing });
+      work.set(i, { geo, pending: missing.length, outs: new Map(), points: missing, outIdx });
       missingTotal += missing.length;
     }
   }
@@ -318,18 +323,6 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   const size = execSize ?? (o.mapFn ? Number.MAX_SAFE_INTEGER : isGpu ? 65536 : 64);
   const params = view.params;
   const visible = view.axisOrder;
-  const outPos = (i: number, r: number): number => {
-    if (itemPts) return -1;
-    const geo = work.get(i)!.geo;
-    let x = r;
-    let pos = 0;
-    for (let k = geo.sel.length - 1; k >= 0; k--) {
-      const len = geo.sel[k]!.length;
-      pos += (geo.selPos[k]! + (x % len)) * G.outStride[k]!;
-      x = Math.floor(x / len);
-    }
-    return pos;
-  };
   const itemOut = new Map<string, number[]>();
   if (itemPts) for (const list of targets) for (const t of list) {
     const key = `${t.chunk}:${t.r}`;
@@ -373,9 +366,7 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
   const writeChunk = (i: number, rs: number[]): void => {
     const w = work.get(i)!;
     const vals = rs.map((r) => w.outs.get(r));
-    let kind = KIND_ITEMS;
-    const firstKind = (w.outs as Map<number, unknown> & { kind?: number }).kind;
-    if (firstKind !== undefined && firstKind !== KIND_ITEMS) kind = firstKind;
+    const kind = w.kind ?? KIND_ITEMS;
     const enc = kind !== KIND_ITEMS ? encodeOutputs((typedCtor(kind) as unknown as { from(v: unknown[]): unknown[] }).from(vals), kind) : encodeOutputs(vals, KIND_ITEMS);
     batcher.add({ chunk: i, kind, points: Uint32Array.from(rs), offsets: enc.offsets, data: enc.data, dict: enc.dict });
     diag.streamFlushes++;
@@ -394,14 +385,13 @@ export async function runParallel(cache: ChunkCache, task: TaskSpec | PointsFn, 
     for (let j = 0; j < refs.length; j++) {
       const [i, r] = refs[j]!;
       const w = work.get(i)!;
-      const m = w.outs as Map<number, unknown> & { kind?: number };
-      if (m.kind === undefined) m.kind = kind;
-      else if (m.kind !== kind) m.kind = KIND_ITEMS;
+      if (w.kind === undefined) w.kind = kind;
+      else if (w.kind !== kind) w.kind = KIND_ITEMS;
       const v = out[j];
       w.outs.set(r, v);
       if (returnOutput) {
         if (itemPts) for (const p of itemOut.get(`${i}:${r}`) ?? []) put(p, v, kind);
-        else put(outPos(i, r), v, kind);
+        else put(w.outIdx![r]!, v, kind);
       }
       if (--w.pending === 0) ready.push(i);
     }

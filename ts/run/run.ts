@@ -242,16 +242,21 @@ async function* chunkResults(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, d
     diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, m);
     progress.chunk(i, cached, executed);
     progress.update(0, 1);
-    const outIndex = G.outIndices(geo);
     // iterate() hands out only chunks that are already committed.
     if (durableYield && executed > 0) batcher.flush();
+    // axisValues is built on access: run() and runStreaming() never read it.
+    let values: Record<string, Value[]> | undefined;
     yield {
       index: i,
-      axisValues: valuesOf(cache, (k) => Array.from(geo.sel[k]!, (s) => geo.start[k]! + s)),
+      get axisValues() {
+        return (values ??= valuesOf(cache, (k) => Array.from(geo.sel[k]!, (s) => geo.start[k]! + s)));
+      },
       output: out ?? [],
       cachedPoints: cached,
       executedPoints: executed,
-      outIndex,
+      get outIndex() {
+        return G.outIndices(geo);
+      },
     };
   }
   ok = true;
