@@ -12,7 +12,7 @@ import { AmbiguousCacheError, CacheNotFoundError, ExclusiveCacheError, InvalidOp
 import type { Params, Value } from '../value.js';
 import { ChunkCache, type CacheCore } from './cache.js';
 import { hashList, hashOne } from './grid.js';
-import { unpackMeta, type CacheMeta } from './meta.js';
+import { listMetas, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
 
@@ -69,8 +69,7 @@ function relation(a: PointSet, b: PointSet): Relation {
 }
 
 function metas(root: string): CacheMeta[] {
-  const store = openStore(resolvePath(root));
-  return store.listMeta().map((e) => unpackMeta(e.blob));
+  return listMetas(openStore(resolvePath(root)));
 }
 
 function infoOf(root: string, m: CacheMeta): CacheInfo {

@@ -1,5 +1,6 @@
 /** The metadata record of a cache, stored under its id in the `meta` database. */
 import { Packr } from 'msgpackr';
+import type { BindingStore } from '../binding/native.js';
 import type { Params, Value } from '../value.js';
 
 export const META_FORMAT = 1;
@@ -27,4 +28,17 @@ export function packMeta(m: CacheMeta): Buffer {
 
 export function unpackMeta(b: Buffer): CacheMeta {
   return packr.unpack(b) as CacheMeta;
+}
+
+/** Every cache's metadata in a store (entries that do not decode are skipped; verify reports them). */
+export function listMetas(store: BindingStore): CacheMeta[] {
+  const out: CacheMeta[] = [];
+  for (const e of store.listMeta()) {
+    try {
+      out.push(unpackMeta(e.blob));
+    } catch {
+      // reported by verify
+    }
+  }
+  return out;
 }

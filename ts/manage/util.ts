@@ -26,18 +26,7 @@ export function checkId(where: string, id: unknown): string {
   return id;
 }
 
-/** Every cache's metadata in a store (entries that do not decode are skipped). */
-export function listMetas(store: BindingStore): CacheMeta[] {
-  const out: CacheMeta[] = [];
-  for (const e of store.listMeta()) {
-    try {
-      out.push(unpackMeta(e.blob));
-    } catch {
-      // reported by verify
-    }
-  }
-  return out;
-}
+export { listMetas } from '../cache/meta.js';
 
 export function metaOf(store: BindingStore, root: string, id: string, where: string): CacheMeta {
   const blob = store.getMeta(Buffer.from(id, 'hex'));
