@@ -16,6 +16,9 @@ pub enum ErrorCode {
     Storage,
     /// The disk (or the configured maximum map size) is full.
     StoreFull,
+    /// The LMDB map is full: the store grows it and retries (JS sees
+    /// `ERR_STORE_FULL` only when it cannot grow).
+    MapFull,
     /// An axis lists the same value twice.
     DuplicateAxisValue,
 }
@@ -27,7 +30,7 @@ impl ErrorCode {
             ErrorCode::Encoding => "ERR_ENCODING",
             ErrorCode::CorruptRecord => "ERR_CORRUPT_RECORD",
             ErrorCode::Storage => "ERR_STORAGE",
-            ErrorCode::StoreFull => "ERR_STORE_FULL",
+            ErrorCode::StoreFull | ErrorCode::MapFull => "ERR_STORE_FULL",
             ErrorCode::DuplicateAxisValue => "ERR_DUPLICATE_AXIS_VALUE",
         }
     }
@@ -61,15 +64,15 @@ impl std::error::Error for CoreError {}
 
 impl From<heed::Error> for CoreError {
     fn from(e: heed::Error) -> Self {
-        let full = match &e {
-            heed::Error::Mdb(heed::MdbError::MapFull) => true,
-            heed::Error::Io(io) => io.raw_os_error() == Some(28), // ENOSPC
-            heed::Error::Mdb(heed::MdbError::Other(28)) => true,
-            _ => false,
+        let code = match &e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => Some(ErrorCode::MapFull),
+            heed::Error::Io(io) if io.raw_os_error() == Some(28) => Some(ErrorCode::StoreFull), // ENOSPC
+            heed::Error::Mdb(heed::MdbError::Other(28)) => Some(ErrorCode::StoreFull),
+            _ => None,
         };
-        if full {
+        if let Some(code) = code {
             CoreError::new(
-                ErrorCode::StoreFull,
+                code,
                 format!("the store is full ({e}); free disk space or raise CHUNK_MEMO_MAP_SIZE; nothing committed before this write was lost"),
             )
         } else {

@@ -248,7 +248,7 @@ impl Store {
                 }
             };
             match r {
-                Err(e) if e.code == ErrorCode::StoreFull && e.message.contains("MDB_MAP_FULL") => self.grow()?,
+                Err(e) if e.code == ErrorCode::MapFull => self.grow()?,
                 r => return r,
             }
         }
