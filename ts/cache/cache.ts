@@ -240,8 +240,10 @@ export class ChunkCache {
   static _fromMeta(root: string, meta: CacheMeta, over: Partial<OpenOptions> = {}): ChunkCache {
     const store = openStore(root);
     const axisValues = meta.axisValues;
-    const chunkSpec = over.chunkSpec ? normalizeChunkSpec('ChunkCache.load', over.chunkSpec, axisValues) : { ...meta.chunkSpec };
-    for (const a of meta.axisOrder) chunkSpec[a] = Math.min(chunkSpec[a] ?? axisValues[a]!.length, 0xffffffff);
+    const chunkSpec = normalizeChunkSpec('ChunkCache.load', over.chunkSpec ?? meta.chunkSpec, axisValues);
+    if (over.axisOrder && (over.axisOrder.length !== meta.axisOrder.length || !meta.axisOrder.every((a) => over.axisOrder!.includes(a)))) {
+      throw new InvalidOptionError(`ChunkCache.load: options.axisOrder must list each axis exactly once (axes: ${meta.axisOrder.join(', ') || 'none'})`);
+    }
     const core = buildCore({
       store, root, params: meta.params, cacheVersion: meta.cacheVersion, code: meta.code,
       axisOrder: over.axisOrder ? [...over.axisOrder] : meta.axisOrder, axisValues, chunkSpec,
