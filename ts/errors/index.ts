@@ -63,6 +63,9 @@ export type ArchiveError = InstanceType<typeof ArchiveError>;
 /** The cache was closed. Code `ERR_CLOSED`. */
 export const ClosedError = subclass('ClosedError', 'ERR_CLOSED');
 export type ClosedError = InstanceType<typeof ClosedError>;
+/** A gpu.js kernel or its backend failed (mode unavailable here, no WebGPU adapter, compile or run error). Code `ERR_GPU`. */
+export const GpuError = subclass('GpuError', 'ERR_GPU');
+export type GpuError = InstanceType<typeof GpuError>;
 
 /** Turns an error thrown by the native binding (`ERR_X: message`) into a ChunkMemoError. */
 export function fromNative(e: unknown, context?: string): ChunkMemoError {
