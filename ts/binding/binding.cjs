@@ -840,4 +840,5 @@ module.exports.BindingPlan = nativeBinding.BindingPlan
 module.exports.BindingStore = nativeBinding.BindingStore
 module.exports.canonicalDigestHex = nativeBinding.canonicalDigestHex
 module.exports.canonicalId = nativeBinding.canonicalId
+module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
 module.exports.hashValues = nativeBinding.hashValues

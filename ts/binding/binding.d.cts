@@ -63,6 +63,11 @@ export declare class BindingPlan {
  * process.
  */
 export declare class BindingStore {
+  /**
+   * Writes metadata updates and every record of a spool file (layout in
+   * `chunk_memo_core::import`) in one transaction, on the libuv pool.
+   */
+  importSpoolAsync(metas: Array<BindingImportMeta>, spool: string): Promise<BindingImportResult>
   /** Opens (creating if needed) the store at `root`. */
   static open(root: string): BindingStore
   /** Canonical path of the root. */
@@ -204,10 +209,33 @@ export interface BindingDescriptor {
   updatedMs: number
 }
 
+/** One metadata update of an import (compare-and-swap on `expected`). */
+export interface BindingImportMeta {
+  id: Buffer
+  /** New metadata blob; absent leaves the stored one as it is. */
+  blob?: Buffer
+  /** The stored blob this update was computed from; absent: no metadata. */
+  expected?: Buffer
+}
+
+/** Result of `importSpoolAsync`. */
+export interface BindingImportResult {
+  /** Id of a cache whose metadata changed meanwhile: nothing was written. */
+  conflict?: Buffer
+  records: number
+}
+
 /** Metadata entry of one cache. */
 export interface BindingMetaEntry {
   id: Buffer
   blob: Buffer
+}
+
+/** Structure of a record that passed its checksum. */
+export interface BindingRecordInfo {
+  kind: number
+  n: number
+  present: number
 }
 
 /** Per chunk: how many requested points are stored. */
@@ -230,6 +258,9 @@ export declare function canonicalDigestHex(canonicalBytes: Buffer): string
 
 /** 16-byte identifier (digest prefix) of one canonical encoding. */
 export declare function canonicalId(canonicalBytes: Buffer): Buffer
+
+/** Checks a record's structure and checksum (throws `ERR_CORRUPT_RECORD`). */
+export declare function checkRecordBytes(bytes: Buffer): BindingRecordInfo
 
 /**
  * Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical

@@ -11,6 +11,7 @@
 
 pub mod canonical;
 pub mod error;
+pub mod import;
 pub mod planner;
 pub mod record;
 pub mod store;

@@ -142,9 +142,9 @@ fn rkey(cache: &CacheId, chunk: &ChunkKey) -> [u8; 32] {
 /// A store: one LMDB environment at a root.
 pub struct Store {
     env: Env<WithoutTls>,
-    meta: Database<Bytes, Bytes>,
-    records: Database<Bytes, Bytes>,
-    index: Database<Bytes, Bytes>,
+    pub(crate) meta: Database<Bytes, Bytes>,
+    pub(crate) records: Database<Bytes, Bytes>,
+    pub(crate) index: Database<Bytes, Bytes>,
     atime: Database<Bytes, Bytes>,
     path: PathBuf,
     // Held shared by every transaction, exclusively while resizing the map.
