@@ -27,8 +27,9 @@ ChunkCache.load = load;
 ChunkCache.autoLoad = autoLoad;
 
 export { ChunkCache, autoLoad };
-export type { CacheStatus, ChunkStatusEntry, PartialChunkStatus, SelectSpec } from './cache/cache.js';
-export type { CacheInfo, CompatibleInfo, CompatibleQuery, AutoLoadOptions } from './cache/discovery.js';
+export type { CacheStatus, ChunkStatusEntry, PartialChunkStatus, SelectSpec, InvalidateResult } from './cache/cache.js';
+export type { CacheInfo, CompatibleInfo, CompatibleQuery, AutoLoadOptions, LoadOptions, OverlapQuery } from './cache/discovery.js';
+export { read, type ReadResult, type ReadOutput } from './cache/read.js';
 export type { OpenOptions } from './cache/options.js';
 export { run, runStreaming, iterate, memoize, pointwise } from './run/run.js';
 export type { ChunkFn, PointFn, ChunkContext, ChunkOutput, ChunkResult, Diagnostics, RunOptions, Memoized, MemoArgs } from './run/run.js';

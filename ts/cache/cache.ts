@@ -14,6 +14,9 @@ import { describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOpti
 import { openStore } from './stores.js';
 import { statusOf } from './status.js';
 import { checkNeighbours } from './discovery.js';
+import { invalidateView, type InvalidateResult } from './invalidate.js';
+export type { InvalidateResult } from './invalidate.js';
+import { defaultRoot } from './root.js';
 
 /** Selection of a cache view: by values and/or by indices (relative to the view). */
 export interface SelectSpec {
@@ -221,7 +224,7 @@ export class ChunkCache {
   static open(options: OpenOptions): ChunkCache {
     const where = 'ChunkCache.open';
     const o = normalizeOpenOptions(where, options);
-    const root = resolvePath(o.root ?? '.chunk_memo');
+    const root = resolvePath(o.root ?? defaultRoot());
     const store = openStore(root);
     const core = buildCore({
       store, root, params: o.params, cacheVersion: o.cacheVersion ?? 'v1', code: codeIdentity(o.code, where),
@@ -380,6 +383,19 @@ export class ChunkCache {
   /** What is stored for this cache or view. */
   status(): CacheStatus {
     return statusOf(this);
+  }
+
+  /**
+   * Deletes the stored outputs of this cache's or view's points (a selection
+   * deletes only its points; records that hold other points too keep them),
+   * so the next run recomputes exactly those points. Other caches, and
+   * read-only shared roots, are not touched.
+   *
+   * @example
+   * cache.select({ values: { x: [3, 4] } }).invalidate(); // { points: 2 * ... }
+   */
+  invalidate(): InvalidateResult {
+    return invalidateView(this);
   }
 
   /** Releases this handle (the root's environment stays open while others use it). */

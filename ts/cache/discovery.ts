@@ -15,6 +15,8 @@ import { hashList, hashOne } from './grid.js';
 import { listMetas, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
+import { resolveId } from './ids.js';
+import { defaultRoot } from './root.js';
 
 /** Summary of a stored cache. */
 export interface CacheInfo {
@@ -72,6 +74,13 @@ function metas(root: string): CacheMeta[] {
   return listMetas(openStore(resolvePath(root)));
 }
 
+/** `root` when given, else the default root (`$CHUNK_MEMO_ROOT`, else `.chunk_memo`). */
+function rootOf(root: string | undefined, where: string): string {
+  if (root === undefined) return defaultRoot();
+  if (typeof root !== 'string' || root === '') throw new InvalidOptionError(`${where}: root must be a directory path (got ${describeValue(root)})`);
+  return resolvePath(root);
+}
+
 function infoOf(root: string, m: CacheMeta): CacheInfo {
   const sum = openStore(resolvePath(root)).summary(Buffer.from(m.id, 'hex'));
   return {
@@ -81,9 +90,10 @@ function infoOf(root: string, m: CacheMeta): CacheInfo {
   };
 }
 
-/** Every cache stored in `root`. */
-export function discover(root: string): CacheInfo[] {
-  return metas(root).map((m) => infoOf(root, m));
+/** Every cache stored in `root` (default: `$CHUNK_MEMO_ROOT`, else `.chunk_memo`). */
+export function discover(root?: string): CacheInfo[] {
+  const abs = rootOf(root, 'discover');
+  return metas(abs).map((m) => infoOf(abs, m));
 }
 
 function sameCanonical(a: unknown, b: unknown): boolean {
@@ -141,8 +151,14 @@ function matchOf(m: CacheMeta, q: CompatibleQuery): CompatibleInfo['match'] | nu
   return { pinned };
 }
 
-/** Caches of `root` that can serve a request, exact matches first. */
-export function findCompatible(root: string, q: CompatibleQuery = {}): CompatibleInfo[] {
+/**
+ * Caches of `root` that can serve a request, exact matches first.
+ * `findCompatible(query)` searches the default root.
+ */
+export function findCompatible(query?: CompatibleQuery): CompatibleInfo[];
+export function findCompatible(root: string | undefined, query?: CompatibleQuery): CompatibleInfo[];
+export function findCompatible(rootOrQuery?: string | CompatibleQuery, query: CompatibleQuery = {}): CompatibleInfo[] {
+  const [root, q] = typeof rootOrQuery === 'object' && rootOrQuery !== null ? [defaultRoot(), rootOrQuery] : [rootOf(rootOrQuery, 'findCompatible'), query];
   const exact: CompatibleInfo[] = [];
   const sup: CompatibleInfo[] = [];
   for (const m of metas(root)) {
@@ -153,8 +169,21 @@ export function findCompatible(root: string, q: CompatibleQuery = {}): Compatibl
   return [...exact, ...sup];
 }
 
-/** Caches of `root` with the same params whose axis values intersect the request's. */
-export function findOverlapping(root: string, q: { params?: Params; axisValues: Record<string, readonly Value[]> }): Array<CacheInfo & { overlap: Record<string, Value[]> }> {
+/** Query of `findOverlapping`. */
+export interface OverlapQuery {
+  readonly params?: Params;
+  readonly axisValues: Record<string, readonly Value[]>;
+}
+
+/**
+ * Caches of `root` with the same params whose axis values intersect the
+ * request's. `findOverlapping(query)` searches the default root.
+ */
+export function findOverlapping(query: OverlapQuery): Array<CacheInfo & { overlap: Record<string, Value[]> }>;
+export function findOverlapping(root: string | undefined, query: OverlapQuery): Array<CacheInfo & { overlap: Record<string, Value[]> }>;
+export function findOverlapping(rootOrQuery: string | undefined | OverlapQuery, query?: OverlapQuery): Array<CacheInfo & { overlap: Record<string, Value[]> }> {
+  const [root, q] = typeof rootOrQuery === 'object' && rootOrQuery !== null ? [defaultRoot(), rootOrQuery] : [rootOf(rootOrQuery, 'findOverlapping'), query];
+  if (!q || typeof q !== 'object' || !q.axisValues) throw new InvalidOptionError('findOverlapping: expected a query { params?, axisValues }');
   const want = pointSet(q.params ?? {}, q.axisValues);
   const out: Array<CacheInfo & { overlap: Record<string, Value[]> }> = [];
   for (const m of metas(root)) {
@@ -172,18 +201,29 @@ export function findOverlapping(root: string, q: { params?: Params; axisValues: 
   return out;
 }
 
-/** Opens a stored cache by id. Options may change chunkSpec, axisOrder, verbose. */
-export function load(root: string, id: string, options: Partial<Pick<OpenOptions, 'chunkSpec' | 'axisOrder' | 'verbose' | 'maxBytes' | 'sharedRoots'>> = {}): ChunkCache {
-  const abs = resolvePath(root);
-  if (!/^[0-9a-f]{32}$/.test(id)) throw new InvalidOptionError(`load: id must be 32 lowercase hex characters (got ${describeValue(id)})`);
-  const blob = openStore(abs).getMeta(Buffer.from(id, 'hex'));
-  if (!blob) throw new CacheNotFoundError(`load: no cache ${id} in ${abs}; list caches with ChunkCache.discover(root) or \`chunk-memo ls ${root}\``);
+/** Options of `load`. */
+export type LoadOptions = Partial<Pick<OpenOptions, 'chunkSpec' | 'axisOrder' | 'verbose' | 'maxBytes' | 'sharedRoots'>>;
+
+/**
+ * Opens a stored cache by id (the full id or a unique prefix of it).
+ * Options may change chunkSpec, axisOrder, verbose. `load(id, options?)`
+ * opens from the default root.
+ */
+export function load(id: string, options?: LoadOptions): ChunkCache;
+export function load(root: string | undefined, id: string, options?: LoadOptions): ChunkCache;
+export function load(a: string | undefined, b?: string | LoadOptions, c: LoadOptions = {}): ChunkCache {
+  const [abs, idArg, options] = typeof b === 'string' ? [rootOf(a, 'load'), b, c] : [defaultRoot(), a, b ?? {}];
+  const store = openStore(abs);
+  const id = resolveId(store, abs, idArg, 'load', `list caches with ChunkCache.discover(root) or \`chunk-memo ls ${abs}\``);
+  const blob = store.getMeta(Buffer.from(id, 'hex'));
+  if (!blob) throw new CacheNotFoundError(`load: no cache ${id} in ${abs}`);
   return ChunkCache._fromMeta(abs, unpackMeta(blob), options);
 }
 
 /** Options of `autoLoad`. */
 export interface AutoLoadOptions extends Omit<OpenOptions, 'axisValues'> {
-  readonly root: string;
+  /** @default `$CHUNK_MEMO_ROOT`, else '.chunk_memo' under cwd */
+  readonly root?: string;
   readonly params: Params;
   readonly axisValues?: OpenOptions['axisValues'];
   readonly allowSuperset?: boolean;
@@ -196,11 +236,10 @@ export interface AutoLoadOptions extends Omit<OpenOptions, 'axisValues'> {
  * cache. Several candidates raise `AmbiguousCacheError`.
  */
 export function autoLoad(options: AutoLoadOptions): ChunkCache {
-  if (!options || typeof options !== 'object' || typeof options.root !== 'string') {
-    throw new InvalidOptionError('autoLoad: options.root must be a string path');
-  }
-  const { allowSuperset, ...open } = options;
-  const root = resolvePath(options.root);
+  if (!options || typeof options !== 'object') throw new InvalidOptionError('autoLoad: expected options { root?, params, axisValues?, ... }');
+  const root = rootOf(options.root, 'autoLoad');
+  const { allowSuperset, ...rest } = options;
+  const open = { ...rest, root };
   const params = options.params ?? {};
   const ambiguous = (list: CompatibleInfo[]): never => {
     throw new AmbiguousCacheError(
