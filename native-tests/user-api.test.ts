@@ -8,12 +8,10 @@ import test from 'ava';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChunkCache } from '../ts/cache/cache.js';
-import { autoLoad, discover, findCompatible, findOverlapping, load } from '../ts/cache/discovery.js';
-import { read } from '../ts/cache/read.js';
+import { ChunkCache, autoLoad, read, run, pointwise, type ChunkFn, type Value } from '../ts/index.js';
 import { openStore } from '../ts/cache/stores.js';
-import { run, pointwise, type ChunkFn } from '../ts/run/run.js';
-import type { Value } from '../ts/value.js';
+
+const { discover, findCompatible, findOverlapping, load } = ChunkCache;
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'cm-user-'));
 

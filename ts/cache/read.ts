@@ -33,11 +33,73 @@ export interface ReadResult<O = unknown> {
 
 const FLOAT_KINDS = new Set(['Float32Array', 'Float64Array']);
 
-/** A typed output becomes an array (`undefined` where missing). */
-function toArray(out: TypedArray, present: Uint8Array): unknown[] {
-  const arr: unknown[] = new Array(out.length);
-  for (let i = 0; i < out.length; i++) arr[i] = present[i] ? out[i] : undefined;
-  return arr;
+/** @internal One chunk's stored points, as `storedChunks` yields them. */
+export interface StoredChunk {
+  /** Per axis of the view (grid order): the chunk's requested values. */
+  readonly axisValues: Record<string, unknown[]>;
+  /** Axis names of `axisValues`, grid order. */
+  readonly axisOrder: readonly string[];
+  /** Per requested point of the chunk (grid order inside the chunk): 1 when stored. */
+  readonly present: Uint8Array;
+  /** Record kind (0 items, else a dtype). */
+  readonly kind: number;
+  /** Outputs of the present points, in order. */
+  readonly values: ArrayLike<unknown>;
+  readonly stored: number;
+  /** Positions of the chunk's points in the view's flat output. */
+  readonly outIndex: Uint32Array;
+}
+
+/**
+ * @internal The stored points of each chunk of a view that holds any (chunk
+ * order; inside a chunk, grid order), read one chunk at a time. Iterate
+ * `chunks` (the plan's run hooks end with the iteration).
+ */
+export function storedChunks(cache: ChunkCache, where: string, corrupt: string[] = []): { total: number; chunks: Generator<StoredChunk, void> } {
+  const core = cache._check();
+  const { plan, resolved, geometry: G } = planRun(cache, where);
+  corrupt.push(...resolved.corrupt);
+  const visible = core.axisOrder.map((a) => !cache._pinned.has(a));
+  const order = core.axisOrder.filter((_, k) => visible[k]);
+  function* chunks(): Generator<StoredChunk, void> {
+    try {
+      for (let i = 0; i < G.chunkCount; i++) {
+        if (resolved.available[i] === 0) continue;
+        const rd = plan.read(core.store, core.idBytes, i);
+        if (rd.corrupt.length) corrupt.push(...rd.corrupt);
+        let n = 0;
+        for (let j = 0; j < rd.present.length; j++) n += rd.present[j]!;
+        if (n === 0) continue;
+        const geo = G.chunk(i);
+        let axisValues: Record<string, unknown[]> | undefined;
+        yield {
+          get axisValues() {
+            if (!axisValues) {
+              const av: Record<string, unknown[]> = {};
+              core.axisOrder.forEach((a, k) => {
+                if (!visible[k]) return;
+                const all = core.axisValues[a]!;
+                av[a] = Array.from(geo.sel[k]!, (s) => all[geo.start[k]! + s]);
+              });
+              axisValues = av;
+            }
+            return axisValues;
+          },
+          axisOrder: order,
+          present: rd.present,
+          kind: rd.kind,
+          values: decodeOutputs(rd.kind, rd.data, n, rd.dicts, rd.pointDicts, rd.offsets),
+          stored: n,
+          get outIndex() {
+            return G.outIndices(geo);
+          },
+        };
+      }
+    } finally {
+      afterRun(cache);
+    }
+  }
+  return { total: G.total, chunks: chunks() };
 }
 
 /**
@@ -52,54 +114,43 @@ export async function read<O = unknown>(cache: ChunkCache): Promise<ReadResult<O
   if (!cache || typeof cache !== 'object' || typeof (cache as { _check?: unknown })._check !== 'function') {
     throw new InvalidOptionError('read: expected a cache (from ChunkCache.open, load or autoLoad, or a view of one)');
   }
-  const core = cache._check();
-  const { plan, resolved, geometry: G } = planRun(cache, 'read');
-  try {
-    const corrupt = [...resolved.corrupt];
-    const total = G.total;
-    const present = new Uint8Array(total);
-    let output: unknown[] | TypedArray | null = null;
-    let kind = -1;
-    let stored = 0;
-    for (let i = 0; i < G.chunkCount; i++) {
-      if (resolved.available[i] === 0) continue;
-      const rd = plan.read(core.store, core.idBytes, i);
-      if (rd.corrupt.length) corrupt.push(...rd.corrupt);
-      let n = 0;
-      for (let j = 0; j < rd.present.length; j++) n += rd.present[j]!;
-      if (n === 0) continue;
-      const vals = decodeOutputs(rd.kind, rd.data, n, rd.dicts, rd.pointDicts, rd.offsets);
-      if (output === null) {
-        kind = rd.kind;
-        if (kind === KIND_ITEMS) output = new Array<unknown>(total).fill(undefined);
-        else {
-          const C = typedCtor(kind);
-          output = new C(total);
-          if (FLOAT_KINDS.has(C.name)) (output as Float64Array).fill(NaN);
-        }
-      } else if (kind !== rd.kind && kind !== KIND_ITEMS) {
-        // Chunks of different dtypes (or items and typed): a plain array.
-        output = toArray(output as TypedArray, present);
-        kind = KIND_ITEMS;
+  const corrupt: string[] = [];
+  const { total, chunks } = storedChunks(cache, 'read', corrupt);
+  const present = new Uint8Array(total);
+  let output: unknown[] | TypedArray | null = null;
+  let kind = -1;
+  let stored = 0;
+  for (const c of chunks) {
+    if (output === null) {
+      kind = c.kind;
+      if (kind === KIND_ITEMS) output = new Array<unknown>(total).fill(undefined);
+      else {
+        const C = typedCtor(kind);
+        output = new C(total);
+        if (FLOAT_KINDS.has(C.name)) (output as Float64Array).fill(NaN);
       }
-      const idx = G.outIndices(G.chunk(i));
-      const dst = output as unknown[];
-      let w = 0;
-      for (let j = 0; j < idx.length; j++) {
-        if (!rd.present[j]) continue;
-        const at = idx[j]!;
-        dst[at] = vals[w++];
-        present[at] = 1;
-      }
-      stored += n;
+    } else if (kind !== c.kind && kind !== KIND_ITEMS) {
+      // Chunks of different dtypes (or items and typed): a plain array.
+      const typed = output as TypedArray;
+      const arr = new Array<unknown>(total);
+      for (let i = 0; i < total; i++) arr[i] = present[i] ? typed[i] : undefined;
+      output = arr;
+      kind = KIND_ITEMS;
     }
-    return {
-      output: (output ?? new Array<unknown>(total).fill(undefined)) as ReadOutput<O>,
-      present,
-      missingPoints: total - stored,
-      corruptRecords: corrupt,
-    };
-  } finally {
-    afterRun(cache);
+    const idx = c.outIndex;
+    const dst = output as unknown[];
+    let w = 0;
+    for (let j = 0; j < idx.length; j++) {
+      if (!c.present[j]) continue;
+      dst[idx[j]!] = c.values[w++];
+      present[idx[j]!] = 1;
+    }
+    stored += c.stored;
   }
+  return {
+    output: (output ?? new Array<unknown>(total).fill(undefined)) as ReadOutput<O>,
+    present,
+    missingPoints: total - stored,
+    corruptRecords: corrupt,
+  };
 }
