@@ -33,6 +33,7 @@ export async function main(argv: string[], context: Partial<BaseContext> = {}): 
   const ctx = { ...Cli.defaultContext, ...context } as BaseContext;
   const cli = new Cli({ binaryLabel: 'chunk-memo', binaryName: 'chunk-memo', binaryVersion: version(), enableColors: false });
   for (const c of commands) cli.register(c);
+  cli.register((await import('./worker-command.js')).WorkerCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   if (argv.length === 0) {

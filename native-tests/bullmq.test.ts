@@ -1,0 +1,188 @@
+/**
+ * bullmqExecutor and `chunk-memo worker` against a real redis-server (started
+ * on a free loopback port, no persistence). Where redis-server is absent,
+ * one test says so and passes.
+ */
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { bullmqExecutor } from '../ts/executor/bullmq.js';
+import { JOB_NAME } from '../ts/executor/wire.js';
+import { executeJob } from '../ts/task/execute.js';
+import type { Executor } from '../ts/task/executor.js';
+import { redisServerBinary, startRedis, type RedisServer } from './fixtures/redis.js';
+import { blockJob, FIXTURES, logLines, range, remoteTask, startWorkerProc, until, type WorkerProc } from './fixtures/remote.js';
+
+const BIN = redisServerBinary();
+
+if (!BIN) {
+  test('bullmq executor and chunk-memo worker', (t) => {
+    const line = 'SKIPPED: redis-server is not installed (apt-get install redis-server, or set REDIS_SERVER); the BullMQ executor tests did not run';
+    t.log(line);
+    process.stderr.write(`${line}\n`);
+    t.pass();
+  });
+} else {
+  let redis: RedisServer;
+  let dir: string;
+  const workers: WorkerProc[] = [];
+  const executors: Executor[] = [];
+  // Fast stall detection, so a killed worker's job moves on within seconds.
+  const FAST = ['--lock-duration', '1500', '--stalled-interval', '500'];
+
+  test.before(async () => {
+    redis = await startRedis(BIN);
+    dir = mkdtempSync(join(tmpdir(), 'cm-bullmq-'));
+  });
+
+  test.after.always(async () => {
+    await Promise.allSettled(executors.map((e) => e.close?.()));
+    for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+    await Promise.allSettled(workers.map((w) => w.exit));
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const executor = (queue: string, extra: Record<string, unknown> = {}): Executor => {
+    const e = bullmqExecutor({ connection: redis.url, queue, ...extra });
+    executors.push(e);
+    return e;
+  };
+  const spawnWorkers = async (n: number, queue: string, log: string, args: string[] = []): Promise<WorkerProc[]> => {
+    const ws = await Promise.all(range(n).map(() => startWorkerProc(redis.url, ['--queue', queue, '--tasks', FIXTURES, ...FAST, ...args], { CM_TEST_LOG: log })));
+    workers.push(...ws);
+    return ws;
+  };
+  const leftovers = async (queue: string): Promise<{ keys: string[]; jobs: number }> => {
+    const c = new Redis(redis.url);
+    const q = new Queue(queue, { connection: { url: redis.url } });
+    try {
+      const keys = await c.keys(`bull:${queue}:cm-result:*`);
+      const counts = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
+      return { keys, jobs: Object.values(counts).reduce((a, b) => a + b, 0) };
+    } finally {
+      await q.close();
+      c.disconnect();
+    }
+  };
+
+  test.serial('object outputs equal a local executeJob, each point computed once, nothing left in Redis', async (t) => {
+    const log = join(dir, 'objs.log');
+    await spawnWorkers(2, 'objs', log);
+    const ex = executor('objs', { concurrency: 8 });
+    const jobs = range(6).map((x) => blockJob(remoteTask('objs'), { k: 0.5 }, { x: [x], y: range(4) }, x));
+    const outs = await Promise.all(jobs.map((j) => ex.run(j)));
+    for (let i = 0; i < jobs.length; i++) t.deepEqual(outs[i], await executeJob(jobs[i]!));
+    const lines = logLines(log);
+    t.is(lines.length, 24);
+    t.is(new Set(lines.map((l) => l.point)).size, 24);
+    await ex.close!();
+    t.deepEqual(await leftovers('objs'), { keys: [], jobs: 0 });
+  });
+
+  test.serial('Float64Array outputs of 20,000 points per job round-trip bit-exact', async (t) => {
+    const log = join(dir, 'floats.log');
+    await spawnWorkers(2, 'floats', log);
+    const ex = executor('floats');
+    const jobs = range(2).map((i) => blockJob(remoteTask('floats'), { k: 1 / 3 }, { x: range(100, i * 100), y: range(200) }, i));
+    const outs = await Promise.all(jobs.map((j) => ex.run(j)));
+    for (let i = 0; i < jobs.length; i++) {
+      const out = outs[i] as Float64Array;
+      t.true(out instanceof Float64Array);
+      t.is(out.length, 20_000);
+      const local = (await executeJob(jobs[i]!)) as Float64Array;
+      t.true(Buffer.from(out.buffer, out.byteOffset, out.byteLength).equals(Buffer.from(local.buffer, local.byteOffset, local.byteLength)));
+    }
+    t.true(Object.is(outs[0]![0], -0));
+  });
+
+  test.serial('a malformed job, a task outside the allow-list and a throwing task fail clearly; the worker goes on serving', async (t) => {
+    const log = join(dir, 'bad.log');
+    const [w] = await spawnWorkers(1, 'bad', log);
+    const q = new Queue('bad', { connection: { url: redis.url } });
+    try {
+      const bad = await q.addBulk([
+        { name: JOB_NAME, data: { v: 1, task: 'not a task' }, opts: { jobId: 'bad-1' } },
+        { name: JOB_NAME, data: { v: 1, task: { kind: 'module', moduleUrl: remoteTask('objs').moduleUrl, exportName: 'objs' }, jobIndex: 0, count: 1, key: 'k', ttl: 60, session: 's', block: '!!notbase64msgpack' }, opts: { jobId: 'bad-2' } },
+        { name: 'something-else', data: {}, opts: { jobId: 'bad-3' } },
+      ]);
+      await until(async () => (await Promise.all(bad.map((j) => q.getJobState(j.id!)))).every((s) => s === 'failed'), 'malformed jobs to fail');
+      const reasons = await Promise.all(bad.map(async (j) => (await q.getJob(j.id!))!.failedReason));
+      t.regex(reasons[0]!, /malformed chunk-memo job: task must be/);
+      t.regex(reasons[1]!, /malformed chunk-memo job: (its block|the block)/);
+      t.regex(reasons[2]!, /not a chunk-memo job/);
+    } finally {
+      await q.close();
+    }
+    const ex = executor('bad');
+    const outside = join(dir, 'evil.mjs');
+    writeFileSync(outside, 'export function run() { return [1]; }\n');
+    await t.throwsAsync(ex.run(blockJob({ kind: 'module', moduleUrl: `file://${outside}`, exportName: 'run' }, {}, { x: [1] }, 0)), { message: /outside the allowed task locations/ });
+    await t.throwsAsync(ex.run(blockJob(remoteTask('nope'), {}, { x: [1] }, 1)), { message: /nope.*not exported/ });
+    await t.throwsAsync(ex.run(blockJob(remoteTask('broken'), {}, { x: [1] }, 2)), { message: /exec chunk 2 failed on a chunk-memo worker.*RangeError: deliberate failure/ });
+    const ok = blockJob(remoteTask('objs'), { k: 1 }, { x: [7], y: [1, 2] }, 3);
+    t.deepEqual(await ex.run(ok), await executeJob(ok));
+    t.is(w!.proc.exitCode, null);
+  });
+
+  test.serial('a restarted coordinator attaches to its running and finished jobs instead of adding them again', async (t) => {
+    const log = join(dir, 'attach.log');
+    await spawnWorkers(2, 'attach', log);
+    const release = join(dir, 'attach.release');
+    const salt = 'attach-salt';
+    const jobs = range(2).map((i) => blockJob(remoteTask('hold'), { release }, { x: [i], y: [0, 1] }, i, salt));
+    const first = executor('attach');
+    const lost = jobs.map((j) => first.run(j).catch((e: Error) => e));
+    await until(() => logLines(log).length === 4, 'both jobs to start');
+    await first.close!(); // the coordinator goes away; its jobs stay on the queue
+    t.true((await lost[0]) instanceof Error);
+    const second = executor('attach');
+    const attachedWhileActive = second.run(jobs[0]!);
+    writeFileSync(release, '');
+    t.deepEqual(await attachedWhileActive, [0, 1]);
+    // jobs[1] finished with no coordinator listening: attach to the completed job.
+    t.deepEqual(await second.run(jobs[1]!), [10, 11]);
+    t.is(logLines(log).length, 4, 'no point computed twice');
+  });
+
+  test.serial('a worker SIGKILLed mid-job: the job is retried on another worker', async (t) => {
+    const log = join(dir, 'kill.log');
+    const ws = await spawnWorkers(2, 'kill', log);
+    const release = join(dir, 'kill.release');
+    const ex = executor('kill');
+    const job = blockJob(remoteTask('hold'), { release }, { x: [3], y: [1, 2, 3] }, 0);
+    const out = ex.run(job);
+    await until(() => logLines(log).length === 3, 'the job to start');
+    const victim = logLines(log)[0]!.pid;
+    const w = ws.find((x) => x.pid === victim)!;
+    t.truthy(w, 'the job ran in one of the worker processes');
+    w.proc.kill('SIGKILL');
+    await w.exit;
+    writeFileSync(release, '');
+    t.deepEqual(await out, [31, 32, 33]);
+    const pids = new Set(logLines(log).map((l) => l.pid));
+    t.is(pids.size, 2, 'computed again by the other worker');
+  });
+
+  test.serial('SIGTERM: the worker finishes its running job, then exits 0', async (t) => {
+    const log = join(dir, 'term.log');
+    const [w] = await spawnWorkers(1, 'term', log, ['--device', 'cuda:1']);
+    const release = join(dir, 'term.release');
+    const ex = executor('term');
+    const out = ex.run(blockJob(remoteTask('hold'), { release }, { x: [1], y: [2] }, 0));
+    await until(() => logLines(log).length === 1, 'the job to start');
+    w!.proc.kill('SIGTERM');
+    await until(() => /finishing running jobs/.test(w!.stderr()), 'the worker to acknowledge SIGTERM');
+    writeFileSync(release, '');
+    t.deepEqual(await out, [12]);
+    t.is(await w!.exit, 0);
+    const dev = blockJob(remoteTask('objs'), { k: 0 }, { x: [1], y: [1] }, 1);
+    const [w2] = await spawnWorkers(1, 'term', log, ['--device', 'cuda:1']);
+    t.is(((await ex.run(dev)) as { device: string }[])[0]!.device, 'cuda:1');
+    w2!.proc.kill('SIGTERM');
+    t.is(await w2!.exit, 0);
+  });
+}
