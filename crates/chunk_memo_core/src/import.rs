@@ -64,6 +64,9 @@ struct Spool {
     r: BufReader<File>,
 }
 
+/// One spooled record: cache, chunk, descriptor and record bytes.
+type SpoolEntry = (CacheId, ChunkKey, Descriptor, Vec<u8>);
+
 impl Spool {
     fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
         self.r.read_exact(buf).map_err(|e| spool_err(format!("truncated ({e})")))
@@ -89,7 +92,7 @@ impl Spool {
     }
 
     /// The next entry, or `None` at the end of the file.
-    fn next(&mut self) -> Result<Option<(CacheId, ChunkKey, Descriptor, Vec<u8>)>> {
+    fn next(&mut self) -> Result<Option<SpoolEntry>> {
         let mut cache = [0u8; 16];
         match self.r.read_exact(&mut cache) {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
@@ -151,7 +154,14 @@ impl Store {
         Ok(ImportSummary { conflict: None, records })
     }
 
-    fn import_record(&self, t: &mut RwTxn<'_>, cache: &CacheId, chunk: &ChunkKey, desc: Descriptor, bytes: &[u8]) -> Result<()> {
+    fn import_record(
+        &self,
+        t: &mut RwTxn<'_>,
+        cache: &CacheId,
+        chunk: &ChunkKey,
+        desc: Descriptor,
+        bytes: &[u8],
+    ) -> Result<()> {
         let incoming = RecordView::parse(bytes)?;
         if incoming.n != desc.n as usize {
             return Err(CoreError::corrupt("record and descriptor disagree on the point count"));
@@ -171,7 +181,12 @@ impl Store {
         };
         let out: &[u8] = merged.as_deref().unwrap_or(bytes);
         let present = RecordView::parse_header(out)?.present;
-        let d = Descriptor { present: present as u32, bytes: out.len() as u64, updated_ms: now_ms().max(desc.updated_ms), ..desc };
+        let d = Descriptor {
+            present: present as u32,
+            bytes: out.len() as u64,
+            updated_ms: now_ms().max(desc.updated_ms),
+            ..desc
+        };
         self.records.put(t, &k, out)?;
         self.index.put(t, &k, &d.encode())?;
         Ok(())

@@ -15,7 +15,7 @@ use napi_derive::napi;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-mod import;
+pub mod import;
 
 fn to_napi(e: CoreError) -> Error {
     Error::new(Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
