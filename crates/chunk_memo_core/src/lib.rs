@@ -6,12 +6,16 @@
 //! * [`record`]: the on-disk layout of one chunk record (presence map,
 //!   per-point offsets, checksum).
 //! * [`store`]: the LMDB environment registry and chunk store.
+//! * [`claims`], [`owner`]: work claims shared by the processes of a root
+//!   and the OS-lock liveness of their owners.
 //!
 //! Nothing here knows about N-API; the binding crate is a thin layer on top.
 
 pub mod canonical;
+pub mod claims;
 pub mod error;
 pub mod import;
+pub mod owner;
 pub mod planner;
 pub mod record;
 pub mod store;

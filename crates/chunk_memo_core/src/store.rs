@@ -10,11 +10,13 @@
 //!   point counts, size and update time. Used to find records that serve a
 //!   chunk of another chunking or a longer axis.
 //! * `atime`:   same key -> last access time (ms), written in batches.
+//! * `claims`:  same key -> work in flight on that chunk ([`crate::claims`]).
 //!
 //! Every write is one LMDB transaction: a crash leaves each record absent or
 //! complete. The map starts large and doubles on `MDB_MAP_FULL`.
 
 use crate::error::{CoreError, ErrorCode, Result};
+use crate::owner::Owner;
 use crate::planner::{Grid, Plan};
 use crate::record::{RecordBuilder, RecordView};
 use heed::types::Bytes;
@@ -132,7 +134,7 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn rkey(cache: &CacheId, chunk: &ChunkKey) -> [u8; 32] {
+pub(crate) fn rkey(cache: &CacheId, chunk: &ChunkKey) -> [u8; 32] {
     let mut k = [0u8; 32];
     k[..16].copy_from_slice(cache);
     k[16..].copy_from_slice(chunk);
@@ -146,6 +148,9 @@ pub struct Store {
     pub(crate) records: Database<Bytes, Bytes>,
     pub(crate) index: Database<Bytes, Bytes>,
     atime: Database<Bytes, Bytes>,
+    pub(crate) claims: Database<Bytes, Bytes>,
+    /// This process' owner identity at this root (work claims).
+    pub(crate) owner: Owner,
     path: PathBuf,
     // Held shared by every transaction, exclusively while resizing the map.
     gate: RwLock<()>,
@@ -184,19 +189,26 @@ impl Store {
         let records = env.create_database(&mut wtxn, Some("records"))?;
         let index = env.create_database(&mut wtxn, Some("index"))?;
         let atime = env.create_database(&mut wtxn, Some("atime"))?;
+        let claims = env.create_database(&mut wtxn, Some("claims"))?;
         wtxn.commit()?;
+        // Reader slots of killed processes would pin old pages forever.
+        env.clear_stale_readers()?;
         let store = Arc::new(Store {
             env,
             meta,
             records,
             index,
             atime,
+            claims,
+            owner: Owner::create(&canon),
             path: canon.clone(),
             gate: RwLock::new(()),
             pending_atime: Mutex::new(HashMap::new()),
         });
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(canon, Arc::downgrade(&store));
+        drop(reg);
+        store.purge_dead_owners()?;
         Ok(store)
     }
 
@@ -377,7 +389,7 @@ impl Store {
         self.write(|s, t| {
             let mut n = 0;
             s.meta.delete(t, cache)?;
-            for (j, db) in [s.records, s.index, s.atime].into_iter().enumerate() {
+            for (j, db) in [s.records, s.index, s.atime, s.claims].into_iter().enumerate() {
                 let keys: Vec<Vec<u8>> =
                     db.prefix_iter(t, cache)?.map(|r| r.map(|(k, _)| k.to_vec())).collect::<heed::Result<_>>()?;
                 for k in &keys {
@@ -645,7 +657,7 @@ impl Store {
         })
     }
 
-    fn resolve_one(
+    pub(crate) fn resolve_one(
         &self,
         t: &RoTxn<'_, WithoutTls>,
         cache: &CacheId,
@@ -1046,7 +1058,8 @@ impl Store {
         self.records.put(t, &rk, &bytes)?;
         self.index.put(t, &rk, &desc.encode())?;
         self.atime.put(t, &rk, &desc.updated_ms.to_le_bytes())?;
-        Ok(())
+        // Stored points need no claim: released in this transaction.
+        self.release_stored_in(t, &rk, |p| builder.is_set(p))
     }
 }
 
