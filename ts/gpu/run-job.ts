@@ -24,8 +24,9 @@ export interface GpuBackendUsed {
   /** WebGPU only: the Dawn backend (`'vulkan'`, `'opengles'`, …). */
   readonly api?: string;
   /**
-   * For an executor label, e.g. `'webgpu: NVIDIA H200 (vulkan)'`,
-   * `'webgpu: llvmpipe-… (opengles, compatibility)'`, `'webasm (async: no WebGPU adapter)'`.
+   * For an executor label, e.g. `'webgpu (vulkan): NVIDIA H200'`,
+   * `'webgpu (opengles, compatibility): llvmpipe (LLVM 15.0.6, 256 bits)'`,
+   * `'webasm (async: no WebGPU adapter)'`.
    */
   readonly label: string;
 }
@@ -150,7 +151,7 @@ export function describeBackend(requestedMode: GpuMode, mode: string): GpuBacken
     const a = s.adapter;
     const api = a.backend === 'unknown' ? 'application navigator.gpu' : a.backend;
     const how = a.featureLevel === 'compatibility' ? `${api}, compatibility` : api;
-    return { requestedMode, mode, adapter: a.name, api: a.backend, label: `webgpu: ${a.name} (${how})` };
+    return { requestedMode, mode, adapter: a.name, api: a.backend, label: `webgpu (${how}): ${a.name}` };
   }
   if (requestedMode === 'async' && mode !== 'webgpu') {
     return { requestedMode, mode, label: `${mode} (async: ${whyNotWebGpu(s)})` };

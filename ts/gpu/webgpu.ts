@@ -181,16 +181,19 @@ async function tryBackend(dawn: DawnModule, backend: DawnBackend, sel: DeviceSel
     const note = eglNote();
     if (note) notes.push(note);
   }
+  let listed: string[] | undefined;
+  const names = async () => (listed ??= await adapterNames(dawn, backend));
+  const quoted = (list: string[]) => list.map((n, i) => `${i}: "${n}"`).join(', ');
   let name = sel?.name;
   let pinned = true;
   let note: string | undefined;
   if (sel?.index !== undefined) {
-    const names = await adapterNames(dawn, backend);
-    if (sel.index >= names.length) {
-      return { ok: false, reason: `${label}: no adapter ${sel.index} (${names.length === 0 ? 'none found' : `found ${names.map((n, i) => `${i}: "${n}"`).join(', ')}`})` };
+    const all = await names();
+    if (sel.index >= all.length) {
+      return { ok: false, reason: `${label}: no adapter ${sel.index} (${all.length === 0 ? 'none found' : `found ${all.length}: ${quoted(all)}`})` };
     }
-    name = names[sel.index]!;
-    const first = names.indexOf(name);
+    name = all[sel.index]!;
+    const first = all.indexOf(name);
     if (first !== sel.index) {
       pinned = false;
       note = `adapters ${first} and ${sel.index} are both named "${name}" and Dawn selects by name, so this is adapter ${first}; ` +
@@ -204,13 +207,14 @@ async function tryBackend(dawn: DawnModule, backend: DawnBackend, sel: DeviceSel
   try {
     adapter = await gpu.requestAdapter(options);
   } catch (err) {
-    const text = err instanceof Error ? err.message : String(err);
-    return { ok: false, reason: `${label}: ${text.split('\n').map((s) => s.trim()).filter(Boolean).join('; ')}` };
+    if (name === undefined) return { ok: false, reason: `${label}: ${firstLine(err)}` };
+    const all = await names();
+    return { ok: false, reason: `${label}: no adapter whose name contains "${name}" (${all.length === 0 ? 'none found' : `found ${all.length}: ${quoted(all)}`})` };
   }
   if (!adapter) {
     const hint = compat
       ? 'needs EGL with an OpenGL ES 3.1 driver, e.g. Mesa: libegl1 libgles2 libegl-mesa0'
-      : `no ${backend} driver answered, or it lacks what Dawn needs${backend === 'vulkan' ? ' (libvulkan1 and the GPU vendor\'s Vulkan driver)' : ''}`;
+      : backend === 'vulkan' ? 'needs libvulkan1 and a Vulkan driver for the GPU that Dawn accepts' : `no ${backend} driver answered`;
     return { ok: false, reason: `${label}: no adapter (${hint})` };
   }
   try {
@@ -218,11 +222,15 @@ async function tryBackend(dawn: DawnModule, backend: DawnBackend, sel: DeviceSel
   } catch (err) {
     return { ok: false, reason: `${label}: the adapter could not open a device: ${firstLine(err)}` };
   }
+  // the name Dawn matches `adapter=` against (the JS adapter.info.device is a
+  // sanitised form of it): the first listed one that the request matches
+  const nameOf = name;
+  const dawnName = nameOf === undefined ? (await names())[0] : (await names()).find((n) => n.includes(nameOf));
   const info = adapter.info ?? {};
   const result: Attempt = {
     ok: true, gpu, options, pinned,
     adapter: {
-      name: info.device || info.description || '(unnamed adapter)',
+      name: dawnName || info.device || info.description || '(unnamed adapter)',
       description: info.description ?? '',
       vendor: info.vendor ?? '',
       architecture: info.architecture ?? '',
