@@ -21,6 +21,13 @@ export declare class BindingGrid {
 
 /** A planned selection of a grid; resolves, reads and writes its chunks. */
 export declare class BindingPlan {
+  /**
+   * Claims points of several chunks in one write transaction; see the
+   * module docs for the answer.
+   */
+  claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
+  /** What `claim` would answer, claiming nothing (a read transaction). */
+  claimStatus(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
   /** Writes new points of several chunks in one transaction. */
   writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
   writeBatchAsync(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>, signal?: AbortSignal | undefined | null): Promise<void>
@@ -63,6 +70,15 @@ export declare class BindingPlan {
  * process.
  */
 export declare class BindingStore {
+  /** This process' owner id at this root (hex). */
+  get ownerId(): string
+  /** Claimed points in the root, every owner and session together. */
+  claimCount(): number
+  /**
+   * Releases every claim of this owner and `session`; returns the points
+   * released.
+   */
+  releaseSession(session: number): number
   /**
    * Writes metadata updates and every record of a spool file (layout in
    * `chunk_memo_core::import`) in one transaction, on the libuv pool.
@@ -190,6 +206,23 @@ export interface BindingChunkWrite {
   data: Buffer
   /** Items: the dictionary the points were packed with. */
   dict?: Buffer
+}
+
+/**
+ * The answer of a claim for one chunk; each requested point is in exactly
+ * one of `granted`, `stored`, `held` (for `claimStatus`: or in none, free).
+ */
+export interface BindingClaim {
+  /** Requested-point indices this session holds: compute them. */
+  granted: Uint32Array
+  /** Requested-point indices stored now: read them. */
+  stored: Uint32Array
+  /** Requested-point indices a live other owner or session holds: wait. */
+  held: Uint32Array
+  /** Granted points taken over from dead owners or expired leases. */
+  takenOver: number
+  /** Stored points of the whole chunk (all its requested points). */
+  available: number
 }
 
 /** An axis of a record descriptor. */

@@ -15,6 +15,7 @@ use napi_derive::napi;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub mod claims;
 pub mod import;
 
 fn to_napi(e: CoreError) -> Error {

@@ -1,0 +1,181 @@
+//! Work claims across N-API (see `chunk_memo_core::claims`).
+//!
+//! API (batch per call, never per point):
+//!
+//! * `plan.claim(store, cacheId, session, chunks, points, leaseMs?)`: one
+//!   write transaction. For each `chunks[k]` of the plan, `points[k]` lists
+//!   requested-point indices (request order, like `writeBatch`'s `points`)
+//!   the runner wants to compute. The chunk is re-resolved against the store
+//!   (its own record read fresh, other chunkings through the plan's catalog)
+//!   and each point lands in exactly one of: `granted` (now claimed by this
+//!   store's owner and `session`: compute it; points it already held are
+//!   granted again and their claim time refreshed), `stored` (read it),
+//!   `held` (claimed by a live other owner, or by another session of this
+//!   process, within `leaseMs` when given: wait for it). `takenOver` counts
+//!   granted points taken from a dead owner (its OS lock is gone) or an
+//!   expired lease. `available` is the chunk's stored point count. The
+//!   plan's cached resolution of each chunk is refreshed, so later `read`,
+//!   `presence`, `missing` and `writeBatch` calls see what is stored now.
+//! * `plan.claimStatus(...)`, same arguments: the same answer from a read
+//!   transaction, claiming nothing (`granted` = points this session already
+//!   holds; points in no list are free to claim). Also refreshes the cached
+//!   resolutions. A waiting runner polls with it, or simply claims again.
+//! * Every write (`write`, `writeBatch`, ...) releases all claims on the
+//!   points it stores, in the same transaction.
+//! * `store.releaseSession(session)`: drops every claim of this owner and
+//!   session (end of a run, failure, abort); returns the points released.
+//! * `store.claimCount()`: claimed points in the root, all owners.
+//! * `store.ownerId`: this process' owner id at the root (32 hex chars).
+//!
+//! `session` is a non-negative integer (at most 2^53) chosen by the caller,
+//! one per run; `leaseMs` a non-negative number of milliseconds.
+
+use crate::{id16, to_napi, BindingPlan, BindingStore};
+use chunk_memo_core::canonical;
+use chunk_memo_core::claims::{ClaimOptions, ClaimOutcome, ClaimRequest, PlanRef};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// The answer of a claim for one chunk; each requested point is in exactly
+/// one of `granted`, `stored`, `held` (for `claimStatus`: or in none, free).
+#[napi(object)]
+pub struct BindingClaim {
+    /// Requested-point indices this session holds: compute them.
+    pub granted: Uint32Array,
+    /// Requested-point indices stored now: read them.
+    pub stored: Uint32Array,
+    /// Requested-point indices a live other owner or session holds: wait.
+    pub held: Uint32Array,
+    /// Granted points taken over from dead owners or expired leases.
+    pub taken_over: u32,
+    /// Stored points of the whole chunk (all its requested points).
+    pub available: u32,
+}
+
+fn invalid(msg: String) -> Error {
+    Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: {msg}"))
+}
+
+fn session_of(session: f64) -> Result<u64> {
+    if session.is_finite() && session >= 0.0 && session.fract() == 0.0 && session <= 9_007_199_254_740_992.0 {
+        Ok(session as u64)
+    } else {
+        Err(invalid(format!("session must be a non-negative integer (got {session})")))
+    }
+}
+
+fn options(session: f64, lease_ms: Option<f64>) -> Result<ClaimOptions> {
+    let lease_ms = match lease_ms {
+        None => None,
+        Some(l) if l.is_finite() && l >= 0.0 => Some(l as u64),
+        Some(l) => return Err(invalid(format!("leaseMs must be a non-negative number (got {l})"))),
+    };
+    Ok(ClaimOptions { session: session_of(session)?, lease_ms })
+}
+
+impl BindingPlan {
+    fn requests(&self, chunks: &[u32], points: &[Uint32Array]) -> Result<Vec<ClaimRequest>> {
+        if chunks.len() != points.len() {
+            return Err(invalid(format!("{} chunks but {} point lists", chunks.len(), points.len())));
+        }
+        chunks
+            .iter()
+            .zip(points)
+            .map(|(&c, p)| Ok(ClaimRequest { chunk: self.check(c)?, points: p.to_vec() }))
+            .collect()
+    }
+
+    /// Runs a claim call with the plan's state locked (before any LMDB
+    /// transaction, the lock order of every plan call) and caches the fresh
+    /// resolutions.
+    fn with_claims(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        chunks: &[u32],
+        points: &[Uint32Array],
+        write: bool,
+        opts: ClaimOptions,
+    ) -> Result<Vec<BindingClaim>> {
+        let requests = self.requests(chunks, points)?;
+        let cache = id16(cache_id, "cache id")?;
+        let mut st = self.state.lock().unwrap();
+        st.bind(&store.inner, &cache);
+        let at = PlanRef { cache: &cache, grid: &self.grid, plan: &self.plan };
+        let outcomes = if write {
+            store.inner.claim(&at, &mut st.catalog, opts, &requests)
+        } else {
+            store.inner.claim_status(&at, &mut st.catalog, opts, &requests)
+        }
+        .map_err(to_napi)?;
+        Ok(requests
+            .iter()
+            .zip(outcomes)
+            .map(|(r, o): (&ClaimRequest, ClaimOutcome)| {
+                let available = o.resolution.available;
+                st.resolutions[r.chunk] = Some(o.resolution);
+                BindingClaim {
+                    granted: o.granted.into(),
+                    stored: o.stored.into(),
+                    held: o.held.into(),
+                    taken_over: o.taken_over,
+                    available,
+                }
+            })
+            .collect())
+    }
+}
+
+#[napi]
+impl BindingPlan {
+    /// Claims points of several chunks in one write transaction; see the
+    /// module docs for the answer.
+    #[napi]
+    pub fn claim(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        session: f64,
+        chunks: Uint32Array,
+        points: Vec<Uint32Array>,
+        lease_ms: Option<f64>,
+    ) -> Result<Vec<BindingClaim>> {
+        self.with_claims(store, &cache_id, &chunks, &points, true, options(session, lease_ms)?)
+    }
+
+    /// What `claim` would answer, claiming nothing (a read transaction).
+    #[napi]
+    pub fn claim_status(
+        &self,
+        store: &BindingStore,
+        cache_id: Buffer,
+        session: f64,
+        chunks: Uint32Array,
+        points: Vec<Uint32Array>,
+        lease_ms: Option<f64>,
+    ) -> Result<Vec<BindingClaim>> {
+        self.with_claims(store, &cache_id, &chunks, &points, false, options(session, lease_ms)?)
+    }
+}
+
+#[napi]
+impl BindingStore {
+    /// This process' owner id at this root (hex).
+    #[napi(getter)]
+    pub fn owner_id(&self) -> String {
+        canonical::hex(self.inner.owner_id())
+    }
+
+    /// Claimed points in the root, every owner and session together.
+    #[napi]
+    pub fn claim_count(&self) -> Result<f64> {
+        Ok(self.inner.claim_count().map_err(to_napi)? as f64)
+    }
+
+    /// Releases every claim of this owner and `session`; returns the points
+    /// released.
+    #[napi]
+    pub fn release_session(&self, session: f64) -> Result<f64> {
+        Ok(self.inner.release_session(session_of(session)?).map_err(to_napi)? as f64)
+    }
+}
