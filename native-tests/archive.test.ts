@@ -218,16 +218,16 @@ test('entries that disagree with the manifest are refused', async (t) => {
   await refused(t, gzipSync(Buffer.alloc(0)), /truncated|manifest/);
 });
 
-/** A gzip of `prefix` followed by `zeros` zero bytes, streamed (never held in memory). */
-async function bomb(prefix: Buffer, zeros: number): Promise<Buffer> {
+/** A gzip of `prefix` followed by `count` bytes `fill`, streamed (never held in memory). */
+async function bomb(prefix: Buffer, count: number, fill = 0): Promise<Buffer> {
   const out: Buffer[] = [];
   const gz = createGzip({ level: 9 });
   const done = new Promise<void>((resolve, reject) => {
     gz.pipe(new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } })).on('finish', resolve).on('error', reject);
   });
   gz.write(prefix);
-  const block = Buffer.alloc(1 << 20);
-  for (let left = zeros; left > 0; left -= block.length) {
+  const block = Buffer.alloc(1 << 20, fill);
+  for (let left = count; left > 0; left -= block.length) {
     if (!gz.write(left >= block.length ? block : block.subarray(0, left))) await new Promise((r) => gz.once('drain', r));
   }
   gz.end();
@@ -240,14 +240,16 @@ test('decompression bombs are refused quickly with bounded memory (child process
   const GB = 2 ** 30;
   const dir = tmp();
   const manifestHeader = Buffer.alloc(512);
-  new Header({ path: 'manifest.json', type: 'File', size: 60 * 2 ** 20, mode: 0o644, mtime: new Date(0) }).encode(manifestHeader, 0);
+  new Header({ path: 'manifest.json', type: 'File', size: 30 * 2 ** 20, mode: 0o644, mtime: new Date(0) }).encode(manifestHeader, 0);
   const bombs: Array<[string, Buffer]> = [
     // Plain zeros: the end marker at once, then a gigabyte of padding.
     ['zeros', await bomb(Buffer.alloc(0), GB)],
     // A valid archive followed by a gigabyte of zeros.
     ['trailing', await bomb(tarOf(entries), GB)],
-    // A manifest entry that declares 60 MiB (under its limit) of zeros, then more.
+    // A manifest entry that declares 30 MiB (under its 32 MiB limit): zeros, or a
+    // JSON-looking run of spaces (held in memory up to the manifest limit).
     ['manifest', await bomb(manifestHeader, GB)],
+    ['manifest-spaces', await bomb(Buffer.concat([manifestHeader, Buffer.from('{')]), 30 * 2 ** 20 - 1, 0x20)],
     // A valid manifest, then a record entry whose header claims 1 GiB.
     ['record', await bomb(Buffer.concat([tarOf(entries.slice(0, 1)).subarray(0, -1024), (() => {
       const h = Buffer.alloc(512);
@@ -265,6 +267,7 @@ test('decompression bombs are refused quickly with bounded memory (child process
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { code: string; message: string; maxRssMB: number };
     t.is(out.code, 'ERR_ARCHIVE', `${name}: ${out.message}`);
     t.true(out.maxRssMB < 300, `${name}: peak RSS ${out.maxRssMB} MB`);
+    t.log(`${name}: ${gz.length} B compressed, refused (${out.message.replace(/^.*?: /, '').slice(0, 90)}), peak RSS ${out.maxRssMB} MB`);
     t.false(existsSync(target));
   }
 });

@@ -18,8 +18,8 @@ export const ARCHIVE_FORMAT = 'chunk-memo-archive';
 export const ARCHIVE_VERSION = 1;
 export const REC_MAGIC = Buffer.from('CMR1');
 
-/** Largest manifest.json import accepts (it is held in memory; about 250,000 records). */
-export const MAX_MANIFEST_BYTES = 64 * 2 ** 20;
+/** Largest manifest.json (it is held in memory; about 200,000 records). */
+export const MAX_MANIFEST_BYTES = 32 * 2 ** 20;
 /** Largest metadata entry import accepts. */
 export const MAX_META_BYTES = 64 * 2 ** 20;
 /** Largest record entry import accepts (one record is held in memory at a time). */

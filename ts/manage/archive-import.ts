@@ -147,7 +147,12 @@ async function scanArchive(file: string, spoolFd: number): Promise<PlannedCache[
   let total = 0;
   let endSeen = false;
   // The entry being read.
-  let cur: { h: TarHeader; exp: Expected | null; hash: Hash; parts: Buffer[] } | null = null;
+  // The entry being read: its bytes go into one buffer of the declared size
+  // (pages are touched only as data arrives).
+  let cur: { h: TarHeader; exp: Expected | null; hash: Hash; buf: Buffer; fill: number } | null = null;
+  const begin = (h: TarHeader, exp: Expected | null): void => {
+    cur = { h, exp, hash: createHash('sha256'), buf: Buffer.allocUnsafe(h.size), fill: 0 };
+  };
 
   const finishManifest = (body: Buffer): void => {
     let m: Manifest;
@@ -214,7 +219,7 @@ async function scanArchive(file: string, spoolFd: number): Promise<PlannedCache[
       if (!caches) {
         if (h.path !== 'manifest.json') fail(`the first entry is ${JSON.stringify(h.path)}, not manifest.json (not a chunk-memo archive)`);
         if (h.size > MAX_MANIFEST_BYTES) fail(`manifest.json is ${h.size} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
-        cur = { h, exp: null, hash: createHash('sha256'), parts: [] };
+        begin(h, null);
         return;
       }
       const exp = entries.get(h.path);
@@ -222,18 +227,20 @@ async function scanArchive(file: string, spoolFd: number): Promise<PlannedCache[
       if (h.size !== exp!.size) fail(`${h.path} is ${h.size} bytes but the manifest says ${exp!.size}`);
       entries.delete(h.path);
       seen.add(h.path);
-      cur = { h, exp: exp!, hash: createHash('sha256'), parts: [] };
+      begin(h, exp!);
     },
     data(chunk) {
       if (!cur) return;
+      // JSON never holds a raw NUL: a zero-filled manifest stops here.
+      if (!cur.exp && chunk.includes(0)) fail('manifest.json is not valid JSON (it holds NUL bytes)');
       cur.hash.update(chunk);
-      cur.parts.push(chunk);
+      chunk.copy(cur.buf, cur.fill);
+      cur.fill += chunk.length;
     },
     end() {
       if (!cur) return;
-      const { exp, hash, parts } = cur;
+      const { exp, hash, buf: body } = cur;
       cur = null;
-      const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       if (!exp) return finishManifest(body);
       if (hash.digest('hex') !== exp.sha256) {
         const c = caches![exp.cache]!;

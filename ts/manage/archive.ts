@@ -11,7 +11,7 @@ import { hashList } from '../cache/grid.js';
 import { packMeta } from '../cache/meta.js';
 import { ChunkMemoError, InvalidOptionError } from '../errors/index.js';
 import type { Value } from '../value.js';
-import { ARCHIVE_FORMAT, ARCHIVE_VERSION, recordFile, sha256, type Manifest, type ManifestCache, type ManifestRecord } from './archive-format.js';
+import { ARCHIVE_FORMAT, ARCHIVE_VERSION, MAX_MANIFEST_BYTES, recordFile, sha256, type Manifest, type ManifestCache, type ManifestRecord } from './archive-format.js';
 import { checkId, existingStore, jsonSafe, metaOf } from './util.js';
 
 export { ARCHIVE_FORMAT, ARCHIVE_VERSION } from './archive-format.js';
@@ -98,7 +98,13 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
     result.push({ id, records: records.length, points, skippedCorrupt: skipped });
   }
   const manifest: Manifest = { format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: new Date().toISOString(), caches };
-  files.unshift(['manifest.json', Buffer.from(JSON.stringify(manifest, null, 2))]);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  if (manifestBytes.length > MAX_MANIFEST_BYTES) {
+    throw new InvalidOptionError(
+      `${where}: the manifest would be ${manifestBytes.length} bytes, over the ${MAX_MANIFEST_BYTES} byte limit of import; export fewer caches or a selection per archive`,
+    );
+  }
+  files.unshift(['manifest.json', manifestBytes]);
   const archive = await packFiles(files);
   const out = resolvePath(file);
   const tmp = `${out}.${process.pid}.tmp`;
