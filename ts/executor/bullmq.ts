@@ -84,6 +84,8 @@ interface Waiter {
   busy: boolean;
   readds: number;
   since: number;
+  /** An event came while busy: look again afterwards. */
+  again: boolean;
 }
 
 interface Session {
@@ -134,7 +136,7 @@ class BullMQExecutor implements Executor {
         void this.started?.then((s) => s.queue.remove(id)).catch(() => undefined);
       };
       const w: Waiter = {
-        id, job, data, settled: false, busy: false, readds: 0, since: Date.now(),
+        id, job, data, settled: false, busy: false, readds: 0, since: Date.now(), again: false,
         resolve: (out) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(out);
@@ -201,13 +203,18 @@ class BullMQExecutor implements Executor {
       events.on('error', () => undefined);
       events.on('completed', ({ jobId, returnvalue }) => {
         const w = this.waiters.get(jobId);
-        if (w && !w.settled && !w.busy) void this.finish(w, returnvalue);
+        if (!w || w.settled) return;
+        if (w.busy) w.again = true;
+        else void this.finish(w, returnvalue);
       });
       events.on('failed', ({ jobId }) => this.recheck(jobId));
       events.on('removed', ({ jobId }) => this.recheck(jobId));
       await Promise.race([Promise.all([queue.waitUntilReady(), events.waitUntilReady()]), timeout]);
       this.poller = setInterval(() => void this.poll(), POLL_MS);
       this.poller.unref();
+      queue.getWorkersCount().then((n) => {
+        if (n === 0) process.emitWarning(`no chunk-memo worker is connected to queue ${this.queueName} on ${where}; its jobs wait until one starts (chunk-memo worker --redis URL --queue ${this.queueName})`, { code: 'CHUNK_MEMO_NO_WORKERS' });
+      }, () => undefined);
       return { queue, events, redis };
     } catch (e) {
       redis.disconnect();
@@ -261,14 +268,20 @@ class BullMQExecutor implements Executor {
     }
     if (w.settled || w.busy) return;
     w.since = Date.now();
+    w.again = false;
     if (state === 'completed') await this.finish(w, undefined);
     else if (state === 'failed') await this.failed(s, w);
     else if (state === 'unknown') await this.readd(s, w, 'disappeared from the queue');
+    else if (w.again) await this.check(s, w);
   }
 
   private recheck(jobId: string): void {
     const w = this.waiters.get(jobId);
     if (!w || w.settled) return;
+    if (w.busy) {
+      w.again = true;
+      return;
+    }
     void this.start().then((s) => this.check(s, w), () => undefined);
   }
 
@@ -307,9 +320,7 @@ class BullMQExecutor implements Executor {
       // tried again; a failure of this run fails the exec chunk.
       if ((job.data as Partial<JobData> | undefined)?.session !== this.session) {
         w.busy = false;
-        await s.queue.remove(w.id).catch(() => undefined);
-        if (!w.settled) this.enqueue(w);
-        return;
+        return await this.readd(s, w, 'failed in an earlier run');
       }
       const reason = job.failedReason || 'no reason given';
       this.track(s.queue.remove(w.id));
