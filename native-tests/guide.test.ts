@@ -28,7 +28,7 @@ import {
   type ProgressEvent,
 } from '../ts/index.js';
 import { disposeGpuKernels } from '../ts/gpu/kernel.js';
-import { closeWorkerPools } from '../ts/parallel/pool.js';
+import { closeWorkerPools } from '../ts/parallel/pools.js';
 
 const roots: string[] = [];
 const freshRoot = (): string => {
@@ -376,9 +376,9 @@ test('§9: runParallel with mapFn + executeJob; failures keep finished memo chun
     }),
   });
   t.deepEqual(Array.from(r.output as Float64Array), [1, 11, 1.5, 11.5, 2, 12, 2.5, 12.5]);
-  // Default for mapFn: one job per memo chunk's missing points, zipped columns.
+  // Default for mapFn: one job per memo chunk's missing points, as a product block.
   t.is(sent.length, 2);
-  t.deepEqual(sent[0]!.points, { a: [0, 0, 1, 1], b: [0, 10, 0, 10] });
+  t.deepEqual(sent[0]!.axes, { a: [0, 1], b: [0, 10] });
   t.like(sent[0]!, { params: { k: 1 }, axisOrder: ['a', 'b'], count: 4, jobIndex: 0 });
   t.like(r.diagnostics, { execChunks: 2, executedPoints: 8 });
 

@@ -14,7 +14,9 @@ test('verbose 1 prints a progress line on stderr; 0 prints nothing', (t) => {
   t.is(quiet.stderr, '');
   const loud = child(1);
   t.is(loud.status, 0, loud.stderr);
-  t.regex(loud.stderr, /run: 6\/6 points, 3\/3 chunks, \d+ pts\/s, ETA 0\.0s/);
+  t.regex(loud.stderr, /run [0-9a-f]{8}: 6\/6 points computed, 0 reused, 3\/3 chunks, \d+ pts\/s, ETA 0\.0s/);
+  // Not a line per chunk: one at the start at most, one at the end.
+  t.true(loud.stderr.trim().split('\n').length <= 2, loud.stderr);
 });
 
 test('verbose 2 adds a line per chunk', (t) => {

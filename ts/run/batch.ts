@@ -36,9 +36,18 @@ export class WriteBatcher {
     private readonly store: BindingStore,
     private readonly cacheId: Buffer,
     private readonly label: string,
+    /** Work-claim session whose claims on the written points the same transaction releases. */
+    private readonly session: number | undefined = undefined,
+    /** Called after each commit with the points it stored. */
+    private readonly onCommit: ((points: number) => void) | undefined = undefined,
     private readonly maxDelayMs = 200,
     private readonly maxBytes = 64 << 20,
   ) {}
+
+  /** True when writes are waiting for a commit. */
+  get hasPending(): boolean {
+    return this.pending.length > 0;
+  }
 
   add(w: PendingWrite): void {
     if (this.timerError) throw this.timerError;
@@ -85,16 +94,14 @@ export class WriteBatcher {
     this.bytes = 0;
     const t = performance.now();
     try {
-      this.plan.writeBatch(this.store, this.cacheId, batch);
-      this.commits++;
+      this.commit(batch);
     } catch (e) {
       const err = fromNative(e, `${this.label}: storing ${batch.length} chunks`);
       // A full store: keep as much finished work as still fits, chunk by chunk.
       if (err.code === 'ERR_STORE_FULL' && batch.length > 1) {
         for (const w of batch) {
           try {
-            this.plan.writeBatch(this.store, this.cacheId, [w]);
-            this.commits++;
+            this.commit([w]);
           } catch {
             break;
           }
@@ -103,6 +110,16 @@ export class WriteBatcher {
       throw err;
     } finally {
       this.writeMs += performance.now() - t;
+    }
+  }
+
+  private commit(batch: PendingWrite[]): void {
+    (this.plan.writeBatch as (...a: unknown[]) => void)(this.store, this.cacheId, batch, this.session);
+    this.commits++;
+    if (this.onCommit) {
+      let n = 0;
+      for (const w of batch) n += w.points.length;
+      this.onCommit(n);
     }
   }
 }

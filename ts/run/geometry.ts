@@ -64,6 +64,18 @@ export class PlanGeometry {
     return geo;
   }
 
+  /** Requested points of chunk `i` (without building its geometry). */
+  chunkPoints(i: number): number {
+    let n = 1;
+    for (let a = this.axes.length - 1; a >= 0; a--) {
+      const ax = this.axes[a]!;
+      const m = ax.bin.length;
+      n *= ax.selCount[i % m]!;
+      i = Math.floor(i / m);
+    }
+    return n;
+  }
+
   /** Output index of every requested point of a chunk (request order). */
   outIndices(geo: ChunkGeo): Uint32Array {
     let acc = new Uint32Array([0]);

@@ -1,0 +1,149 @@
+/**
+ * Worker pools (tinypool): worker threads, or child processes, optionally
+ * one per device. Idle workers never keep the process alive; a dead worker
+ * fails only its job, and the pool replaces it. Pools of worker threads are
+ * reused across `runParallel` calls; child-process pools live for one run.
+ */
+import { Piscina } from 'piscina';
+import { Tinypool } from 'tinypool';
+import * as errors from '../errors/index.js';
+import { ChunkMemoError } from '../errors/index.js';
+import { typeScriptLoaderActive } from '../task/execute.js';
+import type { ExecJob, JobOutput } from '../task/job.js';
+import type { WorkerFailure } from './worker.js';
+
+const fromSource = import.meta.url.endsWith('.ts');
+const workerUrl = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href;
+
+/**
+ * Node options workers need to load task modules the way this process
+ * does: its `--import`/`--loader`/`--require` hooks, and tsx when this
+ * process runs TypeScript (chunk-memo's own sources, or a script under tsx
+ * whose task modules are `.ts`).
+ */
+function loaderArgs(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (/^--(import|loader|experimental-loader|require)=/.test(a)) out.push(a);
+    else if (/^(--import|--loader|--experimental-loader|--require|-r)$/.test(a) && i + 1 < args.length) out.push(a, args[++i]!);
+    else if (/^--(experimental-strip-types|experimental-transform-types|no-warnings.*)$/.test(a)) out.push(a);
+  }
+  return out;
+}
+
+/**
+ * tsx's API module when this process runs TypeScript (chunk-memo's own
+ * sources, or a script under tsx whose task modules are `.ts`): workers
+ * register it before loading task modules (Node 20 applies a parent's
+ * `--import` hooks to a worker's `require` but not to its `import()`).
+ */
+function tsxApi(): string | undefined {
+  if (!fromSource && !typeScriptLoaderActive()) return undefined;
+  try {
+    return import.meta.resolve('tsx/esm/api');
+  } catch {
+    return undefined; // No tsx to pass on: TypeScript task modules fail with a clear message.
+  }
+}
+
+/** A worker (thread or process) died while computing a job. Code `ERR_WORKER_DIED`. */
+export class WorkerDiedError extends ChunkMemoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_WORKER_DIED', message, options);
+    this.name = 'WorkerDiedError';
+  }
+}
+
+export interface PoolOptions {
+  readonly size: number;
+  readonly runtime: 'worker_threads' | 'child_process';
+  /** Extra environment of child processes (merged over this process's). */
+  readonly env?: Record<string, string>;
+}
+
+/** A pool of `size` workers that runs jobs: piscina for threads, tinypool for child processes. */
+export class JobPool {
+  private readonly pool: Piscina | Tinypool;
+  private closed = false;
+
+  constructor(readonly options: PoolOptions) {
+    const common = { filename: workerUrl, minThreads: 0, maxThreads: options.size, idleTimeout: 30_000, execArgv: loaderArgs() };
+    const tsx = tsxApi();
+    const env = { ...(process.env as Record<string, string>), ...(options.env ?? {}), ...(tsx ? { CHUNK_MEMO_TSX_API: tsx } : {}) };
+    this.pool =
+      options.runtime === 'child_process'
+        ? new Tinypool({ ...common, runtime: 'child_process', env, serialization: 'advanced' })
+        : new Piscina({ ...common, env });
+  }
+
+  async run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput> {
+    let res: JobOutput | WorkerFailure;
+    try {
+      res = (await (this.pool.run as (t: unknown, o: object) => Promise<unknown>).call(this.pool, job, signal ? { signal } : {})) as JobOutput | WorkerFailure;
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      // The job's own errors come back as values: a rejection is the worker's death.
+      const what = this.options.runtime === 'child_process' ? 'child process' : 'worker thread';
+      throw new WorkerDiedError(`a ${what} died while computing exec chunk ${job.jobIndex} (${(e as Error)?.message ?? e}); another worker takes the next chunks`, { cause: e });
+    }
+    if (res !== null && typeof res === 'object' && !Array.isArray(res) && !ArrayBuffer.isView(res)) {
+      const f = (res as WorkerFailure).failed;
+      const err = typeof f.code === 'string' ? rebuild(f.code, f.name, f.message) : new Error(f.message);
+      err.name = f.name;
+      if (f.stack) err.stack = f.stack;
+      throw err;
+    }
+    return res;
+  }
+
+  /** The pool's live workers (tests terminate one to simulate a crash). */
+  get workers(): Array<{ threadId: number; terminate(): unknown }> {
+    return this.pool.threads as never;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.destroy();
+  }
+}
+
+/** The library error of a code, as a worker threw it (same class where it is one of ours). */
+function rebuild(code: string, name: string, message: string): Error {
+  const C = (errors as Record<string, unknown>)[name];
+  if (typeof C === 'function' && C.prototype instanceof ChunkMemoError && C !== ChunkMemoError) {
+    const e = new (C as new (m: string) => ChunkMemoError)(message);
+    if (e.code === code) return e;
+  }
+  const e = new ChunkMemoError(code, message);
+  return Object.assign(e, { code });
+}
+
+const shared = new Map<number, JobPool>();
+
+/** The process-wide pool of `size` worker threads (reused across runs). */
+export function sharedThreadPool(size: number): JobPool {
+  let p = shared.get(size);
+  if (!p || p.isClosed) {
+    p = new JobPool({ size, runtime: 'worker_threads' });
+    shared.set(size, p);
+  }
+  return p;
+}
+
+/**
+ * Terminates the worker threads kept by `runParallel` for later calls.
+ * Optional: idle workers never keep the process alive; call this to free
+ * them early, e.g. after changing a task module on disk.
+ */
+export async function closeWorkerPools(): Promise<void> {
+  const pools = [...shared.values()];
+  shared.clear();
+  await Promise.all(pools.map((p) => p.close()));
+}

@@ -1,0 +1,64 @@
+/**
+ * Work claims of one run (SPEC §4.3): before computing, the run claims its
+ * exec blocks in the store, in one short write transaction that re-checks
+ * what is stored; other processes (and other runs of this process) skip
+ * claimed work and wait for it. A run's claims are released by the
+ * transaction that stores their outputs, and all at once when it ends.
+ */
+import type { BindingPlan, BindingStore } from '../binding/native.js';
+import { fromNative } from '../errors/index.js';
+
+/** What a claim call gives for one requested set of points of a chunk. */
+export interface ClaimOutcome {
+  /** Request indices this run now owns and must compute. */
+  readonly granted: Uint32Array;
+  /** Request indices found stored (landed since planning). */
+  readonly stored: Uint32Array;
+  /** Of `granted`: points taken over from a dead owner or an expired lease. */
+  readonly takenOver: number;
+}
+
+interface NativeClaims {
+  claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Uint32Array[], leaseMs?: number | null): ClaimOutcome[];
+}
+
+let nextSession = 1;
+const processBits = Math.floor(Math.random() * 2 ** 20) * 2 ** 32;
+
+export class ClaimSession {
+  /** Unique per run in this process (the owner id tells processes apart). */
+  readonly id = processBits + nextSession++;
+  private released = false;
+
+  constructor(
+    private readonly plan: BindingPlan,
+    private readonly store: BindingStore,
+    private readonly cacheId: Buffer,
+    private readonly label: string,
+    private readonly leaseMs: number | undefined,
+  ) {}
+
+  /** Claims the points of several (chunk, points) entries in one transaction. */
+  claim(chunks: number[], points: Uint32Array[]): ClaimOutcome[] {
+    const native = this.plan as unknown as Partial<NativeClaims>;
+    if (typeof native.claim !== 'function') return points.map((p) => ({ granted: p, stored: new Uint32Array(0), takenOver: 0 }));
+    try {
+      return native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(chunks), points, this.leaseMs ?? null);
+    } catch (e) {
+      throw fromNative(e, `${this.label}: claiming work`);
+    }
+  }
+
+  /** Releases every claim of this run still held (also after failures). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const s = this.store as unknown as { releaseSession?: (session: number) => number };
+    if (typeof s.releaseSession !== 'function') return;
+    try {
+      s.releaseSession(this.id);
+    } catch {
+      // Claims of a live owner that are left behind are released when it exits.
+    }
+  }
+}
