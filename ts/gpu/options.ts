@@ -8,6 +8,7 @@ import * as t from 'typanion';
 import { InvalidOptionError } from '../errors/index.js';
 import type { GpuTaskSpec } from '../task/job.js';
 import { describeValue, isPlainObject } from './describe.js';
+import { prepareGpuEnvironment } from './webgpu.js';
 
 /**
  * gpu.js `mode` values usable in Node:
@@ -160,10 +161,16 @@ function kernelSource(kernelFn: unknown): string {
  * // params { scale: 2 }, axes x and y: output = 2 * x + sin(y) at each point
  * ```
  *
+ * For the WebGPU modes on Linux this sets `EGL_PLATFORM=surfaceless` in the
+ * process environment when it is unset (see `prepareGpuEnvironment`).
+ *
  * @throws InvalidOptionError if `kernelFn` is not a usable function or an option is invalid.
  */
 export function gpuKernel(kernelFn: Function, options?: GpuKernelOptions): GpuTaskSpec {
   const source = kernelSource(kernelFn);
   const normalized = normalizeGpuKernelOptions(options);
+  // worker threads that run the task later cannot set EGL_PLATFORM for the
+  // OpenGL ES fallback themselves; this is usually the main thread
+  if ((normalized.mode ?? 'async') === 'async' || normalized.mode === 'webgpu') prepareGpuEnvironment();
   return { kind: 'gpu', source, options: { ...normalized } };
 }
