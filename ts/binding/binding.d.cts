@@ -84,6 +84,17 @@ export declare class BindingStore {
    * `chunk_memo_core::import`) in one transaction, on the libuv pool.
    */
   importSpoolAsync(metas: Array<BindingImportMeta>, spool: string): Promise<BindingImportResult>
+  /**
+   * Read-modify-write of a cache's metadata in ONE write transaction (no
+   * update of a concurrent open is lost): `update` is called synchronously
+   * with the stored blob (`null` when absent) and returns the blob to
+   * store, or `null`/`undefined` to leave it as it is. An exception thrown
+   * by `update` aborts the transaction (nothing written) and is rethrown
+   * as it is. `update` must be quick and pure: it runs while the root's
+   * write lock is held, may run again if the map grows, and must not call
+   * the store. Returns whether a blob was written.
+   */
+  updateMeta(id: Buffer, update: (old: Buffer | null) => Buffer | null | undefined): boolean
   /** Opens (creating if needed) the store at `root`. */
   static open(root: string): BindingStore
   /** Canonical path of the root. */

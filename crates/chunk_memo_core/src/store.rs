@@ -296,6 +296,29 @@ impl Store {
         self.write(|s, t| Ok(s.meta.put(t, cache, blob)?))
     }
 
+    /// Read-modify-write of a cache's metadata in one write transaction, so
+    /// concurrent updates (opens adding axis values) are never lost: `f`
+    /// gets the stored blob (`None` when absent) and returns the blob to
+    /// store, or `None` to leave it as it is. An error from `f` aborts the
+    /// transaction. `f` may run again when the map grows; it must not use
+    /// the store. Returns whether a blob was written.
+    pub fn update_meta(
+        &self,
+        cache: &CacheId,
+        mut f: impl FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
+    ) -> Result<bool> {
+        self.write(|s, t| {
+            let new = f(s.meta.get(t, cache)?)?;
+            match new {
+                Some(blob) => {
+                    s.meta.put(t, cache, &blob)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
     pub fn get_meta(&self, cache: &CacheId) -> Result<Option<Vec<u8>>> {
         self.read(|s, t| Ok(s.meta.get(t, cache)?.map(|b| b.to_vec())))
     }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod claims;
 pub mod import;
+pub mod meta;
 
 fn to_napi(e: CoreError) -> Error {
     Error::new(Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
