@@ -9,7 +9,12 @@
  */
 import test, { type ExecutionContext } from 'ava';
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { GpuError } from '../ts/errors/index.js';
+import { ChunkCache, closeWorkerPools, read, runParallel } from '../ts/index.js';
 import {
   disposeGpuKernels,
   gpuBackendInfo,
@@ -35,6 +40,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   delete process.env.CHUNK_MEMO_DEVICE;
+  await closeWorkerPools();
   await disposeGpuKernels();
 });
 
@@ -239,4 +245,28 @@ test('without the webgpu package: a clear reason, webgpu mode fails, async falls
   t.regex(r.failure?.message ?? '', /mode 'webgpu' cannot run here: .*not installed/);
   t.deepEqual(r.out, [2, 3]);
   t.regex(r.label, /\(async: webgpu unavailable\)$/);
+});
+
+test.serial('runParallel: webgpu and cpu devices pull one queue; outputs stored and read back match the reference', async (t) => {
+  if (!webgpuHere(t)) return;
+  const c = cases[1]!;
+  const root = mkdtempSync(join(tmpdir(), 'cm-gpu-'));
+  const cache = ChunkCache.open({ root, axisValues: c.axes, params: c.params, chunkSpec: { x: 16, y: 25 } });
+  try {
+    const result = await runParallel(cache, gpuKernel(c.kernel, { mode: 'webgpu' }), {
+      devices: [{ mode: 'webgpu' }, { mode: 'cpu', threads: 1 }],
+      execChunkSize: 100,
+    });
+    const expected = referenceOf(c);
+    assertClose(t, result.output as Float32Array, expected, 2e-4);
+    t.is(result.diagnostics.executedPoints, expected.length);
+    t.is(result.executors.reduce((n, e) => n + e.points, 0), expected.length);
+    const back = await read(cache);
+    t.is(back.missingPoints, 0);
+    assertClose(t, back.output as Float32Array, expected, 2e-4);
+    t.log(result.executors.map((e) => `${e.label}: ${e.points} points`).join(', '));
+  } finally {
+    cache.close();
+    rmSync(root, { recursive: true, force: true });
+  }
 });
