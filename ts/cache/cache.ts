@@ -126,43 +126,49 @@ function buildCore(args: {
   return { ...args, id, idBytes, hashes, index, grid, closed: false };
 }
 
-/** Merges axis values into the stored metadata (union, first-seen order). */
+/**
+ * Merges axis values into the stored metadata (union, first-seen order), as
+ * one read-modify-write transaction: concurrent opens adding values never
+ * lose each other's (the callback runs inside the store's write transaction;
+ * it only unpacks, merges and packs).
+ */
 function mergeMeta(core: CacheCore): void {
-  let meta: CacheMeta | undefined;
-  const existing = core.store.getMeta(core.idBytes);
-  const now = Date.now();
-  if (existing) {
-    meta = unpackMeta(existing);
-    const had = Object.keys(meta.axisValues).sort();
-    const want = [...core.axisOrder].sort();
-    if (had.length !== want.length || had.some((a, i) => a !== want[i])) {
-      throw new InvalidOptionError(
-        `ChunkCache.open: cache ${core.id} (same params, cacheVersion and code) is stored with axes [${had.join(', ')}], not [${want.join(', ')}]; ` +
-          'open it with the same axes (select a subset with cache.select), or use another cacheVersion for a different grid',
-      );
-    }
-    let changed = false;
-    for (const a of core.axisOrder) {
-      const old = meta.axisValues[a] ?? [];
-      // The common case, reopening the same grid: nothing to hash.
-      if (a in meta.axisValues && Buffer.compare(encodeCanonical(old), encodeCanonical(core.axisValues[a])) === 0) continue;
-      const have = new Set(hashList(old, `meta.${a}`));
-      const add = core.axisValues[a]!.filter((_, i) => !have.has(core.hashes[core.axisOrder.indexOf(a)]![i]!));
-      if (add.length || !(a in meta.axisValues)) {
-        meta.axisValues[a] = [...old, ...add];
-        changed = true;
+  core.store.updateMeta(core.idBytes, (existing) => {
+    let meta: CacheMeta;
+    const now = Date.now();
+    if (existing) {
+      meta = unpackMeta(existing);
+      const had = Object.keys(meta.axisValues).sort();
+      const want = [...core.axisOrder].sort();
+      if (had.length !== want.length || had.some((a, i) => a !== want[i])) {
+        throw new InvalidOptionError(
+          `ChunkCache.open: cache ${core.id} (same params, cacheVersion and code) is stored with axes [${had.join(', ')}], not [${want.join(', ')}]; ` +
+            'open it with the same axes (select a subset with cache.select), or use another cacheVersion for a different grid',
+        );
       }
+      let changed = false;
+      for (const a of core.axisOrder) {
+        const old = meta.axisValues[a] ?? [];
+        // The common case, reopening the same grid: nothing to hash.
+        if (a in meta.axisValues && Buffer.compare(encodeCanonical(old), encodeCanonical(core.axisValues[a])) === 0) continue;
+        const have = new Set(hashList(old, `meta.${a}`));
+        const add = core.axisValues[a]!.filter((_, i) => !have.has(core.hashes[core.axisOrder.indexOf(a)]![i]!));
+        if (add.length || !(a in meta.axisValues)) {
+          meta.axisValues[a] = [...old, ...add];
+          changed = true;
+        }
+      }
+      if (!changed) return null;
+      meta.updatedAt = now;
+    } else {
+      meta = {
+        format: META_FORMAT, id: core.id, params: core.params, axisOrder: core.axisOrder,
+        axisValues: core.axisValues, chunkSpec: core.chunkSpec, cacheVersion: core.cacheVersion,
+        code: core.code, createdAt: now, updatedAt: now,
+      };
     }
-    if (!changed) return;
-    meta.updatedAt = now;
-  } else {
-    meta = {
-      format: META_FORMAT, id: core.id, params: core.params, axisOrder: core.axisOrder,
-      axisValues: core.axisValues, chunkSpec: core.chunkSpec, cacheVersion: core.cacheVersion,
-      code: core.code, createdAt: now, updatedAt: now,
-    };
-  }
-  core.store.putMeta(core.idBytes, packMeta(meta));
+    return packMeta(meta);
+  });
 }
 
 /** Normalises a selection of one axis given by indices into a sorted list. */
