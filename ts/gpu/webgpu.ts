@@ -23,6 +23,7 @@ import { isMainThread } from 'node:worker_threads';
 import type { DawnBackend, DeviceSelector } from './device.js';
 import { selectorKey } from './device.js';
 import { firstLine } from './describe.js';
+import { packageVersion } from './gpujs.js';
 
 // ---------------------------------------------------------------------------
 // Dawn, typed structurally
@@ -212,8 +213,9 @@ async function tryBackend(dawn: DawnModule, backend: DawnBackend, sel: DeviceSel
     return { ok: false, reason: `${label}: no adapter whose name contains "${name}" (${all.length === 0 ? 'none found' : `found ${all.length}: ${quoted(all)}`})` };
   }
   if (!adapter) {
+    const egl = process.env.EGL_PLATFORM;
     const hint = compat
-      ? 'needs EGL with an OpenGL ES 3.1 driver, e.g. Mesa: libegl1 libgles2 libegl-mesa0'
+      ? `needs EGL with an OpenGL ES 3.1 driver, e.g. Mesa: libegl1 libgles2 libegl-mesa0 libgl1-mesa-dri${egl && egl !== 'surfaceless' ? `; EGL_PLATFORM is "${egl}"` : ''}`
       : backend === 'vulkan' ? 'needs libvulkan1 and a Vulkan driver for the GPU that Dawn accepts' : `no ${backend} driver answered`;
     return { ok: false, reason: `${label}: no adapter (${hint})` };
   }
@@ -262,13 +264,23 @@ function install(gpu: DawnGpu, options: object): void {
   }
 }
 
+/** The `webgpu` versions this module is written for (Dawn with compatibility mode and `adapter=`). */
+const WEBGPU_RANGE = '^0.6';
+
 async function loadDawn(): Promise<DawnModule | string> {
+  const version = packageVersion('webgpu');
+  const [major, minor] = version.split('.').map(Number);
+  if (major === 0 && minor !== undefined && minor < 6) {
+    // gpu.js depends on webgpu 0.2.9, which npm may hoist where ours is missing
+    return `webgpu ${version} is installed (gpu.js' own dependency, whose Dawn lacks what chunk-memo uses); ` +
+      `chunk-memo needs webgpu ${WEBGPU_RANGE} (npm install webgpu@${WEBGPU_RANGE})`;
+  }
   try {
     return (await import('webgpu')) as unknown as DawnModule;
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
-      return "the optional peer dependency 'webgpu' is not installed (npm install webgpu@^0.6)";
+      return `the optional peer dependency 'webgpu' is not installed (npm install webgpu@${WEBGPU_RANGE})`;
     }
     return `the webgpu package could not be loaded: ${firstLine(err)}`;
   }
