@@ -15,7 +15,10 @@ export interface OpenOptions {
   readonly params?: Params;
   /** Values of each axis. `{}` makes a singleton cache (one point). */
   readonly axisValues: Readonly<Record<string, Iterable<Value>>>;
-  /** Memo chunk size per axis. @default the full axis length */
+  /**
+   * Memo chunk size per axis (at most 2^24 points per chunk).
+   * @default the full axis length, reduced (last axis first) to at most 65,536 points per chunk
+   */
   readonly chunkSpec?: Readonly<Record<string, number | { size: number }>>;
   /** Axis order of the grid (first slowest). @default names sorted by code point */
   readonly axisOrder?: readonly string[];
@@ -70,6 +73,7 @@ export function check<T>(where: string, validator: t.StrictValidator<unknown, T>
 function describe(v: unknown): string {
   try {
     if (typeof v === 'bigint') return `${v}n`;
+    if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
     if (typeof v === 'string') return JSON.stringify(v);
     if (v instanceof Date) return `Date(${v.toISOString()})`;
     const s = JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x));
@@ -159,28 +163,83 @@ export function normalizeOpenOptions(where: string, options: unknown): OpenOptio
     }
     axisOrder = given;
   }
-  const chunkSpec = normalizeChunkSpec(where, o.chunkSpec, axisValues);
+  const chunkSpec = normalizeChunkSpec(where, o.chunkSpec, axisValues, axisOrder);
   return { ...o, params: params as Params, axisOrder, axisValues, chunkSpec };
 }
 
-/** Validates chunk sizes: positive integers for known axes; defaults to full length. */
-export function normalizeChunkSpec(where: string, spec: unknown, axisValues: Record<string, Value[]>): Record<string, number> {
+/**
+ * Default memo chunk size: the full axis lengths, reduced (last axis first)
+ * until a chunk holds at most this many points (SPEC §4.2).
+ */
+export const DEFAULT_CHUNK_POINTS = 65_536;
+/**
+ * Hard limit on the points of one memo chunk. A record is rewritten whole
+ * when points are added, holds u32 offsets into at most 4 GiB of data, and
+ * is read into memory whole; 2^24 points keep a float64 record at 128 MiB
+ * and leave 256 bytes per point for item outputs.
+ */
+export const MAX_CHUNK_POINTS = 2 ** 24;
+
+/** Sizes reduced, last axis first, until a chunk holds at most `cap` points. */
+function reduceSizes(sizes: Record<string, number>, lengths: Record<string, number>, order: readonly string[], reducible: (a: string) => boolean, cap: number): void {
+  const eff = (a: string): number => Math.min(sizes[a]!, lengths[a]!);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const a = order[k]!;
+    if (!reducible(a)) continue;
+    let rest = 1;
+    for (const b of order) if (b !== a) rest *= eff(b);
+    if (rest * eff(a) > cap) sizes[a] = Math.max(1, Math.floor(cap / rest));
+  }
+}
+
+/**
+ * Validates chunk sizes (positive integers for known axes) and fills in
+ * the default for axes without one: the full axis length, reduced (last
+ * axis of `axisOrder` first) until a chunk holds at most
+ * `DEFAULT_CHUNK_POINTS` points. Chunks over `MAX_CHUNK_POINTS` points are
+ * an `InvalidOptionError` that suggests sizes.
+ */
+export function normalizeChunkSpec(
+  where: string, spec: unknown, axisValues: Record<string, Value[]>, axisOrder: readonly string[] = Object.keys(axisValues),
+): Record<string, number> {
   const out: Record<string, number> = {};
   if (spec !== undefined && !isPlainObject(spec)) throw new InvalidOptionError(`${where}: options.chunkSpec must be an object mapping axis names to sizes`);
   const s = (spec ?? {}) as Record<string, unknown>;
   for (const k of Object.keys(s)) {
-    if (!(k in axisValues)) {
+    if (!Object.prototype.hasOwnProperty.call(axisValues, k)) {
       throw new InvalidOptionError(`${where}: chunkSpec names unknown axis ${JSON.stringify(k)}; axes are ${Object.keys(axisValues).join(', ') || 'none'}`);
     }
   }
+  const lengths: Record<string, number> = {};
+  const defaulted = new Set<string>();
   for (const [axis, vals] of Object.entries(axisValues)) {
-    let size: unknown = s[axis];
+    lengths[axis] = vals.length;
+    let size: unknown = Object.prototype.hasOwnProperty.call(s, axis) ? s[axis] : undefined;
     if (isPlainObject(size)) size = size.size;
-    if (size === undefined) size = vals.length;
+    if (size === undefined) {
+      size = vals.length;
+      defaulted.add(axis);
+    }
     if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > 0xffffffff) {
-      throw new InvalidOptionError(`${where}: chunkSpec.${axis} must be a positive integer (got ${describe(s[axis])})`);
+      throw new InvalidOptionError(
+        `${where}: chunkSpec.${axis} must be a positive integer of at most ${0xffffffff} (got ${describe(isPlainObject(s[axis]) ? size : s[axis])})`,
+      );
     }
     out[axis] = size;
+  }
+  const order = axisOrder.filter((a) => a in out);
+  reduceSizes(out, lengths, order, (a) => defaulted.has(a), DEFAULT_CHUNK_POINTS);
+  let points = 1;
+  for (const a of order) points *= Math.min(out[a]!, lengths[a]!);
+  if (points > MAX_CHUNK_POINTS) {
+    const suggest = { ...out };
+    reduceSizes(suggest, lengths, order, () => true, DEFAULT_CHUNK_POINTS);
+    const sizes = order.map((a) => `${a}: ${Math.min(out[a]!, lengths[a]!)}`).join(', ');
+    throw new InvalidOptionError(
+      `${where}: chunkSpec makes memo chunks of ${points} points (${sizes}), over the limit of ${MAX_CHUNK_POINTS} points per chunk; ` +
+        `use smaller sizes, e.g. chunkSpec: ${JSON.stringify(Object.fromEntries(order.map((a) => [a, suggest[a]])))} ` +
+        `(${DEFAULT_CHUNK_POINTS} points per chunk, the default), or leave chunkSpec out`,
+    );
   }
   return out;
 }
