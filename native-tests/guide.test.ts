@@ -343,7 +343,7 @@ test('§9: runParallel with defineTask on worker threads, items + extendCache, r
   t.is(used, cache);
   t.true(output instanceof Float64Array);
   t.deepEqual(Array.from(output as Float64Array), [1, 11, 1.5, 11.5, 2, 12, 2.5, 12.5]);
-  t.like(diagnostics, { execChunks: 3, executedPoints: 8, executedChunks: 2, streamFlushes: 2 });
+  t.like(diagnostics, { execChunks: 4, executedPoints: 8, executedChunks: 2, streamFlushes: 2 });
 
   // Pointwise export; everything is stored already.
   const again = await runParallel(cache, defineTask(TASKS, 'obj'), { workers: 2 });

@@ -410,16 +410,18 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
     const isAbort = (e: unknown): boolean =>
       (e instanceof ChunkMemoError && e.code === 'ERR_ABORTED') || (e as Error)?.name === 'AbortError' || spec.signal?.aborted === true;
 
+    const claimWant = (free: number): number => Math.min(Math.max(free, 1) + capacity, 4096);
     /** Claims the next candidates (a small batch) and dispatches granted work. */
     const claimAndDispatch = (free: number): void => {
+      // Claim a little ahead of the executors: enough blocks to keep them busy
+      // (at least 1,024 points), never the whole sweep, so processes share it.
       const batch: Block[] = [];
       let pts = 0;
-      const maxBlocks = Math.max(2 * capacity, 8);
-      while (candidates.length && batch.length < Math.max(free, 1) + maxBlocks && (batch.length === 0 || pts < CLAIM_BATCH_POINTS)) {
+      const want = claimWant(free);
+      while (candidates.length && (batch.length < want || pts < 1024) && (batch.length === 0 || pts < CLAIM_BATCH_POINTS)) {
         const c = candidates.shift()!;
         batch.push(c);
         pts += c.points.length;
-        if (spec.boundMemory && batch.length >= free) break;
       }
       if (batch.length === 0) return;
       const tc = performance.now();
@@ -492,6 +494,13 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
     let backoff = 2;
     try {
       for (;;) {
+        // Hand out finished chunks first: a consumer that stops early stops the run.
+        if (done.length) {
+          const d = done.shift()!;
+          if (spec.durable && d.executedPoints > 0) batcher.flush();
+          yield d;
+          continue;
+        }
         if (spec.signal?.aborted) aborted = true;
         if (failure === null && !aborted) {
           // Fill free executors: granted blocks first, then claim more.
@@ -499,7 +508,15 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
             const ex = spec.executors.find((e) => e.busy < e.concurrency);
             if (!ex) break;
             if (granted.length === 0) {
-              while (candidates.length === 0 && nextChunk < G.chunkCount && done.length < 64) openChunk(nextChunk++);
+              // Open chunks until a claim batch is worth a transaction.
+              const want = claimWant(capacity - inflight.size);
+              let pts = 0;
+              for (const c of candidates) pts += c.points.length;
+              while ((candidates.length < want || pts < 1024) && nextChunk < G.chunkCount && done.length < 64) {
+                const before = candidates.length;
+                openChunk(nextChunk++);
+                for (let j = before; j < candidates.length; j++) pts += candidates[j]!.points.length;
+              }
               if (candidates.length === 0) break;
               claimAndDispatch(capacity - inflight.size);
               if (granted.length === 0) continue;
@@ -508,14 +525,6 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
             dispatch(ex, granted.shift()!);
             if (spec.yieldEvery) break;
           }
-        }
-        if (done.length) {
-          while (done.length) {
-            const d = done.shift()!;
-            if (spec.durable && d.executedPoints > 0) batcher.flush();
-            yield d;
-          }
-          continue;
         }
         if (inflight.size > 0) {
           await Promise.race(inflight);

@@ -1,0 +1,155 @@
+/**
+ * Work claims across processes on one root (SPEC §4.3): several processes
+ * running the same 10,000-point sweep compute every point exactly once; a
+ * SIGKILLed one costs at most its in-flight exec chunk and leaves no claim;
+ * `processes: { devices }` pins one child process per device.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ChunkCache, defineTask, run, runParallel, type ChunkFn } from '../ts/index.js';
+
+const sweep = fileURLToPath(new URL('./fixtures/claim-sweep.ts', import.meta.url));
+const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
+const roots: string[] = [];
+const freshRoot = (): string => {
+  const r = mkdtempSync(join(tmpdir(), 'cm-claims-'));
+  roots.push(r);
+  return r;
+};
+test.after.always(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+interface Final { executed: number; waited: number; takenOver: number; cached: number; wrong: number }
+interface Participant { final: Final | null; blocks: number[]; progress: number[]; code: number | null; signal: string | null; stderr: string }
+
+/** Starts a participant; `onLine` may kill it. */
+function participant(root: string, mode: string, spin: number, onLine?: (p: Participant, kill: () => void) => void): Promise<Participant> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--no-warnings=ExperimentalWarning', sweep, root, mode, String(spin)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p: Participant = { final: null, blocks: [], progress: [], code: null, signal: null, stderr: '' };
+    let pending = '';
+    child.stdout.on('data', (d: Buffer) => {
+      pending += d.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        const o = JSON.parse(line) as { block?: number; progress?: number; final?: boolean } & Final;
+        if (o.final) p.final = o;
+        else if (o.block !== undefined) p.blocks.push(o.block);
+        else if (o.progress !== undefined) p.progress.push(o.progress);
+        onLine?.(p, () => child.kill('SIGKILL'));
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (p.stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      p.code = code;
+      p.signal = signal;
+      resolve(p);
+    });
+  });
+}
+
+const TOTAL = 10_000;
+const openSweep = (root: string, spin: number) =>
+  ChunkCache.open({ root, params: { fixture: 'claims', spin }, axisValues: { x: Array.from({ length: 100 }, (_, i) => i), y: Array.from({ length: 100 }, (_, i) => i) }, chunkSpec: { x: 5, y: 50 } });
+const claimsLeft = (c: ChunkCache): number => (c._core.store as unknown as { claimCount(): number }).claimCount();
+
+test('3 processes on one sweep execute exactly 10,000 points, each output equal to a serial run', async (t) => {
+  const root = freshRoot();
+  const ps = await Promise.all([0, 1, 2].map(() => participant(root, 'serial', 100)));
+  for (const p of ps) {
+    t.is(p.code, 0, p.stderr);
+    t.is(p.final!.wrong, 0);
+    t.is(p.final!.executed + p.final!.waited + p.final!.cached, TOTAL);
+  }
+  t.is(ps.reduce((n, p) => n + p.final!.executed, 0), TOTAL, JSON.stringify(ps.map((p) => p.final)));
+  t.log('executed / waited per process:', ps.map((p) => `${p.final!.executed}/${p.final!.waited}`).join(' '));
+  const c = openSweep(root, 100);
+  t.is(claimsLeft(c), 0);
+  const again = await run(c, () => {
+    throw new Error('nothing should run');
+  });
+  t.is(again.diagnostics.executedPoints, 0);
+});
+
+test('2 processes x 2 worker threads on one sweep execute exactly 10,000 points', async (t) => {
+  const root = freshRoot();
+  const ps = await Promise.all([0, 1].map(() => participant(root, 'threads', 100)));
+  for (const p of ps) {
+    t.is(p.code, 0, p.stderr);
+    t.is(p.final!.wrong, 0);
+  }
+  t.is(ps.reduce((n, p) => n + p.final!.executed, 0), TOTAL, JSON.stringify(ps.map((p) => p.final)));
+  t.is(claimsLeft(openSweep(root, 100)), 0);
+});
+
+test('a process SIGKILLed while holding claims: the others take over at once, no claim left behind', async (t) => {
+  const root = freshRoot();
+  // The victim computes a few blocks, then dies while it holds claims.
+  const victim = participant(root, 'serial', 100, (p, kill) => {
+    if (p.blocks.length === 3) kill();
+  });
+  const others = [0, 1].map(() => participant(root, 'serial', 100));
+  const [v, ...rest] = await Promise.all([victim, ...others]);
+  t.is(v!.signal, 'SIGKILL');
+  for (const p of rest) {
+    t.is(p.code, 0, p.stderr);
+    t.is(p.final!.wrong, 0);
+  }
+  const victimPoints = v!.blocks.reduce((a, b) => a + b, 0);
+  const executed = rest.reduce((n, p) => n + p.final!.executed, 0) + victimPoints;
+  // At most the victim's last block (computed, not yet committed) runs twice.
+  t.true(executed >= TOTAL && executed <= TOTAL + 500, `executed ${executed}`);
+  const c = openSweep(root, 100);
+  t.is(claimsLeft(c), 0);
+  t.is(c.status().missingPoints, 0);
+  t.is((await run(c, () => [])).diagnostics.executedPoints, 0);
+});
+
+test('a process killed mid-run: the store holds every point it reported done through onProgress', async (t) => {
+  const root = freshRoot();
+  const p = await participant(root, 'progress', 50, (q, kill) => {
+    if (q.progress.length === 4) kill();
+  });
+  t.is(p.signal, 'SIGKILL');
+  const reported = Math.max(...p.progress);
+  t.true(reported > 0);
+  t.true(openSweep(root, 50).status().cachedPoints >= reported, `reported ${reported}`);
+});
+
+test('processes: { devices }: one child per device sees its device in env and ctx.device', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: Array.from({ length: 40 }, (_, i) => i) }, chunkSpec: { x: 4 } });
+  const r = await runParallel(cache, defineTask(TASKS, 'deviceInfo'), { processes: { devices: ['a', 'b'] }, execChunkSize: 2 });
+  const out = r.output as string[];
+  t.is(out.length, 40);
+  const byDevice = new Map<string, Set<string>>();
+  for (const s of out) {
+    const [ctxDevice, envDevice, cuda, pid] = s.split('|');
+    t.is(ctxDevice, envDevice);
+    t.is(cuda, envDevice);
+    if (!byDevice.has(ctxDevice!)) byDevice.set(ctxDevice!, new Set());
+    byDevice.get(ctxDevice!)!.add(pid!);
+  }
+  t.deepEqual([...byDevice.keys()].sort(), ['a', 'b']);
+  // One process per device, not this one.
+  for (const pids of byDevice.values()) {
+    t.is(pids.size, 1);
+    t.false(pids.has(String(process.pid)));
+  }
+  t.deepEqual(r.executors.map((e) => e.label), ['device a', 'device b']);
+  t.true(r.executors.every((e) => e.points > 0));
+});
+
+test('processes: a function task is refused (it cannot travel); a bad processes value names the option', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: [1, 2] } });
+  const fn: ChunkFn = (_p, axes) => axes.x!.map(() => 1);
+  await t.throwsAsync(runParallel(cache, fn, { processes: 2 }), { code: 'ERR_INVALID_OPTION', message: /processes needs a task from defineTask/ });
+  await t.throwsAsync(runParallel(cache, defineTask(TASKS, 'obj'), { processes: 0 }), { code: 'ERR_INVALID_OPTION', message: /options\.processes/ });
+  await t.throwsAsync(runParallel(cache, defineTask(TASKS, 'obj'), { processes: { devices: [] } }), { code: 'ERR_INVALID_OPTION', message: /options\.processes/ });
+});
