@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,7 +145,7 @@ test('archives with a ../ path, an absolute path or a link are refused and nothi
   // An existing root is left as it was.
   const existing = tmp();
   await run(grid(existing, 'z').select({ values: { x: [0] } }), fn);
-  const before = readdirSync(existing).map((f) => [f, readFileSync(join(existing, f)).length]);
+  const before = readdirSync(existing).filter((f) => statSync(join(existing, f)).isFile()).map((f) => [f, readFileSync(join(existing, f)).length]);
   const zid = grid(existing, 'z').id;
   const descs = (): string => JSON.stringify(openStore(grid(existing, 'z').root).descriptors(Buffer.from(zid, 'hex')));
   const d0 = descs();
@@ -153,7 +153,7 @@ test('archives with a ../ path, an absolute path or a link are refused and nothi
   t.not(r.code, 0);
   t.is(descs(), d0);
   t.deepEqual(JSON.parse(cli('ls', existing, '--json').stdout).map((c: { id: string }) => c.id), [zid]);
-  t.is(readdirSync(existing).length, before.length);
+  t.is(readdirSync(existing).filter((f) => statSync(join(existing, f)).isFile()).length, before.length);
 });
 
 test('verify finds a planted bad record; --repair makes the next run recompute exactly that chunk', async (t) => {
@@ -262,15 +262,15 @@ test('rm deletes caches; errors exit non-zero with one line on stderr', async (t
   t.is(r.code, 0, r.stderr);
   t.deepEqual(JSON.parse(cli('ls', root, '--json').stdout).map((c: { id: string }) => c.id), [b.id]);
   failsWithOneLine(t, cli('rm', root, a.id), /no cache [0-9a-f]{32}/);
-  failsWithOneLine(t, cli('show', root, 'not-an-id'), /32 lowercase hex/);
+  failsWithOneLine(t, cli('show', root, 'not-an-id'), /up to 32 hex characters/);
   failsWithOneLine(t, cli('status', root, '0'.repeat(32)), /no cache 0{32}/);
   const missingRoot = join(tmp(), 'none');
   failsWithOneLine(t, cli('ls', missingRoot), /no cache root at/);
   t.false(existsSync(missingRoot));
   failsWithOneLine(t, cli('stats', missingRoot, '--json'), /no cache root at/);
   failsWithOneLine(t, cli('frobnicate'), /unknown command "frobnicate"/);
-  failsWithOneLine(t, cli('gc', root), /bad arguments for `gc`/);
-  failsWithOneLine(t, cli('export', root, b.id), /bad arguments for `export`/);
+  failsWithOneLine(t, cli('gc', root), /gc: give --max-bytes SIZE .*--max-age DURATION/);
+  failsWithOneLine(t, cli('export', root, b.id), /export: missing required option -o,--output FILE; usage: chunk-memo export \[ROOT\] ID\.\.\. -o FILE/);
   failsWithOneLine(t, cli('import', join(tmp(), 'nope.tar.gz'), '--root', join(tmp(), 'r')), /cannot read/);
   failsWithOneLine(t, cli(), /missing command/);
   const notArchive = join(tmp(), 'x.tar.gz');

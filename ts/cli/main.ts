@@ -7,14 +7,18 @@
  *   chunk-memo gc ROOT --max-bytes SIZE      chunk-memo verify ROOT [--repair]
  *   chunk-memo export ROOT ID... -o FILE     chunk-memo import FILE --root ROOT
  *   chunk-memo rm ROOT ID...                 chunk-memo map ROOT ID [--axes A,B]
+ *   chunk-memo dump ROOT ID [--format jsonl|csv]
  *
- * Exit status 0 on success; otherwise non-zero with a one-line reason on
- * stderr (`chunk-memo: <reason>`). See docs/cli.md.
+ * ROOT defaults to $CHUNK_MEMO_ROOT (else .chunk_memo); an ID may be any
+ * unique prefix of a cache id. Exit status 0 on success; otherwise non-zero
+ * with a one-line reason on stderr (`chunk-memo: <reason>`). See docs/cli.md.
  */
 import { Builtins, Cli, type BaseContext } from 'clipanion';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { commands, oneLine } from './commands.js';
+import { usageFixer, type UsageFixer } from './usage.js';
+import { suggestions } from './args.js';
 
 function version(): string {
   for (const rel of ['../../package.json', '../../../package.json']) {
@@ -28,10 +32,52 @@ function version(): string {
   return '0.0.0';
 }
 
+/** clipanion's CLI with usage text that names placeholders (`SIZE`, not `#0`) and optional ROOTs. */
+class ChunkMemoCli extends Cli {
+  /** Reads the registered commands when used, so commands registered later are covered. */
+  readonly fixer: UsageFixer = usageFixer(this);
+  override usage(...args: Parameters<Cli['usage']>): string {
+    return this.fixer.text(super.usage(...args));
+  }
+}
+
+/** A parse failure as one line: clipanion's reason, a suggestion, the usage. */
+function parseError(cli: ChunkMemoCli, argv: string[], e: unknown): string {
+  const fixer = cli.fixer;
+  const err = e as Error & { candidates?: Array<{ usage: string; reason: string | null }> };
+  const word = argv[0]!;
+  const known = fixer.command(word);
+  if (!known) {
+    if (word.startsWith('-')) {
+      const near = suggestions(word, ['--help', '--version', '-h']);
+      return `unsupported option ${JSON.stringify(word)}${near.length ? `; did you mean ${near[0]}?` : ''} Run \`chunk-memo --help\` for the list of commands`;
+    }
+    const near = suggestions(word, fixer.commandNames());
+    const hint = near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(' or ')}? (${near.map((n) => fixer.synopsis(n)).join('; ')})` : '';
+    return `unknown command ${JSON.stringify(word)}${hint}. Run \`chunk-memo --help\` for the list of commands`;
+  }
+  const usage = fixer.synopsis(word);
+  const reasons = [...new Set((err.candidates ?? []).map((c) => c.reason).filter((r): r is string => !!r))];
+  let reason = reasons[0] ?? '';
+  const bad = /^Unsupported option name \("(.*)"\)/.exec(reason);
+  if (bad) {
+    const near = suggestions(bad[1]!.replace(/=.*$/, ''), fixer.optionNames(word));
+    reason = `unsupported option ${JSON.stringify(bad[1])}${near.length ? `; did you mean ${near.join(' or ')}?` : ''}`;
+  } else if (!reason) {
+    const missing = fixer.requiredOptions(word).filter((names) => !names.some((n) => argv.some((a) => a === n || a.startsWith(`${n}=`))));
+    reason = missing.length
+      ? `missing required option ${missing.map((names) => fixer.optionWithPlaceholder(word, names)).join(', ')}`
+      : `unexpected arguments (${JSON.stringify(argv.slice(1).join(' '))})`;
+  } else {
+    reason = (reason.charAt(0).toLowerCase() + reason.slice(1)).replace(/\.$/, '');
+  }
+  return `${word}: ${oneLine(reason)}; usage: chunk-memo ${usage}`;
+}
+
 /** Runs the CLI on `argv` (without node and script); resolves to the exit code. */
 export async function main(argv: string[], context: Partial<BaseContext> = {}): Promise<number> {
   const ctx = { ...Cli.defaultContext, ...context } as BaseContext;
-  const cli = new Cli({ binaryLabel: 'chunk-memo', binaryName: 'chunk-memo', binaryVersion: version(), enableColors: false });
+  const cli = new ChunkMemoCli({ binaryLabel: 'chunk-memo', binaryName: 'chunk-memo', binaryVersion: version(), enableColors: false });
   for (const c of commands) cli.register(c);
   cli.register((await import('./worker-command.js')).WorkerCommand);
   cli.register(Builtins.HelpCommand);
@@ -44,13 +90,7 @@ export async function main(argv: string[], context: Partial<BaseContext> = {}): 
   try {
     command = cli.process(argv, ctx);
   } catch (e) {
-    const known = commands.find((c) => c.paths?.some((p) => p[0] === argv[0]));
-    const msg = known
-      ? `bad arguments for \`${argv[0]}\`; usage: ${oneLine(cli.usage(known, { detailed: false })).replace(/^\$\s*/, '')}`
-      : /^Command not found/.test((e as Error).message ?? '')
-        ? `unknown command ${JSON.stringify(argv[0])}; run \`chunk-memo --help\` for the list of commands`
-        : oneLine((e as Error).message ?? String(e));
-    ctx.stderr.write(`chunk-memo: ${msg}\n`);
+    ctx.stderr.write(`chunk-memo: ${oneLine(parseError(cli, argv, e))}\n`);
     return 2;
   }
   return cli.run(command, ctx);
@@ -67,6 +107,11 @@ const isMain = (() => {
 })();
 
 if (isMain) {
+  // `chunk-memo dump ... | head`: a closed pipe ends the output quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

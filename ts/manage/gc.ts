@@ -1,19 +1,27 @@
 /**
- * LRU eviction to a byte budget, by hand (`gc`) or automatically after runs
+ * Eviction: records unused for longer than `maxAge`, then least-recently-used
+ * records down to a byte budget; by hand (`gc`) or automatically after runs
  * of caches opened with `maxBytes` (amortised: only once the bytes written
  * since the last collection exceed a tenth of the budget).
  */
 import { InvalidOptionError } from '../errors/index.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { cachesInUse, lastUseSeq, onAfterRun } from './hooks.js';
-import { existingStore, listMetas } from './util.js';
+import { existingStore, listMetas, parseDuration } from './util.js';
 
-/** Options of `gc`. */
+/** Options of `gc`: `maxBytes`, `maxAge` or both. */
 export interface GcOptions {
   /** Byte budget of the records of the whole root. */
-  readonly maxBytes: number;
+  readonly maxBytes?: number;
+  /**
+   * Evict records not used (read or written) for longer than this: ms, or a
+   * duration such as `'30d'`, `'12h'`, `'90m'` (as joblib's `reduce_size(age_limit=...)`).
+   */
+  readonly maxAge?: number | string;
   /** Report what would be evicted without deleting anything. @default false */
   readonly dryRun?: boolean;
+  /** Current time in ms (tests). @default Date.now() */
+  readonly now?: number;
 }
 
 /** A record evicted by `gc`. */
@@ -30,7 +38,12 @@ export interface EvictedRecord {
 /** Result of `gc`. */
 export interface GcResult {
   readonly root: string;
-  readonly maxBytes: number;
+  /** The byte budget, or null when none was given. */
+  readonly maxBytes: number | null;
+  /** The age limit in ms, or null when none was given. */
+  readonly maxAge: number | null;
+  /** Of `evicted`: records evicted for their age. */
+  readonly expired: number;
   readonly bytesBefore: number;
   readonly bytesAfter: number;
   readonly evicted: EvictedRecord[];
@@ -46,18 +59,25 @@ interface Candidate extends EvictedRecord {
 }
 
 /**
- * Evicts least-recently-used records (by access time, else write time) of
- * any cache in `root` until the records take at most `maxBytes`. Records of
- * caches that a run of this process is using are never evicted.
+ * Evicts records of any cache in `root`: with `maxAge`, every record not used
+ * (by access time, else write time) for longer than that; with `maxBytes`,
+ * then least-recently-used records until the records take at most
+ * `maxBytes`. Records of caches that a run of this process is using are
+ * never evicted.
  *
  * @example gc('.chunk_memo', { maxBytes: 10 * 2 ** 30 })
+ * @example gc('.chunk_memo', { maxAge: '30d' })
  */
 export function gc(root: string, options: GcOptions): GcResult {
   const where = 'gc';
-  const maxBytes = options?.maxBytes;
-  if (typeof maxBytes !== 'number' || !Number.isFinite(maxBytes) || maxBytes < 0) {
+  if (!options || typeof options !== 'object') throw new InvalidOptionError(`${where}: expected options { maxBytes?, maxAge?, dryRun? }`);
+  const maxBytes = options.maxBytes ?? null;
+  if (maxBytes !== null && (typeof maxBytes !== 'number' || !Number.isFinite(maxBytes) || maxBytes < 0)) {
     throw new InvalidOptionError(`${where}: options.maxBytes must be a non-negative number of bytes (got ${JSON.stringify(maxBytes)})`);
   }
+  const maxAge = options.maxAge === undefined ? null : parseDuration(options.maxAge, `${where}: options.maxAge`);
+  if (maxBytes === null && maxAge === null) throw new InvalidOptionError(`${where}: give options.maxBytes (a byte budget), options.maxAge (an age limit) or both`);
+  const now = options.now ?? Date.now();
   const { abs, store } = existingStore(root, where);
   const busy = cachesInUse(abs);
   const all: Candidate[] = [];
@@ -79,20 +99,27 @@ export function gc(root: string, options: GcOptions): GcResult {
   }
   const bytesBefore = total;
   const evicted: Candidate[] = [];
-  let keptInUse = 0;
-  if (total > maxBytes) {
-    all.sort((a, b) => a.lastUsed - b.lastUsed || a.seq - b.seq || (a.chunk < b.chunk ? -1 : a.chunk > b.chunk ? 1 : 0));
-    for (const c of all) {
-      if (total <= maxBytes) break;
+  const inUse = new Set<Candidate>();
+  all.sort((a, b) => a.lastUsed - b.lastUsed || a.seq - b.seq || (a.chunk < b.chunk ? -1 : a.chunk > b.chunk ? 1 : 0));
+  let next = 0;
+  const evict = (stop: (c: Candidate) => boolean): void => {
+    for (; next < all.length; next++) {
+      const c = all[next]!;
+      if (stop(c)) break;
       if (busy.has(c.id)) {
-        keptInUse++;
+        inUse.add(c);
         continue;
       }
       evicted.push(c);
       total -= c.bytes;
       perCache[c.id]! -= c.bytes;
     }
-  }
+  };
+  // Oldest first: records past the age limit, then down to the budget.
+  if (maxAge !== null) evict((c) => c.lastUsed >= now - maxAge);
+  const expired = evicted.length;
+  if (maxBytes !== null) evict(() => total <= maxBytes);
+  const keptInUse = inUse.size;
   if (!options.dryRun && evicted.length) {
     const byCache = new Map<string, Buffer[]>();
     for (const c of evicted) {
@@ -103,7 +130,7 @@ export function gc(root: string, options: GcOptions): GcResult {
     for (const [id, chunks] of byCache) store.deleteRecords(Buffer.from(id, 'hex'), chunks);
   }
   return {
-    root: abs, maxBytes, bytesBefore, bytesAfter: options.dryRun ? bytesBefore : total,
+    root: abs, maxBytes, maxAge, expired, bytesBefore, bytesAfter: options.dryRun ? bytesBefore : total,
     evicted: evicted.map(({ id, chunk, bytes, points, lastUsed }) => ({ id, chunk, bytes, points, lastUsed })),
     keptInUse, perCache,
   };

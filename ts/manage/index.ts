@@ -20,4 +20,4 @@ export type { VerifyProblem, VerifyResult } from './maintain.js';
 export { coverageMap, renderCoverageMap } from './coverage.js';
 export type { CoverageMap, CellState } from './coverage.js';
 export { isInUse, markInUse, onAfterRun, onBeforeRun } from './hooks.js';
-export { parseSize } from './util.js';
+export { parseSize, parseDuration } from './util.js';

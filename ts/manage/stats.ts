@@ -3,6 +3,7 @@ import type { BindingStore } from '../binding/native.js';
 import type { CacheMeta } from '../cache/meta.js';
 import type { Params, Value } from '../value.js';
 import { checkId, existingStore, listMetas, metaOf } from './util.js';
+import { defaultRoot } from '../cache/root.js';
 
 /** Stats of one cache. */
 export interface CacheStats {
@@ -13,6 +14,8 @@ export interface CacheStats {
   readonly axisSizes: Record<string, number>;
   readonly chunkSpec: Record<string, number>;
   readonly cacheVersion: string;
+  /** Code identity: null, `{ version }` or `{ fn: digest }` (BLAKE3 of the normalised source). */
+  readonly code: Value;
   /** Points of the full grid of the stored axis values. */
   readonly gridPoints: number;
   /** Stored chunk records, stored points and their bytes. */
@@ -57,13 +60,13 @@ export function statsOfMeta(store: BindingStore, m: CacheMeta): CacheStats {
     gridPoints *= n;
   }
   return {
-    id: m.id, params: m.params, axisOrder: m.axisOrder, axisSizes, chunkSpec: m.chunkSpec, cacheVersion: m.cacheVersion,
+    id: m.id, params: m.params, axisOrder: m.axisOrder, axisSizes, chunkSpec: m.chunkSpec, cacheVersion: m.cacheVersion, code: m.code ?? null,
     gridPoints, chunks: sum.records, points: sum.points, bytes: sum.bytes, createdAt: m.createdAt, updatedAt: m.updatedAt, lastWrite, lastAccess,
   };
 }
 
 /** Stats of every cache of `root` and their totals. */
-export function stats(root = '.chunk_memo', where = 'stats'): RootStats {
+export function stats(root: string = defaultRoot(), where = 'stats'): RootStats {
   const { abs, store } = existingStore(root, where);
   const perCache = listMetas(store).map((m) => statsOfMeta(store, m));
   let chunks = 0;
