@@ -289,3 +289,29 @@ test('CLI import of a hostile archive exits non-zero with one line', async (t) =
   t.is(out, '');
   t.false(existsSync(join(dir, 'r')));
 });
+
+test('metadata changed by another opener between merge and write is merged again, not overwritten', async (t) => {
+  const { file, c } = await exported();
+  const target = tmp();
+  const open = (x: number[]): ChunkCache => ChunkCache.open({ root: target, params: { tag: 'a' }, axisValues: { x, y: [0, 1, 2, 3] }, chunkSpec: { x: 2, y: 2 } });
+  open([7]);
+  const store = openStore(target);
+  const proto = Object.getPrototypeOf(store) as { importSpoolAsync: (...a: unknown[]) => Promise<unknown> };
+  const orig = proto.importSpoolAsync;
+  let calls = 0;
+  proto.importSpoolAsync = function (this: unknown, ...a: unknown[]) {
+    // Another open adds x = 8 after the import computed its merge.
+    if (++calls === 1) open([7, 8]);
+    return orig.apply(this, a);
+  };
+  t.teardown(() => {
+    proto.importSpoolAsync = orig;
+  });
+  const r = await importArchive(file, target);
+  t.is(calls, 2, 'the first write saw the change and wrote nothing; the second merged it');
+  t.false(r.caches[0]!.created);
+  const meta = listMetas(store).find((m) => m.id === c.id)!;
+  t.deepEqual([...(meta.axisValues.x as number[])].sort(), [0, 1, 2, 3, 7, 8]);
+  const again = await run(open([0, 1, 2, 3]), fn);
+  t.is(again.diagnostics.executedPoints, 0);
+});
