@@ -9,6 +9,7 @@ import {
   runGpuJob,
   runGpuJobReport,
 } from '../ts/gpu/kernel.js';
+import { parseDevice, selectDevice } from '../ts/gpu/device.js';
 import { expandBlock } from '../ts/gpu/run-job.js';
 import type { GpuTaskSpec } from '../ts/task/job.js';
 import { assertClose, expand, gpuJob, kernelModuleUrl, runChild, spread, type KernelThis } from './gpu-helpers.js';
@@ -60,6 +61,29 @@ test('gpuKernel rejects non-functions and bad options with InvalidOptionError', 
   t.throws(() => gpuKernel(k, 'cpu' as never), { ...invalid, message: /plain object/ });
   const err = t.throws(() => gpuKernel(k, { loopMaxIterations: 0 }));
   t.true(err instanceof ChunkMemoError);
+});
+
+test('device requests: index, name, backend prefix, cuda:/gpu:, precedence', (t) => {
+  t.deepEqual(parseDevice('1', 'job'), { text: '1', from: 'job', index: 1 });
+  t.deepEqual(parseDevice(2, 'option'), { text: '2', from: 'option', index: 2 });
+  t.deepEqual(parseDevice('H200', 'env'), { text: 'H200', from: 'env', name: 'H200' });
+  t.deepEqual(parseDevice('vk:0', 'job'), { text: 'vk:0', from: 'job', backend: 'vulkan', index: 0 });
+  t.deepEqual(parseDevice('opengles:llvmpipe', 'job'), { text: 'opengles:llvmpipe', from: 'job', backend: 'opengles', name: 'llvmpipe' });
+  t.deepEqual(parseDevice('gles', 'job'), { text: 'gles', from: 'job', backend: 'opengles' });
+  t.deepEqual(parseDevice('cuda:3', 'job'), { text: 'cuda:3', from: 'job', index: 3 });
+  t.deepEqual(parseDevice('gpu:A100', 'job'), { text: 'gpu:A100', from: 'job', name: 'A100' });
+  t.deepEqual(parseDevice('weird:name', 'job'), { text: 'weird:name', from: 'job', name: 'weird:name' });
+  const saved = process.env.CHUNK_MEMO_DEVICE;
+  process.env.CHUNK_MEMO_DEVICE = '5';
+  try {
+    t.is(selectDevice('H200', '1')?.from, 'option');
+    t.is(selectDevice(undefined, '1')?.from, 'job');
+    t.is(selectDevice(undefined, undefined)?.index, 5);
+    t.is(selectDevice('  ', '')?.from, 'env');
+  } finally {
+    if (saved === undefined) delete process.env.CHUNK_MEMO_DEVICE;
+    else process.env.CHUNK_MEMO_DEVICE = saved;
+  }
 });
 
 test('expandBlock: one column per axis, first axis slowest', (t) => {

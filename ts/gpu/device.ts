@@ -18,6 +18,9 @@ const BACKEND_NAMES: Readonly<Record<string, DawnBackend>> = {
   d3d11: 'd3d11',
 };
 
+/** Prefixes that name no backend: `'cuda:1'` and `'gpu:1'` mean adapter 1. */
+const GENERIC_PREFIXES: readonly string[] = ['cuda', 'gpu'];
+
 /** A parsed device request. */
 export interface DeviceSelector {
   /** The text it came from. */
@@ -33,11 +36,13 @@ export interface DeviceSelector {
 }
 
 /**
- * Parses `[backend:]index` or `[backend:]name-substring`. An empty request
- * (or a bare backend) selects no particular adapter.
+ * Parses `[backend:]index` or `[backend:]name-substring` (`cuda:` and `gpu:`
+ * are accepted as prefixes that name no backend). An empty request (or a
+ * bare backend) selects no particular adapter.
  *
  * @example parseDevice('1', 'job')          // { index: 1 }
  * @example parseDevice('vulkan:H200', 'env') // { backend: 'vulkan', name: 'H200' }
+ * @example parseDevice('cuda:1', 'job')     // { index: 1 }
  */
 export function parseDevice(device: string | number, from: DeviceSelector['from']): DeviceSelector {
   const text = String(device).trim();
@@ -55,6 +60,9 @@ export function parseDevice(device: string | number, from: DeviceSelector['from'
     const known = BACKEND_NAMES[head];
     if (known) {
       backend = known;
+      rest = text.slice(colon + 1).trim();
+    } else if (GENERIC_PREFIXES.includes(head)) {
+      // 'cuda:1', 'gpu:1': the usual spelling of "GPU number 1", any backend
       rest = text.slice(colon + 1).trim();
     }
   } else if (BACKEND_NAMES[text.toLowerCase()]) {
