@@ -192,3 +192,87 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::KIND_ITEMS;
+    use std::io::Write;
+
+    fn record(points: &[usize]) -> Vec<u8> {
+        let mut b = RecordBuilder::new(KIND_ITEMS, 4).unwrap();
+        for &i in points {
+            b.set(i, &[0x90 + i as u8]).unwrap();
+        }
+        b.finish()
+    }
+
+    fn spool(path: &Path, cache: &CacheId, entries: &[(ChunkKey, Vec<u8>)]) {
+        let mut f = File::create(path).unwrap();
+        for (chunk, rec) in entries {
+            f.write_all(cache).unwrap();
+            f.write_all(chunk).unwrap();
+            f.write_all(&4u32.to_le_bytes()).unwrap();
+            f.write_all(&7u64.to_le_bytes()).unwrap();
+            f.write_all(&1u32.to_le_bytes()).unwrap();
+            f.write_all(&1u32.to_le_bytes()).unwrap();
+            f.write_all(b"x").unwrap();
+            f.write_all(&4u32.to_le_bytes()).unwrap();
+            for h in 0..4u64 {
+                f.write_all(&h.to_le_bytes()).unwrap();
+            }
+            f.write_all(&(rec.len() as u64).to_le_bytes()).unwrap();
+            f.write_all(rec).unwrap();
+        }
+    }
+
+    #[test]
+    fn import_is_all_or_nothing_and_compares_metadata() {
+        let dir = std::env::temp_dir().join(format!("cm-import-{}-{}", std::process::id(), now_ms()));
+        let store = Store::open(&dir).unwrap();
+        let cache = [1u8; 16];
+        let sp = dir.join("spool");
+        spool(&sp, &cache, &[([2u8; 16], record(&[0, 2])), ([3u8; 16], record(&[1]))]);
+        let meta = |blob: &[u8], expected: Option<&[u8]>| ImportMeta {
+            cache,
+            blob: Some(blob.to_vec()),
+            expected: expected.map(|e| e.to_vec()),
+        };
+        let r = store.import_spool(&[meta(b"m1", None)], &sp).unwrap();
+        assert!(r.conflict.is_none());
+        assert_eq!(r.records, 2);
+        assert_eq!(store.get_meta(&cache).unwrap().as_deref(), Some(&b"m1"[..]));
+        let d = store.descriptors(&cache).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.iter().map(|(_, d)| d.present).sum::<u32>(), 3);
+
+        // Stale expectation: nothing written.
+        spool(&sp, &cache, &[([4u8; 16], record(&[3]))]);
+        let r = store.import_spool(&[meta(b"m2", None)], &sp).unwrap();
+        assert_eq!(r.conflict, Some(cache));
+        assert_eq!(store.get_meta(&cache).unwrap().as_deref(), Some(&b"m1"[..]));
+        assert_eq!(store.descriptors(&cache).unwrap().len(), 2);
+
+        // A damaged record after a good one: nothing written, not even the good one.
+        let mut bad = record(&[3]);
+        let k = bad.len() / 2;
+        bad[k] ^= 0xff;
+        spool(&sp, &cache, &[([5u8; 16], record(&[1, 3])), ([2u8; 16], bad)]);
+        assert!(store.import_spool(&[meta(b"m3", Some(b"m1"))], &sp).is_err());
+        assert_eq!(store.get_meta(&cache).unwrap().as_deref(), Some(&b"m1"[..]));
+        assert_eq!(store.descriptors(&cache).unwrap().len(), 2);
+
+        // Merge into a stored record keeps stored points and adds new ones.
+        spool(&sp, &cache, &[([2u8; 16], record(&[1, 2]))]);
+        store.import_spool(&[meta(b"m4", Some(b"m1"))], &sp).unwrap();
+        let d = store.descriptors(&cache).unwrap();
+        let two = d.iter().find(|(c, _)| *c == [2u8; 16]).unwrap();
+        assert_eq!(two.1.present, 3);
+        let rec = store.get_record(&cache, &[2u8; 16]).unwrap().unwrap();
+        let v = RecordView::parse(&rec).unwrap();
+        assert_eq!(v.point(0), &[0x90]);
+        assert_eq!(v.point(1), &[0x91]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
