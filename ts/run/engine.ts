@@ -536,7 +536,7 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
           continue;
         }
         if (failure !== null || aborted) break;
-        if (granted.length || candidates.length || nextChunk < G.chunkCount) continue;
+        if (done.length || granted.length || candidates.length || nextChunk < G.chunkCount) continue;
         if (waiting.size === 0) break;
         // Everything left is held by other processes: flush ours, then poll.
         batcher.flush();

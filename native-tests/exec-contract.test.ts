@@ -1,0 +1,163 @@
+/**
+ * One exec-function contract for every runner (SPEC §3, §4.2, §4.6): the
+ * same chunk function, written for `run` (product blocks), gives identical
+ * outputs and stored records through `run`, `runParallel` on threads at
+ * several exec chunk sizes, a `mapFn`, and `executeJob` in another process;
+ * scripts that call `runParallel` exit by themselves; a serial run of a
+ * synchronous function stops within one exec call when aborted by a timer.
+ */
+import test from 'ava';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ChunkCache, defineTask, executeJob, pointwise, run, runParallel, type ChunkFn, type ExecJob, type MapFn } from '../ts/index.js';
+import { closeWorkerPools } from '../ts/parallel/pools.js';
+import { productMix } from './fixtures/tasks.js';
+
+const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
+const roots: string[] = [];
+const freshRoot = (): string => {
+  const r = mkdtempSync(join(tmpdir(), 'cm-contract-'));
+  roots.push(r);
+  return r;
+};
+let child: ChildProcess | null = null;
+test.after.always(async () => {
+  child?.disconnect();
+  await closeWorkerPools();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+/** A seeded generator (mulberry32), so a failure can be replayed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const pickInt = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+const subset = <T>(r: () => number, xs: T[]): T[] => {
+  const s = xs.filter(() => r() < 0.6);
+  return s.length ? s : [xs[0]!];
+};
+
+/** Executes jobs in a child process (executeJob there), as a mapFn. */
+function remoteMapFn(): MapFn {
+  if (!child) {
+    child = fork(fileURLToPath(new URL('./fixtures/job-runner.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], serialization: 'advanced' });
+    child.on('message', (m: { id: number; out?: unknown; error?: string }) => {
+      const p = waiting.get(m.id)!;
+      waiting.delete(m.id);
+      if (m.error) p.reject(new Error(m.error));
+      else p.resolve(m.out);
+    });
+  }
+  return (_fn, jobs) => jobs.map((job) => new Promise((resolve, reject) => {
+    const id = nextId++;
+    waiting.set(id, { resolve, reject });
+    child!.send({ id, job });
+  }));
+}
+const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+let nextId = 1;
+
+type Runner = { name: string; go: (c: ChunkCache) => Promise<ArrayLike<number>> };
+const task = defineTask(TASKS, 'productMix');
+const runners: Runner[] = [
+  { name: 'run', go: async (c) => (await run(c, productMix as ChunkFn)).output as Float64Array },
+  ...[1, 7, 64, 100_000].map((n) => ({ name: `threads execChunkSize ${n}`, go: async (c: ChunkCache) => (await runParallel(c, task, { workers: 2, execChunkSize: n })).output as Float64Array })),
+  { name: 'mapFn', go: async (c) => (await runParallel(c, task, { mapFn: (fn, jobs) => jobs.map((j) => fn(structuredClone(j))) })).output as Float64Array },
+  { name: 'executeJob in another process', go: async (c) => (await runParallel(c, task, { mapFn: remoteMapFn(), execChunkSize: 5 })).output as Float64Array },
+];
+
+test('property: one chunk function, identical outputs and stored records through every runner', async (t) => {
+  for (let seed = 1; seed <= 8; seed++) {
+    const r = rng(seed);
+    const nAxes = pickInt(r, 1, 3);
+    const names = ['a', 'b', 'c'].slice(0, nAxes);
+    const axisValues = Object.fromEntries(names.map((a) => [a, Array.from({ length: pickInt(r, 1, 7) }, (_, i) => i * 3 + pickInt(r, 0, 2) * 0.5)]));
+    const chunkSpec = Object.fromEntries(names.map((a) => [a, pickInt(r, 1, 4)]));
+    const axisOrder = r() < 0.5 ? [...names].reverse() : names;
+    const sel = Object.fromEntries(names.map((a) => [a, subset(r, axisValues[a]!)]));
+    const pre = Object.fromEntries(names.map((a) => [a, subset(r, axisValues[a]!)]));
+    const expected = (c: ChunkCache) => productMix({ k: 0.25 }, c.axisValues, { axisOrder: c.axisOrder });
+    let reference: number[] | null = null;
+    for (const runner of runners) {
+      const cache = ChunkCache.open({ root: freshRoot(), params: { k: 0.25 }, axisValues, chunkSpec, axisOrder });
+      // Partial chunks first: a run over another selection.
+      await run(cache.select({ values: pre }), productMix as ChunkFn);
+      const view = cache.select({ values: sel });
+      const out = Array.from(await runner.go(view));
+      const where = `seed ${seed}: ${runner.name} ${JSON.stringify({ axisValues, chunkSpec, axisOrder, sel, pre })}`;
+      t.deepEqual(out, Array.from(expected(view)), `${where} on the view`);
+      const whole = Array.from(await runner.go(cache));
+      t.deepEqual(whole, Array.from(expected(cache)), `${where} on the whole cache`);
+      // What is stored reads back the same, with nothing to compute.
+      const back = await run(cache, () => {
+        throw new Error('nothing should run');
+      });
+      t.is(back.diagnostics.executedPoints, 0);
+      const stored = Array.from(back.output as Float64Array);
+      reference ??= stored;
+      t.deepEqual(stored, reference, `${where}: stored records`);
+    }
+  }
+});
+
+test('pointwise works in every runner and a wrong output count is an ExecOutputError naming the chunk', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { a: [1, 2, 3], b: [10, 20] } });
+  const pw = pointwise((_p, { a, b }) => (a as number) * (b as number));
+  t.deepEqual((await run(cache.select({ values: { a: [1] } }), pw)).output, [10, 20]);
+  const other = ChunkCache.open({ root: freshRoot(), axisValues: { a: [1, 2, 3], b: [10, 20] } });
+  t.deepEqual((await runParallel(other, defineTask(TASKS, 'fixed'), { workers: 2, execChunkSize: 2 })).output, [110, 120, 210, 220, 310, 320]);
+  const bad = ChunkCache.open({ root: freshRoot(), axisValues: { a: [1, 2, 3] } });
+  const e = await t.throwsAsync(run(bad, () => [1]), { code: 'ERR_EXEC_OUTPUT' });
+  t.regex(e!.message, /chunk 0 at a=\[1, 2, 3\]/);
+  t.regex(e!.message, /1 outputs for 3 points/);
+});
+
+for (const mode of ['small', 'warm', 'failing', 'aborted']) {
+  test(`a script that calls runParallel exits by itself (${mode})`, (t) => {
+    const script = fileURLToPath(new URL('./fixtures/exit-script.ts', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--no-warnings=ExperimentalWarning', script, mode], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.signal, null, `killed by the timeout: the script did not exit by itself\n${r.stderr}`);
+    t.is(r.status, 0, r.stderr);
+    const expect: Record<string, RegExp> = { small: /^ok 3$/m, warm: /^ok 0$/m, failing: /^failed ERR_EXEC_FAILED$/m, aborted: /^aborted ERR_ABORTED$/m };
+    t.regex(r.stdout, expect[mode]!);
+  });
+}
+
+test('a serial run of a synchronous busy function stops within one exec call when a timer aborts it', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: Array.from({ length: 40 }, (_, i) => i) }, chunkSpec: { x: 1 } });
+  const ac = new AbortController();
+  let calls = 0;
+  let callsAtAbort = -1;
+  const busy: ChunkFn = (_p, axes) => {
+    calls++;
+    const end = performance.now() + 25;
+    while (performance.now() < end);
+    return (axes.x as number[]).map((x) => x * 2);
+  };
+  setTimeout(() => {
+    callsAtAbort = calls;
+    ac.abort();
+  }, 150);
+  const e = await t.throwsAsync(run(cache, busy, { signal: ac.signal }), { code: 'ERR_ABORTED' });
+  t.truthy(e);
+  t.true(callsAtAbort > 0 && callsAtAbort < 40, `calls at abort ${callsAtAbort}`);
+  // Within one exec call: at most the call that was running when the timer fired.
+  t.true(calls <= callsAtAbort + 1, `calls ${calls}, at abort ${callsAtAbort}`);
+  // Finished chunks are stored; a re-run computes only the rest.
+  const stored = cache.status().cachedPoints;
+  t.is(stored, calls);
+  calls = 0;
+  const r = await run(cache, busy);
+  t.is(r.diagnostics.executedPoints, 40 - stored);
+  t.deepEqual(r.output, Array.from({ length: 40 }, (_, i) => i * 2));
+});
