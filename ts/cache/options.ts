@@ -125,6 +125,9 @@ export function normalizeOpenOptions(where: string, options: unknown): OpenOptio
   }
   check(where, isOpenOptions, options);
   const o = options as unknown as OpenOptions;
+  if (o.root !== undefined && !o.root.trim()) {
+    throw new InvalidOptionError(`${where}: options.root is an empty path; give a directory (e.g. '.chunk_memo') or leave root out to use $CHUNK_MEMO_ROOT or .chunk_memo`);
+  }
   if (o.axisValues === undefined || !isPlainObject(o.axisValues)) {
     throw new InvalidOptionError(`${where}: options.axisValues must be an object mapping axis names to value lists (use {} for a singleton cache)`);
   }
@@ -135,6 +138,11 @@ export function normalizeOpenOptions(where: string, options: unknown): OpenOptio
     throw new InvalidOptionError(`${where}: options.code must be a function or a version string (got ${describe(o.code)})`);
   }
   const names = Object.keys(o.axisValues);
+  for (const n of names) {
+    // An own "__proto__" key (from JSON.parse, say) cannot be a property name
+    // of the plain objects that carry axes around.
+    if (n === '__proto__') throw new InvalidOptionError(`${where}: axisValues names an axis "__proto__", which is reserved; rename the axis`);
+  }
   for (const n of names) {
     if (Object.prototype.hasOwnProperty.call(params, n)) {
       throw new InvalidOptionError(
