@@ -5,18 +5,25 @@
  * several `runGpuJob` calls after a warm-up (so it includes expanding the
  * block, the transfers and the readback, as a run pays them).
  *
- * Run alone: `npx tsx bench/gpu.ts [--sizes 128x128,512x512] [--reps 5] [--write]`
- * (`--write` records the table in BENCHMARKS.md). `gpuBench()` returns the rows
- * for `npm run bench`.
+ * Then whole `runParallel` runs (`gpuRunBench`): worker threads running the
+ * same arithmetic in JS, the kernel on webgpu and on webasm, and a
+ * two-device `processes` run.
+ *
+ * Run alone: `npx tsx bench/gpu.ts [--sizes 128x128,512x512] [--reps 5]
+ * [--devices 0,1] [--no-runs] [--write]` (`--write` records the table in
+ * BENCHMARKS.md). `gpuBench()` and `gpuRunBench()` return the rows for
+ * `npm run bench`.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { disposeGpuKernels, gpuKernel, probeGpuBackend, runGpuJob, runGpuJobReport, type GpuMode } from '../ts/gpu/kernel.js';
-import type { ExecJob } from '../ts/task/job.js';
+import { ChunkCache, closeWorkerPools, defineTask, runParallel, type ParallelOptions } from '../ts/index.js';
+import type { ExecJob, TaskSpec } from '../ts/task/job.js';
+import { plainLoop } from './gpu-task.js';
 import { fmt, table, timeMedian, writeSection, type Row } from './lib.js';
-
-/** Iterations of the kernel's inner loop: enough arithmetic per point for a GPU to matter. */
-const LOOP = 32;
 
 interface KernelThis {
   thread: { x: number };
@@ -31,20 +38,6 @@ function kernel(this: KernelThis, x: Float32Array, y: Float32Array): number {
     acc += Math.sin(x[i]! * k + y[i]!) * Math.cos(y[i]! * k - x[i]!);
   }
   return acc * this.constants.scale;
-}
-
-/** The same arithmetic as a plain loop over the block (the baseline). */
-function plainLoop(xs: number[], ys: number[], scale: number): Float32Array {
-  const out = new Float32Array(xs.length * ys.length);
-  let p = 0;
-  for (const x of xs) {
-    for (const y of ys) {
-      let acc = 0;
-      for (let k = 0; k < LOOP; k++) acc += Math.sin(x * k + y) * Math.cos(y * k - x);
-      out[p++] = acc * scale;
-    }
-  }
-  return out;
 }
 
 function spread(n: number, lo: number, hi: number): number[] {
@@ -103,22 +96,69 @@ export async function gpuBench(options: GpuBenchOptions = {}): Promise<Row[]> {
   return rows;
 }
 
-function parseArgs(argv: string[]): GpuBenchOptions & { write: boolean } {
-  const out: GpuBenchOptions & { write: boolean } = { write: false };
+/**
+ * Whole runs through `runParallel` over a fresh cache of nx × ny points
+ * (compute and store): plain JS on worker threads, the kernel on webgpu and
+ * on webasm in the calling thread, and the kernel in one child process per
+ * device (`processes: { devices }`, each pinned with its device).
+ */
+export async function gpuRunBench(options: { size?: [number, number]; devices?: string[]; log?: (line: string) => void } = {}): Promise<Row[]> {
+  const [nx, ny] = options.size ?? [512, 512];
+  const devices = options.devices ?? ['0', '1'];
+  const log = options.log ?? (() => undefined);
+  const points = nx * ny;
+  const axisValues = { x: spread(nx, -1, 1), y: spread(ny, -2, 2) };
+  const threads = availableParallelism();
+  const taskModule = new URL(import.meta.url.endsWith('.ts') ? './gpu-task.ts' : './gpu-task.js', import.meta.url);
+  const runs: [string, TaskSpec, ParallelOptions][] = [
+    [`worker threads x${threads}, plain JS`, defineTask(taskModule, 'jsBlock'), { workers: threads, execChunkSize: 4096 }],
+    ['webgpu, calling thread', gpuKernel(kernel, { mode: 'webgpu' }), { devices: [{ mode: 'webgpu' }] }],
+    ['webasm, calling thread', gpuKernel(kernel, { mode: 'webasm' }), { devices: [{ mode: 'webasm' }] }],
+    [`processes, devices ${devices.join(' and ')}, async`, gpuKernel(kernel), { processes: { devices }, execChunkSize: 16384 }],
+  ];
+  const rows: Row[] = [];
+  for (const [name, task, parallel] of runs) {
+    const root = mkdtempSync(join(tmpdir(), 'cm-gpu-bench-'));
+    const cache = ChunkCache.open({ root, axisValues, params: { scale: 0.5 }, chunkSpec: { x: Math.max(1, Math.floor(nx / 8)), y: ny } });
+    try {
+      const t0 = performance.now();
+      const result = await runParallel(cache, task, { ...parallel, returnOutput: false });
+      const ms = performance.now() - t0;
+      const by = result.executors.map((e) => `${e.label}: ${e.points}`).join(', ');
+      rows.push({ bench: `gpu run ${nx}×${ny}: ${name}`, value: fmt(points / (ms / 1000), 0), unit: 'points/s', note: `${fmt(ms)} ms incl. store; ${by}` });
+      log(`run ${name}: ${fmt(ms)} ms`);
+    } catch (err) {
+      rows.push({ bench: `gpu run ${nx}×${ny}: ${name}`, value: 'failed', unit: '', note: err instanceof Error ? err.message.split('\n')[0]! : String(err) });
+    } finally {
+      cache.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+  await closeWorkerPools();
+  await disposeGpuKernels();
+  return rows;
+}
+
+function parseArgs(argv: string[]): GpuBenchOptions & { write: boolean; runs: boolean; devices?: string[] } {
+  const out: GpuBenchOptions & { write: boolean; runs: boolean; devices?: string[] } = { write: false, runs: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--write') out.write = true;
+    else if (arg === '--no-runs') out.runs = false;
+    else if (arg === '--devices') out.devices = String(argv[++i]).split(',');
     else if (arg === '--reps') out.reps = Number(argv[++i]);
     else if (arg === '--sizes') {
       out.sizes = String(argv[++i]).split(',').map((s) => s.split('x').map(Number) as [number, number]);
-    } else throw new Error(`bench/gpu.ts: unknown argument ${arg} (--sizes 128x128,512x512 --reps 5 --write)`);
+    } else throw new Error(`bench/gpu.ts: unknown argument ${arg} (--sizes 128x128,512x512 --reps 5 --devices 0,1 --no-runs --write)`);
   }
   return out;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = parseArgs(process.argv.slice(2));
-  const rows = await gpuBench({ ...args, log: (line) => process.stderr.write(`${line}\n`) });
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const rows = await gpuBench({ ...args, log });
+  if (args.runs) rows.push(...(await gpuRunBench({ ...(args.devices ? { devices: args.devices } : {}), log })));
   const text = table(rows);
   console.log(text);
   if (args.write) writeSection('gpu', 'GPU kernels (bench/gpu.ts)', text);
