@@ -290,7 +290,7 @@ test('CLI import of a hostile archive exits non-zero with one line', async (t) =
   t.false(existsSync(join(dir, 'r')));
 });
 
-test('metadata changed by another opener between merge and write is merged again, not overwritten', async (t) => {
+test.serial('metadata changed by another opener between merge and write is merged again, not overwritten', async (t) => {
   const { file, c } = await exported();
   const target = tmp();
   const open = (x: number[]): ChunkCache => ChunkCache.open({ root: target, params: { tag: 'a' }, axisValues: { x, y: [0, 1, 2, 3] }, chunkSpec: { x: 2, y: 2 } });
@@ -299,9 +299,10 @@ test('metadata changed by another opener between merge and write is merged again
   const proto = Object.getPrototypeOf(store) as { importSpoolAsync: (...a: unknown[]) => Promise<unknown> };
   const orig = proto.importSpoolAsync;
   let calls = 0;
-  proto.importSpoolAsync = function (this: unknown, ...a: unknown[]) {
-    // Another open adds x = 8 after the import computed its merge.
-    if (++calls === 1) open([7, 8]);
+  proto.importSpoolAsync = function (this: { path: string }, ...a: unknown[]) {
+    // Another open adds x = 8 after the import computed its merge (other
+    // tests' imports pass through untouched).
+    if (this.path === store.path && ++calls === 1) open([7, 8]);
     return orig.apply(this, a);
   };
   t.teardown(() => {
