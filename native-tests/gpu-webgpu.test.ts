@@ -135,6 +135,21 @@ test.serial('several blocks of one grid on webgpu, concurrently, give the cpu ou
   assertClose(t, joined(gpu), referenceOf(c), 2e-4);
 });
 
+test.serial('a kernel over 8 axes builds on webgpu (the shim asks for the adapter\'s storage-buffer limit)', async (t) => {
+  if (!webgpuHere(t)) return;
+  const kernel = function (this: KernelThis, a: Float32Array, b: Float32Array, c: Float32Array, d: Float32Array,
+    e: Float32Array, f: Float32Array, g: Float32Array, h: Float32Array) {
+    const i = this.thread.x;
+    return a[i]! + 2 * b[i]! + 3 * c[i]! + 4 * d[i]! + 5 * e[i]! + 6 * f[i]! + 7 * g[i]! + 8 * h[i]!;
+  };
+  const axes = Object.fromEntries('abcdefgh'.split('').map((n) => [n, [0, 1]]));
+  const gpu = await runGpuJobReport(gpuJob(gpuKernel(kernel, { mode: 'webgpu' }), {}, axes));
+  const cpu = await runGpuJob(gpuJob(gpuKernel(kernel, { mode: 'cpu' }), {}, axes));
+  t.is(gpu.backend.mode, 'webgpu');
+  assertClose(t, gpu.output, cpu);
+  t.is(gpu.output[255], 36);
+});
+
 test.serial('probe and gpuBackendInfo report webgpu with the adapter', async (t) => {
   if (!webgpuHere(t)) return;
   t.is(probe.mode, 'webgpu');

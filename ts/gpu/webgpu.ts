@@ -244,11 +244,40 @@ async function tryBackend(dawn: DawnModule, backend: DawnBackend, sel: DeviceSel
   return result;
 }
 
+/** Limits a compute kernel may need beyond the WebGPU defaults (gpu.js asks only for the two buffer sizes). */
+const COMPUTE_LIMITS = [
+  'maxStorageBuffersPerShaderStage', 'maxStorageBufferBindingSize', 'maxBufferSize', 'maxBindingsPerBindGroup',
+  'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension',
+] as const;
+
+/**
+ * gpu.js binds one storage buffer per kernel argument plus the output, but
+ * requests its device with the default `maxStorageBuffersPerShaderStage`
+ * (8, and 4 on the compatibility feature level), so kernels over many axes
+ * fail to build. The adapter's `requestDevice` is made to ask for what the
+ * adapter supports of the compute limits.
+ */
+function withComputeLimits(adapter: DawnAdapter | null): DawnAdapter | null {
+  if (!adapter) return adapter;
+  const request = adapter.requestDevice.bind(adapter);
+  const limits = (adapter as { limits?: Record<string, unknown> }).limits ?? {};
+  const required: Record<string, number> = {};
+  for (const name of COMPUTE_LIMITS) {
+    const value = limits[name];
+    if (typeof value === 'number') required[name] = value;
+  }
+  const requestDevice = (descriptor?: { requiredLimits?: Record<string, number> }) =>
+    request({ ...(descriptor ?? {}), requiredLimits: { ...required, ...(descriptor?.requiredLimits ?? {}) } });
+  Object.defineProperty(adapter, 'requestDevice', { value: requestDevice, configurable: true, writable: true });
+  return adapter;
+}
+
 function install(gpu: DawnGpu, options: object): void {
   // gpu.js asks for an adapter without options: ours carries the backend's
   // (feature level) and the instance carries the backend and adapter flags
   const shim = {
-    requestAdapter: (more?: object) => gpu.requestAdapter({ ...options, ...(more ?? {}) }),
+    requestAdapter: async (more?: object) => withComputeLimits(await gpu.requestAdapter({ ...options, ...(more ?? {}) })),
     getPreferredCanvasFormat: () => gpu.getPreferredCanvasFormat?.() ?? 'bgra8unorm',
     get wgslLanguageFeatures() {
       return gpu.wgslLanguageFeatures;
