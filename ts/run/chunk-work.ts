@@ -1,0 +1,143 @@
+/**
+ * The chunk assembler every runner shares: one memo chunk's outputs in
+ * request order, gathered from the store (read and decoded), from exec
+ * blocks computed here (placed), and from points other processes stored
+ * (read when they land); and the encoding of what this run computed, for
+ * the write that stores it.
+ */
+import type { BindingPlan, BindingStore } from '../binding/native.js';
+import type { ChunkGeo } from './geometry.js';
+import type { Diagnostics } from './diagnostics.js';
+import type { PendingWrite } from './batch.js';
+import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
+import type { JobOutput } from '../task/job.js';
+import type { TypedArray } from '../value.js';
+
+export class ChunkWork {
+  /** Outputs in request order (a typed array while one read or block filled it whole). */
+  private out: unknown[] | TypedArray | null = null;
+  /** Record kind so far: a dtype while every part agrees, else items; -1 none yet. */
+  kind = -1;
+  /** Points stored when the run planned this chunk. */
+  cached = 0;
+  /** Points computed by this run. */
+  executed = 0;
+  /** Points other processes stored while this run held no claim on them. */
+  landed = 0;
+  /** Exec blocks queued for a claim or an executor. */
+  pending = 0;
+  /** Exec blocks running. */
+  inflight = 0;
+  /** Points other processes hold claims on. */
+  readonly held = new Set<number>();
+  /** Computed and not yet written: request indices and outputs. */
+  private compR: number[] = [];
+  private compV: unknown[] = [];
+  /** The whole chunk computed as one typed block, in request order (fast path). */
+  private whole: TypedArray | null = null;
+
+  constructor(
+    readonly i: number,
+    readonly geo: ChunkGeo,
+    /** Only these request indices (sorted, unique); null: all. */
+    readonly needed: Uint32Array | null,
+    private readonly keepOutputs: boolean,
+  ) {}
+
+  /** Selected positions per axis (the chunk's request shape). */
+  get dims(): number[] {
+    return this.geo.sel.map((s) => s.length);
+  }
+
+  /** True when nothing is queued or running for this chunk. */
+  get idle(): boolean {
+    return this.pending === 0 && this.inflight === 0;
+  }
+
+  /** Points computed and not yet written. */
+  get unwritten(): number {
+    return this.compR.length;
+  }
+
+  /** Reads the stored requested points into the outputs (keeping what is already there). */
+  readStored(plan: BindingPlan, store: BindingStore, cacheId: Buffer, diag: Diagnostics): void {
+    const tr = performance.now();
+    const rd = plan.read(store, cacheId, this.i);
+    if (rd.corrupt.length) diag.corruptRecords.push(...rd.corrupt);
+    let present = 0;
+    for (let j = 0; j < rd.present.length; j++) present += rd.present[j]!;
+    if (present > 0) {
+      const vals = decodeOutputs(rd.kind, rd.data, present, rd.dicts, rd.pointDicts, rd.offsets);
+      this.kind = this.kind === -1 || this.kind === rd.kind ? rd.kind : KIND_ITEMS;
+      if (present === this.geo.points && this.out === null && this.whole === null) this.out = vals as unknown[] | TypedArray;
+      else {
+        const arr = this.asArray();
+        let w = 0;
+        for (let j = 0; j < rd.present.length; j++) {
+          if (!rd.present[j]) continue;
+          const v = vals[w++];
+          if (arr[j] === undefined) arr[j] = v;
+        }
+      }
+    }
+    diag.timings.readMs += performance.now() - tr;
+  }
+
+  /** Takes the outputs of an exec block whose points are `points` (request indices, block order). */
+  place(points: Uint32Array, out: JobOutput): void {
+    const kind = kindOf(out);
+    this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
+    const n = points.length;
+    if (n === this.geo.points && this.out === null && this.whole === null && kind !== KIND_ITEMS && this.compR.length === 0) {
+      this.whole = out as TypedArray;
+      for (let j = 0; j < n; j++) this.compR.push(j);
+    } else {
+      if (this.whole) this.asArray();
+      for (let j = 0; j < n; j++) {
+        this.compR.push(points[j]!);
+        this.compV.push((out as ArrayLike<unknown>)[j]);
+      }
+      if (this.keepOutputs) {
+        const arr = this.asArray();
+        for (let j = 0; j < n; j++) arr[points[j]!] = (out as ArrayLike<unknown>)[j];
+      }
+    }
+    this.executed += n;
+  }
+
+  /** The write of what this run computed and has not written yet (null: nothing). */
+  takeWrite(): PendingWrite | null {
+    if (this.compR.length === 0) return null;
+    const kind = this.kind === -1 ? KIND_ITEMS : this.kind;
+    let vals: ArrayLike<unknown>;
+    if (this.whole && this.compR.length === this.whole.length) vals = this.whole;
+    else if (kind !== KIND_ITEMS) vals = (typedCtor(kind) as unknown as { from(v: unknown[]): TypedArray }).from(this.compV);
+    else vals = this.compV;
+    const enc = encodeOutputs(vals, kind);
+    const w: PendingWrite = { chunk: this.i, kind, points: Uint32Array.from(this.compR), offsets: enc.offsets, data: enc.data, dict: enc.dict };
+    this.compR = [];
+    this.compV = [];
+    return w;
+  }
+
+  /** The chunk's outputs in request order: typed when every part has one dtype. */
+  output(): unknown[] | TypedArray | null {
+    if (!this.keepOutputs) return null;
+    const out = this.whole ?? this.out;
+    if (out && !ArrayBuffer.isView(out) && this.kind > KIND_ITEMS) {
+      const ta = new (typedCtor(this.kind))(this.geo.points);
+      for (let j = 0; j < out.length; j++) if (out[j] !== undefined) (ta as unknown as unknown[])[j] = out[j];
+      return ta;
+    }
+    return out;
+  }
+
+  private asArray(): unknown[] {
+    if (this.whole) {
+      this.out = Array.from(this.whole as ArrayLike<unknown>);
+      this.whole = null;
+    } else if (this.out === null) this.out = new Array(this.geo.points);
+    else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
+    return this.out as unknown[];
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * One run of a view: the scheduling half of the engine. It opens memo
+ * chunks in grid order (reading what is stored), cuts their missing points
+ * into product blocks, claims a few blocks at a time, dispatches granted
+ * blocks to free executors, stores each chunk when its points are done, and
+ * waits for points that other processes hold.
+ */
+import { createHash } from 'node:crypto';
+import type { BindingPlan, BindingResolved } from '../binding/native.js';
+import type { ChunkCache } from '../cache/cache.js';
+import { blockPoints, cutBlock, splitBlocks } from '../cache/blocks.js';
+import { describeValue } from '../describe.js';
+import { AbortedError, ChunkMemoError, ExecError } from '../errors/index.js';
+import { checkOutputs } from '../task/execute.js';
+import type { ExecJob, JobOutput } from '../task/job.js';
+import type { Value } from '../value.js';
+import { WriteBatcher } from './batch.js';
+import { ChunkWork } from './chunk-work.js';
+import { ClaimSession, type ClaimOutcome } from './claims.js';
+import type { Diagnostics } from './diagnostics.js';
+import type { ChunkDone, EngineExecutor, EngineSpec } from './engine.js';
+import type { PlanGeometry } from './geometry.js';
+import { Progress } from './progress.js';
+
+interface Block {
+  readonly work: ChunkWork;
+  readonly block: Uint32Array[];
+  readonly points: Uint32Array;
+}
+
+/** Describes a block's values for error messages. */
+export function coords(axes: Record<string, Value[]>): string {
+  const parts = Object.entries(axes).map(([a, v]) => `${a}=[${v.slice(0, 6).map(describeValue).join(', ')}${v.length > 6 ? `, ... ${v.length} values` : ''}]`);
+  return parts.join(' ') || 'the singleton point';
+}
+
+/** Rejects with `ERR_ABORTED` as soon as `signal` fires, whatever `p` does. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  // Aborted already (e.g. by the exec call itself): its result is kept.
+  if (!signal || signal.aborted) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new AbortedError('aborted', { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** A claim batch is worth its transaction at this many points, and stops at the second figure. */
+const CLAIM_MIN_POINTS = 1024;
+const CLAIM_MAX_POINTS = 8192;
+
+export class RunSession {
+  readonly done: ChunkDone[] = [];
+  readonly inflight = new Set<Promise<void>>();
+  failure: unknown = null;
+  aborted = false;
+  readonly batcher: WriteBatcher;
+  readonly progress: Progress;
+  readonly claims: ClaimSession;
+  private readonly open = new Map<number, ChunkWork>();
+  private readonly waiting = new Set<ChunkWork>();
+  private readonly candidates: Block[] = [];
+  private readonly granted: Block[] = [];
+  private readonly neededOf: Array<Uint32Array | null> = [];
+  private readonly capacity: number;
+  private nextChunk = 0;
+  private jobIndex = 0;
+  private buffered = 0;
+  private inflightPoints = 0;
+  private largestChunk = 0;
+  private toCompute = 0;
+  private lastExecMs = 0;
+
+  constructor(
+    private readonly spec: EngineSpec,
+    private readonly plan: BindingPlan,
+    private readonly resolved: BindingResolved,
+    private readonly G: PlanGeometry,
+    private readonly diag: Diagnostics,
+  ) {
+    const core = spec.view._core;
+    this.capacity = spec.executors.reduce((n, e) => n + e.concurrency, 0);
+    // Totals for progress, without touching the records.
+    let reused = 0;
+    let total = 0;
+    const neededFn = spec.needed?.(G);
+    for (let i = 0; i < G.chunkCount; i++) {
+      const need = neededFn ? neededFn(i) : null;
+      this.neededOf.push(need);
+      if (need) {
+        total += need.length;
+        this.toCompute += need.length;
+      } else {
+        const pts = G.chunkPoints(i);
+        total += pts;
+        this.toCompute += pts - resolved.available[i]!;
+        reused += resolved.available[i]!;
+      }
+    }
+    diag.totalPoints = total;
+    diag.totalChunks = G.chunkCount;
+    this.claims = new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs);
+    this.progress = new Progress({
+      label: spec.label, cacheId: core.id.slice(0, 8), pointsTotal: this.toCompute, cachedPoints: reused, chunksTotal: G.chunkCount,
+      onProgress: spec.onProgress, verbose: core.verbose,
+    });
+    this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, this.claims.id, (n) => this.progress.committed(n));
+  }
+
+  private get view(): ChunkCache {
+    return this.spec.view;
+  }
+
+  /** True when chunks are still to be opened, claimed or dispatched. */
+  get hasWork(): boolean {
+    return this.granted.length > 0 || this.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
+  }
+
+  get isWaiting(): boolean {
+    return this.waiting.size > 0;
+  }
+
+  /** Fills free executors: granted blocks first, then claims more. */
+  fill(): void {
+    const { spec } = this;
+    for (;;) {
+      const ex = spec.executors.find((e) => e.busy < e.concurrency);
+      if (!ex) return;
+      if (this.granted.length === 0) {
+        this.openChunks();
+        if (this.candidates.length === 0) return;
+        this.claimBatch();
+        if (this.granted.length === 0) continue;
+      }
+      if (!this.room(this.granted[0]!.points.length)) return;
+      this.dispatch(ex, this.granted.shift()!);
+      if (spec.yieldEvery) return;
+    }
+  }
+
+  private claimWant(): number {
+    return Math.min(Math.max(this.capacity - this.inflight.size, 1) + this.capacity, 4096);
+  }
+
+  /** Opens chunks until a claim batch is worth a transaction. */
+  private openChunks(): void {
+    const want = this.claimWant();
+    let pts = 0;
+    for (const c of this.candidates) pts += c.points.length;
+    while ((this.candidates.length < want || pts < CLAIM_MIN_POINTS) && this.nextChunk < this.G.chunkCount && this.done.length < 64) {
+      const before = this.candidates.length;
+      this.openChunk(this.nextChunk++);
+      for (let j = before; j < this.candidates.length; j++) pts += this.candidates[j]!.points.length;
+    }
+  }
+
+  /** Reads what is stored of chunk i and queues its missing points as exec blocks. */
+  private openChunk(i: number): void {
+    const { spec, plan, view } = this;
+    const core = view._core;
+    const need = this.neededOf[i] ?? null;
+    if (need && need.length === 0) return;
+    const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs);
+    const avail = this.resolved.available[i]!;
+    let missing: Uint32Array[][];
+    if (!need) {
+      w.cached = avail;
+      if (avail > 0 && spec.needOutputs) w.readStored(plan, core.store, core.idBytes, this.diag);
+      missing = avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
+    } else {
+      const present = avail > 0 ? plan.presence(core.store, core.idBytes, i) : null;
+      const miss: number[] = [];
+      for (const r of need) if (!present || !present[r]) miss.push(r);
+      w.cached = need.length - miss.length;
+      if (w.cached > 0 && spec.needOutputs) w.readStored(plan, core.store, core.idBytes, this.diag);
+      missing = splitBlocks(w.dims, miss);
+    }
+    const dims = w.dims;
+    for (const b of missing) {
+      for (const block of cutBlock(b, spec.execChunkSize)) {
+        this.candidates.push({ work: w, block, points: blockPoints(dims, block) });
+        w.pending++;
+      }
+    }
+    if (w.pending === 0) return this.emit(w);
+    this.open.set(i, w);
+    this.largestChunk = Math.max(this.largestChunk, w.geo.points);
+  }
+
+  /** Claims the next candidates (a small batch) and queues granted work. */
+  private claimBatch(): void {
+    const batch: Block[] = [];
+    let pts = 0;
+    const want = this.claimWant();
+    while (this.candidates.length && (batch.length < want || pts < CLAIM_MIN_POINTS) && (batch.length === 0 || pts < CLAIM_MAX_POINTS)) {
+      const c = this.candidates.shift()!;
+      batch.push(c);
+      pts += c.points.length;
+    }
+    const res = this.claim(batch.map((b) => b.work), batch.map((b) => b.points));
+    batch.forEach((b, n) => {
+      b.work.pending--;
+      const r = res[n]!;
+      if (r.granted.length === b.points.length) {
+        b.work.pending++;
+        this.granted.push(b);
+      } else this.absorb(b.work, b.points, r);
+    });
+    for (const w of new Set(batch.map((b) => b.work))) this.settle(w);
+  }
+
+  private claim(works: ChunkWork[], points: Uint32Array[]): ClaimOutcome[] {
+    const tc = performance.now();
+    const res = this.claims.claim(works.map((w) => w.i), points);
+    this.diag.claimMs += performance.now() - tc;
+    for (const r of res) this.diag.takenOverPoints += r.takenOver;
+    return res;
+  }
+
+  /** A claim gave part of `points`: held ones wait, stored ones landed, granted ones are queued. */
+  private absorb(w: ChunkWork, points: Uint32Array, r: ClaimOutcome): void {
+    const granted = new Set(r.granted);
+    const stored = new Set(r.stored);
+    for (const p of points) {
+      if (granted.has(p) || stored.has(p)) w.held.delete(p);
+      else w.held.add(p);
+    }
+    if (r.stored.length) {
+      w.landed += r.stored.length;
+      this.diag.waitedPoints += r.stored.length;
+      this.progress.landed(r.stored.length);
+    }
+    if (r.granted.length === 0) return;
+    const sorted = Array.from(r.granted).sort((x, y) => x - y);
+    for (const blk of splitBlocks(w.dims, sorted)) {
+      for (const piece of cutBlock(blk, this.spec.execChunkSize)) {
+        w.pending++;
+        this.granted.push({ work: w, block: piece, points: blockPoints(w.dims, piece) });
+      }
+    }
+  }
+
+  /** Stores what a chunk computed and hands it out, or parks it to wait for others. */
+  private settle(w: ChunkWork): void {
+    if (!w.idle) return;
+    this.writeComputed(w);
+    if (w.held.size > 0) this.waiting.add(w);
+    else this.emit(w);
+  }
+
+  writeComputed(w: ChunkWork): void {
+    const n = w.unwritten;
+    const write = w.takeWrite();
+    if (!write) return;
+    this.batcher.add(write);
+    this.diag.streamFlushes++;
+    this.buffered -= n;
+  }
+
+  private emit(w: ChunkWork): void {
+    const { spec, diag, plan } = this;
+    const core = this.view._core;
+    this.open.delete(w.i);
+    this.waiting.delete(w);
+    if (spec.needOutputs && w.landed > 0) w.readStored(plan, core.store, core.idBytes, diag);
+    diag.cachedPoints += w.cached;
+    diag.executedPoints += w.executed;
+    if (w.executed === 0) diag.cachedChunks++;
+    else diag.executedChunks++;
+    if (w.executed > 0 && w.cached + w.landed > 0) diag.partialChunks++;
+    if (spec.needOutputs) diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, w.geo.points);
+    this.progress.chunk(w.i, w.cached, w.executed);
+    const geo = w.geo;
+    const G = this.G;
+    this.done.push({ index: w.i, geo, output: w.output(), cachedPoints: w.cached, executedPoints: w.executed, outIndex: () => G.outIndices(geo) });
+  }
+
+  private jobFor(b: Block): ExecJob {
+    const { spec, view } = this;
+    const core = view._core;
+    const geo = b.work.geo;
+    const axes: Record<string, Value[]> = {};
+    const globals = core.axisOrder.map((_, k) => {
+      const sel = geo.sel[k]!;
+      const start = geo.start[k]!;
+      const pos = b.block[k]!;
+      const g = new Uint32Array(pos.length);
+      for (let j = 0; j < pos.length; j++) g[j] = start + sel[pos[j]!]!;
+      return g;
+    });
+    core.axisOrder.forEach((a, k) => {
+      if (view._pinned.has(a)) return;
+      const all = core.axisValues[a]!;
+      axes[a] = Array.from(globals[k]!, (g) => all[g]!);
+    });
+    let key = '';
+    if (spec.jobKeys) {
+      // The same cache and points give the same key in every run.
+      const h = createHash('sha256');
+      h.update(core.idBytes);
+      core.axisOrder.forEach((a, k) => h.update(`\0${a}\0`).update(globals[k]!));
+      key = h.digest('hex').slice(0, 40);
+    }
+    return {
+      task: spec.task, params: view.params, axisOrder: view.axisOrder, axes, count: b.points.length, jobIndex: this.jobIndex++, key,
+      ...(spec.device !== undefined ? { device: spec.device } : {}),
+    };
+  }
+
+  private dispatch(ex: EngineExecutor, b: Block): void {
+    const { spec, diag } = this;
+    const job = this.jobFor(b);
+    const w = b.work;
+    w.pending--;
+    w.inflight++;
+    ex.busy++;
+    ex.stats.execChunks++;
+    ex.stats.points += job.count;
+    diag.execChunks++;
+    this.inflightPoints += job.count;
+    if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs);
+    const te = performance.now();
+    const p = (async () => {
+      try {
+        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, `${spec.label}: chunk ${w.i} at ${coords(job.axes as Record<string, Value[]>)}`);
+        if (this.failure === null) {
+          w.place(b.points, out as JobOutput);
+          this.buffered += job.count;
+          diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, this.buffered);
+        }
+      } catch (e) {
+        if (this.failure === null && !(this.aborted && this.isAbort(e))) this.failure = this.wrapExecError(e, w.i, job);
+      } finally {
+        this.lastExecMs = performance.now() - te;
+        diag.timings.execMs += this.lastExecMs;
+        ex.busy--;
+        w.inflight--;
+        this.inflightPoints -= job.count;
+        if (this.failure === null) {
+          try {
+            this.settle(w);
+          } catch (e) {
+            this.failure ??= e;
+          }
+        }
+      }
+    })();
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  private wrapExecError(e: unknown, i: number, job: ExecJob): unknown {
+    if (e instanceof ChunkMemoError && (e.code === 'ERR_ABORTED' || e.code === 'ERR_EXEC_OUTPUT')) return e;
+    return new ExecError(
+      `${this.spec.label}: exec function failed on chunk ${i} at ${coords(job.axes as Record<string, Value[]>)} (exec chunk ${job.jobIndex}, ${job.count} points): ` +
+        `${(e as Error)?.message ?? describeValue(e)}; finished chunks are stored, a re-run computes only the rest`,
+      { cause: e },
+    );
+  }
+
+  private isAbort(e: unknown): boolean {
+    return (e instanceof ChunkMemoError && e.code === 'ERR_ABORTED') || (e as Error)?.name === 'AbortError' || this.spec.signal?.aborted === true;
+  }
+
+  /** Buffered + in-flight points stay within capacity x execChunkSize + the largest memo chunk (parallel runs). */
+  private room(n: number): boolean {
+    if (!this.spec.boundMemory || this.inflight.size === 0) return true;
+    const limit = this.capacity * Math.min(this.spec.execChunkSize, Math.max(this.toCompute, 1)) + this.largestChunk;
+    return this.buffered + this.inflightPoints + n <= limit;
+  }
+
+  /** Re-claims the points other processes hold: queues what became free, counts what landed. True on progress. */
+  pollWaiting(): boolean {
+    const list = [...this.waiting];
+    if (list.length === 0) return false;
+    const points = list.map((w) => Uint32Array.from([...w.held].sort((x, y) => x - y)));
+    const res = this.claim(list, points);
+    let progressed = false;
+    list.forEach((w, n) => {
+      const r = res[n]!;
+      if (r.stored.length || r.granted.length) progressed = true;
+      this.waiting.delete(w);
+      this.absorb(w, points[n]!, r);
+      if (r.granted.length === 0) this.settle(w);
+    });
+    return progressed;
+  }
+
+  /** On failure or abort: whatever completed is written (partial records). */
+  writeOpenChunks(): void {
+    for (const w of this.open.values()) {
+      try {
+        this.writeComputed(w);
+      } catch (e) {
+        this.failure ??= e;
+      }
+    }
+  }
+}
