@@ -316,3 +316,23 @@ test.serial('metadata changed by another opener between merge and write is merge
   const again = await run(open([0, 1, 2, 3]), fn);
   t.is(again.diagnostics.executedPoints, 0);
 });
+
+test('export streams records larger than its 1 MiB pieces; the archive round-trips', async (t) => {
+  const root = tmp();
+  const x = Array.from({ length: 200_000 }, (_, i) => i);
+  const open = (r: string): ChunkCache => ChunkCache.open({ root: r, params: { big: 1 }, axisValues: { x }, chunkSpec: { x: 150_000 } });
+  const typed = (_p: unknown, axes: Record<string, unknown[]>): Float64Array => Float64Array.from(axes.x as number[], (v) => v / 7);
+  const first = await run(open(root), typed);
+  const file = join(tmp(), 'big.tar.gz');
+  const ex = await exportCaches(root, [open(root).id], file);
+  t.deepEqual(ex.caches.map((c) => [c.records, c.points]), [[2, 200_000]]);
+  const big = entriesOf(gunzipSync(readFileSync(file))).find((e) => e.data.length > 2 ** 20);
+  t.truthy(big, 'one record file is over 1 MiB');
+  const target = tmp();
+  await importArchive(file, target);
+  const again = await run(open(target), () => {
+    throw new Error('nothing should run');
+  });
+  t.is(again.diagnostics.executedPoints, 0);
+  t.deepEqual(again.output, first.output);
+});

@@ -4,8 +4,12 @@
  * archive-import.ts: it validates the whole archive in bounded memory
  * before writing anything, then writes it in one transaction.
  */
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { closeSync, createWriteStream, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { BindingStore } from '../binding/native.js';
 import { ChunkCache, type SelectSpec } from '../cache/cache.js';
 import { hashList } from '../cache/grid.js';
 import { packMeta } from '../cache/meta.js';
@@ -35,13 +39,50 @@ export interface ExportResult {
 /**
  * Writes caches `ids` of `root` (or a selection of each) to one archive at
  * `file`. Records that fail verification are left out (and counted).
+ *
+ * Memory stays bounded by one record: record files go to a spool file in
+ * the temporary directory as they are read (hashed on the way), then the
+ * archive is streamed through gzip to a temporary file renamed into place.
  */
 export async function exportCaches(root: string, ids: readonly string[], file: string, options: ExportOptions = {}): Promise<ExportResult> {
   const where = 'exportCaches';
   if (!Array.isArray(ids) || ids.length === 0) throw new InvalidOptionError(`${where}: give at least one cache id`);
   if (typeof file !== 'string' || !file) throw new InvalidOptionError(`${where}: file must be a path`);
   const { abs, store } = existingStore(root, where);
-  const files: Array<[string, Buffer]> = [];
+  const dir = mkdtempSync(join(tmpdir(), 'chunk-memo-export-'));
+  const spool = openSync(join(dir, 'records.spool'), 'w+');
+  try {
+    const { files, result } = collect(store, abs, ids, options, spool, where);
+    const out = resolvePath(file);
+    const tmp = `${out}.${process.pid}.tmp`;
+    try {
+      await pipeline(tarStream(files, spool), createGzip(), createWriteStream(tmp));
+      renameSync(tmp, out);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw new ChunkMemoError('ERR_IO', `${where}: cannot write ${out}: ${(e as Error).message}`, { cause: e });
+    }
+    return { file: out, bytes: statSync(out).size, caches: result };
+  } finally {
+    closeSync(spool);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** An archive entry: in memory (manifest, metadata) or a byte range of the spool. */
+interface OutFile {
+  readonly path: string;
+  readonly data?: Buffer;
+  readonly at?: number;
+  readonly size: number;
+}
+
+/** Reads the caches' metadata and records (records into the spool); builds the manifest. */
+function collect(
+  store: BindingStore, abs: string, ids: readonly string[], options: ExportOptions, spoolFd: number, where: string,
+): { files: OutFile[]; result: ExportResult['caches'] } {
+  const files: OutFile[] = [];
+  let spooled = 0;
   const caches: ManifestCache[] = [];
   const result: ExportResult['caches'] = [];
   for (const id of [...new Set(ids)]) {
@@ -60,7 +101,7 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
     const bad = new Set(store.verify(idBytes).map((b) => b.chunk.toString('hex')));
     const metaBlob = packMeta(meta);
     const metaPath = `caches/${id}/meta.msgpack`;
-    files.push([metaPath, metaBlob]);
+    files.push({ path: metaPath, data: metaBlob, size: metaBlob.length });
     const records: ManifestRecord[] = [];
     let points = 0;
     let bytes = 0;
@@ -85,7 +126,9 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
       if (!rec) continue;
       const body = recordFile(d, rec);
       const path = `caches/${id}/records/${chunk}.rec`;
-      files.push([path, body]);
+      writeSync(spoolFd, body, 0, body.length, spooled);
+      files.push({ path, at: spooled, size: body.length });
+      spooled += body.length;
       records.push({ path, chunk, sha256: sha256(body), size: body.length, n: d.n, points: d.present });
       points += d.present;
       bytes += d.bytes;
@@ -104,18 +147,8 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
       `${where}: the manifest would be ${manifestBytes.length} bytes, over the ${MAX_MANIFEST_BYTES} byte limit of import; export fewer caches or a selection per archive`,
     );
   }
-  files.unshift(['manifest.json', manifestBytes]);
-  const archive = await packFiles(files);
-  const out = resolvePath(file);
-  const tmp = `${out}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, archive);
-    renameSync(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new ChunkMemoError('ERR_IO', `${where}: cannot write ${out}: ${(e as Error).message}`, { cause: e });
-  }
-  return { file: out, bytes: archive.length, caches: result };
+  files.unshift({ path: 'manifest.json', data: manifestBytes, size: manifestBytes.length });
+  return { files, result };
 }
 
 // node-tar is loaded on first use: most processes never export or import,
@@ -123,23 +156,30 @@ export async function exportCaches(root: string, ids: readonly string[], file: s
 let tarModule: Promise<typeof import('tar')> | undefined;
 const loadTar = (): Promise<typeof import('tar')> => (tarModule ??= import('tar'));
 
-/** A gzip-compressed tar of in-memory files (no file of the disk is read). */
-async function packFiles(files: Array<[string, Buffer]>): Promise<Buffer> {
-  const { Pack, Header, ReadEntry } = await loadTar();
-  return new Promise((resolve, reject) => {
-    const pack = new Pack({ gzip: true, portable: true });
-    const parts: Buffer[] = [];
-    pack.on('data', (c: Buffer) => parts.push(c));
-    pack.on('end', () => resolve(Buffer.concat(parts)));
-    pack.on('error', reject);
-    const mtime = new Date();
-    for (const [path, data] of files) {
-      const h = new Header({ path, type: 'File', size: data.length, mode: 0o644, mtime });
-      h.encode();
-      const e = new ReadEntry(h);
-      e.end(data);
-      pack.add(e);
+/**
+ * The ustar bytes of `files` (plain files; data in memory or in the spool),
+ * end marker included, in pieces of at most 1 MiB.
+ */
+async function* tarStream(files: readonly OutFile[], spoolFd: number): AsyncGenerator<Buffer> {
+  const { Header } = await loadTar();
+  const mtime = new Date();
+  const PIECE = 2 ** 20;
+  for (const f of files) {
+    const block = Buffer.alloc(512);
+    new Header({ path: f.path, type: 'File', size: f.size, mode: 0o644, mtime }).encode(block, 0);
+    yield block;
+    if (f.data) yield f.data;
+    else {
+      for (let done = 0; done < f.size; ) {
+        const piece = Buffer.allocUnsafe(Math.min(PIECE, f.size - done));
+        const got = readSync(spoolFd, piece, 0, piece.length, f.at! + done);
+        if (got !== piece.length) throw new Error('the export spool file is shorter than written');
+        done += got;
+        yield piece;
+      }
     }
-    pack.end();
-  });
+    const pad = (512 - (f.size % 512)) % 512;
+    if (pad) yield Buffer.alloc(pad);
+  }
+  yield Buffer.alloc(1024);
 }
