@@ -169,7 +169,7 @@ if (!BIN) {
 
   test.serial('SIGTERM: the worker finishes its running job, then exits 0', async (t) => {
     const log = join(dir, 'term.log');
-    const [w] = await spawnWorkers(1, 'term', log, ['--device', 'cuda:1']);
+    const [w] = await spawnWorkers(1, 'term', log);
     const release = join(dir, 'term.release');
     const ex = executor('term');
     const out = ex.run(blockJob(remoteTask('hold'), { release }, { x: [1], y: [2] }, 0));
@@ -179,10 +179,56 @@ if (!BIN) {
     writeFileSync(release, '');
     t.deepEqual(await out, [12]);
     t.is(await w!.exit, 0);
-    const dev = blockJob(remoteTask('objs'), { k: 0 }, { x: [1], y: [1] }, 1);
-    const [w2] = await spawnWorkers(1, 'term', log, ['--device', 'cuda:1']);
-    t.is(((await ex.run(dev)) as { device: string }[])[0]!.device, 'cuda:1');
-    w2!.proc.kill('SIGTERM');
-    t.is(await w2!.exit, 0);
+  });
+
+  test.serial('--device sets ctx.device, CHUNK_MEMO_DEVICE and CUDA_VISIBLE_DEVICES of the sandbox', async (t) => {
+    const [w] = await spawnWorkers(1, 'device', join(dir, 'device.log'), ['--device', 'cuda:1']);
+    t.regex(w!.stderr(), /device cuda:1/);
+    const ex = executor('device');
+    const out = await ex.run(blockJob(remoteTask('whereami'), {}, { x: [1, 2] }, 0));
+    t.deepEqual(out, [0, 1].map(() => ({ device: 'cuda:1', CHUNK_MEMO_DEVICE: 'cuda:1', CUDA_VISIBLE_DEVICES: '1' })));
+  });
+
+  test.serial('abort takes a waiting job back off the queue; a run with no worker connected warns', async (t) => {
+    const warned = new Promise<Error>((resolve) => {
+      const on = (w: Error): void => {
+        if ((w as Error & { code?: string }).code !== 'CHUNK_MEMO_NO_WORKERS') return;
+        process.off('warning', on);
+        resolve(w);
+      };
+      process.on('warning', on);
+    });
+    const ex = executor('nobody');
+    const ac = new AbortController();
+    const p = ex.run(blockJob(remoteTask('objs'), { k: 0 }, { x: [1], y: [1] }, 0), ac.signal);
+    t.regex((await warned).message, /no chunk-memo worker is connected to queue nobody/);
+    await until(async () => (await leftovers('nobody')).jobs === 1, 'the job to be queued');
+    ac.abort();
+    await t.throwsAsync(p, { code: 'ERR_ABORTED' });
+    await until(async () => (await leftovers('nobody')).jobs === 0, 'the job to be taken back');
+    t.pass();
+  });
+
+  test.serial('connection options pass through: a password-protected Redis, as URL (worker) and as ioredis options (coordinator)', async (t) => {
+    const secure = await startRedis(BIN, ['--requirepass', 's3cret']);
+    try {
+      const log = join(dir, 'auth.log');
+      const w = await startWorkerProc(secure.url.replace('redis://', 'redis://:s3cret@'), ['--queue', 'auth', '--tasks', FIXTURES], { CM_TEST_LOG: log });
+      workers.push(w);
+      t.notRegex(w.stderr(), /s3cret/, 'the status line hides the password');
+      t.regex(w.stderr(), /\*\*\*/);
+      const ex = bullmqExecutor({ connection: { host: '127.0.0.1', port: secure.port, password: 's3cret' }, queue: 'auth' });
+      executors.push(ex);
+      const job = blockJob(remoteTask('objs'), { k: 2 }, { x: [1, 2], y: [3] }, 0);
+      t.deepEqual(await ex.run(job), await executeJob(job));
+      const wrong = bullmqExecutor({ connection: { host: '127.0.0.1', port: secure.port, password: 'wrong' }, queue: 'auth', connectTimeoutSeconds: 3 });
+      executors.push(wrong);
+      await t.throwsAsync(wrong.run(job), { message: /WRONGPASS|NOAUTH|did not answer|invalid/i });
+      w.proc.kill('SIGTERM');
+      t.is(await w.exit, 0);
+      await Promise.all([ex.close!(), wrong.close!()]);
+    } finally {
+      await secure.stop();
+    }
   });
 }

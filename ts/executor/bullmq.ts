@@ -72,6 +72,17 @@ const isOptions = t.isObject({
 const MAX_READDS = 3;
 /** A job silent this long is looked up (events are the fast path; this is the safety net). */
 const POLL_MS = 2000;
+/** How long `close` waits for a graceful goodbye before dropping the connections. */
+const CLOSE_MS = 5000;
+
+/** True when `p` settles within `ms`. */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  return Promise.race([p.then(() => true, () => true), late]).finally(() => clearTimeout(timer));
+}
 
 interface Waiter {
   readonly id: string;
@@ -169,8 +180,12 @@ class BullMQExecutor implements Executor {
     const s = await started.catch(() => undefined);
     await Promise.allSettled([...this.cleanups]);
     if (!s) return;
-    await Promise.allSettled([s.events.close(), s.queue.close()]);
-    await s.redis.quit().catch(() => s.redis.disconnect());
+    // A Redis that went away would make a graceful close wait forever.
+    const graceful = await settlesWithin(Promise.allSettled([s.events.close(), s.queue.close(), s.redis.quit()]), CLOSE_MS);
+    if (!graceful) {
+      s.redis.disconnect();
+      await Promise.allSettled([s.events.disconnect(), s.queue.disconnect()]);
+    }
   }
 
   // ---- connection --------------------------------------------------------
@@ -192,13 +207,15 @@ class BullMQExecutor implements Executor {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ChunkMemoError('ERR_REDIS_UNAVAILABLE', `bullmqExecutor: Redis at ${where} did not answer within ${this.connectTimeoutMs / 1000} s; is it running and reachable (host, port, password, TLS)?`)), this.connectTimeoutMs);
     });
+    let queue: Session['queue'] | undefined;
+    let events: Session['events'] | undefined;
     try {
       // Events are read from the stream's current end, so none that happens
       // after a job is added can be missed.
       const last = (await Promise.race([redis.xrevrange(`${this.prefix}:${this.queueName}:events`, '+', '-', 'COUNT', 1), timeout])) as [string, string[]][];
       const lastEventId = last[0]?.[0] ?? '0-0';
-      const queue = new Queue(this.queueName, { connection: this.connection, prefix: this.prefix });
-      const events = new QueueEvents(this.queueName, { connection: this.connection, prefix: this.prefix, lastEventId });
+      queue = new Queue(this.queueName, { connection: this.connection, prefix: this.prefix });
+      events = new QueueEvents(this.queueName, { connection: this.connection, prefix: this.prefix, lastEventId });
       queue.on('error', () => undefined);
       events.on('error', () => undefined);
       events.on('completed', ({ jobId, returnvalue }) => {
@@ -218,7 +235,8 @@ class BullMQExecutor implements Executor {
       return { queue, events, redis };
     } catch (e) {
       redis.disconnect();
-      throw e;
+      await Promise.allSettled([queue?.disconnect(), events?.disconnect()]);
+      throw e instanceof ChunkMemoError ? e : new ChunkMemoError('ERR_REDIS_UNAVAILABLE', `bullmqExecutor: cannot use Redis at ${where}: ${(e as Error).message}`, { cause: e });
     } finally {
       clearTimeout(timer);
     }
