@@ -71,16 +71,20 @@ const label = (chunk: number, p: number): string => `c${chunk}p${p}`;
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 /** Asserts that `fn` throws (sync) an error whose message starts with `code`. */
-function throwsCode(t: ExecutionContext, fn: () => unknown, code: string): void {
-  const e = t.throws(fn);
+/** Binding errors carry their stable code as `code`, never inside the message. */
+function throwsCode(t: ExecutionContext, fn: () => unknown, code: string): Error & { code?: string } {
+  const e = t.throws(fn) as Error & { code?: string };
   t.truthy(e);
-  t.true(e!.message.startsWith(`${code}:`), e!.message);
+  t.is(e.code, code, e.message);
+  t.false(e.message.startsWith('ERR_'), e.message);
+  return e;
 }
 
 async function rejectsCode(t: ExecutionContext, fn: () => Promise<unknown>, code: string): Promise<void> {
-  const e = await t.throwsAsync(async () => fn());
+  const e = (await t.throwsAsync(async () => fn())) as Error & { code?: string };
   t.truthy(e);
-  t.true(e!.message.startsWith(`${code}:`), e!.message);
+  t.is(e.code, code, e.message);
+  t.false(e.message.startsWith('ERR_'), e.message);
 }
 
 function writeItems(plan: BindingPlan, store: BindingStore, id: Buffer, chunk: number, points: number[]): void {
@@ -133,8 +137,8 @@ test('hashValues: 8 bytes per value of a concatenation; equal values give equal 
   t.is(native.hashValues(buf(encodeCanonical({ k: [1, 2] }))).toString('hex'), at(3));
   t.is(native.hashValues(Buffer.alloc(0)).length, 0);
   // A truncated encoding is refused.
-  const e = t.throws(() => native.hashValues(buf(encodeCanonical('abc')).subarray(0, 4)));
-  t.true(e!.message.startsWith('ERR_'), e!.message);
+  const e = t.throws(() => native.hashValues(buf(encodeCanonical('abc')).subarray(0, 4))) as Error & { code?: string };
+  t.true(e.code?.startsWith('ERR_'), e.message);
 });
 
 // ---------------------------------------------------------------------------
@@ -159,7 +163,8 @@ test('grid and plan geometry', (t) => {
   t.deepEqual(sub.shape, [2, 1]);
   t.deepEqual(sub.describe()[0]!.bin, [0, 2]);
   t.is(sub.chunkKey(1).toString('hex'), plan.chunkKey(2).toString('hex'));
-  throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 1])], [1]), 'ERR_DUPLICATE_AXIS_VALUE');
+  const dup = throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([7, 1, 1])], [1]), 'ERR_DUPLICATE_AXIS_VALUE');
+  t.like(dup, { axis: 'x', first: 1, second: 2 });
   throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([1, 2])], [0]), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => new native.BindingGrid(['x', 'y'], [hashesOf([1, 2])], [1]), 'ERR_INVALID_ARGUMENT');
 });
@@ -286,7 +291,7 @@ test('readAsync / writeAsync / resolveAsync return promises with the same result
   all.forEach((r, k) => t.deepEqual(itemsOf(r), itemsOf(plan.read(store, idS, k % 3))));
 });
 
-test('errors carry a message starting with ERR_', async (t) => {
+test('errors carry their stable code as `code`', async (t) => {
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('errors');
   const plan = grid().plan([null, null]);

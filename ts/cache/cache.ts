@@ -101,11 +101,11 @@ function buildCore(args: {
     );
   } catch (e) {
     const err = fromNative(e, where);
-    const dup = /axis "(.*)" has a duplicate value at indices (\d+) and (\d+)/.exec(err.message);
-    if (err.code === 'ERR_DUPLICATE_AXIS_VALUE' && dup) {
-      const [, axis, j, i] = dup;
+    // The binding's duplicate error carries its data as fields.
+    const { axis, first, second } = e as { axis?: string; first?: number; second?: number };
+    if (err.code === 'ERR_DUPLICATE_AXIS_VALUE' && axis !== undefined && first !== undefined && second !== undefined) {
       throw new DuplicateAxisValueError(
-        `${where}: axisValues.${axis} lists the value ${describeValue(args.axisValues[axis!]![Number(i)])} twice (indices ${j} and ${i}); axis values must be distinct`,
+        `${where}: axisValues.${axis} lists the value ${describeValue(args.axisValues[axis]![second])} twice (indices ${first} and ${second}); axis values must be distinct`,
       );
     }
     throw err;

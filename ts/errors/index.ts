@@ -67,12 +67,15 @@ export type ClosedError = InstanceType<typeof ClosedError>;
 export const GpuError = subclass('GpuError', 'ERR_GPU');
 export type GpuError = InstanceType<typeof GpuError>;
 
-/** Turns an error thrown by the native binding (`ERR_X: message`) into a ChunkMemoError. */
+/**
+ * Turns an error thrown by the native binding into a ChunkMemoError. The
+ * binding's errors carry their stable code as `code` (and their data as
+ * fields, kept on `cause`); anything else is `ERR_NATIVE`.
+ */
 export function fromNative(e: unknown, context?: string): ChunkMemoError {
   if (e instanceof ChunkMemoError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  const m = /^(ERR_[A-Z_]+): ([\s\S]*)$/.exec(msg);
-  const code = m ? m[1]! : 'ERR_NATIVE';
-  const text = m ? m[2]! : msg;
+  const raw = (e as { code?: unknown } | null | undefined)?.code;
+  const code = typeof raw === 'string' && raw.startsWith('ERR_') ? raw : 'ERR_NATIVE';
+  const text = e instanceof Error ? e.message : String(e);
   return new ChunkMemoError(code, context ? `${context}: ${text}` : text, { cause: e });
 }

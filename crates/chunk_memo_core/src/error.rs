@@ -36,15 +36,28 @@ impl ErrorCode {
     }
 }
 
+/// Data an error carries besides its code and message, so that callers
+/// never parse the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorDetail {
+    /// `axis` lists one value at indices `first` and `second`.
+    DuplicateAxisValue { axis: String, first: u32, second: u32 },
+}
+
 #[derive(Debug, Clone)]
 pub struct CoreError {
     pub code: ErrorCode,
     pub message: String,
+    pub detail: Option<ErrorDetail>,
 }
 
 impl CoreError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CoreError { code, message: message.into() }
+        CoreError { code, message: message.into(), detail: None }
+    }
+    pub fn with_detail(mut self, detail: ErrorDetail) -> Self {
+        self.detail = Some(detail);
+        self
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)

@@ -20,4 +20,4 @@ pub mod planner;
 pub mod record;
 pub mod store;
 
-pub use error::{CoreError, ErrorCode};
+pub use error::{CoreError, ErrorCode, ErrorDetail};

@@ -67,7 +67,12 @@ impl Grid {
                     return Err(CoreError::new(
                         crate::error::ErrorCode::DuplicateAxisValue,
                         format!("axis {:?} has a duplicate value at indices {j} and {i}", a.name),
-                    ));
+                    )
+                    .with_detail(crate::error::ErrorDetail::DuplicateAxisValue {
+                        axis: a.name.clone(),
+                        first: j as u32,
+                        second: i as u32,
+                    }));
                 }
             }
             let digests = a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect();
@@ -305,8 +310,11 @@ mod tests {
         let g = grid(&[5], &[2]);
         assert!(g.plan(&[Some(vec![5])]).is_err());
         assert!(g.plan(&[Some(vec![2, 1])]).is_err());
-        let dup = Grid::new(vec![Axis { name: "x".into(), hashes: vec![1, 1], chunk: 1 }]);
-        assert!(dup.is_err());
+        let dup = Grid::new(vec![Axis { name: "x".into(), hashes: vec![5, 1, 1], chunk: 1 }]).unwrap_err();
+        assert_eq!(
+            dup.detail,
+            Some(crate::error::ErrorDetail::DuplicateAxisValue { axis: "x".into(), first: 1, second: 2 })
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@
 //! `session` is a non-negative integer (at most 2^53) chosen by the caller,
 //! one per run; `leaseMs` a non-negative number of milliseconds.
 
-use crate::{id16, to_napi, BindingPlan, BindingStore};
+use crate::errors::{boundary, invalid, CoreResult};
+use crate::{id16, BindingPlan, BindingStore};
 use chunk_memo_core::canonical;
 use chunk_memo_core::claims::{ClaimOptions, ClaimOutcome, ClaimRequest, PlanRef};
 use napi::bindgen_prelude::*;
@@ -52,11 +53,7 @@ pub struct BindingClaim {
     pub available: u32,
 }
 
-fn invalid(msg: String) -> Error {
-    Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: {msg}"))
-}
-
-fn session_of(session: f64) -> Result<u64> {
+fn session_of(session: f64) -> CoreResult<u64> {
     if session.is_finite() && session >= 0.0 && session.fract() == 0.0 && session <= 9_007_199_254_740_992.0 {
         Ok(session as u64)
     } else {
@@ -64,7 +61,7 @@ fn session_of(session: f64) -> Result<u64> {
     }
 }
 
-fn options(session: f64, lease_ms: Option<f64>) -> Result<ClaimOptions> {
+fn options(session: f64, lease_ms: Option<f64>) -> CoreResult<ClaimOptions> {
     let lease_ms = match lease_ms {
         None => None,
         Some(l) if l.is_finite() && l >= 0.0 => Some(l as u64),
@@ -74,7 +71,7 @@ fn options(session: f64, lease_ms: Option<f64>) -> Result<ClaimOptions> {
 }
 
 impl BindingPlan {
-    fn requests(&self, chunks: &[u32], points: &[Uint32Array]) -> Result<Vec<ClaimRequest>> {
+    fn requests(&self, chunks: &[u32], points: &[Uint32Array]) -> CoreResult<Vec<ClaimRequest>> {
         if chunks.len() != points.len() {
             return Err(invalid(format!("{} chunks but {} point lists", chunks.len(), points.len())));
         }
@@ -96,7 +93,7 @@ impl BindingPlan {
         points: &[Uint32Array],
         write: bool,
         opts: ClaimOptions,
-    ) -> Result<Vec<BindingClaim>> {
+    ) -> CoreResult<Vec<BindingClaim>> {
         let requests = self.requests(chunks, points)?;
         let cache = id16(cache_id, "cache id")?;
         let mut st = self.state.lock().unwrap();
@@ -106,8 +103,7 @@ impl BindingPlan {
             store.inner.claim(&at, &mut st.catalog, opts, &requests)
         } else {
             store.inner.claim_status(&at, &mut st.catalog, opts, &requests)
-        }
-        .map_err(to_napi)?;
+        }?;
         Ok(requests
             .iter()
             .zip(outcomes)
@@ -131,8 +127,10 @@ impl BindingPlan {
     /// Claims points of several chunks in one write transaction; see the
     /// module docs for the answer.
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub fn claim(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         session: f64,
@@ -140,13 +138,15 @@ impl BindingPlan {
         points: Vec<Uint32Array>,
         lease_ms: Option<f64>,
     ) -> Result<Vec<BindingClaim>> {
-        self.with_claims(store, &cache_id, &chunks, &points, true, options(session, lease_ms)?)
+        boundary(&env, || self.with_claims(store, &cache_id, &chunks, &points, true, options(session, lease_ms)?))
     }
 
     /// What `claim` would answer, claiming nothing (a read transaction).
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub fn claim_status(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         session: f64,
@@ -154,7 +154,7 @@ impl BindingPlan {
         points: Vec<Uint32Array>,
         lease_ms: Option<f64>,
     ) -> Result<Vec<BindingClaim>> {
-        self.with_claims(store, &cache_id, &chunks, &points, false, options(session, lease_ms)?)
+        boundary(&env, || self.with_claims(store, &cache_id, &chunks, &points, false, options(session, lease_ms)?))
     }
 }
 
@@ -168,14 +168,14 @@ impl BindingStore {
 
     /// Claimed points in the root, every owner and session together.
     #[napi]
-    pub fn claim_count(&self) -> Result<f64> {
-        Ok(self.inner.claim_count().map_err(to_napi)? as f64)
+    pub fn claim_count(&self, env: Env) -> Result<f64> {
+        boundary(&env, || Ok(self.inner.claim_count()? as f64))
     }
 
     /// Releases every claim of this owner and `session`; returns the points
     /// released.
     #[napi]
-    pub fn release_session(&self, session: f64) -> Result<f64> {
-        Ok(self.inner.release_session(session_of(session)?).map_err(to_napi)? as f64)
+    pub fn release_session(&self, env: Env, session: f64) -> Result<f64> {
+        boundary(&env, || Ok(self.inner.release_session(session_of(session)?)? as f64))
     }
 }

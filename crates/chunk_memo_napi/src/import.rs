@@ -1,6 +1,7 @@
 //! Binding of the all-or-nothing archive import (`chunk_memo_core::import`).
 
-use super::{id16, task, to_napi, BindingStore, OpTask};
+use super::errors::boundary;
+use super::{id16, task, BindingStore, OpTask};
 use chunk_memo_core::import::{check_record, ImportMeta, ImportSummary};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -34,9 +35,11 @@ pub struct BindingRecordInfo {
 
 /// Checks a record's structure and checksum (throws `ERR_CORRUPT_RECORD`).
 #[napi]
-pub fn check_record_bytes(bytes: Buffer) -> Result<BindingRecordInfo> {
-    let (kind, n, present) = check_record(&bytes).map_err(to_napi)?;
-    Ok(BindingRecordInfo { kind: kind as u32, n, present })
+pub fn check_record_bytes(env: Env, bytes: Buffer) -> Result<BindingRecordInfo> {
+    boundary(&env, || {
+        let (kind, n, present) = check_record(&bytes)?;
+        Ok(BindingRecordInfo { kind: kind as u32, n, present })
+    })
 }
 
 fn import_to_js(s: ImportSummary) -> Result<BindingImportResult> {
@@ -50,18 +53,21 @@ impl BindingStore {
     #[napi(ts_return_type = "Promise<BindingImportResult>")]
     pub fn import_spool_async(
         &self,
+        env: Env,
         metas: Vec<BindingImportMeta>,
         spool: String,
     ) -> Result<AsyncTask<OpTask<ImportSummary, BindingImportResult>>> {
-        let mut ms = Vec::with_capacity(metas.len());
-        for m in &metas {
-            ms.push(ImportMeta {
-                cache: id16(&m.id, "id")?,
-                blob: m.blob.as_ref().map(|b| b.to_vec()),
-                expected: m.expected.as_ref().map(|b| b.to_vec()),
-            });
-        }
-        let (inner, path) = (self.inner.clone(), PathBuf::from(spool));
-        Ok(task(move || inner.import_spool(&ms, &path), import_to_js, None))
+        boundary(&env, || {
+            let mut ms = Vec::with_capacity(metas.len());
+            for m in &metas {
+                ms.push(ImportMeta {
+                    cache: id16(&m.id, "id")?,
+                    blob: m.blob.as_ref().map(|b| b.to_vec()),
+                    expected: m.expected.as_ref().map(|b| b.to_vec()),
+                });
+            }
+            let (inner, path) = (self.inner.clone(), PathBuf::from(spool));
+            Ok(task(move || inner.import_spool(&ms, &path), import_to_js, None))
+        })
     }
 }

@@ -1,56 +1,65 @@
 #![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
 
-//! Thin N-API binding of `chunk_memo_core`. It converts arguments, maps core
-//! errors to JS errors whose message starts with a stable code
-//! (`ERR_...: message`, parsed by `ts/binding/native.ts`) and offers every
-//! I/O call in a sync form and an async form (`...Async`, an AsyncTask on the
-//! libuv pool). Data crosses once per chunk as Buffers, never per point.
+//! Thin N-API binding of `chunk_memo_core`. It converts arguments, turns
+//! core errors into JS errors that carry their stable code as `code` (see
+//! [`errors`]) and offers every I/O call in a sync form and an async form
+//! (`...Async`, an AsyncTask on the libuv pool). Data crosses once per chunk
+//! as Buffers, never per point.
 
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{missing_blocks, Axis, Grid, Plan};
 use chunk_memo_core::store::{Catalog, ChunkData, ChunkGeometry, ChunkWrite, Descriptor, Resolution, Store};
 use chunk_memo_core::CoreError;
+use errors::{boundary, invalid, js_error, CoreResult};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub mod claims;
+pub mod errors;
 pub mod import;
 pub mod meta;
 
-fn to_napi(e: CoreError) -> Error {
-    Error::new(Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
-}
-
-fn id16(b: &[u8], what: &str) -> Result<[u8; 16]> {
-    b.try_into().map_err(|_| Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: {what} must be 16 bytes")))
+fn id16(b: &[u8], what: &str) -> CoreResult<[u8; 16]> {
+    b.try_into().map_err(|_| invalid(format!("{what} must be 16 bytes")))
 }
 
 /// Runs a core operation on the libuv pool and converts its result on the
-/// JS thread.
+/// JS thread; a core error is kept and becomes a JS error in `reject`.
 pub struct OpTask<R: Send + 'static, J> {
-    op: Option<Box<dyn FnOnce() -> chunk_memo_core::error::Result<R> + Send>>,
+    op: Option<Box<dyn FnOnce() -> CoreResult<R> + Send>>,
     to_js: fn(R) -> Result<J>,
+    failed: Option<CoreError>,
 }
 
 impl<R: Send + 'static, J: ToNapiValue + TypeName> Task for OpTask<R, J> {
     type Output = R;
     type JsValue = J;
     fn compute(&mut self) -> Result<R> {
-        (self.op.take().expect("task runs once"))().map_err(to_napi)
+        (self.op.take().expect("task runs once"))().map_err(|e| {
+            let placeholder = Error::new(Status::GenericFailure, e.message.clone());
+            self.failed = Some(e);
+            placeholder
+        })
     }
     fn resolve(&mut self, _env: Env, output: R) -> Result<J> {
         (self.to_js)(output)
     }
+    fn reject(&mut self, env: Env, err: Error) -> Result<J> {
+        Err(match self.failed.take() {
+            Some(e) => js_error(&env, e),
+            None => err,
+        })
+    }
 }
 
 fn task<R: Send + 'static, J: ToNapiValue + TypeName>(
-    op: impl FnOnce() -> chunk_memo_core::error::Result<R> + Send + 'static,
+    op: impl FnOnce() -> CoreResult<R> + Send + 'static,
     to_js: fn(R) -> Result<J>,
     signal: Option<AbortSignal>,
 ) -> AsyncTask<OpTask<R, J>> {
-    AsyncTask::with_optional_signal(OpTask { op: Some(Box::new(op)), to_js }, signal)
+    AsyncTask::with_optional_signal(OpTask { op: Some(Box::new(op)), to_js, failed: None }, signal)
 }
 
 fn unit(_: ()) -> Result<()> {
@@ -75,13 +84,15 @@ pub fn canonical_id(canonical_bytes: Buffer) -> Buffer {
 /// Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
 /// encodings.
 #[napi]
-pub fn hash_values(concatenated: Buffer) -> Result<Buffer> {
-    let hs = canonical::hash_concatenated(&concatenated).map_err(to_napi)?;
-    let mut out = Vec::with_capacity(hs.len() * 8);
-    for h in hs {
-        out.extend_from_slice(&h.to_le_bytes());
-    }
-    Ok(out.into())
+pub fn hash_values(env: Env, concatenated: Buffer) -> Result<Buffer> {
+    boundary(&env, || {
+        let hs = canonical::hash_concatenated(&concatenated)?;
+        let mut out = Vec::with_capacity(hs.len() * 8);
+        for h in hs {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        Ok(out.into())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -164,14 +175,11 @@ fn desc_to_js(chunk: [u8; 16], d: Descriptor) -> BindingDescriptor {
     }
 }
 
-fn desc_from_js(d: &BindingDescriptor) -> Result<Descriptor> {
+fn desc_from_js(d: &BindingDescriptor) -> CoreResult<Descriptor> {
     let mut axes = Vec::new();
     for a in &d.axes {
         if a.hashes.len() % 8 != 0 {
-            return Err(Error::new(
-                Status::InvalidArg,
-                "ERR_INVALID_ARGUMENT: descriptor hashes must be a multiple of 8 bytes",
-            ));
+            return Err(invalid("descriptor hashes must be a multiple of 8 bytes"));
         }
         axes.push((a.name.clone(), a.hashes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()));
     }
@@ -189,8 +197,8 @@ pub struct BindingStore {
 impl BindingStore {
     /// Opens (creating if needed) the store at `root`.
     #[napi(factory)]
-    pub fn open(root: String) -> Result<BindingStore> {
-        Ok(BindingStore { inner: Store::open(Path::new(&root)).map_err(to_napi)? })
+    pub fn open(env: Env, root: String) -> Result<BindingStore> {
+        boundary(&env, || Ok(BindingStore { inner: Store::open(Path::new(&root))? }))
     }
 
     /// Canonical path of the root.
@@ -200,104 +208,110 @@ impl BindingStore {
     }
 
     #[napi]
-    pub fn put_meta(&self, id: Buffer, blob: Buffer) -> Result<()> {
-        self.inner.put_meta(&id16(&id, "id")?, &blob).map_err(to_napi)
+    pub fn put_meta(&self, env: Env, id: Buffer, blob: Buffer) -> Result<()> {
+        boundary(&env, || self.inner.put_meta(&id16(&id, "id")?, &blob))
     }
 
     #[napi]
-    pub fn get_meta(&self, id: Buffer) -> Result<Option<Buffer>> {
-        Ok(self.inner.get_meta(&id16(&id, "id")?).map_err(to_napi)?.map(Into::into))
+    pub fn get_meta(&self, env: Env, id: Buffer) -> Result<Option<Buffer>> {
+        boundary(&env, || Ok(self.inner.get_meta(&id16(&id, "id")?)?.map(Into::into)))
     }
 
     #[napi]
-    pub fn list_meta(&self) -> Result<Vec<BindingMetaEntry>> {
-        Ok(self
-            .inner
-            .list_meta()
-            .map_err(to_napi)?
-            .into_iter()
-            .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
-            .collect())
+    pub fn list_meta(&self, env: Env) -> Result<Vec<BindingMetaEntry>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .list_meta()?
+                .into_iter()
+                .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
+                .collect())
+        })
     }
 
     /// Deletes a cache and all its records; returns the number of records.
     #[napi]
-    pub fn delete_cache(&self, id: Buffer) -> Result<u32> {
-        Ok(self.inner.delete_cache(&id16(&id, "id")?).map_err(to_napi)? as u32)
+    pub fn delete_cache(&self, env: Env, id: Buffer) -> Result<u32> {
+        boundary(&env, || Ok(self.inner.delete_cache(&id16(&id, "id")?)? as u32))
     }
 
     #[napi]
-    pub fn delete_records(&self, id: Buffer, chunks: Vec<Buffer>) -> Result<()> {
-        let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<Result<Vec<_>>>()?;
-        self.inner.delete_records(&id16(&id, "id")?, &keys).map_err(to_napi)
+    pub fn delete_records(&self, env: Env, id: Buffer, chunks: Vec<Buffer>) -> Result<()> {
+        boundary(&env, || {
+            let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
+            self.inner.delete_records(&id16(&id, "id")?, &keys)
+        })
     }
 
     #[napi]
-    pub fn descriptors(&self, id: Buffer) -> Result<Vec<BindingDescriptor>> {
-        Ok(self
-            .inner
-            .descriptors(&id16(&id, "id")?)
-            .map_err(to_napi)?
-            .into_iter()
-            .map(|(c, d)| desc_to_js(c, d))
-            .collect())
+    pub fn descriptors(&self, env: Env, id: Buffer) -> Result<Vec<BindingDescriptor>> {
+        boundary(&env, || {
+            Ok(self.inner.descriptors(&id16(&id, "id")?)?.into_iter().map(|(c, d)| desc_to_js(c, d)).collect())
+        })
     }
 
     /// Totals of a cache's records, from the index alone.
     #[napi]
-    pub fn summary(&self, id: Buffer) -> Result<BindingSummary> {
-        summary_to_js(self.inner.summary(&id16(&id, "id")?).map_err(to_napi)?)
+    pub fn summary(&self, env: Env, id: Buffer) -> Result<BindingSummary> {
+        summary_to_js(boundary(&env, || self.inner.summary(&id16(&id, "id")?))?)
     }
 
     /// Async form of `summary`.
     #[napi(ts_return_type = "Promise<BindingSummary>")]
     pub fn summary_async(
         &self,
+        env: Env,
         id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<chunk_memo_core::store::CacheSummary, BindingSummary>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(move || inner.summary(&id), summary_to_js, signal))
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.summary(&id), summary_to_js, signal))
+        })
     }
 
     #[napi]
-    pub fn get_record(&self, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
-        Ok(self.inner.get_record(&id16(&id, "id")?, &id16(&chunk, "chunk")?).map_err(to_napi)?.map(Into::into))
+    pub fn get_record(&self, env: Env, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
+        boundary(&env, || Ok(self.inner.get_record(&id16(&id, "id")?, &id16(&chunk, "chunk")?)?.map(Into::into)))
     }
 
     /// Stores a verified record (import), merging with a stored one.
     #[napi]
-    pub fn put_record(&self, id: Buffer, desc: BindingDescriptor, bytes: Buffer) -> Result<()> {
-        let d = desc_from_js(&desc)?;
-        self.inner.put_record(&id16(&id, "id")?, &id16(&desc.chunk, "chunk")?, &d, &bytes).map_err(to_napi)
+    pub fn put_record(&self, env: Env, id: Buffer, desc: BindingDescriptor, bytes: Buffer) -> Result<()> {
+        boundary(&env, || {
+            let d = desc_from_js(&desc)?;
+            self.inner.put_record(&id16(&id, "id")?, &id16(&desc.chunk, "chunk")?, &d, &bytes)
+        })
     }
 
     #[napi]
-    pub fn access_times(&self, id: Buffer) -> Result<Vec<BindingAccess>> {
-        Ok(self
-            .inner
-            .access_times(&id16(&id, "id")?)
-            .map_err(to_napi)?
-            .into_iter()
-            .map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 })
-            .collect())
+    pub fn access_times(&self, env: Env, id: Buffer) -> Result<Vec<BindingAccess>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .access_times(&id16(&id, "id")?)?
+                .into_iter()
+                .map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 })
+                .collect())
+        })
     }
 
     #[napi]
-    pub fn flush_access_times(&self) -> Result<()> {
-        self.inner.flush_access_times().map_err(to_napi)
+    pub fn flush_access_times(&self, env: Env) -> Result<()> {
+        boundary(&env, || self.inner.flush_access_times())
     }
 
     /// Checks every record of a cache; returns the bad ones.
     #[napi]
-    pub fn verify(&self, id: Buffer) -> Result<Vec<BindingBadRecord>> {
-        Ok(self
-            .inner
-            .verify(&id16(&id, "id")?)
-            .map_err(to_napi)?
-            .into_iter()
-            .map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason })
-            .collect())
+    pub fn verify(&self, env: Env, id: Buffer) -> Result<Vec<BindingBadRecord>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .verify(&id16(&id, "id")?)?
+                .into_iter()
+                .map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason })
+                .collect())
+        })
     }
 
     /// Async form of `open`.
@@ -310,23 +324,29 @@ impl BindingStore {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn put_meta_async(
         &self,
+        env: Env,
         id: Buffer,
         blob: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        let (inner, id, blob) = (self.inner.clone(), id16(&id, "id")?, blob.to_vec());
-        Ok(task(move || inner.put_meta(&id, &blob), unit, signal))
+        boundary(&env, || {
+            let (inner, id, blob) = (self.inner.clone(), id16(&id, "id")?, blob.to_vec());
+            Ok(task(move || inner.put_meta(&id, &blob), unit, signal))
+        })
     }
 
     /// Async form of `getMeta`.
     #[napi(ts_return_type = "Promise<Buffer | null>")]
     pub fn get_meta_async(
         &self,
+        env: Env,
         id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(move || inner.get_meta(&id), |o| Ok(o.map(Into::into)), signal))
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.get_meta(&id), |o| Ok(o.map(Into::into)), signal))
+        })
     }
 
     /// Async form of `listMeta`.
@@ -349,75 +369,103 @@ impl BindingStore {
 
     /// Async form of `deleteCache`.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn delete_cache_async(&self, id: Buffer, signal: Option<AbortSignal>) -> Result<AsyncTask<OpTask<u64, u32>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(move || inner.delete_cache(&id), |n| Ok(n as u32), signal))
+    pub fn delete_cache_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<u64, u32>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.delete_cache(&id), |n| Ok(n as u32), signal))
+        })
     }
 
     /// Async form of `deleteRecords`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn delete_records_async(
         &self,
+        env: Env,
         id: Buffer,
         chunks: Vec<Buffer>,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<Result<Vec<_>>>()?;
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(move || inner.delete_records(&id, &keys), unit, signal))
+        boundary(&env, || {
+            let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.delete_records(&id, &keys), unit, signal))
+        })
     }
 
     /// Async form of `descriptors`.
     #[napi(ts_return_type = "Promise<Array<BindingDescriptor>>")]
     pub fn descriptors_async(
         &self,
+        env: Env,
         id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], Descriptor)>, Vec<BindingDescriptor>>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(move || inner.descriptors(&id), |v| Ok(v.into_iter().map(|(c, d)| desc_to_js(c, d)).collect()), signal))
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.descriptors(&id),
+                |v| Ok(v.into_iter().map(|(c, d)| desc_to_js(c, d)).collect()),
+                signal,
+            ))
+        })
     }
 
     /// Async form of `getRecord`.
     #[napi(ts_return_type = "Promise<Buffer | null>")]
     pub fn get_record_async(
         &self,
+        env: Env,
         id: Buffer,
         chunk: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
-        let (inner, id, chunk) = (self.inner.clone(), id16(&id, "id")?, id16(&chunk, "chunk")?);
-        Ok(task(move || inner.get_record(&id, &chunk), |o| Ok(o.map(Into::into)), signal))
+        boundary(&env, || {
+            let (inner, id, chunk) = (self.inner.clone(), id16(&id, "id")?, id16(&chunk, "chunk")?);
+            Ok(task(move || inner.get_record(&id, &chunk), |o| Ok(o.map(Into::into)), signal))
+        })
     }
 
     /// Async form of `putRecord`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn put_record_async(
         &self,
+        env: Env,
         id: Buffer,
         desc: BindingDescriptor,
         bytes: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        let d = desc_from_js(&desc)?;
-        let (inner, id, chunk, bytes) =
-            (self.inner.clone(), id16(&id, "id")?, id16(&desc.chunk, "chunk")?, bytes.to_vec());
-        Ok(task(move || inner.put_record(&id, &chunk, &d, &bytes), unit, signal))
+        boundary(&env, || {
+            let d = desc_from_js(&desc)?;
+            let (inner, id, chunk, bytes) =
+                (self.inner.clone(), id16(&id, "id")?, id16(&desc.chunk, "chunk")?, bytes.to_vec());
+            Ok(task(move || inner.put_record(&id, &chunk, &d, &bytes), unit, signal))
+        })
     }
 
     /// Async form of `accessTimes`.
     #[napi(ts_return_type = "Promise<Array<BindingAccess>>")]
     pub fn access_times_async(
         &self,
+        env: Env,
         id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<std::collections::HashMap<[u8; 16], u64>, Vec<BindingAccess>>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(
-            move || inner.access_times(&id),
-            |m| Ok(m.into_iter().map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 }).collect()),
-            signal,
-        ))
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.access_times(&id),
+                |m| {
+                    Ok(m.into_iter().map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 }).collect())
+                },
+                signal,
+            ))
+        })
     }
 
     /// Async form of `flushAccessTimes`.
@@ -431,35 +479,42 @@ impl BindingStore {
     #[napi(ts_return_type = "Promise<Array<BindingBadRecord>>")]
     pub fn verify_async(
         &self,
+        env: Env,
         id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], String)>, Vec<BindingBadRecord>>>> {
-        let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-        Ok(task(
-            move || inner.verify(&id),
-            |v| Ok(v.into_iter().map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason }).collect()),
-            signal,
-        ))
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.verify(&id),
+                |v| {
+                    Ok(v.into_iter().map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason }).collect())
+                },
+                signal,
+            ))
+        })
     }
 
     /// Overwrites raw record bytes (tests plant corruption with it).
     #[napi]
-    pub fn put_raw_record_for_tests(&self, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
-        self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes).map_err(to_napi)
+    pub fn put_raw_record_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
+        boundary(&env, || self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
     }
 
     /// Plain LMDB read loop over a cache's records touching every byte:
     /// `[records, bytes, fold]` (a benchmark ceiling).
     #[napi]
-    pub fn scan_records(&self, id: Buffer) -> Result<Vec<f64>> {
-        let (n, b, f) = self.inner.scan_records(&id16(&id, "id")?).map_err(to_napi)?;
-        Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
+    pub fn scan_records(&self, env: Env, id: Buffer) -> Result<Vec<f64>> {
+        boundary(&env, || {
+            let (n, b, f) = self.inner.scan_records(&id16(&id, "id")?)?;
+            Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
+        })
     }
 
     /// Size of the environment's data file in bytes.
     #[napi]
-    pub fn disk_bytes(&self) -> Result<f64> {
-        Ok(self.inner.disk_bytes().map_err(to_napi)? as f64)
+    pub fn disk_bytes(&self, env: Env) -> Result<f64> {
+        boundary(&env, || Ok(self.inner.disk_bytes()? as f64))
     }
 }
 
@@ -490,24 +545,23 @@ pub struct BindingAxisPlan {
 impl BindingGrid {
     /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`.
     #[napi(constructor)]
-    pub fn new(names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
-        if names.len() != hashes.len() || names.len() != chunks.len() {
-            return Err(Error::new(
-                Status::InvalidArg,
-                "ERR_INVALID_ARGUMENT: names, hashes and chunks differ in length",
-            ));
-        }
-        let axes = names
-            .into_iter()
-            .zip(hashes)
-            .zip(chunks)
-            .map(|((name, h), chunk)| Axis {
-                name,
-                hashes: h.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
-                chunk: chunk as usize,
-            })
-            .collect();
-        Ok(BindingGrid { inner: Arc::new(Grid::new(axes).map_err(to_napi)?) })
+    pub fn new(env: Env, names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
+        boundary(&env, || {
+            if names.len() != hashes.len() || names.len() != chunks.len() {
+                return Err(invalid("names, hashes and chunks differ in length"));
+            }
+            let axes = names
+                .into_iter()
+                .zip(hashes)
+                .zip(chunks)
+                .map(|((name, h), chunk)| Axis {
+                    name,
+                    hashes: h.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+                    chunk: chunk as usize,
+                })
+                .collect();
+            Ok(BindingGrid { inner: Arc::new(Grid::new(axes)?) })
+        })
     }
 
     /// Number of memo chunks of the whole grid.
@@ -518,18 +572,20 @@ impl BindingGrid {
 
     /// Plans a selection: per axis `null` (all) or sorted distinct indices.
     #[napi]
-    pub fn plan(&self, selection: Vec<Option<Uint32Array>>) -> Result<BindingPlan> {
-        let sel: Vec<Option<Vec<u32>>> = selection.into_iter().map(|s| s.map(|a| a.to_vec())).collect();
-        let plan = self.inner.plan(&sel).map_err(to_napi)?;
-        let n = plan.n_chunks;
-        Ok(BindingPlan {
-            grid: self.inner.clone(),
-            plan: Arc::new(plan),
-            state: Arc::new(Mutex::new(PlanState {
-                owner: None,
-                catalog: Catalog::default(),
-                resolutions: vec![None; n],
-            })),
+    pub fn plan(&self, env: Env, selection: Vec<Option<Uint32Array>>) -> Result<BindingPlan> {
+        boundary(&env, || {
+            let sel: Vec<Option<Vec<u32>>> = selection.into_iter().map(|s| s.map(|a| a.to_vec())).collect();
+            let plan = self.inner.plan(&sel)?;
+            let n = plan.n_chunks;
+            Ok(BindingPlan {
+                grid: self.inner.clone(),
+                plan: Arc::new(plan),
+                state: Arc::new(Mutex::new(PlanState {
+                    owner: None,
+                    catalog: Catalog::default(),
+                    resolutions: vec![None; n],
+                })),
+            })
         })
     }
 }
@@ -633,7 +689,7 @@ impl BindingPlan {
         &self,
         store: &BindingStore,
         cache_id: &[u8],
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Resolved> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<Resolved> + Send + 'static> {
         let (store, grid, plan, state, cache) = (
             store.inner.clone(),
             self.grid.clone(),
@@ -654,7 +710,7 @@ impl BindingPlan {
         })
     }
 
-    fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> chunk_memo_core::error::Result<Resolution> {
+    fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> CoreResult<Resolution> {
         let mut st = self.state.lock().unwrap();
         st.bind(store, cache);
         if let Some(Some(r)) = st.resolutions.get(i) {
@@ -678,8 +734,8 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         i: u32,
-        f: impl FnOnce(&BindingPlan, &Store, &[u8; 16], usize) -> chunk_memo_core::error::Result<T> + Send + 'static,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<T> + Send + 'static> {
+        f: impl FnOnce(&BindingPlan, &Store, &[u8; 16], usize) -> CoreResult<T> + Send + 'static,
+    ) -> CoreResult<impl FnOnce() -> CoreResult<T> + Send + 'static> {
         let i = self.check(i)?;
         let me = self.share();
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
@@ -691,7 +747,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         i: u32,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Vec<u8>> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<Vec<u8>> + Send + 'static> {
         self.chunk_op(store, cache_id, i, |me, store, cache, i| {
             let r = me.resolution(store, cache, i)?;
             Ok((0..r.requested as usize).map(|k| u8::from(r.is_present(k))).collect())
@@ -703,7 +759,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         i: u32,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<Missing> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<Missing> + Send + 'static> {
         self.chunk_op(store, cache_id, i, |me, store, cache, i| {
             let r = me.resolution(store, cache, i)?;
             let geo = ChunkGeometry::of(&me.plan, i);
@@ -723,11 +779,11 @@ impl BindingPlan {
         })
     }
 
-    fn check(&self, i: u32) -> Result<usize> {
+    fn check(&self, i: u32) -> CoreResult<usize> {
         if (i as usize) < self.plan.n_chunks {
             Ok(i as usize)
         } else {
-            Err(Error::new(Status::InvalidArg, format!("ERR_INVALID_ARGUMENT: chunk {i} out of range")))
+            Err(invalid(format!("chunk {i} out of range")))
         }
     }
 
@@ -736,7 +792,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         i: u32,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<ChunkData> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<ChunkData> + Send + 'static> {
         self.chunk_op(store, cache_id, i, |me, store, cache, i| {
             let r = me.resolution(store, cache, i)?;
             store.read_chunk(cache, &r)
@@ -754,7 +810,7 @@ impl BindingPlan {
         offsets: &[u32],
         data: &[u8],
         dict: &[u8],
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
         let w = OwnedWrite {
             chunk: self.check(i)?,
             kind: kind as u8,
@@ -794,7 +850,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         writes: Vec<BindingChunkWrite>,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
         let mut owned = Vec::with_capacity(writes.len());
         for w in writes {
             owned.push(OwnedWrite {
@@ -815,7 +871,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         owned: Vec<OwnedWrite>,
-    ) -> Result<impl FnOnce() -> chunk_memo_core::error::Result<()> + Send + 'static> {
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
         let me = self.share();
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
         Ok(move || {
@@ -854,19 +910,26 @@ impl BindingPlan {
 impl BindingPlan {
     /// Writes new points of several chunks in one transaction.
     #[napi]
-    pub fn write_batch(&self, store: &BindingStore, cache_id: Buffer, writes: Vec<BindingChunkWrite>) -> Result<()> {
-        self.batch_op(store, &cache_id, writes)?().map_err(to_napi)
+    pub fn write_batch(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        writes: Vec<BindingChunkWrite>,
+    ) -> Result<()> {
+        boundary(&env, || self.batch_op(store, &cache_id, writes)?())
     }
 
     #[napi(ts_return_type = "Promise<void>")]
     pub fn write_batch_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         writes: Vec<BindingChunkWrite>,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        Ok(task(self.batch_op(store, &cache_id, writes)?, unit, signal))
+        boundary(&env, || Ok(task(self.batch_op(store, &cache_id, writes)?, unit, signal)))
     }
 
     #[napi(getter)]
@@ -900,78 +963,84 @@ impl BindingPlan {
 
     /// Key (16 bytes) of chunk `i`'s record.
     #[napi]
-    pub fn chunk_key(&self, i: u32) -> Result<Buffer> {
-        let i = self.check(i)?;
-        Ok(self.grid.chunk_key(&ChunkGeometry::of(&self.plan, i).bins).to_vec().into())
+    pub fn chunk_key(&self, env: Env, i: u32) -> Result<Buffer> {
+        boundary(&env, || {
+            let i = self.check(i)?;
+            Ok(self.grid.chunk_key(&ChunkGeometry::of(&self.plan, i).bins).to_vec().into())
+        })
     }
 
     /// Resolves every chunk against the store: stored points per chunk.
     #[napi]
-    pub fn resolve(&self, store: &BindingStore, cache_id: Buffer) -> Result<BindingResolved> {
-        resolved_to_js(self.resolve_op(store, &cache_id)?().map_err(to_napi)?)
+    pub fn resolve(&self, env: Env, store: &BindingStore, cache_id: Buffer) -> Result<BindingResolved> {
+        resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id)?())?)
     }
 
     #[napi(ts_return_type = "Promise<BindingResolved>")]
     pub fn resolve_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Resolved, BindingResolved>>> {
-        Ok(task(self.resolve_op(store, &cache_id)?, resolved_to_js, signal))
+        boundary(&env, || Ok(task(self.resolve_op(store, &cache_id)?, resolved_to_js, signal)))
     }
 
     /// One byte per requested point of chunk `i`: 1 when stored.
     #[napi]
-    pub fn presence(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<Buffer> {
-        Ok(self.presence_op(store, &cache_id, i)?().map_err(to_napi)?.into())
+    pub fn presence(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<Buffer> {
+        boundary(&env, || Ok(self.presence_op(store, &cache_id, i)?()?.into()))
     }
 
     /// Async form of `presence`.
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn presence_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         i: u32,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Vec<u8>, Buffer>>> {
-        Ok(task(self.presence_op(store, &cache_id, i)?, |v| Ok(v.into()), signal))
+        boundary(&env, || Ok(task(self.presence_op(store, &cache_id, i)?, |v| Ok(v.into()), signal)))
     }
 
     /// Missing points of chunk `i` as disjoint product blocks.
     #[napi]
-    pub fn missing(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingBlocks> {
-        blocks_to_js(self.missing_op(store, &cache_id, i)?().map_err(to_napi)?)
+    pub fn missing(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingBlocks> {
+        blocks_to_js(boundary(&env, || self.missing_op(store, &cache_id, i)?())?)
     }
 
     /// Async form of `missing`.
     #[napi(ts_return_type = "Promise<BindingBlocks>")]
     pub fn missing_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         i: u32,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<Missing, BindingBlocks>>> {
-        Ok(task(self.missing_op(store, &cache_id, i)?, blocks_to_js, signal))
+        boundary(&env, || Ok(task(self.missing_op(store, &cache_id, i)?, blocks_to_js, signal)))
     }
 
     /// Reads the stored requested points of chunk `i`.
     #[napi]
-    pub fn read(&self, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingChunkData> {
-        chunk_data_to_js(self.read_op(store, &cache_id, i)?().map_err(to_napi)?)
+    pub fn read(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingChunkData> {
+        chunk_data_to_js(boundary(&env, || self.read_op(store, &cache_id, i)?())?)
     }
 
     #[napi(ts_return_type = "Promise<BindingChunkData>")]
     pub fn read_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         i: u32,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<ChunkData, BindingChunkData>>> {
-        Ok(task(self.read_op(store, &cache_id, i)?, chunk_data_to_js, signal))
+        boundary(&env, || Ok(task(self.read_op(store, &cache_id, i)?, chunk_data_to_js, signal)))
     }
 
     /// Writes new points of chunk `i`: `points` are requested-point
@@ -982,6 +1051,7 @@ impl BindingPlan {
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         i: u32,
@@ -991,14 +1061,16 @@ impl BindingPlan {
         data: Buffer,
         dict: Option<Buffer>,
     ) -> Result<()> {
-        self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
-            .map_err(to_napi)
+        boundary(&env, || {
+            self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
+        })
     }
 
     #[napi(ts_return_type = "Promise<void>")]
     #[allow(clippy::too_many_arguments)]
     pub fn write_async(
         &self,
+        env: Env,
         store: &BindingStore,
         cache_id: Buffer,
         i: u32,
@@ -1009,10 +1081,12 @@ impl BindingPlan {
         dict: Option<Buffer>,
         signal: Option<AbortSignal>,
     ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        Ok(task(
-            self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?,
-            unit,
-            signal,
-        ))
+        boundary(&env, || {
+            Ok(task(
+                self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?,
+                unit,
+                signal,
+            ))
+        })
     }
 }

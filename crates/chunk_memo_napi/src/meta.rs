@@ -1,6 +1,7 @@
 //! Atomic metadata updates across N-API.
 
-use crate::{id16, to_napi, BindingStore};
+use crate::errors::js_error;
+use crate::{id16, BindingStore};
 use chunk_memo_core::CoreError;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -16,8 +17,13 @@ impl BindingStore {
     /// write lock is held, may run again if the map grows, and must not call
     /// the store. Returns whether a blob was written.
     #[napi(ts_args_type = "id: Buffer, update: (old: Buffer | null) => Buffer | null | undefined")]
-    pub fn update_meta(&self, id: Buffer, update: Function<'_, Option<Buffer>, Option<Buffer>>) -> Result<bool> {
-        let id = id16(&id, "id")?;
+    pub fn update_meta(
+        &self,
+        env: Env,
+        id: Buffer,
+        update: Function<'_, Option<Buffer>, Option<Buffer>>,
+    ) -> Result<bool> {
+        let id = id16(&id, "id").map_err(|e| js_error(&env, e))?;
         let mut thrown: Option<Error> = None;
         let r = self.inner.update_meta(&id, |old| match update.call(old.map(|b| Buffer::from(b.to_vec()))) {
             Ok(new) => Ok(new.map(|b| b.to_vec())),
@@ -28,7 +34,7 @@ impl BindingStore {
         });
         match thrown {
             Some(e) => Err(e),
-            None => r.map_err(to_napi),
+            None => r.map_err(|e| js_error(&env, e)),
         }
     }
 }
