@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, defineTask, executeJob, pointwise, run, runParallel, type ChunkFn, type ExecJob, type MapFn } from '../ts/index.js';
+import { ChunkCache, defineTask, pointwise, run, runParallel, type ChunkFn, type MapFn } from '../ts/index.js';
 import { closeWorkerPools } from '../ts/parallel/pools.js';
 import { productMix } from './fixtures/tasks.js';
 

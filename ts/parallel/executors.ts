@@ -9,6 +9,7 @@ import { ExecOutputError, InvalidOptionError } from '../errors/index.js';
 import { GPU_MODES, type GpuMode } from '../gpu/kernel.js';
 import type { EngineExecutor } from '../run/engine.js';
 import { executeJob } from '../task/execute.js';
+import { runGpuJobReport } from '../gpu/kernel.js';
 import type { Executor } from '../task/executor.js';
 import type { ExecJob, JobOutput, TaskSpec } from '../task/job.js';
 import { JobPool, sharedThreadPool } from './pools.js';
@@ -55,6 +56,20 @@ export type ProcessesOption =
 /** An engine executor around a function that runs a job. */
 export function executorOf(label: string, concurrency: number, run: (job: ExecJob, signal?: AbortSignal) => Promise<JobOutput>): EngineExecutor {
   return { concurrency, busy: 0, stats: { label, execChunks: 0, points: 0 }, run };
+}
+
+/**
+ * A gpu kernel on the calling thread. Unless the user named it, its label
+ * becomes the backend the kernel really ran on (e.g. `webasm (async: no
+ * WebGPU adapter)`), never the mode it asked for.
+ */
+function gpuHere(label: string, relabel: boolean, concurrency: number, prepare: (job: ExecJob) => ExecJob): EngineExecutor {
+  const ex = executorOf(label, concurrency, async (job) => {
+    const { output, backend } = await runGpuJobReport(prepare(job));
+    if (relabel) ex.stats.label = backend.label;
+    return output;
+  });
+  return ex;
 }
 
 /** Executors of a run, and what to close when it ends. */
@@ -189,9 +204,10 @@ export function makeExecutors(c: ExecutorChoice): ExecutorSet {
         pools.push(pool);
         return executorOf(d.label ?? `${mode} x${d.threads} threads`, d.threads, (job, signal) => pool.run(withMode(job), signal));
       }
-      return executorOf(d.label ?? mode, d.concurrency || 1, (job, signal) => executeJob(withMode(job), signal));
+      return gpuHere(d.label ?? mode, d.label === undefined, d.concurrency || 1, withMode);
     });
-  } else executors = [executorOf('calling thread', c.workers, (job, signal) => executeJob(job, signal))];
+  } else if (c.spec.kind === 'gpu') executors = [gpuHere('calling thread', true, c.workers, (job) => job)];
+  else executors = [executorOf('calling thread', c.workers, (job, signal) => executeJob(job, signal))];
   return {
     executors,
     close: async () => {

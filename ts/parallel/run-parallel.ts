@@ -111,7 +111,7 @@ export async function runParallel<R = unknown[] | TypedArray>(cache: ChunkCache,
 
   const { spec, local } = taskSpecOf(where, task);
   const isGpu = spec.kind === 'gpu';
-  if (processes !== undefined && spec.kind !== 'module') throw new InvalidOptionError(`${where}: options.processes needs a task from defineTask() (child processes load it by module URL); a function runs only in this process`);
+  if (processes !== undefined && spec.kind === 'local') throw new InvalidOptionError(`${where}: options.processes needs a task from defineTask() or gpuKernel() (child processes load it by reference); a function runs only in this process`);
   if (o.executor !== undefined && spec.kind === 'local') throw new InvalidOptionError(`${where}: options.executor needs a task from defineTask() or gpuKernel() (executors load it by reference); a function runs only in this process`);
   let workers = positiveInt(where, 'workers', o.workers) ?? (isGpu ? 1 : availableParallelism());
   if (spec.kind === 'local') workers = 1;

@@ -25,7 +25,8 @@ export { coords } from './session.js';
 
 /** Work done by one executor (the calling thread, a pool, a device, a queue). */
 export interface ExecutorStats {
-  readonly label: string;
+  /** The executor, or for gpu kernels the backend that really ran (e.g. `webgpu (vulkan): NVIDIA H200`). */
+  label: string;
   execChunks: number;
   points: number;
 }
