@@ -70,3 +70,9 @@ function distance(a: string, b: string): number {
   }
   return prev[b.length]!;
 }
+
+/** The first line of an error's message (for one-line reasons). */
+export function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0] ?? text;
+}

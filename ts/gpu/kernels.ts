@@ -5,7 +5,7 @@
  * kernels really ran on.
  */
 import { GpuError } from '../errors/index.js';
-import { firstLine } from './describe.js';
+import { firstLine } from '../describe.js';
 import { gpuJs, loadedGpuJs, type GpuJsInstance, type GpuJsKernelRun } from './gpujs.js';
 import type { GpuKernelOptions, GpuMode } from './options.js';
 import { webgpuState } from './webgpu.js';

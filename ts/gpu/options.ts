@@ -7,7 +7,7 @@ import * as t from 'typanion';
 
 import { InvalidOptionError } from '../errors/index.js';
 import type { GpuTaskSpec } from '../task/job.js';
-import { describeValue, isPlainObject } from './describe.js';
+import { describeValue, isPlainObject } from '../describe.js';
 import { prepareGpuEnvironment } from './webgpu.js';
 
 /**

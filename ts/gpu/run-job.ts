@@ -7,7 +7,7 @@
 import { ExecOutputError, GpuError } from '../errors/index.js';
 import type { ExecJob } from '../task/job.js';
 import type { Value } from '../value.js';
-import { describeValue, firstLine } from './describe.js';
+import { describeValue, firstLine } from '../describe.js';
 import { selectDevice, selectorKey, type DeviceSelector } from './device.js';
 import { destroyKernels, forgetKernel, kernelFor, recordBackend, usesWebGpu, type KernelEntry } from './kernels.js';
 import { normalizeGpuKernelOptions, type GpuMode } from './options.js';

@@ -22,7 +22,7 @@ import { isMainThread } from 'node:worker_threads';
 
 import type { DawnBackend, DeviceSelector } from './device.js';
 import { selectorKey } from './device.js';
-import { firstLine } from './describe.js';
+import { firstLine } from '../describe.js';
 import { packageVersion } from './gpujs.js';
 
 // ---------------------------------------------------------------------------
