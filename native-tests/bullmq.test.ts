@@ -4,7 +4,7 @@
  * one test says so and passes.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -13,7 +13,7 @@ import { bullmqExecutor } from '../ts/executor/bullmq.js';
 import { JOB_NAME } from '../ts/executor/wire.js';
 import { executeJob } from '../ts/task/execute.js';
 import type { Executor } from '../ts/task/executor.js';
-import { redisServerBinary, startRedis, type RedisServer } from './fixtures/redis.js';
+import { makeTlsMaterial, redisServerBinary, startRedis, type RedisServer } from './fixtures/redis.js';
 import { blockJob, FIXTURES, logLines, range, remoteTask, startWorkerProc, until, type WorkerProc } from './fixtures/remote.js';
 
 const BIN = redisServerBinary();
@@ -227,6 +227,32 @@ if (!BIN) {
       w.proc.kill('SIGTERM');
       t.is(await w.exit, 0);
       await Promise.all([ex.close!(), wrong.close!()]);
+    } finally {
+      await secure.stop();
+    }
+  });
+
+  test.serial('TLS: rediss:// with --tls-ca on the worker, ioredis tls options on the coordinator', async (t) => {
+    const tlsDir = join(dir, 'tls');
+    mkdirSync(tlsDir);
+    const tls = makeTlsMaterial(tlsDir);
+    if (!tls) {
+      t.log('openssl is not installed: the TLS test did not run');
+      t.pass();
+      return;
+    }
+    const secure = await startRedis(BIN, [], tls);
+    try {
+      t.regex(secure.url, /^rediss:/);
+      const w = await startWorkerProc(secure.url, ['--queue', 'tls', '--tasks', FIXTURES, '--tls-ca', tls.ca], { CM_TEST_LOG: join(dir, 'tls.log') });
+      workers.push(w);
+      const ex = bullmqExecutor({ connection: { host: '127.0.0.1', port: secure.port, tls: { ca: readFileSync(tls.ca), servername: 'localhost' } }, queue: 'tls' });
+      executors.push(ex);
+      const job = blockJob(remoteTask('floats'), { k: 1 }, { x: [1, 2], y: [3, 4] }, 0);
+      t.deepEqual(await ex.run(job), await executeJob(job));
+      await ex.close!();
+      w.proc.kill('SIGTERM');
+      t.is(await w.exit, 0);
     } finally {
       await secure.stop();
     }
