@@ -175,10 +175,16 @@ test('ls shows the code identity and the full params (wrapped, or on one line wi
   t.regex(human.stdout.split('\n').find((l) => l.startsWith(plain.id))!, new RegExp(`^${plain.id}\\s+-\\s+`));
   void versioned;
   // Wrapped: every part of the params is there, no "...", and no line is wider than the terminal.
-  const flat = human.stdout.replace(/\s+/g, '');
+  // The PARAMS column of that cache's lines, joined.
+  const lines = human.stdout.split('\n');
+  const [from, to] = [lines[0]!.indexOf('PARAMS'), lines[0]!.indexOf('AXES')];
+  const first = lines.findIndex((l) => l.startsWith(withCode.id));
+  let end = first + 1;
+  while (end < lines.length && lines[end]!.startsWith(' ')) end++;
+  const flat = lines.slice(first, end).map((l) => l.slice(from, to)).join('').replace(/\s+/g, '');
   for (const part of ['transformer-large-with-a-long-name', '0.000125', '[64,128,256,512,1024]', 'anotethatmakestheparamslong']) t.true(flat.includes(part), part);
   t.false(human.stdout.includes('...'));
-  t.true(human.stdout.split('\n').filter((l) => !l.startsWith(withCode.id) || true).length > 4, 'params wrapped over several lines');
+  t.true(end - first > 1, 'params wrapped over several lines');
   const wide = cli(['ls', root, '--wide']);
   const line = wide.stdout.split('\n').find((l) => l.startsWith(withCode.id))!;
   t.true(line.includes(JSON.stringify({ tag: 'code', ...longParams })));
@@ -197,6 +203,12 @@ test('mistyped commands and options get clipanion\'s reason and a suggestion, on
   fails(t, cli(['export', root, 'ab']), 2, /export: missing required option -o,--output FILE/);
   fails(t, cli(['--hepl']), 2, /did you mean --help\?/);
   fails(t, cli([]), 2, /missing command/);
+});
+
+test('library messages read as command-line messages', async (t) => {
+  const { cliWording } = await import('../ts/cli/commands.js');
+  t.is(cliWording('load: no cache 00 in /r; list caches with ChunkCache.discover(root) or `chunk-memo ls /r`', 'status'), 'status: no cache 00 in /r; list caches with `chunk-memo ls /r`');
+  t.is(cliWording('ChunkCache.load: options.chunkSpec.x must be positive', 'map'), 'map: chunkSpec.x must be positive');
 });
 
 test('usage text names placeholders and shows optional ROOT and required options', (t) => {

@@ -17,6 +17,17 @@ export function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 
+/**
+ * Library messages in command-line words: a library function named at the
+ * start becomes the command, and hints that name API calls are dropped.
+ */
+export function cliWording(msg: string, command: string): string {
+  return msg
+    .replace(/^(?:ChunkCache\.\w+|autoLoad|load|discover|findCompatible|findOverlapping|cacheStats|coverageMap|exportCaches|importArchive):\s*/, `${command}: `)
+    .replace(/ChunkCache\.discover\(root\) or /g, '')
+    .replace(/\boptions\.(\w+)/g, '$1');
+}
+
 const ROOT_NOTE = 'ROOT defaults to $CHUNK_MEMO_ROOT, else .chunk_memo. ID is a cache id or any unique prefix of one.';
 
 /** Base: prints failures as one line on stderr and exits 1. */
@@ -33,7 +44,7 @@ export abstract class BaseCommand extends Command {
       return (await this.run()) ?? 0;
     } catch (e) {
       const msg = e instanceof ChunkMemoError ? e.message : e instanceof Error ? e.message : String(e);
-      this.context.stderr.write(`chunk-memo: ${oneLine(msg)}\n`);
+      this.context.stderr.write(`chunk-memo: ${oneLine(cliWording(msg, (this.constructor as { paths?: string[][] }).paths?.[0]?.[0] ?? 'chunk-memo'))}\n`);
       if (process.env.CHUNK_MEMO_DEBUG && e instanceof Error && e.stack) this.context.stderr.write(`${e.stack}\n`);
       return 1;
     }
@@ -52,7 +63,7 @@ const axesSummary = (c: Pick<CacheStats, 'axisOrder' | 'axisSizes'>): string =>
   c.axisOrder.map((a) => `${a}[${c.axisSizes[a]}]`).join(' x ') || 'singleton';
 
 /** Width left for a wrapped column on this terminal ($COLUMNS, else 100, when not a terminal). */
-function columnWidth(stdout: NodeJS.WritableStream, used: number, min = 24): number {
+function columnWidth(stdout: NodeJS.WritableStream, used: number, min = 32): number {
   const cols = (stdout as { columns?: number }).columns ?? (Number(process.env.COLUMNS || 0) || 100);
   return Math.max(min, cols - used);
 }
