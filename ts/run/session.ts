@@ -18,7 +18,7 @@ import { WriteBatcher } from './batch.js';
 import { ChunkWork } from './chunk-work.js';
 import { ClaimSession, type ClaimOutcome } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
-import type { ChunkDone, EngineExecutor, EngineSpec } from './engine.js';
+import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from './geometry.js';
 import { Progress } from './progress.js';
 

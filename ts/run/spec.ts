@@ -1,0 +1,62 @@
+/** What the run engine is given (an `EngineSpec`) and what it hands out (`ChunkDone`). */
+import type { ChunkCache } from '../cache/cache.js';
+import type { ExecJob, JobOutput, TaskSpec } from '../task/job.js';
+import type { TypedArray } from '../value.js';
+import type { Diagnostics } from './diagnostics.js';
+import type { ChunkGeo, PlanGeometry } from './geometry.js';
+import type { ProgressEvent } from './progress.js';
+
+/** Work done by one executor (the calling thread, a pool, a device, a queue). */
+export interface ExecutorStats {
+  /** The executor, or for gpu kernels the backend that really ran (e.g. `webgpu (vulkan): NVIDIA H200`). */
+  label: string;
+  execChunks: number;
+  points: number;
+}
+
+/** An executor as the engine drives it. */
+export interface EngineExecutor {
+  readonly concurrency: number;
+  readonly stats: ExecutorStats;
+  busy: number;
+  run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput>;
+}
+
+/** A memo chunk whose requested points are all available. */
+export interface ChunkDone {
+  readonly index: number;
+  readonly geo: ChunkGeo;
+  /** Outputs in request order (null when outputs are not needed). */
+  readonly output: unknown[] | TypedArray | null;
+  readonly cachedPoints: number;
+  readonly executedPoints: number;
+  /** Position of each requested point in the view's flat grid-ordered output. */
+  outIndex(): Uint32Array;
+}
+
+export interface EngineSpec {
+  readonly view: ChunkCache;
+  readonly label: string;
+  readonly task: TaskSpec;
+  readonly executors: EngineExecutor[];
+  /** Points per exec block at most (Infinity: the planner's blocks as they are). */
+  readonly execChunkSize: number;
+  /** Keep and return outputs (read stored ones, keep computed ones). */
+  readonly needOutputs: boolean;
+  /** Commit a chunk before handing it out (iterate). */
+  readonly durable: boolean;
+  /** Given the plan's geometry: only these request indices of chunk i (sorted, unique); undefined: all. */
+  readonly needed?: (G: PlanGeometry) => (i: number) => Uint32Array | null;
+  /** Fill `ExecJob.key` (executors that need deterministic job ids). */
+  readonly jobKeys: boolean;
+  /** Bound buffered + in-flight points (parallel runs). */
+  readonly boundMemory: boolean;
+  /** One exec call at a time, yielding to the event loop between calls (serial runs). */
+  readonly yieldEvery: boolean;
+  readonly device?: string;
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: ((e: ProgressEvent) => void) | undefined;
+  readonly claimTimeoutMs?: number | undefined;
+  readonly diag?: Diagnostics;
+}
+
