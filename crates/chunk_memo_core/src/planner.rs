@@ -224,6 +224,51 @@ impl Plan {
     }
 }
 
+/// Geometry of chunk `i` of a plan.
+pub struct ChunkGeometry {
+    pub bins: Vec<u32>,
+    /// Per axis: selected offsets within the bin.
+    pub sel: Vec<Vec<u32>>,
+    /// Per axis: bin length (record layout dims).
+    pub lens: Vec<u32>,
+}
+
+impl ChunkGeometry {
+    pub fn of(plan: &Plan, i: usize) -> ChunkGeometry {
+        let c = plan.chunk(i);
+        ChunkGeometry {
+            bins: c.iter().map(|b| b.bin).collect(),
+            sel: c.iter().map(|b| b.sel.clone()).collect(),
+            lens: c.iter().map(|b| b.len).collect(),
+        }
+    }
+
+    pub fn requested(&self) -> usize {
+        self.sel.iter().map(|s| s.len()).product()
+    }
+
+    pub fn record_points(&self) -> usize {
+        self.lens.iter().map(|&l| l as usize).product()
+    }
+
+    /// Record position (in the chunk's own layout) of each requested point.
+    pub fn record_positions(&self) -> Vec<u32> {
+        let mut out = vec![0u32];
+        for (a, sel) in self.sel.iter().enumerate() {
+            let len = self.lens[a];
+            let mut next = Vec::with_capacity(out.len() * sel.len());
+            for &base in &out {
+                for &s in sel {
+                    next.push(base * len + s);
+                }
+            }
+            out = next;
+            let _ = a;
+        }
+        out
+    }
+}
+
 /// A product block of points inside one chunk: per axis, a sorted list of
 /// positions into that chunk's requested offsets (`BinSel::sel`).
 pub type Block = Vec<Vec<u32>>;

@@ -1,0 +1,232 @@
+//! Reading and writing planned chunks.
+
+use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Resolution, Store};
+use crate::error::{CoreError, ErrorCode, Result};
+use crate::planner::{ChunkGeometry, Grid};
+use crate::record::{RecordBuilder, RecordView};
+use heed::RwTxn;
+
+/// Requested points of one chunk, read from the store: a presence flag per
+/// requested point and the bytes of the present ones, in request order.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkData {
+    pub kind: u8,
+    pub present: Vec<bool>,
+    /// Items: n_present+1 offsets into `data`. Typed: empty.
+    pub offsets: Vec<u32>,
+    pub data: Vec<u8>,
+    /// Items: the dictionaries of the present points, and per present point
+    /// the index of its dictionary.
+    pub dicts: Vec<Vec<u8>>,
+    pub point_dicts: Vec<u16>,
+    pub corrupt: Vec<(ChunkKey, String)>,
+}
+
+impl Store {
+    /// Reads the available requested points of a resolved chunk.
+    pub fn read_chunk(&self, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
+        let out = self.read(|s, t| {
+            let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
+            let mut kind: Option<u8> = None;
+            let mut corrupt = Vec::new();
+            for src in &res.sources {
+                let Some(bytes) = s.records.get(t, &rkey(cache, &src.chunk))? else { continue };
+                let view = match RecordView::parse(bytes) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        corrupt.push((src.chunk, e.message));
+                        continue;
+                    }
+                };
+                // Points stored under another kind (the function changed its
+                // return type) are left out and recomputed by the caller.
+                if *kind.get_or_insert(view.kind) != view.kind {
+                    continue;
+                }
+                for (r, p) in src.pairs() {
+                    if (p as usize) < view.n && view.is_present(p as usize) {
+                        per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
+                    }
+                }
+            }
+            let mut d = ChunkData { kind: kind.unwrap_or(0), corrupt, ..Default::default() };
+            d.present = per.iter().map(Option::is_some).collect();
+            let total: usize = per.iter().flatten().map(|b| b.0.len()).sum();
+            d.data.reserve_exact(total);
+            let items = d.kind == crate::record::KIND_ITEMS;
+            if items {
+                d.offsets.reserve_exact(per.len() + 1);
+                d.offsets.push(0);
+                d.point_dicts.reserve_exact(per.len());
+            }
+            let mut last: Option<(&[u8], u16)> = None;
+            for (b, dict) in per.iter().flatten() {
+                d.data.extend_from_slice(b);
+                if items {
+                    d.offsets.push(d.data.len() as u32);
+                    // Dictionaries are few; remember the last one seen.
+                    let idx = match last {
+                        Some((l, i)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => i,
+                        _ => {
+                            let i = match d.dicts.iter().position(|x| x.as_slice() == *dict) {
+                                Some(i) => i as u16,
+                                None => {
+                                    d.dicts.push(dict.to_vec());
+                                    (d.dicts.len() - 1) as u16
+                                }
+                            };
+                            last = Some((dict, i));
+                            i
+                        }
+                    };
+                    d.point_dicts.push(idx);
+                }
+            }
+            Ok(d)
+        })?;
+        for src in &res.sources {
+            self.note_access(cache, &src.chunk);
+        }
+        Ok(out)
+    }
+}
+
+/// New points for one chunk.
+pub struct ChunkWrite<'a> {
+    pub geo: &'a ChunkGeometry,
+    pub grid: &'a Grid,
+    pub res: Option<&'a Resolution>,
+    pub kind: u8,
+    /// Requested-point indices (request order) of the points given.
+    pub points: &'a [u32],
+    /// Items: points.len()+1 offsets into `data`. Typed: empty.
+    pub offsets: &'a [u32],
+    pub data: &'a [u8],
+    /// Items: the dictionary every point of this write was packed with
+    /// (empty for plain msgpack).
+    pub dict: &'a [u8],
+}
+
+impl Store {
+    /// Writes new points of several chunks in one transaction, merging with
+    /// each chunk's stored record and copying in points that other records
+    /// (another chunking) hold, so later reads need one record. Points
+    /// already stored are never overwritten.
+    pub fn write_chunks(&self, cache: &CacheId, writes: &[ChunkWrite<'_>]) -> Result<()> {
+        // Validate before opening the transaction.
+        for w in writes {
+            let width = crate::record::kind_width(w.kind)?;
+            let req = w.geo.requested();
+            if let Some(&bad) = w.points.iter().find(|&&p| p as usize >= req) {
+                return Err(CoreError::invalid(format!(
+                    "point {bad} out of range for a chunk of {req} requested points"
+                )));
+            }
+            match width {
+                None => {
+                    if w.offsets.len() != w.points.len() + 1 || *w.offsets.last().unwrap() as usize != w.data.len() {
+                        return Err(CoreError::invalid("item offsets do not match the points and data"));
+                    }
+                    if w.offsets.windows(2).any(|x| x[0] > x[1]) {
+                        return Err(CoreError::invalid("item offsets must not decrease"));
+                    }
+                }
+                Some(sz) => {
+                    if w.data.len() != w.points.len() * sz {
+                        return Err(CoreError::invalid(format!(
+                            "typed data of {} bytes for {} points of {sz} bytes",
+                            w.data.len(),
+                            w.points.len()
+                        )));
+                    }
+                }
+            }
+        }
+        self.write(|s, t| {
+            for w in writes {
+                s.write_one(t, cache, w)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write_one(&self, t: &mut RwTxn<'_>, cache: &CacheId, w: &ChunkWrite<'_>) -> Result<()> {
+        let key = w.grid.chunk_key(&w.geo.bins);
+        let rk = rkey(cache, &key);
+        let n = w.geo.record_points();
+        let mut builder = match self.records.get(t, &rk)?.map(RecordView::parse) {
+            Some(Ok(old)) if old.n == n => {
+                if old.kind != w.kind {
+                    return Err(CoreError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "this chunk's outputs are stored as {} but the function now returns {}; use a new cacheVersion",
+                            kind_name(old.kind),
+                            kind_name(w.kind)
+                        ),
+                    ));
+                }
+                RecordBuilder::from_view(&old)?
+            }
+            // Absent, corrupt or of another layout: start afresh.
+            _ => RecordBuilder::new(w.kind, n)?,
+        };
+        let positions = w.geo.record_positions();
+        let width = crate::record::kind_width(w.kind)?;
+        for (j, &r) in w.points.iter().enumerate() {
+            let bytes = match width {
+                None => &w.data[w.offsets[j] as usize..w.offsets[j + 1] as usize],
+                Some(sz) => &w.data[j * sz..(j + 1) * sz],
+            };
+            builder.set_in(positions[r as usize] as usize, bytes, w.dict)?;
+        }
+        // Consolidate from other records (another chunking or axis order).
+        if builder.present() < n {
+            if let Some(res) = w.res {
+                for src in res.sources.iter().filter(|s| s.chunk != key) {
+                    let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
+                    let Ok(view) = RecordView::parse(bytes) else { continue };
+                    if view.kind != w.kind {
+                        continue;
+                    }
+                    for &(r, p) in &src.map {
+                        if view.is_present(p as usize) {
+                            builder.set_in(
+                                positions[r as usize] as usize,
+                                view.point(p as usize),
+                                view.point_dict(p as usize),
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        let bytes = builder.finish();
+        let desc = Descriptor {
+            axes: w
+                .grid
+                .axes
+                .iter()
+                .enumerate()
+                .map(|(a, ax)| (ax.name.clone(), w.grid.bin_hashes(a, w.geo.bins[a]).to_vec()))
+                .collect(),
+            n: n as u32,
+            present: builder.present() as u32,
+            bytes: bytes.len() as u64,
+            updated_ms: now_ms(),
+        };
+        self.records.put(t, &rk, &bytes)?;
+        self.index.put(t, &rk, &desc.encode())?;
+        self.atime.put(t, &rk, &desc.updated_ms.to_le_bytes())?;
+        // Stored points need no claim: released in this transaction.
+        self.release_stored_in(t, &rk, |p| builder.is_set(p))
+    }
+}
+
+fn kind_name(kind: u8) -> String {
+    if kind == crate::record::KIND_ITEMS {
+        "items (any values)".to_string()
+    } else {
+        crate::canonical::DType::from_u8(kind).map_or("unknown".into(), |d| format!("a typed array of {}", d.name()))
+    }
+}

@@ -1,0 +1,278 @@
+//! Resolution: which stored points serve a planned chunk, from the chunk's
+//! own record or from records of another chunking, axis order or length.
+
+use super::{rkey, CacheId, ChunkKey, Descriptor, Store};
+use crate::error::Result;
+use crate::planner::{ChunkGeometry, Grid, Plan};
+use crate::record::RecordView;
+use heed::{RoTxn, WithoutTls};
+use std::collections::HashMap;
+
+/// Where requested points of a chunk come from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub chunk: ChunkKey,
+    /// (requested point index, point index in the source record). Empty
+    /// when `whole` is set.
+    pub map: Vec<(u32, u32)>,
+    /// The chunk's own complete record serves every requested point; the
+    /// positions follow from the chunk geometry (not stored per point).
+    pub whole: Option<WholeLayout>,
+}
+
+/// Requested offsets per axis and bin lengths of a chunk, from which the
+/// record position of every requested point follows.
+#[derive(Debug, Clone, Default)]
+pub struct WholeLayout {
+    pub sel: Vec<Vec<u32>>,
+    pub lens: Vec<u32>,
+}
+
+impl Source {
+    /// (requested point, record point) pairs, materialised.
+    pub fn pairs(&self) -> Vec<(u32, u32)> {
+        match &self.whole {
+            Some(w) => ChunkGeometry { bins: Vec::new(), sel: w.sel.clone(), lens: w.lens.clone() }
+                .record_positions()
+                .into_iter()
+                .enumerate()
+                .map(|(r, p)| (r as u32, p))
+                .collect(),
+            None => self.map.clone(),
+        }
+    }
+}
+
+/// The state of one planned chunk against the store.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub key: ChunkKey,
+    pub requested: u32,
+    pub available: u32,
+    /// Per requested point; empty when every point is available.
+    pub present: Vec<bool>,
+    pub sources: Vec<Source>,
+    /// Records that failed verification (treated as missing).
+    pub corrupt: Vec<(ChunkKey, String)>,
+}
+
+impl Resolution {
+    pub fn is_present(&self, i: usize) -> bool {
+        self.present.is_empty() && self.available == self.requested || self.present.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// Per-plan lazily built view of all of a cache's records, to find records
+/// laid out differently (another chunking, axis order or axis length).
+#[derive(Default)]
+pub struct Catalog {
+    loaded: bool,
+    descs: Vec<(ChunkKey, Descriptor)>,
+    // Per grid axis: value hash -> indices of descriptors holding it.
+    by_axis: Vec<HashMap<u64, Vec<usize>>>,
+}
+
+impl Store {
+    /// Resolves chunks `range` of `plan` for `cache`.
+    pub fn resolve(
+        &self,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        chunks: std::ops::Range<usize>,
+        catalog: &mut Catalog,
+    ) -> Result<Vec<Resolution>> {
+        self.read(|s, t| {
+            let mut out = Vec::with_capacity(chunks.len());
+            for i in chunks.clone() {
+                out.push(s.resolve_one(t, cache, grid, plan, i, catalog)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn resolve_one(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        i: usize,
+        catalog: &mut Catalog,
+    ) -> Result<Resolution> {
+        let geo = ChunkGeometry::of(plan, i);
+        let key = grid.chunk_key(&geo.bins);
+        let requested = geo.requested() as u32;
+        let mut res = Resolution { key, requested, ..Default::default() };
+        // Fast path: the chunk's own record is complete. Its checksum is
+        // verified here (xxh3 over mapped pages, cheap next to the read that
+        // follows): a bad record must be reported and its points treated as
+        // missing, or callers that trust the resolution would never
+        // recompute them.
+        let mut exact_ok = true;
+        match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+            Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
+                res.available = requested;
+                res.sources.push(Source {
+                    chunk: key,
+                    map: Vec::new(),
+                    whole: Some(WholeLayout { sel: geo.sel, lens: geo.lens }),
+                });
+                return Ok(res);
+            }
+            Some(Err(e)) => {
+                res.corrupt.push((key, e.message));
+                exact_ok = false;
+            }
+            // Partial, absent, or disagreeing with the chunk: the general
+            // path checks every point.
+            _ => {}
+        }
+        if requested == 0 {
+            return Ok(res);
+        }
+        let exact_raw = if exact_ok { self.index.get(t, &rkey(cache, &key))? } else { None };
+        let exact = if exact_ok { exact_raw.map(Descriptor::decode).transpose()? } else { None };
+        res.present = vec![false; requested as usize];
+        // Candidates: the exact record first, then every record sharing a
+        // value of the first axis (all records for a grid without axes).
+        let mut cands: Vec<(ChunkKey, Descriptor)> = Vec::new();
+        if let Some(d) = exact {
+            cands.push((key, d));
+        }
+        self.load_catalog(t, cache, grid, catalog)?;
+        // Records holding at least one requested value on every axis.
+        let mut seen: Vec<usize> = (0..catalog.descs.len()).collect();
+        for (a, axis) in grid.axes.iter().enumerate() {
+            let base = geo.bins[a] as usize * axis.chunk;
+            let mut on_axis: Vec<usize> = Vec::new();
+            if let Some(inv) = catalog.by_axis.get(a) {
+                for &o in &geo.sel[a] {
+                    if let Some(v) = inv.get(&axis.hashes[base + o as usize]) {
+                        on_axis.extend(v.iter().copied());
+                    }
+                }
+            }
+            on_axis.sort_unstable();
+            on_axis.dedup();
+            let keep: std::collections::HashSet<usize> = on_axis.into_iter().collect();
+            seen.retain(|d| keep.contains(d));
+            if seen.is_empty() {
+                break;
+            }
+        }
+        for d in seen {
+            let (k, desc) = &catalog.descs[d];
+            if *k != key {
+                cands.push((*k, desc.clone()));
+            }
+        }
+        for (ck, desc) in cands {
+            let Some(map) = map_into(grid, &geo, &desc) else { continue };
+            let bytes = match self.records.get(t, &rkey(cache, &ck))? {
+                Some(b) => b,
+                None => continue,
+            };
+            let view = match RecordView::parse(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    res.corrupt.push((ck, e.message));
+                    continue;
+                }
+            };
+            let mut src = Source { chunk: ck, map: Vec::new(), whole: None };
+            for (r, p) in map {
+                if !res.present[r as usize] && view.is_present(p as usize) {
+                    res.present[r as usize] = true;
+                    src.map.push((r, p));
+                }
+            }
+            if !src.map.is_empty() {
+                res.available += src.map.len() as u32;
+                res.sources.push(src);
+            }
+            if res.available == requested {
+                break;
+            }
+        }
+        if res.available == requested {
+            res.present.clear();
+        }
+        Ok(res)
+    }
+
+    fn load_catalog(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        catalog: &mut Catalog,
+    ) -> Result<()> {
+        if catalog.loaded {
+            return Ok(());
+        }
+        catalog.descs = self.descriptors_in(t, cache)?;
+        catalog.by_axis = grid.axes.iter().map(|_| HashMap::new()).collect();
+        for (a, axis) in grid.axes.iter().enumerate() {
+            for (i, (_, d)) in catalog.descs.iter().enumerate() {
+                if d.axes.len() != grid.axes.len() {
+                    continue;
+                }
+                if let Some((_, hs)) = d.axes.iter().find(|(n, _)| *n == axis.name) {
+                    for h in hs {
+                        catalog.by_axis[a].entry(*h).or_default().push(i);
+                    }
+                }
+            }
+        }
+        catalog.loaded = true;
+        Ok(())
+    }
+}
+
+/// Maps requested points of a chunk to point positions of a record with
+/// descriptor `desc`; `None` when the record shares no point with it.
+fn map_into(grid: &Grid, geo: &ChunkGeometry, desc: &Descriptor) -> Option<Vec<(u32, u32)>> {
+    if desc.axes.len() != grid.axes.len() {
+        return None;
+    }
+    // For each grid axis: its position in the record and, per requested
+    // offset, the value's index along that record axis.
+    let mut strides = vec![1u64; desc.axes.len()];
+    for a in (0..desc.axes.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * desc.axes[a + 1].1.len() as u64;
+    }
+    // Per grid axis: (position among the requested offsets, offset in the
+    // record) of the requested values the record holds. Only matches are
+    // kept, so the cost follows the overlap, not the chunk size.
+    let mut per_axis: Vec<Vec<(u32, u64)>> = Vec::with_capacity(grid.axes.len());
+    for (a, axis) in grid.axes.iter().enumerate() {
+        let ra = desc.axes.iter().position(|(n, _)| *n == axis.name)?;
+        let lookup: HashMap<u64, usize> = desc.axes[ra].1.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+        let base = geo.bins[a] as usize * axis.chunk;
+        let col: Vec<(u32, u64)> = geo.sel[a]
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &o)| {
+                lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
+            })
+            .collect();
+        if col.is_empty() {
+            return None;
+        }
+        per_axis.push(col);
+    }
+    let dims: Vec<u32> = geo.sel.iter().map(|s| s.len() as u32).collect();
+    let mut acc: Vec<(u32, u64)> = vec![(0, 0)];
+    for (a, col) in per_axis.iter().enumerate() {
+        let mut next = Vec::with_capacity(acc.len() * col.len());
+        for &(r, p) in &acc {
+            for &(j, off) in col {
+                next.push((r * dims[a] + j, p + off));
+            }
+        }
+        acc = next;
+    }
+    let out: Vec<(u32, u32)> = acc.into_iter().map(|(r, p)| (r, p as u32)).collect();
+    Some(out)
+}

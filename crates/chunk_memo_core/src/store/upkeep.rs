@@ -1,0 +1,189 @@
+//! Upkeep: raw records (export, import), deletion, access times,
+//! verification, and the hooks of tests and benchmarks.
+
+use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Store};
+use crate::error::{CoreError, Result};
+use crate::record::{RecordBuilder, RecordView};
+use std::collections::HashMap;
+
+impl Store {
+    /// Raw record bytes (for export and verification).
+    pub fn get_record(&self, cache: &CacheId, chunk: &ChunkKey) -> Result<Option<Vec<u8>>> {
+        self.read(|s, t| Ok(s.records.get(t, &rkey(cache, chunk))?.map(|b| b.to_vec())))
+    }
+
+    /// Stores a record and its descriptor as they are (import). A record
+    /// already present is merged point by point, keeping stored points.
+    pub fn put_record(&self, cache: &CacheId, chunk: &ChunkKey, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
+        let incoming = RecordView::parse(bytes)?;
+        if incoming.n != desc.n as usize {
+            return Err(CoreError::corrupt("record and descriptor disagree on the point count"));
+        }
+        self.write(|s, t| {
+            let key = rkey(cache, chunk);
+            let merged = match s.records.get(t, &key)?.map(RecordView::parse) {
+                Some(Ok(old)) if old.kind == incoming.kind && old.n == incoming.n => {
+                    let mut b = RecordBuilder::from_view(&old)?;
+                    for i in 0..incoming.n {
+                        if incoming.is_present(i) {
+                            b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
+                        }
+                    }
+                    b.finish()
+                }
+                _ => bytes.to_vec(),
+            };
+            let view = RecordView::parse(&merged)?;
+            let d = Descriptor {
+                present: view.present as u32,
+                bytes: merged.len() as u64,
+                updated_ms: now_ms(),
+                ..desc.clone()
+            };
+            s.records.put(t, &key, &merged)?;
+            s.index.put(t, &key, &d.encode())?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a cache: metadata, records, index and access times.
+    pub fn delete_cache(&self, cache: &CacheId) -> Result<u64> {
+        self.write(|s, t| {
+            let mut n = 0;
+            s.meta.delete(t, cache)?;
+            for (j, db) in [s.records, s.index, s.atime, s.claims].into_iter().enumerate() {
+                let keys: Vec<Vec<u8>> =
+                    db.prefix_iter(t, cache)?.map(|r| r.map(|(k, _)| k.to_vec())).collect::<heed::Result<_>>()?;
+                for k in &keys {
+                    db.delete(t, k)?;
+                }
+                if j == 0 {
+                    n = keys.len();
+                }
+            }
+            Ok(n as u64)
+        })
+    }
+
+    /// Deletes single records (eviction, repair).
+    pub fn delete_records(&self, cache: &CacheId, chunks: &[ChunkKey]) -> Result<()> {
+        self.write(|s, t| {
+            for c in chunks {
+                let k = rkey(cache, c);
+                s.records.delete(t, &k)?;
+                s.index.delete(t, &k)?;
+                s.atime.delete(t, &k)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Access times of a cache's records (ms; records never read report 0).
+    pub fn access_times(&self, cache: &CacheId) -> Result<HashMap<ChunkKey, u64>> {
+        self.flush_access_times()?;
+        self.read(|s, t| {
+            let mut out = HashMap::new();
+            for item in s.atime.prefix_iter(t, cache)? {
+                let (k, v) = item?;
+                if let (Ok(c), Ok(ms)) = (<[u8; 16]>::try_from(&k[16..32]), <[u8; 8]>::try_from(v)) {
+                    out.insert(c, u64::from_le_bytes(ms));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn note_access(&self, cache: &CacheId, chunk: &ChunkKey) {
+        let mut p = self.pending_atime.lock().unwrap();
+        p.insert(rkey(cache, chunk), now_ms());
+        // Amortised: reads never write; access times go out in batches.
+        if p.len() >= 1024 {
+            let batch = std::mem::take(&mut *p);
+            drop(p);
+            let _ = self.write_atimes(&batch);
+        }
+    }
+
+    /// Writes the access times noted since the last flush.
+    pub fn flush_access_times(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.pending_atime.lock().unwrap());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write_atimes(&batch)
+    }
+
+    fn write_atimes(&self, batch: &HashMap<[u8; 32], u64>) -> Result<()> {
+        self.write(|s, t| {
+            for (k, ms) in batch {
+                // Only for records that still exist.
+                if s.index.get(t, k)?.is_some() {
+                    s.atime.put(t, k, &ms.to_le_bytes())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Verifies every record of a cache: checksum, structure, and agreement
+    /// with its descriptor. Returns the bad chunk keys with the reason.
+    pub fn verify(&self, cache: &CacheId) -> Result<Vec<(ChunkKey, String)>> {
+        self.read(|s, t| {
+            let mut bad = Vec::new();
+            for (chunk, desc) in s.descriptors_in(t, cache)? {
+                match s.records.get(t, &rkey(cache, &chunk))? {
+                    None => bad.push((chunk, "indexed record is missing".to_string())),
+                    Some(bytes) => match RecordView::parse(bytes) {
+                        Err(e) => bad.push((chunk, e.message)),
+                        Ok(v) if v.n != desc.n as usize || v.present != desc.present as usize => {
+                            bad.push((chunk, "record disagrees with its index entry".to_string()))
+                        }
+                        Ok(_) => {}
+                    },
+                }
+            }
+            // Records without an index entry.
+            for item in s.records.prefix_iter(t, cache)? {
+                let (k, _) = item?;
+                if s.index.get(t, k)?.is_none() {
+                    bad.push((k[16..32].try_into().unwrap(), "record has no index entry".to_string()));
+                }
+            }
+            Ok(bad)
+        })
+    }
+
+    /// Overwrites a record's raw bytes, bypassing checks. Only for tests that
+    /// plant corruption.
+    #[doc(hidden)]
+    pub fn put_raw_record_for_tests(&self, cache: &CacheId, chunk: &ChunkKey, bytes: &[u8]) -> Result<()> {
+        self.write(|s, t| Ok(s.records.put(t, &rkey(cache, chunk), bytes)?))
+    }
+
+    /// Plain LMDB read loop over every record of a cache, touching each byte
+    /// (the ceiling that benchmarks compare the store's read path with).
+    /// Returns (records, bytes, fold of the bytes).
+    pub fn scan_records(&self, cache: &CacheId) -> Result<(u64, u64, u64)> {
+        self.read(|s, t| {
+            let (mut n, mut bytes, mut fold) = (0u64, 0u64, 0u64);
+            for item in s.records.prefix_iter(t, cache)? {
+                let (_, v) = item?;
+                n += 1;
+                bytes += v.len() as u64;
+                let mut acc = 0u64;
+                for c in v.chunks(8) {
+                    let mut w = [0u8; 8];
+                    w[..c.len()].copy_from_slice(c);
+                    acc ^= u64::from_le_bytes(w);
+                }
+                fold ^= acc;
+            }
+            Ok((n, bytes, fold))
+        })
+    }
+
+    /// Environment size on disk in bytes.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.env.real_disk_size()?)
+    }
+}
