@@ -125,10 +125,15 @@ test('invalidate of a selection deletes only its points; the next run recomputes
   const first = counted();
   const full = await run(c, first.fn);
   // x = 1, 2 crosses two bins of x: every record touched is kept in part.
+  const keys = (): string[] => records(c).map((d) => d.chunk.toString('hex')).sort();
+  const before = keys();
   const r = c.select({ values: { x: [1, 2], y: [0, 1, 2] } }).invalidate();
   t.is(r.points, 6);
   t.is(r.rewrittenRecords, 4);
   t.is(r.deletedRecords, 0);
+  // The records keep their layout and key; no piece is left over.
+  t.deepEqual(keys(), before);
+  t.is(records(c).reduce((x, d) => x + d.present, 0), 18);
   const st = c.status();
   t.is(st.missingPoints, 6);
   t.is(st.cachedPoints, 18);
@@ -194,6 +199,28 @@ test('invalidate reaches records of other chunkings that the view covers in part
   const again = counted();
   const res = await run(c, again.fn);
   t.is(res.diagnostics.executedPoints, 24 - (stored.size - want));
+});
+
+test('invalidate keeps a record of another chunking whose layout is one of the moved blocks', async (t) => {
+  const root = tmp();
+  const { fn } = counted();
+  // Row x = 0 stored alone (chunking x: 1), then the whole grid (chunking x: 2).
+  await run(open(root, { x: 1, y: 4 }).select({ values: { x: [0] } }), fn);
+  const c = open(root, { x: 2, y: 4 });
+  await run(c, fn);
+  const before = records(c).length;
+  t.is(before, 4);
+  // The points of record [x 0..1] outside the view are x = 0 (every y) and
+  // (1, 0): the first block is exactly the layout of the x: 1 record.
+  const r = c.select({ values: { x: [1], y: [1, 2, 3] } }).invalidate();
+  t.like(r, { points: 3, rewrittenRecords: 1 });
+  t.is(records(c).length, before);
+  const again = counted();
+  const row = await run(open(root, { x: 1, y: 4 }).select({ values: { x: [0] } }), again.fn);
+  t.is(row.diagnostics.executedPoints, 0);
+  const all = await run(c, again.fn);
+  t.is(all.diagnostics.executedPoints, 3);
+  t.deepEqual(again.calls.sort(), ['1,1', '1,2', '1,3']);
 });
 
 test('invalidate keeps typed outputs and items packed with several dictionaries intact', async (t) => {

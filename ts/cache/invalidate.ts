@@ -4,9 +4,9 @@
  * recomputes exactly those points.
  *
  * Records whose points all lie in the view are deleted. A record that the
- * view covers in part keeps its other points: they are read, the record is
- * deleted, and the kept points are written back through the ordinary write
- * path (same record layout, so the record key is unchanged).
+ * view covers in part keeps its other points, moved through the ordinary
+ * write path so that no stored point is lost at any moment (see the steps
+ * below); the record ends in its own layout, under its own key.
  */
 import { native, type BindingDescriptor } from '../binding/native.js';
 import { ChunkMemoError, fromNative } from '../errors/index.js';
@@ -24,9 +24,10 @@ export interface InvalidateResult {
 }
 
 interface KeptWrite {
-  desc: BindingDescriptor;
+  /** Layout of the new record: axis names and u64 LE value hashes. */
+  axes: Array<{ name: string; hashes: Buffer }>;
   kind: number;
-  /** Record-layout point indices of the kept points, per dictionary group. */
+  /** Block point indices of the kept points, per dictionary group. */
   groups: Array<{ points: Uint32Array; offsets: Uint32Array; data: Buffer; dict: Buffer }>;
 }
 
@@ -37,15 +38,18 @@ function hashesOf(b: Buffer): BigUint64Array {
   return new BigUint64Array(copy.buffer, 0, b.length >> 3);
 }
 
-/** A one-chunk plan over exactly a record's layout (its key is the record's). */
-function recordPlan(desc: BindingDescriptor) {
+/** A one-chunk plan over exactly a layout (axis names and value hashes). */
+function blockPlan(axes: ReadonlyArray<{ name: string; hashes: Buffer }>) {
   const grid = new native.BindingGrid(
-    desc.axes.map((a) => a.name),
-    desc.axes.map((a) => a.hashes),
-    desc.axes.map((a) => Math.max(1, a.hashes.length >> 3)),
+    axes.map((a) => a.name),
+    axes.map((a) => a.hashes),
+    axes.map((a) => Math.max(1, a.hashes.length >> 3)),
   );
-  return grid.plan(desc.axes.map(() => null));
+  return grid.plan(axes.map(() => null));
 }
+
+/** The plan of a record's own layout (its key is the record's). */
+const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes);
 
 export function invalidateView(cache: ChunkCache): InvalidateResult {
   const where = 'invalidate';
@@ -73,8 +77,11 @@ export function invalidateView(cache: ChunkCache): InvalidateResult {
     });
 
     const whole: Buffer[] = [];
-    const kept: KeptWrite[] = [];
-    for (const desc of store.descriptors(id)) {
+    const blocks: KeptWrite[] = [];
+    const rewrite: KeptWrite[] = [];
+    const descs = store.descriptors(id);
+    const existing = new Set(descs.map((d) => d.chunk.toString('hex')));
+    for (const desc of descs) {
       if (desc.axes.length !== inView.size || desc.axes.some((a) => !inView.has(a.name))) continue;
       // Per record axis: which of its values the view selects.
       const masks: Uint8Array[] = [];
@@ -105,71 +112,104 @@ export function invalidateView(cache: ChunkCache): InvalidateResult {
       }
       const rd = plan.read(store, id, 0);
       const lens = masks.map((m) => m.length);
-      const keep: number[] = []; // record positions
-      const keepW: number[] = []; // index among present points
+      // Rank of each present record point among the present ones (-1: absent).
+      const rank = new Int32Array(rd.present.length).fill(-1);
       let w = 0;
-      const n = rd.present.length;
-      for (let r = 0; r < n; r++) {
-        if (!rd.present[r]) continue;
-        let x = r;
-        let ok = true;
-        for (let a = lens.length - 1; a >= 0; a--) {
-          const j = x % lens[a]!;
-          x = Math.floor(x / lens[a]!);
-          if (!masks[a]![j]) ok = false;
+      for (let r = 0; r < rd.present.length; r++) if (rd.present[r]) rank[r] = w++;
+      const width = rd.kind === 0 || w === 0 ? 0 : rd.data.length / w;
+      /** Writes of the stored points at record positions `pos[b]`, as points `b` of a layout. */
+      const groupsOf = (pos: readonly number[]): KeptWrite['groups'] => {
+        const pts: number[] = [];
+        for (let b = 0; b < pos.length; b++) if (rank[pos[b]!]! >= 0) pts.push(b);
+        if (pts.length === 0) return [];
+        if (rd.kind !== 0) {
+          const data = Buffer.alloc(pts.length * width);
+          pts.forEach((b, q) => {
+            const pw = rank[pos[b]!]!;
+            rd.data.copy(data, q * width, pw * width, (pw + 1) * width);
+          });
+          return [{ points: Uint32Array.from(pts), offsets: new Uint32Array(0), data, dict: Buffer.alloc(0) }];
         }
-        if (!ok) {
-          keep.push(r);
-          keepW.push(w);
-        }
-        w++;
-      }
-      whole.push(desc.chunk);
-      if (keep.length === 0) continue;
-      const groups: KeptWrite['groups'] = [];
-      if (rd.kind === 0) {
         const byDict = new Map<number, number[]>();
-        keepW.forEach((pw, q) => {
-          const g = rd.pointDicts[pw] ?? 0;
+        for (const b of pts) {
+          const g = rd.pointDicts[rank[pos[b]!]!] ?? 0;
           const l = byDict.get(g) ?? [];
-          l.push(q);
+          l.push(b);
           byDict.set(g, l);
-        });
-        for (const [g, qs] of byDict) {
-          const offsets = new Uint32Array(qs.length + 1);
+        }
+        return [...byDict].map(([g, bs]) => {
+          const offsets = new Uint32Array(bs.length + 1);
           const parts: Buffer[] = [];
           let total = 0;
-          qs.forEach((q, k) => {
-            const pw = keepW[q]!;
+          bs.forEach((b, q) => {
+            const pw = rank[pos[b]!]!;
             const part = rd.data.subarray(rd.offsets[pw]!, rd.offsets[pw + 1]!);
             parts.push(part);
             total += part.length;
-            offsets[k + 1] = total;
+            offsets[q + 1] = total;
           });
-          groups.push({
-            points: Uint32Array.from(qs, (q) => keep[q]!),
-            offsets,
-            data: Buffer.concat(parts, total),
-            dict: rd.dicts[g] ?? Buffer.alloc(0),
-          });
+          return { points: Uint32Array.from(bs), offsets, data: Buffer.concat(parts, total), dict: rd.dicts[g] ?? Buffer.alloc(0) };
+        });
+      };
+      // The record's points outside the view, as disjoint product blocks:
+      // block k takes in-view values on the axes before k, the other values
+      // on axis k, and every value on the axes after k.
+      const idx = (a: number, inView: boolean | null): number[] => {
+        const out: number[] = [];
+        for (let j = 0; j < lens[a]!; j++) if (inView === null || !!masks[a]![j] === inView) out.push(j);
+        return out;
+      };
+      const keptHere: number[] = [];
+      for (let k = 0; k < lens.length; k++) {
+        const sel = lens.map((_, a) => idx(a, a < k ? true : a === k ? false : null));
+        if (sel.some((l) => l.length === 0)) continue;
+        let pos = [0];
+        for (let a = 0; a < sel.length; a++) {
+          const next: number[] = [];
+          for (const base of pos) for (const j of sel[a]!) next.push(base * lens[a]! + j);
+          pos = next;
         }
-      } else {
-        const width = n > 0 && w > 0 ? rd.data.length / w : 0;
-        const data = Buffer.alloc(keep.length * width);
-        keepW.forEach((pw, k) => rd.data.copy(data, k * width, pw * width, (pw + 1) * width));
-        groups.push({ points: Uint32Array.from(keep), offsets: new Uint32Array(0), data, dict: Buffer.alloc(0) });
+        const groups = groupsOf(pos);
+        if (groups.length === 0) continue;
+        keptHere.push(...pos);
+        blocks.push({
+          axes: desc.axes.map((ax, a) => ({ name: ax.name, hashes: Buffer.concat(sel[a]!.map((j) => ax.hashes.subarray(j * 8, j * 8 + 8))) })),
+          kind: rd.kind,
+          groups,
+        });
       }
-      kept.push({ desc, kind: rd.kind, groups });
+      whole.push(desc.chunk);
+      if (keptHere.length === 0) continue;
+      // The same points again in the record's own layout, for the last step.
+      keptHere.sort((x, y) => x - y);
+      rewrite.push({ axes: desc.axes, kind: rd.kind, groups: groupsOf(keptHere).map((g) => ({ ...g, points: Uint32Array.from(g.points, (b) => keptHere[b]!) })) });
     }
 
-    if (whole.length) store.deleteRecords(id, whole);
-    // Write the kept points back, each record in its own layout. The
-    // records were deleted above, so nothing of the view is merged back.
-    for (const k of kept) {
-      const plan = recordPlan(k.desc);
-      plan.writeBatch(store, id, k.groups.map((g) => ({ chunk: 0, kind: k.kind, points: g.points, offsets: g.offsets, data: g.data, dict: g.dict })));
+    // Nothing stored may be lost at any moment, so the kept points move in
+    // steps, each one transaction:
+    // 1. they are written as records of the blocks (layouts holding no point
+    //    of the view; a block whose record exists already is merged into it);
+    // 2. the records holding view points are deleted;
+    // 3. the kept points are written back in their records' own layouts;
+    // 4. the block records made in step 1 are deleted.
+    // A crash between two steps leaves the kept points stored (twice at
+    // most); before step 2 the view's points are also still there
+    // (invalidate again to finish).
+    const made: Buffer[] = [];
+    for (const b of blocks) {
+      const plan = blockPlan(b.axes);
+      const key = plan.chunkKey(0);
+      if (!existing.has(key.toString('hex'))) made.push(key);
+      plan.writeBatch(store, id, b.groups.map((g) => ({ chunk: 0, kind: b.kind, points: g.points, offsets: g.offsets, data: g.data, dict: g.dict })));
     }
-    return { points, deletedRecords: whole.length - kept.length, rewrittenRecords: kept.length };
+    if (whole.length) store.deleteRecords(id, whole);
+    for (const r of rewrite) {
+      blockPlan(r.axes).writeBatch(store, id, r.groups.map((g) => ({ chunk: 0, kind: r.kind, points: g.points, offsets: g.offsets, data: g.data, dict: g.dict })));
+    }
+    const drop = [...new Map(made.map((k) => [k.toString('hex'), k])).values()];
+    if (drop.length) store.deleteRecords(id, drop);
+    const rewritten = rewrite.length;
+    return { points, deletedRecords: whole.length - rewritten, rewrittenRecords: rewritten };
   } catch (e) {
     if (e instanceof ChunkMemoError) throw e;
     throw fromNative(e, where);
