@@ -136,8 +136,14 @@ class BullMQExecutor implements Executor {
 
   run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput> {
     if (signal?.aborted) return Promise.reject(new AbortedError(`exec chunk ${job.jobIndex}: aborted before it was queued`));
-    const id = jobIdOf(job);
-    const data = encodeJob(job, this.ttl, this.session);
+    let id: string;
+    let data: JobData;
+    try {
+      id = jobIdOf(job);
+      data = encodeJob(job, this.ttl, this.session);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<JobOutput>((resolve, reject) => {
       const onAbort = (): void => {
         if (w.settled) return;
@@ -263,7 +269,9 @@ class BullMQExecutor implements Executor {
     let s: Session;
     try {
       s = await this.start();
-      await s.queue.addBulk(batch.map((w) => ({ name: JOB_NAME, data: w.data, opts: { ...this.jobOptions, jobId: w.id } })));
+      // Jobs of an abandoned sweep do not outlive their results.
+      const keep = { age: this.ttl };
+      await s.queue.addBulk(batch.map((w) => ({ name: JOB_NAME, data: w.data, opts: { ...this.jobOptions, removeOnComplete: keep, removeOnFail: keep, jobId: w.id } })));
     } catch (e) {
       for (const w of batch) this.settle(w, e instanceof ChunkMemoError ? e : new ChunkMemoError('ERR_REDIS', `bullmqExecutor: could not add exec chunk ${w.job.jobIndex} to queue ${this.queueName}: ${(e as Error).message}`, { cause: e }));
       return;
