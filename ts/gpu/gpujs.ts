@@ -32,12 +32,22 @@ export interface GpuJsModule {
   WebGPUContext: { destroy(): Promise<void> };
 }
 
+import { GpuError } from '../errors/index.js';
+
 const require = createRequire(import.meta.url);
 let gpuJsModule: GpuJsModule | undefined;
 
 /** The gpu.js module (loaded now if it was not). */
 export function gpuJs(): GpuJsModule {
-  gpuJsModule ??= require('gpu.js') as GpuJsModule;
+  if (gpuJsModule) return gpuJsModule;
+  try {
+    gpuJsModule = require('gpu.js') as GpuJsModule;
+  } catch (e) {
+    throw new GpuError(
+      `gpu kernels need the optional peer dependency gpu.js, which could not be loaded (${(e as Error)?.message?.split('\n')[0] ?? e}); run \`npm install gpu.js\` (and \`npm install webgpu@^0.6\` for WebGPU)`,
+      { cause: e },
+    );
+  }
   return gpuJsModule;
 }
 

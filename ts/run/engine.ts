@@ -18,7 +18,6 @@ import { RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
 import { afterRun } from '../manage/hooks.js';
 
-export { coords } from './session.js';
 export type { ChunkDone, EngineExecutor, EngineSpec, ExecutorStats } from './spec.js';
 
 /** Serial runs let timers, signals and I/O in at least this often (ms). */

@@ -15,7 +15,6 @@ import { kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import type { ProgressEvent } from './progress.js';
 
 export type { Diagnostics } from './diagnostics.js';
-export { newDiagnostics } from './diagnostics.js';
 
 /** Options of `run`, `runStreaming` and `iterate`. */
 export interface RunOptions<R = unknown> {
