@@ -71,6 +71,13 @@ test('$CHUNK_MEMO_ROOT is the root of commands where ROOT is optional', async (t
   const other = tmp();
   grid(other, 'other');
   t.deepEqual(JSON.parse(cli(['ls', other, '--json'], env).stdout).map((c: { params: { tag: string } }) => c.params.tag), ['other']);
+  // import without --root writes into $CHUNK_MEMO_ROOT.
+  const file = join(tmp(), 'a.tar.gz');
+  t.is(cli(['export', a.id.slice(0, 6), '-o', file], env).code, 0);
+  const target = join(tmp(), 'target');
+  const im = cli(['import', file], { CHUNK_MEMO_ROOT: target });
+  t.is(im.code, 0, im.stderr);
+  t.deepEqual(JSON.parse(cli(['ls', target, '--json']).stdout).map((c: { id: string }) => c.id), [a.id]);
   // rm ID... with the default root, then the root is empty.
   const rm = cli(['rm', a.id.slice(0, 8)], env);
   t.is(rm.code, 0, rm.stderr);
