@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -149,5 +149,34 @@ if (!BIN) {
     t.is((await storedPoints()).size, 400);
     const diag = JSON.parse(second.out().trim().split('\n').pop()!) as { executedPoints: number };
     t.true(diag.executedPoints <= 200);
+  });
+
+  test.serial('a worker SIGKILLed mid-job: the sweep completes on the other worker, every stored output correct', async (t) => {
+    const queue = 'sweep-kill';
+    const log = join(dir, `${queue}.log`);
+    const ws = await spawnWorkers(queue, log);
+    const release = join(dir, `${queue}.release`);
+    const params = { gateFrom: 7, release };
+    const cache = ChunkCache.open({ root: join(dir, `${queue}-root`), ...remoteGrid(params) });
+    try {
+      const ex = bullmqExecutor({ connection: redis.url, queue });
+      const sweep = runParallel(cache, remoteTask('gated'), { executor: ex });
+      const started = `${log}.started`;
+      await until(() => existsSync(started) && readFileSync(started, 'utf8').length > 0, 'the gated block to start', 90_000);
+      const victim = Number(readFileSync(started, 'utf8').split(' ')[0]);
+      const w = ws.find((x) => x.pid === victim)!;
+      t.truthy(w);
+      w.proc.kill('SIGKILL');
+      await w.exit;
+      writeFileSync(release, '');
+      const r = await sweep;
+      const want = range(8).flatMap((x) => range(50).map((y) => ({ x, y, v: x * 10 + y, device: null })));
+      t.deepEqual(r.output, want);
+      t.is((await read(cache)).missingPoints, 0);
+      const pids = new Set(readFileSync(started, 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[0])));
+      t.is(pids.size, 2, 'the gated block ran again on the other worker');
+    } finally {
+      cache.close();
+    }
   });
 }
