@@ -1,7 +1,8 @@
 //! Binding of the all-or-nothing archive import (`chunk_memo_core::import`).
 
 use super::errors::boundary;
-use super::{id16, task, BindingStore, OpTask};
+use crate::task::{task, OpTask};
+use crate::{id16, BindingStore};
 use chunk_memo_core::import::{check_record, ImportMeta, ImportSummary};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

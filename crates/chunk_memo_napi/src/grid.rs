@@ -1,0 +1,81 @@
+//! `BindingGrid`: axis names, value hashes and chunk sizes; plans selections.
+
+use crate::errors::{boundary, invalid};
+use crate::plan::*;
+use chunk_memo_core::planner::{Axis, Grid};
+use chunk_memo_core::store::Catalog;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::sync::{Arc, Mutex};
+
+// ---------------------------------------------------------------------------
+// Grid and plans
+
+/// A grid: axis names, value hashes and chunk sizes.
+#[napi]
+pub struct BindingGrid {
+    pub(crate) inner: Arc<Grid>,
+}
+
+/// Touched bins of one axis of a plan.
+#[napi(object)]
+pub struct BindingAxisPlan {
+    pub bin: Vec<u32>,
+    pub start: Vec<u32>,
+    pub len: Vec<u32>,
+    /// Position in the axis' selection of each bin's first selected offset.
+    pub sel_pos: Vec<u32>,
+    /// Number of selected offsets of each bin.
+    pub sel_count: Vec<u32>,
+    /// Selected offsets of all bins, concatenated.
+    pub sel: Uint32Array,
+}
+
+#[napi]
+impl BindingGrid {
+    /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`.
+    #[napi(constructor)]
+    pub fn new(env: Env, names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
+        boundary(&env, || {
+            if names.len() != hashes.len() || names.len() != chunks.len() {
+                return Err(invalid("names, hashes and chunks differ in length"));
+            }
+            let axes = names
+                .into_iter()
+                .zip(hashes)
+                .zip(chunks)
+                .map(|((name, h), chunk)| Axis {
+                    name,
+                    hashes: h.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+                    chunk: chunk as usize,
+                })
+                .collect();
+            Ok(BindingGrid { inner: Arc::new(Grid::new(axes)?) })
+        })
+    }
+
+    /// Number of memo chunks of the whole grid.
+    #[napi(getter)]
+    pub fn chunk_count(&self) -> f64 {
+        self.inner.n_chunks() as f64
+    }
+
+    /// Plans a selection: per axis `null` (all) or sorted distinct indices.
+    #[napi]
+    pub fn plan(&self, env: Env, selection: Vec<Option<Uint32Array>>) -> Result<BindingPlan> {
+        boundary(&env, || {
+            let sel: Vec<Option<Vec<u32>>> = selection.into_iter().map(|s| s.map(|a| a.to_vec())).collect();
+            let plan = self.inner.plan(&sel)?;
+            let n = plan.n_chunks;
+            Ok(BindingPlan {
+                grid: self.inner.clone(),
+                plan: Arc::new(plan),
+                state: Arc::new(Mutex::new(PlanState {
+                    owner: None,
+                    catalog: Catalog::default(),
+                    resolutions: vec![None; n],
+                })),
+            })
+        })
+    }
+}

@@ -1,0 +1,436 @@
+#![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
+
+//! `BindingStore`: one LMDB environment at a cache root, its metadata,
+//! descriptors, records and upkeep, in sync and async forms.
+
+use crate::errors::{boundary, invalid, CoreResult};
+use crate::id16;
+use crate::task::*;
+use chunk_memo_core::store::{Descriptor, Store};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::path::Path;
+use std::sync::Arc;
+
+// ---------------------------------------------------------------------------
+// Store
+
+/// Metadata entry of one cache.
+#[napi(object)]
+pub struct BindingMetaEntry {
+    pub id: Buffer,
+    pub blob: Buffer,
+}
+
+/// An axis of a record descriptor.
+#[napi(object)]
+pub struct BindingDescAxis {
+    pub name: String,
+    /// u64 LE value hashes.
+    pub hashes: Buffer,
+}
+
+/// Index entry of one stored record.
+#[napi(object)]
+pub struct BindingDescriptor {
+    pub chunk: Buffer,
+    pub axes: Vec<BindingDescAxis>,
+    pub n: u32,
+    pub present: u32,
+    pub bytes: f64,
+    pub updated_ms: f64,
+}
+
+/// Totals of one cache's records.
+#[napi(object)]
+pub struct BindingSummary {
+    pub records: f64,
+    pub points: f64,
+    pub bytes: f64,
+    /// Latest record write (ms since the epoch; 0 without records).
+    pub last_write_ms: f64,
+}
+
+pub(crate) fn summary_to_js(s: chunk_memo_core::store::CacheSummary) -> Result<BindingSummary> {
+    Ok(BindingSummary {
+        records: s.records as f64,
+        points: s.points as f64,
+        bytes: s.bytes as f64,
+        last_write_ms: s.last_write_ms as f64,
+    })
+}
+
+/// A record that failed verification.
+#[napi(object)]
+pub struct BindingBadRecord {
+    pub chunk: Buffer,
+    pub reason: String,
+}
+
+/// Last access time of one record.
+#[napi(object)]
+pub struct BindingAccess {
+    pub chunk: Buffer,
+    pub ms: f64,
+}
+
+pub(crate) fn desc_to_js(chunk: [u8; 16], d: Descriptor) -> BindingDescriptor {
+    BindingDescriptor {
+        chunk: chunk.to_vec().into(),
+        axes: d
+            .axes
+            .into_iter()
+            .map(|(name, hs)| BindingDescAxis {
+                name,
+                hashes: hs.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>().into(),
+            })
+            .collect(),
+        n: d.n,
+        present: d.present,
+        bytes: d.bytes as f64,
+        updated_ms: d.updated_ms as f64,
+    }
+}
+
+pub(crate) fn desc_from_js(d: &BindingDescriptor) -> CoreResult<Descriptor> {
+    let mut axes = Vec::new();
+    for a in &d.axes {
+        if a.hashes.len() % 8 != 0 {
+            return Err(invalid("descriptor hashes must be a multiple of 8 bytes"));
+        }
+        axes.push((a.name.clone(), a.hashes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()));
+    }
+    Ok(Descriptor { axes, n: d.n, present: d.present, bytes: d.bytes as u64, updated_ms: d.updated_ms as u64 })
+}
+
+/// One LMDB environment at a cache root, shared by every thread of the
+/// process.
+#[napi]
+pub struct BindingStore {
+    pub(crate) inner: Arc<Store>,
+}
+
+#[napi]
+impl BindingStore {
+    /// Opens (creating if needed) the store at `root`.
+    #[napi(factory)]
+    pub fn open(env: Env, root: String) -> Result<BindingStore> {
+        boundary(&env, || Ok(BindingStore { inner: Store::open(Path::new(&root))? }))
+    }
+
+    /// Canonical path of the root.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    #[napi]
+    pub fn put_meta(&self, env: Env, id: Buffer, blob: Buffer) -> Result<()> {
+        boundary(&env, || self.inner.put_meta(&id16(&id, "id")?, &blob))
+    }
+
+    #[napi]
+    pub fn get_meta(&self, env: Env, id: Buffer) -> Result<Option<Buffer>> {
+        boundary(&env, || Ok(self.inner.get_meta(&id16(&id, "id")?)?.map(Into::into)))
+    }
+
+    #[napi]
+    pub fn list_meta(&self, env: Env) -> Result<Vec<BindingMetaEntry>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .list_meta()?
+                .into_iter()
+                .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
+                .collect())
+        })
+    }
+
+    /// Deletes a cache and all its records; returns the number of records.
+    #[napi]
+    pub fn delete_cache(&self, env: Env, id: Buffer) -> Result<u32> {
+        boundary(&env, || Ok(self.inner.delete_cache(&id16(&id, "id")?)? as u32))
+    }
+
+    #[napi]
+    pub fn delete_records(&self, env: Env, id: Buffer, chunks: Vec<Buffer>) -> Result<()> {
+        boundary(&env, || {
+            let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
+            self.inner.delete_records(&id16(&id, "id")?, &keys)
+        })
+    }
+
+    #[napi]
+    pub fn descriptors(&self, env: Env, id: Buffer) -> Result<Vec<BindingDescriptor>> {
+        boundary(&env, || {
+            Ok(self.inner.descriptors(&id16(&id, "id")?)?.into_iter().map(|(c, d)| desc_to_js(c, d)).collect())
+        })
+    }
+
+    /// Totals of a cache's records, from the index alone.
+    #[napi]
+    pub fn summary(&self, env: Env, id: Buffer) -> Result<BindingSummary> {
+        summary_to_js(boundary(&env, || self.inner.summary(&id16(&id, "id")?))?)
+    }
+
+    /// Async form of `summary`.
+    #[napi(ts_return_type = "Promise<BindingSummary>")]
+    pub fn summary_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<chunk_memo_core::store::CacheSummary, BindingSummary>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.summary(&id), summary_to_js, signal))
+        })
+    }
+
+    #[napi]
+    pub fn get_record(&self, env: Env, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
+        boundary(&env, || Ok(self.inner.get_record(&id16(&id, "id")?, &id16(&chunk, "chunk")?)?.map(Into::into)))
+    }
+
+    /// Stores a verified record (import), merging with a stored one.
+    #[napi]
+    pub fn put_record(&self, env: Env, id: Buffer, desc: BindingDescriptor, bytes: Buffer) -> Result<()> {
+        boundary(&env, || {
+            let d = desc_from_js(&desc)?;
+            self.inner.put_record(&id16(&id, "id")?, &id16(&desc.chunk, "chunk")?, &d, &bytes)
+        })
+    }
+
+    #[napi]
+    pub fn access_times(&self, env: Env, id: Buffer) -> Result<Vec<BindingAccess>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .access_times(&id16(&id, "id")?)?
+                .into_iter()
+                .map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 })
+                .collect())
+        })
+    }
+
+    #[napi]
+    pub fn flush_access_times(&self, env: Env) -> Result<()> {
+        boundary(&env, || self.inner.flush_access_times())
+    }
+
+    /// Checks every record of a cache; returns the bad ones.
+    #[napi]
+    pub fn verify(&self, env: Env, id: Buffer) -> Result<Vec<BindingBadRecord>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .verify(&id16(&id, "id")?)?
+                .into_iter()
+                .map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason })
+                .collect())
+        })
+    }
+
+    /// Async form of `open`.
+    #[napi(ts_return_type = "Promise<BindingStore>")]
+    pub fn open_async(root: String, signal: Option<AbortSignal>) -> AsyncTask<OpTask<Arc<Store>, BindingStore>> {
+        task(move || Store::open(Path::new(&root)), |inner| Ok(BindingStore { inner }), signal)
+    }
+
+    /// Async form of `putMeta`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn put_meta_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        blob: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        boundary(&env, || {
+            let (inner, id, blob) = (self.inner.clone(), id16(&id, "id")?, blob.to_vec());
+            Ok(task(move || inner.put_meta(&id, &blob), unit, signal))
+        })
+    }
+
+    /// Async form of `getMeta`.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn get_meta_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.get_meta(&id), |o| Ok(o.map(Into::into)), signal))
+        })
+    }
+
+    /// Async form of `listMeta`.
+    #[napi(ts_return_type = "Promise<Array<BindingMetaEntry>>")]
+    pub fn list_meta_async(
+        &self,
+        signal: Option<AbortSignal>,
+    ) -> AsyncTask<OpTask<Vec<([u8; 16], Vec<u8>)>, Vec<BindingMetaEntry>>> {
+        let inner = self.inner.clone();
+        task(
+            move || inner.list_meta(),
+            |v| {
+                Ok(v.into_iter()
+                    .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
+                    .collect())
+            },
+            signal,
+        )
+    }
+
+    /// Async form of `deleteCache`.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn delete_cache_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<u64, u32>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.delete_cache(&id), |n| Ok(n as u32), signal))
+        })
+    }
+
+    /// Async form of `deleteRecords`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn delete_records_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        chunks: Vec<Buffer>,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        boundary(&env, || {
+            let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(move || inner.delete_records(&id, &keys), unit, signal))
+        })
+    }
+
+    /// Async form of `descriptors`.
+    #[napi(ts_return_type = "Promise<Array<BindingDescriptor>>")]
+    pub fn descriptors_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], Descriptor)>, Vec<BindingDescriptor>>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.descriptors(&id),
+                |v| Ok(v.into_iter().map(|(c, d)| desc_to_js(c, d)).collect()),
+                signal,
+            ))
+        })
+    }
+
+    /// Async form of `getRecord`.
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
+    pub fn get_record_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        chunk: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
+        boundary(&env, || {
+            let (inner, id, chunk) = (self.inner.clone(), id16(&id, "id")?, id16(&chunk, "chunk")?);
+            Ok(task(move || inner.get_record(&id, &chunk), |o| Ok(o.map(Into::into)), signal))
+        })
+    }
+
+    /// Async form of `putRecord`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn put_record_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        desc: BindingDescriptor,
+        bytes: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<(), ()>>> {
+        boundary(&env, || {
+            let d = desc_from_js(&desc)?;
+            let (inner, id, chunk, bytes) =
+                (self.inner.clone(), id16(&id, "id")?, id16(&desc.chunk, "chunk")?, bytes.to_vec());
+            Ok(task(move || inner.put_record(&id, &chunk, &d, &bytes), unit, signal))
+        })
+    }
+
+    /// Async form of `accessTimes`.
+    #[napi(ts_return_type = "Promise<Array<BindingAccess>>")]
+    pub fn access_times_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<std::collections::HashMap<[u8; 16], u64>, Vec<BindingAccess>>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.access_times(&id),
+                |m| {
+                    Ok(m.into_iter().map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 }).collect())
+                },
+                signal,
+            ))
+        })
+    }
+
+    /// Async form of `flushAccessTimes`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush_access_times_async(&self, signal: Option<AbortSignal>) -> AsyncTask<OpTask<(), ()>> {
+        let inner = self.inner.clone();
+        task(move || inner.flush_access_times(), unit, signal)
+    }
+
+    /// Async form of `verify`.
+    #[napi(ts_return_type = "Promise<Array<BindingBadRecord>>")]
+    pub fn verify_async(
+        &self,
+        env: Env,
+        id: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], String)>, Vec<BindingBadRecord>>>> {
+        boundary(&env, || {
+            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
+            Ok(task(
+                move || inner.verify(&id),
+                |v| {
+                    Ok(v.into_iter().map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason }).collect())
+                },
+                signal,
+            ))
+        })
+    }
+
+    /// Overwrites raw record bytes (tests plant corruption with it).
+    #[napi]
+    pub fn put_raw_record_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
+        boundary(&env, || self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
+    }
+
+    /// Plain LMDB read loop over a cache's records touching every byte:
+    /// `[records, bytes, fold]` (a benchmark ceiling).
+    #[napi]
+    pub fn scan_records(&self, env: Env, id: Buffer) -> Result<Vec<f64>> {
+        boundary(&env, || {
+            let (n, b, f) = self.inner.scan_records(&id16(&id, "id")?)?;
+            Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
+        })
+    }
+
+    /// Size of the environment's data file in bytes.
+    #[napi]
+    pub fn disk_bytes(&self, env: Env) -> Result<f64> {
+        boundary(&env, || Ok(self.inner.disk_bytes()? as f64))
+    }
+}
