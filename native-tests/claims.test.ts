@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache, defineTask, run, runParallel, type ChunkFn } from '../ts/index.js';
+import { networkFsName } from '../ts/cache/network-fs.js';
 
 const sweep = fileURLToPath(new URL('./fixtures/claim-sweep.ts', import.meta.url));
 const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
@@ -152,4 +153,20 @@ test('processes: a function task is refused (it cannot travel); a bad processes 
   await t.throwsAsync(runParallel(cache, fn, { processes: 2 }), { code: 'ERR_INVALID_OPTION', message: /processes needs a task from defineTask/ });
   await t.throwsAsync(runParallel(cache, defineTask(TASKS, 'obj'), { processes: 0 }), { code: 'ERR_INVALID_OPTION', message: /options\.processes/ });
   await t.throwsAsync(runParallel(cache, defineTask(TASKS, 'obj'), { processes: { devices: [] } }), { code: 'ERR_INVALID_OPTION', message: /options\.processes/ });
+});
+
+test('a root on a network file system is recognised by its statfs type (NFS, SMB, FUSE); a local one is not', async (t) => {
+  t.is(networkFsName(0x6969), 'NFS');
+  t.is(networkFsName(0xfe534d42), 'SMB2');
+  t.is(networkFsName(0x65735546), 'FUSE');
+  t.is(networkFsName(0xef53), undefined); // ext4
+  t.is(networkFsName(0x01021994), undefined); // tmpfs
+  // Opening a local root warns nothing.
+  const warnings: string[] = [];
+  const onWarning = (w: Error & { code?: string }) => warnings.push(w.code ?? '');
+  process.on('warning', onWarning);
+  ChunkCache.open({ root: freshRoot(), axisValues: { x: [1] } });
+  await new Promise((r) => setImmediate(r));
+  process.off('warning', onWarning);
+  t.false(warnings.includes('CHUNK_MEMO_NETWORK_FS'));
 });

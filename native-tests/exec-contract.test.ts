@@ -161,3 +161,34 @@ test('a serial run of a synchronous busy function stops within one exec call whe
   t.is(r.diagnostics.executedPoints, 40 - stored);
   t.deepEqual(r.output, Array.from({ length: 40 }, (_, i) => i * 2));
 });
+
+test('runParallel applies collate once, to the whole output', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), params: { k: 0 }, axisValues: { a: [1, 2, 3], b: [1, 2] } });
+  let calls = 0;
+  const r = await runParallel(cache, defineTask(TASKS, 'fixed'), {
+    workers: 2,
+    execChunkSize: 1,
+    collate: (out) => {
+      calls++;
+      return (out as number[]).reduce((x, y) => x + y, 0);
+    },
+  });
+  t.is(calls, 1);
+  t.is(r.output, 101 + 102 + 201 + 202 + 301 + 302);
+});
+
+test('unknown and misspelled options are ERR_INVALID_OPTION naming them and the valid ones', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { a: [1] } });
+  const e1 = await t.throwsAsync(run(cache, () => [1], { colate: () => 1 } as never), { code: 'ERR_INVALID_OPTION' });
+  t.regex(e1!.message, /unknown option "colate" \(did you mean "collate"\?\).*valid options: collate, signal/);
+  const e2 = await t.throwsAsync(runParallel(cache, defineTask(TASKS, 'fixed'), { workerz: 2 } as never), { code: 'ERR_INVALID_OPTION' });
+  t.regex(e2!.message, /"workerz" \(did you mean "workers"\?\)/);
+});
+
+test('defineTask refuses a .ts task module in a process without a TypeScript loader, saying to compile it', (t) => {
+  const dist = new URL('../dist/ts/index.js', import.meta.url).href;
+  const code = `import(${JSON.stringify(dist)}).then((m) => { try { m.defineTask('/tmp/tasks.ts', 'f'); console.log('accepted'); } catch (e) { console.log(e.code + ' ' + e.message); } })`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^ERR_INVALID_OPTION .*TypeScript module.*compile the task module to \.js first/);
+});

@@ -1,6 +1,7 @@
 /** One native store handle per root directory in this thread. */
 import { native, type BindingStore } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
+import { warnIfNetworkFs } from './network-fs.js';
 
 const stores = new Map<string, BindingStore>();
 
@@ -14,6 +15,7 @@ export function openStore(root: string): BindingStore {
       throw fromNative(e, `cannot open cache root ${root}`);
     }
     stores.set(root, s);
+    warnIfNetworkFs(root);
   }
   return s;
 }
