@@ -52,7 +52,8 @@ if (!BIN) {
     return e;
   };
   const spawnWorkers = async (n: number, queue: string, log: string, args: string[] = []): Promise<WorkerProc[]> => {
-    const ws = await Promise.all(range(n).map(() => startWorkerProc(redis.url, ['--queue', queue, '--tasks', FIXTURES, ...FAST, ...args], { CM_TEST_LOG: log })));
+    const timing = args.includes('--lock-duration') ? [] : FAST;
+    const ws = await Promise.all(range(n).map(() => startWorkerProc(redis.url, ['--queue', queue, '--tasks', FIXTURES, ...timing, ...args], { CM_TEST_LOG: log })));
     workers.push(...ws);
     return ws;
   };
@@ -179,6 +180,26 @@ if (!BIN) {
     writeFileSync(release, '');
     t.deepEqual(await out, [12]);
     t.is(await w!.exit, 0);
+  });
+
+  test.serial('a second SIGTERM returns the running job to the queue at once; another worker computes it', async (t) => {
+    const log = join(dir, 'return.log');
+    // A long lock: only a job handed back (not one that stalled) moves on within the test.
+    const [a] = await spawnWorkers(1, 'return', log, ['--lock-duration', '600000', '--stalled-interval', '600000']);
+    const release = join(dir, 'return.release');
+    const ex = executor('return');
+    const out = ex.run(blockJob(remoteTask('hold'), { release }, { x: [4], y: [5] }, 0));
+    await until(() => logLines(log).length === 1, 'the job to start');
+    a!.proc.kill('SIGTERM');
+    await until(() => /finishing running jobs/.test(a!.stderr()), 'the first SIGTERM to be acknowledged');
+    a!.proc.kill('SIGTERM');
+    t.is(await a!.exit, 0, a!.stderr());
+    t.regex(a!.stderr(), /returning running jobs to the queue/);
+    const [b] = await spawnWorkers(1, 'return', log, ['--lock-duration', '600000', '--stalled-interval', '600000']);
+    await until(() => logLines(log).length === 2, 'the other worker to take the job');
+    writeFileSync(release, '');
+    t.deepEqual(await out, [45]);
+    t.deepEqual(logLines(log).map((l) => l.pid), [a!.pid, b!.pid]);
   });
 
   test.serial('--device sets ctx.device, CHUNK_MEMO_DEVICE and CUDA_VISIBLE_DEVICES of the sandbox', async (t) => {

@@ -21,7 +21,7 @@ export class WorkerCommand extends Command {
 
       Tasks are imported only from the directories and installed packages named by --tasks (repeatable; default: the current directory). A module inside node_modules/PKG of the coordinator is found in this host's copy of PKG when --tasks PKG is given.
 
-      --redis defaults to $CHUNK_MEMO_REDIS_URL, which keeps a password off the process list. SIGTERM or SIGINT: stop taking jobs, finish the running ones, exit 0; a second signal abandons them (BullMQ gives them to another worker once their lock lapses).
+      --redis defaults to $CHUNK_MEMO_REDIS_URL, which keeps a password off the process list. SIGTERM or SIGINT: stop taking jobs, finish the running ones, exit 0; a second signal stops them and returns them to the queue, for another worker to take at once.
 
       See docs/distributed.md.
     `,
@@ -79,7 +79,7 @@ export class WorkerCommand extends Command {
       const onSignal = (sig: NodeJS.Signals): void => {
         signals++;
         const force = signals > 1;
-        this.context.stderr.write(`chunk-memo worker: ${sig}: ${force ? 'abandoning running jobs' : 'finishing running jobs, then exiting (signal again to abandon them)'}\n`);
+        this.context.stderr.write(`chunk-memo worker: ${sig}: ${force ? 'returning running jobs to the queue' : 'finishing running jobs, then exiting (signal again to return them to the queue)'}\n`);
         w.close(force).then(
           () => {
             process.off('SIGTERM', onSignal);

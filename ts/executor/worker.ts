@@ -38,7 +38,7 @@ export interface WorkerOptions {
 
 /** A running worker. */
 export interface RunningWorker {
-  /** Stops taking jobs; waits for the running ones (`force`: abandons them, BullMQ retries them elsewhere). */
+  /** Stops taking jobs; waits for the running ones (`force`: stops them and returns them to the queue for another worker). */
   close(force?: boolean): Promise<void>;
   /** Jobs completed and failed so far. */
   readonly counts: { completed: number; failed: number };
@@ -62,7 +62,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`chunk-memo worker: --concurrency must be a positive integer (got ${concurrency})`);
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const allow = new TaskAllowList(options.tasks ?? []);
-  const { Worker, UnrecoverableError } = await loadBullMQ();
+  const { Worker, UnrecoverableError, WaitingError } = await loadBullMQ();
 
   // Threads copy the environment when they start.
   if (options.device !== undefined) Object.assign(process.env, deviceEnv(options.device));
@@ -70,8 +70,24 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const redis = await newRedisClient(connection, 'chunk-memo:worker-results');
   redis.on('error', () => undefined);
   const counts = { completed: 0, failed: 0 };
+  // Running jobs and their lock tokens, to hand them back on a forced stop.
+  const active = new Map<import('bullmq').Job, string | undefined>();
+  let returning = false;
 
-  const processor = async (job: import('bullmq').Job): Promise<ResultRef> => {
+  const processor = async (job: import('bullmq').Job, token?: string): Promise<ResultRef> => {
+    active.set(job, token);
+    try {
+      return await processJob(job);
+    } catch (e) {
+      // Handed back to the queue: not a failure of the job.
+      if (returning) throw new WaitingError();
+      throw e;
+    } finally {
+      active.delete(job);
+    }
+  };
+
+  const processJob = async (job: import('bullmq').Job): Promise<ResultRef> => {
     if (job.name !== JOB_NAME) throw new UnrecoverableError(`not a chunk-memo job (name ${JSON.stringify(job.name)}); use a queue of its own for chunk-memo`);
     let data;
     try {
@@ -133,8 +149,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     counts,
     close(force = false) {
       if (force) {
-        // Abandon running jobs: their locks lapse and BullMQ retries them.
-        closing = Promise.allSettled([worker.close(true), sandbox.close()]).then(() => undefined);
+        // Hand running jobs back to the queue at once (another worker takes
+        // them now, not when their locks lapse), then stop their threads.
+        returning = true;
+        closing = Promise.allSettled([...active].map(([job, token]) => job.moveToWait(token)))
+          .then(() => sandbox.close())
+          .then(() => worker.close(true));
       }
       closing ??= worker.close().then(() => sandbox.close());
       return closing.finally(() => redis.quit().catch(() => redis.disconnect())).then(() => undefined, (e: unknown) => {
