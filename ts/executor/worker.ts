@@ -15,7 +15,7 @@ import { Sandbox, SandboxError } from './sandbox.js';
 import { BadJobError, checkJobData, JOB_NAME, resultKeyOf, WIRE_VERSION, type ResultRef } from './wire.js';
 
 /** Options of `startWorker` (the flags of `chunk-memo worker`). */
-export interface WorkerOptions {
+export interface StartWorkerOptions {
   /** Redis URL or ioredis options. */
   readonly connection: RedisConnection;
   /** @default 'chunk-memo' */
@@ -54,7 +54,7 @@ export function deviceEnv(device: string): Record<string, string> {
 }
 
 /** Starts a worker; resolves once it is connected and taking jobs. */
-export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
   const connection = bullConnection(options.connection, 'chunk-memo worker');
   const queue = options.queue ?? 'chunk-memo';
   const prefix = options.prefix ?? 'bull';
