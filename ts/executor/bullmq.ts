@@ -179,6 +179,7 @@ class BullMQExecutor implements Executor {
     this.started = undefined;
     if (this.poller) clearInterval(this.poller);
     this.poller = undefined;
+    const pending = [...this.waiters.keys()];
     for (const w of this.waiters.values()) this.settle(w, new ClosedError(`exec chunk ${w.job.jobIndex}: the executor was closed`));
     this.waiters.clear();
     this.toAdd = [];
@@ -186,8 +187,13 @@ class BullMQExecutor implements Executor {
     const s = await started.catch(() => undefined);
     await Promise.allSettled([...this.cleanups]);
     if (!s) return;
+    // A run that ends early (failure, abort) takes back its jobs that did not
+    // start; running ones finish, and their results wait for a later run.
     // A Redis that went away would make a graceful close wait forever.
-    const graceful = await settlesWithin(Promise.allSettled([s.events.close(), s.queue.close(), s.redis.quit()]), CLOSE_MS);
+    const graceful = await settlesWithin(
+      Promise.allSettled(pending.map((id) => s.queue.remove(id))).then(() => Promise.allSettled([s.events.close(), s.queue.close(), s.redis.quit()])),
+      CLOSE_MS,
+    );
     if (!graceful) {
       s.redis.disconnect();
       await Promise.allSettled([s.events.disconnect(), s.queue.disconnect()]);
