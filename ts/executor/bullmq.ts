@@ -290,6 +290,8 @@ class BullMQExecutor implements Executor {
   private async check(s: Session, w: Waiter): Promise<void> {
     if (w.settled || w.busy) return;
     w.busy = true;
+    // An event arriving while the state is read sets it again: look once more.
+    w.again = false;
     let state: string;
     try {
       state = await s.queue.getJobState(w.id);
@@ -300,7 +302,6 @@ class BullMQExecutor implements Executor {
     }
     if (w.settled || w.busy) return;
     w.since = Date.now();
-    w.again = false;
     if (state === 'completed') await this.finish(w, undefined);
     else if (state === 'failed') await this.failed(s, w);
     else if (state === 'unknown') await this.readd(s, w, 'disappeared from the queue');
