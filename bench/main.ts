@@ -11,6 +11,7 @@ import { ChunkCache, defineTask, run, runParallel, runStreaming, type ChunkFn } 
 import { planOf } from '../ts/cache/cache.js';
 import { busyWork, floats, objects } from './tasks.js';
 import { fmt, table, timeMedian, writeSection, type Row } from './lib.js';
+import { claimOverhead, sharedSweep } from './claims.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 200 : 1000;
@@ -171,6 +172,8 @@ try {
   await storeBench();
   await apiBench();
   await parallelBench();
+  await claimOverhead(rows, add);
+  await sharedSweep(add);
   const out = table(rows);
   console.log(`\n${out}`);
   if (!quick) writeSection('core', 'Core benchmarks (`npm run bench`)', `${out}\n\nReproduce: \`npm run bench\` (about two minutes). Medians of ${REPS} repetitions unless noted; each grid is ${N}x${N}.`);

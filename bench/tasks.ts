@@ -1,5 +1,5 @@
 /** Point functions shared by the benchmarks (worker threads load this module). */
-import { pointwise, type Params, type Value } from '../ts/index.js';
+import { defineTask, pointwise, type Params, type Value } from '../ts/index.js';
 
 /** About 1 ms of floating-point arithmetic (calibrated by BUSY_ITERS). */
 export function busyWork(a: number, b: number, iters: number): number {
@@ -30,4 +30,19 @@ export function floats(_p: Params, axes: Record<string, Value[]>): Float64Array 
   let k = 0;
   for (const i of a) for (const j of b) out[k++] = i * 0.5 + j;
   return out;
+}
+
+/** A trivial chunk function over axes a, b. */
+export function trivialChunk(_p: Params, axes: Record<string, Value[]>): Float64Array {
+  const a = axes.a as number[];
+  const b = axes.b as number[];
+  const out = new Float64Array(a.length * b.length);
+  let k = 0;
+  for (const i of a) for (const j of b) out[k++] = i + j;
+  return out;
+}
+
+/** A task of this module by export name. */
+export function localTaskFor(name: string) {
+  return defineTask(new URL('./tasks.js', import.meta.url), name);
 }

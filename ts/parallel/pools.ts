@@ -10,7 +10,7 @@ import * as errors from '../errors/index.js';
 import { ChunkMemoError } from '../errors/index.js';
 import { typeScriptLoaderActive } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
-import type { WorkerFailure } from './worker.js';
+import type { JobBundle, WorkerFailure } from './worker.js';
 
 const fromSource = import.meta.url.endsWith('.ts');
 const workerUrl = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href;
@@ -79,23 +79,32 @@ export class JobPool {
   }
 
   async run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput> {
-    let res: JobOutput | WorkerFailure;
+    const res = await this.send(job, [job], signal);
+    return unwrap(res as JobOutput | WorkerFailure);
+  }
+
+  /** Runs several small jobs in one message; each settles on its own. */
+  runMany(jobs: ExecJob[], signal?: AbortSignal): Array<Promise<JobOutput>> {
+    // The fields jobs of one run share travel once.
+    const first = jobs[0]!;
+    const bundle: JobBundle = {
+      task: first.task, params: first.params, axisOrder: first.axisOrder, ...(first.device !== undefined ? { device: first.device } : {}),
+      blocks: jobs.map((j) => ({ axes: j.axes, count: j.count, jobIndex: j.jobIndex, key: j.key })),
+    };
+    const all = this.send(bundle, jobs, signal) as Promise<Array<JobOutput | WorkerFailure>>;
+    return jobs.map((_, i) => all.then((outs) => unwrap(outs[i]!)));
+  }
+
+  private async send(task: ExecJob | JobBundle, jobs: ExecJob[], signal?: AbortSignal): Promise<unknown> {
     try {
-      res = (await (this.pool.run as (t: unknown, o: object) => Promise<unknown>).call(this.pool, job, signal ? { signal } : {})) as JobOutput | WorkerFailure;
+      return await (this.pool.run as (t: unknown, o: object) => Promise<unknown>).call(this.pool, task, signal ? { signal } : {});
     } catch (e) {
       if (signal?.aborted) throw e;
       // The job's own errors come back as values: a rejection is the worker's death.
       const what = this.options.runtime === 'child_process' ? 'child process' : 'worker thread';
-      throw new WorkerDiedError(`a ${what} died while computing exec chunk ${job.jobIndex} (${(e as Error)?.message ?? e}); another worker takes the next chunks`, { cause: e });
+      const which = jobs.length === 1 ? `exec chunk ${jobs[0]!.jobIndex}` : `exec chunks ${jobs[0]!.jobIndex}-${jobs[jobs.length - 1]!.jobIndex}`;
+      throw new WorkerDiedError(`a ${what} died while computing ${which} (${(e as Error)?.message ?? e}); another worker takes the next chunks`, { cause: e });
     }
-    if (res !== null && typeof res === 'object' && !Array.isArray(res) && !ArrayBuffer.isView(res)) {
-      const f = (res as WorkerFailure).failed;
-      const err = typeof f.code === 'string' ? rebuild(f.code, f.name, f.message) : new Error(f.message);
-      err.name = f.name;
-      if (f.stack) err.stack = f.stack;
-      throw err;
-    }
-    return res;
   }
 
   /** The pool's live workers (tests terminate one to simulate a crash). */
@@ -112,6 +121,18 @@ export class JobPool {
     this.closed = true;
     await this.pool.destroy();
   }
+}
+
+/** A job's output, or its error rebuilt (the same class where it is one of ours). */
+function unwrap(res: JobOutput | WorkerFailure): JobOutput {
+  if (res !== null && typeof res === 'object' && !Array.isArray(res) && !ArrayBuffer.isView(res)) {
+    const f = (res as WorkerFailure).failed;
+    const err = typeof f.code === 'string' ? rebuild(f.code, f.name, f.message) : new Error(f.message);
+    err.name = f.name;
+    if (f.stack) err.stack = f.stack;
+    throw err;
+  }
+  return res as JobOutput;
 }
 
 /** The library error of a code, as a worker threw it (same class where it is one of ours). */

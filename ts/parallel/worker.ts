@@ -9,6 +9,15 @@ import { Piscina } from 'piscina';
 import { executeJob } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 
+/** Several small jobs of one run in one message: what they share, once. */
+export interface JobBundle {
+  readonly task: ExecJob['task'];
+  readonly params: ExecJob['params'];
+  readonly axisOrder: ExecJob['axisOrder'];
+  readonly device?: string;
+  readonly blocks: ReadonlyArray<Pick<ExecJob, 'axes' | 'count' | 'jobIndex' | 'key'>>;
+}
+
 /** A job's error as it crosses back from a worker. */
 export interface WorkerFailure {
   readonly failed: { name: string; message: string; stack?: string; code?: unknown };
@@ -24,16 +33,40 @@ function ensureTsLoader(): Promise<void> {
   return (tsLoader ??= import(api).then((t: { register(): unknown }) => void t.register()));
 }
 
-export default async function runJob(job: ExecJob): Promise<JobOutput | WorkerFailure> {
+function failure(e: unknown): WorkerFailure {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as { code?: unknown }).code;
+  return { failed: { name: err.name, message: err.message, ...(err.stack ? { stack: err.stack } : {}), ...(code !== undefined ? { code } : {}) } };
+}
+
+async function one(job: ExecJob): Promise<JobOutput | WorkerFailure> {
+  try {
+    return await executeJob(job.device === undefined && device !== undefined ? { ...job, device } : job);
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+/**
+ * Runs one job, or a bundle of small jobs sent in one message (tiny exec
+ * chunks would otherwise cost a message each).
+ */
+export default async function runJob(task: ExecJob | JobBundle): Promise<JobOutput | WorkerFailure | Array<JobOutput | WorkerFailure>> {
+  const bundle = 'blocks' in task ? task : null;
   try {
     await ensureTsLoader();
-    const out = await executeJob(job.device === undefined && device !== undefined ? { ...job, device } : job);
-    if (!isMainThread && ArrayBuffer.isView(out) && out.byteOffset === 0 && out.byteLength === out.buffer.byteLength && !(out.buffer instanceof SharedArrayBuffer)) {
-      return Piscina.move(out as ArrayBufferView) as unknown as JobOutput;
-    }
-    return out;
   } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    return { failed: { name: err.name, message: err.message, ...(err.stack ? { stack: err.stack } : {}), ...((err as { code?: unknown }).code !== undefined ? { code: (err as { code?: unknown }).code } : {}) } };
+    return bundle ? bundle.blocks.map(() => failure(e)) : failure(e);
   }
+  if (bundle) {
+    const { blocks, ...shared } = bundle;
+    const outs: Array<JobOutput | WorkerFailure> = [];
+    for (const b of blocks) outs.push(await one({ ...shared, ...b }));
+    return outs;
+  }
+  const out = await one(task as ExecJob);
+  if (!isMainThread && ArrayBuffer.isView(out) && out.byteOffset === 0 && out.byteLength === out.buffer.byteLength && !(out.buffer instanceof SharedArrayBuffer)) {
+    return Piscina.move(out as ArrayBufferView) as unknown as JobOutput;
+  }
+  return out;
 }

@@ -38,15 +38,64 @@ export class ClaimSession {
     private readonly leaseMs: number | undefined,
   ) {}
 
-  /** Claims the points of several (chunk, points) entries in one transaction. */
+  /**
+   * Claims the points of several (chunk, points) entries in one transaction.
+   * Entries of one chunk are merged into one request (the store then reads
+   * and rewrites that chunk's claims once) and the answer is split back.
+   */
   claim(chunks: number[], points: Uint32Array[]): ClaimOutcome[] {
     const native = this.plan as unknown as Partial<NativeClaims>;
     if (typeof native.claim !== 'function') return points.map((p) => ({ granted: p, stored: new Uint32Array(0), takenOver: 0 }));
+    const order: number[] = [];
+    const byChunk = new Map<number, number[]>();
+    chunks.forEach((c, n) => {
+      const list = byChunk.get(c);
+      if (list) list.push(n);
+      else {
+        byChunk.set(c, [n]);
+        order.push(c);
+      }
+    });
+    const merged = order.map((c) => {
+      const entries = byChunk.get(c)!;
+      if (entries.length === 1) return points[entries[0]!]!;
+      let size = 0;
+      for (const n of entries) size += points[n]!.length;
+      const all = new Uint32Array(size);
+      let w = 0;
+      for (const n of entries) {
+        all.set(points[n]!, w);
+        w += points[n]!.length;
+      }
+      return all.sort();
+    });
+    let res: ClaimOutcome[];
     try {
-      return native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(chunks), points, this.leaseMs ?? null);
+      res = native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(order), merged, this.leaseMs ?? null);
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }
+    const out = new Array<ClaimOutcome>(chunks.length);
+    order.forEach((c, k) => {
+      const entries = byChunk.get(c)!;
+      const r = res[k]!;
+      if (entries.length === 1) {
+        out[entries[0]!] = r;
+        return;
+      }
+      const granted = new Set(r.granted);
+      const stored = new Set(r.stored);
+      entries.forEach((n, j) => {
+        const p = points[n]!;
+        out[n] = {
+          granted: p.filter((x) => granted.has(x)),
+          stored: p.filter((x) => stored.has(x)),
+          // Taken-over points are counted once, on the chunk's first entry.
+          takenOver: j === 0 ? r.takenOver : 0,
+        };
+      });
+    });
+    return out;
   }
 
   /** Releases every claim of this run still held (also after failures). */

@@ -45,9 +45,15 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
   });
 }
 
-/** A claim batch is worth its transaction at this many points, and stops at the second figure. */
+/**
+ * Claims are taken a little ahead of the executors: about CLAIM_AHEAD_MS of
+ * work at the measured rate (at least CLAIM_MIN_POINTS, at most
+ * CLAIM_MAX_POINTS), so a claim transaction costs little next to the work it
+ * covers while other processes still find most of the sweep unclaimed.
+ */
+const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
-const CLAIM_MAX_POINTS = 8192;
+const CLAIM_MAX_POINTS = 65_536;
 
 export class RunSession {
   readonly done: ChunkDone[] = [];
@@ -70,6 +76,8 @@ export class RunSession {
   private largestChunk = 0;
   private toCompute = 0;
   private lastExecMs = 0;
+  private firstDispatch = 0;
+  private pointsComputed = 0;
 
   constructor(
     private readonly spec: EngineSpec,
@@ -138,8 +146,13 @@ export class RunSession {
     }
   }
 
-  private claimWant(): number {
-    return Math.min(Math.max(this.capacity - this.inflight.size, 1) + this.capacity, 4096);
+  /** How much to claim next: blocks to fill free executors and refill them once, and points for CLAIM_AHEAD_MS of work. */
+  private claimWant(): { blocks: number; points: number } {
+    const blocks = Math.min(Math.max(this.capacity - this.inflight.size, 1) + this.capacity, 4096);
+    const elapsed = performance.now() - this.firstDispatch;
+    const rate = this.pointsComputed > 0 && elapsed > 0 ? this.pointsComputed / elapsed : 0;
+    const points = Math.min(Math.max(rate * CLAIM_AHEAD_MS, CLAIM_MIN_POINTS), CLAIM_MAX_POINTS);
+    return { blocks, points };
   }
 
   /** Opens chunks until a claim batch is worth a transaction. */
@@ -147,7 +160,7 @@ export class RunSession {
     const want = this.claimWant();
     let pts = 0;
     for (const c of this.candidates) pts += c.points.length;
-    while ((this.candidates.length < want || pts < CLAIM_MIN_POINTS) && this.nextChunk < this.G.chunkCount && this.done.length < 64) {
+    while ((this.candidates.length < want.blocks || pts < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < 64) {
       const before = this.candidates.length;
       this.openChunk(this.nextChunk++);
       for (let j = before; j < this.candidates.length; j++) pts += this.candidates[j]!.points.length;
@@ -192,7 +205,7 @@ export class RunSession {
     const batch: Block[] = [];
     let pts = 0;
     const want = this.claimWant();
-    while (this.candidates.length && (batch.length < want || pts < CLAIM_MIN_POINTS) && (batch.length === 0 || pts < CLAIM_MAX_POINTS)) {
+    while (this.candidates.length && (batch.length < want.blocks || pts < want.points) && (batch.length === 0 || pts < CLAIM_MAX_POINTS)) {
       const c = this.candidates.shift()!;
       batch.push(c);
       pts += c.points.length;
@@ -318,13 +331,15 @@ export class RunSession {
     ex.stats.points += job.count;
     diag.execChunks++;
     this.inflightPoints += job.count;
+    if (this.firstDispatch === 0) this.firstDispatch = performance.now();
     if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs);
     const te = performance.now();
     const p = (async () => {
       try {
-        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, `${spec.label}: chunk ${w.i} at ${coords(job.axes as Record<string, Value[]>)}`);
+        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, () => `${spec.label}: chunk ${w.i} at ${coords(job.axes as Record<string, Value[]>)}`);
         if (this.failure === null) {
           w.place(b.points, out as JobOutput);
+          this.pointsComputed += job.count;
           this.buffered += job.count;
           diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, this.buffered);
         }

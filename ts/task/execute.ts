@@ -86,12 +86,12 @@ export function pointwise<O>(fn: PointFn<O>): PointwiseChunkFn<O> {
  * Checks that `out` holds one output per point (an array or a numeric
  * TypedArray) and returns it; `where` names the chunk or job in the error.
  */
-export function checkOutputs(out: unknown, count: number, where: string): JobOutput {
+export function checkOutputs(out: unknown, count: number, where: string | (() => string)): JobOutput {
   const ok = Array.isArray(out) || (ArrayBuffer.isView(out) && !(out instanceof DataView));
   const len = ok ? (out as ArrayLike<unknown>).length : -1;
   if (!ok || len !== count) {
     throw new ExecOutputError(
-      `${where}: the exec function returned ${ok ? `${len} outputs` : describeValue(out)} for ${count} points; ` +
+      `${typeof where === 'function' ? where() : where}: the exec function returned ${ok ? `${len} outputs` : describeValue(out)} for ${count} points; ` +
         'return one output per point of the block, in grid order (first axis slowest), as an array or a numeric TypedArray',
     );
   }
