@@ -23,7 +23,8 @@ function cli(args: string[], env: Record<string, string | undefined> = {}): Resu
   const e: NodeJS.ProcessEnv = { ...process.env, CHUNK_MEMO_ROOT: undefined, COLUMNS: '100', ...env };
   for (const k of Object.keys(e)) if (e[k] === undefined) delete e[k];
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: tmpdir(), env: e });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  if (r.status === null) throw new Error(`chunk-memo ${args.join(' ')}: ended by ${r.signal ?? r.error?.message}; stderr: ${r.stderr}`);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A failure: the exit code, exactly one stderr line `chunk-memo: ...` matching `pattern`, and no API names. */

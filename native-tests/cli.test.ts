@@ -22,7 +22,8 @@ const tmp = (): string => mkdtempSync(join(tmpdir(), 'cm-cli-'));
 function cli(...args: string[]): { code: number; stdout: string; stderr: string } {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build:ts\` first`);
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: tmpdir() });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  if (r.status === null) throw new Error(`chunk-memo ${args.join(' ')}: ended by ${r.signal ?? r.error?.message}; stderr: ${r.stderr}`);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A failure: non-zero exit and exactly one line on stderr. */
@@ -195,7 +196,9 @@ test('ls, show, status and stats --json parse and hold the right ids and counts'
   t.like(status, { id: b.id, totalChunks: 6, cachedChunks: 2, partialChunks: 0, missingChunks: 4, totalPoints: 24, cachedPoints: 8, missingPoints: 16 });
   t.is(status.cached.length, 2);
 
-  const stats = JSON.parse(cli('stats', root, '--json').stdout);
+  const st = cli('stats', root, '--json');
+  t.is(st.code, 0, st.stderr);
+  const stats = JSON.parse(st.stdout);
   t.like(stats, { caches: 2, chunks: 8, points: 32 });
   t.is(stats.bytes, ls.reduce((x, c) => x + c.bytes, 0));
   t.is(stats.perCache.length, 2);

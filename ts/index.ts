@@ -29,7 +29,6 @@ ChunkCache.autoLoad = autoLoad;
 export { ChunkCache, autoLoad };
 export type { CacheStatus, ChunkStatusEntry, PartialChunkStatus, SelectSpec, InvalidateResult } from './cache/cache.js';
 export type { CacheInfo, CompatibleInfo, CompatibleQuery, AutoLoadOptions, LoadOptions, OverlapQuery } from './cache/discovery.js';
-export { read, type ReadResult, type ReadOutput } from './cache/read.js';
 export type { OpenOptions } from './cache/options.js';
 export { run, runStreaming, iterate, memoize } from './run/run.js';
 export type { ChunkResult, Diagnostics, RunOptions, Memoized, MemoArgs, MemoizeOptions } from './run/run.js';

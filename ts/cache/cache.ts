@@ -12,10 +12,11 @@ import { hashList, hashOne, ValueIndex } from './grid.js';
 import { META_FORMAT, packMeta, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOptions, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
-import { statusOf } from './status.js';
-import { checkNeighbours } from './discovery.js';
-import { invalidateView, type InvalidateResult } from './invalidate.js';
-export type { InvalidateResult } from './invalidate.js';
+import { statusOf, type CacheStatus } from './status.js';
+import { checkNeighbours } from './neighbours.js';
+import type { CacheCore } from './core.js';
+import { viewOps, type InvalidateResult } from './ops.js';
+export type { InvalidateResult } from './ops.js';
 import { defaultRoot } from './root.js';
 
 /** Selection of a cache view: by values and/or by indices (relative to the view). */
@@ -24,58 +25,8 @@ export interface SelectSpec {
   readonly indices?: Readonly<Record<string, number | readonly number[] | { start?: number; stop?: number; step?: number }>>;
 }
 
-/** A chunk in a status report. */
-export interface ChunkStatusEntry {
-  /** Position among the chunks the view touches, in grid order. */
-  readonly index: number;
-  /** Bin number of the chunk along each axis. */
-  readonly bins: Readonly<Record<string, number>>;
-  /** Requested values of each axis in this chunk. */
-  readonly axisValues: Readonly<Record<string, Value[]>>;
-  /** Indices (into the view's axis lists) of those values. */
-  readonly indices: Readonly<Record<string, number[]>>;
-  readonly points: number;
-}
-
-/** A partly stored chunk, with the points still missing. */
-export interface PartialChunkStatus extends ChunkStatusEntry {
-  readonly cachedPoints: number;
-  /** Missing points, each as `{ axis: value }`. */
-  readonly missingPoints: Array<Record<string, Value>>;
-}
-
-/** What is stored for a cache or a view. */
-export interface CacheStatus {
-  readonly totalChunks: number;
-  readonly totalPoints: number;
-  readonly cachedPoints: number;
-  readonly missingPoints: number;
-  readonly cached: ChunkStatusEntry[];
-  readonly partial: PartialChunkStatus[];
-  readonly missing: ChunkStatusEntry[];
-}
-
-/** @internal State shared by a cache and all its views. */
-export interface CacheCore {
-  store: BindingStore;
-  root: string;
-  idBytes: Buffer;
-  id: string;
-  params: Params;
-  cacheVersion: string;
-  code: Value;
-  axisOrder: string[];
-  axisValues: Record<string, Value[]>;
-  chunkSpec: Record<string, number>;
-  hashes: BigUint64Array[];
-  /** Value positions per axis, built on first use (selection by value, items). */
-  index: ValueIndex[];
-  grid: BindingGrid;
-  verbose: 0 | 1 | 2;
-  maxBytes: number | undefined;
-  sharedRoots: string[];
-  closed: boolean;
-}
+export type { CacheStatus, ChunkStatusEntry, PartialChunkStatus } from './status.js';
+export type { CacheCore } from './core.js';
 
 
 /** The cache id for an identity. */
@@ -388,7 +339,7 @@ export class ChunkCache {
 
   /** What is stored for this cache or view. */
   status(): CacheStatus {
-    return statusOf(this);
+    return statusOf(this._check(), planOf(this), this._pinned);
   }
 
   /**
@@ -401,7 +352,8 @@ export class ChunkCache {
    * cache.select({ values: { x: [3, 4] } }).invalidate(); // { points: 2 * ... }
    */
   invalidate(): InvalidateResult {
-    return invalidateView(this);
+    if (!viewOps.invalidate) throw new InvalidOptionError("invalidate: not loaded; import chunk-memo's package entry (it registers invalidate)");
+    return viewOps.invalidate(this);
   }
 
   /** Releases this handle (the root's environment stays open while others use it). */

@@ -8,10 +8,11 @@
  */
 import { resolve as resolvePath } from 'node:path';
 import { encodeCanonical } from '../canonical/encode.js';
-import { AmbiguousCacheError, CacheNotFoundError, ExclusiveCacheError, InvalidOptionError } from '../errors/index.js';
+import { AmbiguousCacheError, CacheNotFoundError, InvalidOptionError } from '../errors/index.js';
 import type { Params, Value } from '../value.js';
-import { ChunkCache, type CacheCore } from './cache.js';
-import { hashList, hashOne } from './grid.js';
+import { ChunkCache } from './cache.js';
+import { pointSet, relation } from './neighbours.js';
+import { hashList } from './grid.js';
 import { listMetas, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
@@ -41,33 +42,6 @@ export interface CompatibleInfo extends CacheInfo {
   readonly match: 'exact' | 'superset';
   /** Superset matches: the cache axes pinned to the requested params. */
   readonly pinned: Record<string, Value>;
-}
-
-type PointSet = Map<string, Set<bigint>>;
-
-function pointSet(params: Params, axisValues: Record<string, readonly Value[]>): PointSet {
-  const s: PointSet = new Map();
-  for (const [k, v] of Object.entries(params)) s.set(k, new Set([hashOne(v, `params.${k}`)]));
-  for (const [k, vals] of Object.entries(axisValues)) s.set(k, new Set(hashList(vals, `axisValues.${k}`)));
-  return s;
-}
-
-type Relation = 'incomparable' | 'disjoint' | 'equal' | 'subset' | 'superset' | 'overlap';
-
-/** Relation of point set `a` to `b`. */
-function relation(a: PointSet, b: PointSet): Relation {
-  if (a.size !== b.size || [...a.keys()].some((k) => !b.has(k))) return 'incomparable';
-  let sub = true;
-  let sup = true;
-  for (const [k, av] of a) {
-    const bv = b.get(k)!;
-    let common = 0;
-    for (const h of av) if (bv.has(h)) common++;
-    if (common === 0) return 'disjoint';
-    if (common < av.size) sub = false;
-    if (common < bv.size) sup = false;
-  }
-  return sub && sup ? 'equal' : sub ? 'subset' : sup ? 'superset' : 'overlap';
 }
 
 function metas(root: string): CacheMeta[] {
@@ -275,26 +249,4 @@ function pick(o: AutoLoadOptions): Partial<Pick<OpenOptions, 'chunkSpec' | 'verb
   if (o.maxBytes !== undefined) out.maxBytes = o.maxBytes;
   if (o.sharedRoots !== undefined) out.sharedRoots = o.sharedRoots;
   return out;
-}
-
-/** `exclusive` and `warnOnOverlap` checks for a cache about to be created. */
-export function checkNeighbours(core: CacheCore, opts: { exclusive: boolean; warn: boolean }): void {
-  const mine = pointSet(core.params, core.axisValues);
-  for (const m of metas(core.root)) {
-    if (m.id === core.id || m.cacheVersion !== core.cacheVersion) continue;
-    const rel = relation(mine, pointSet(m.params, m.axisValues));
-    if (rel === 'incomparable' || rel === 'disjoint') continue;
-    const what = rel === 'equal' ? 'duplicate' : rel === 'subset' ? 'be covered by' : rel === 'superset' ? 'cover' : 'overlap';
-    if (opts.exclusive && rel !== 'overlap') {
-      throw new ExclusiveCacheError(
-        `ChunkCache.open: exclusive: the new cache ${core.id} would ${what} existing cache ${m.id} (params ${describeValue(m.params)}). ` +
-          `Reuse it with ChunkCache.load(root, '${m.id}') or autoLoad({ ..., allowSuperset: true }), or pass exclusive: false`,
-      );
-    }
-    if (opts.warn) {
-      process.emitWarning(`cache ${core.id} shares points with existing cache ${m.id} (${what}); those points are stored twice`, {
-        code: 'CHUNK_MEMO_OVERLAP',
-      });
-    }
-  }
 }

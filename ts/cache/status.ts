@@ -1,13 +1,43 @@
 /** `cache.status()`: cached, partial and missing chunks of a cache or view. */
-import type { CacheStatus, ChunkCache, ChunkStatusEntry, PartialChunkStatus } from './cache.js';
-import { planOf } from './cache.js';
+import type { BindingPlan } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
+import type { CacheCore } from './core.js';
 import { PlanGeometry } from '../run/geometry.js';
 import type { Value } from '../value.js';
 
-export function statusOf(cache: ChunkCache): CacheStatus {
-  const core = cache._check();
-  const plan = planOf(cache);
+/** A chunk in a status report. */
+export interface ChunkStatusEntry {
+  /** Position among the chunks the view touches, in grid order. */
+  readonly index: number;
+  /** Bin number of the chunk along each axis. */
+  readonly bins: Readonly<Record<string, number>>;
+  /** Requested values of each axis in this chunk. */
+  readonly axisValues: Readonly<Record<string, Value[]>>;
+  /** Indices (into the view's axis lists) of those values. */
+  readonly indices: Readonly<Record<string, number[]>>;
+  readonly points: number;
+}
+
+/** A partly stored chunk, with the points still missing. */
+export interface PartialChunkStatus extends ChunkStatusEntry {
+  readonly cachedPoints: number;
+  /** Missing points, each as `{ axis: value }`. */
+  readonly missingPoints: Array<Record<string, Value>>;
+}
+
+/** What is stored for a cache or a view. */
+export interface CacheStatus {
+  readonly totalChunks: number;
+  readonly totalPoints: number;
+  readonly cachedPoints: number;
+  readonly missingPoints: number;
+  readonly cached: ChunkStatusEntry[];
+  readonly partial: PartialChunkStatus[];
+  readonly missing: ChunkStatusEntry[];
+}
+
+/** Status of a planned view (`pinned`: axes passed as params, left out of the report). */
+export function statusOf(core: CacheCore, plan: BindingPlan, pinned: ReadonlySet<string>): CacheStatus {
   let resolved;
   try {
     resolved = plan.resolve(core.store, core.idBytes);
@@ -15,7 +45,7 @@ export function statusOf(cache: ChunkCache): CacheStatus {
     throw fromNative(e, 'status');
   }
   const G = new PlanGeometry(plan);
-  const visible = core.axisOrder.map((a) => !cache._pinned.has(a));
+  const visible = core.axisOrder.map((a) => !pinned.has(a));
   const cached: ChunkStatusEntry[] = [];
   const partial: PartialChunkStatus[] = [];
   const missing: ChunkStatusEntry[] = [];

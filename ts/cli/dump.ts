@@ -3,7 +3,7 @@
  * its output, as JSON lines or CSV. Reads one chunk at a time.
  */
 import type { ChunkCache } from '../cache/cache.js';
-import { storedChunks, type StoredChunk } from '../cache/read.js';
+import { storedChunks, type StoredChunk } from '../manage/read.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { jsonSafe } from '../manage/util.js';
 import { csvField } from './format.js';

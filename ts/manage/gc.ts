@@ -174,11 +174,6 @@ export function autoGc(cache: ChunkCache): GcResult | null {
   return r;
 }
 
-/** @internal Forgets the automatic-collection state (tests). */
-export function resetAutoGc(): void {
-  rootState.clear();
-}
-
 onAfterRun((cache) => {
   try {
     autoGc(cache);

@@ -6,6 +6,7 @@
  */
 import './shared.js';
 import './gc.js';
+import './invalidate.js';
 
 export { stats, cacheStats } from './stats.js';
 export type { CacheStats, RootStats } from './stats.js';
@@ -21,3 +22,5 @@ export { coverageMap, renderCoverageMap } from './coverage.js';
 export type { CoverageMap, CellState } from './coverage.js';
 export { isInUse, markInUse, onAfterRun, onBeforeRun } from './hooks.js';
 export { parseSize, parseDuration } from './util.js';
+export { read } from './read.js';
+export type { ReadResult, ReadOutput } from './read.js';

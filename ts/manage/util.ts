@@ -146,13 +146,6 @@ export function formatTime(ms: number | null | undefined): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-/** A left-aligned text table. */
-export function table(head: string[], rows: string[][]): string {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
-}
-
 /** Reads u64 LE hashes from a buffer. */
 export function hashesOf(b: Buffer): bigint[] {
   const out: bigint[] = new Array(b.length >> 3);

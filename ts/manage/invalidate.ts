@@ -10,18 +10,9 @@
  */
 import { native, type BindingDescriptor } from '../binding/native.js';
 import { ChunkMemoError, fromNative } from '../errors/index.js';
-import { isInUse } from '../manage/hooks.js';
-import { planOf, type ChunkCache } from './cache.js';
-
-/** Result of `cache.invalidate()`. */
-export interface InvalidateResult {
-  /** Stored points of the view that were deleted. */
-  readonly points: number;
-  /** Records deleted whole. */
-  readonly deletedRecords: number;
-  /** Records the view covered in part, rewritten with their other points. */
-  readonly rewrittenRecords: number;
-}
+import { planOf, type ChunkCache } from '../cache/cache.js';
+import { viewOps, type InvalidateResult } from '../cache/ops.js';
+import { isInUse } from './hooks.js';
 
 interface KeptWrite {
   /** Layout of the new record: axis names and u64 LE value hashes. */
@@ -215,3 +206,5 @@ export function invalidateView(cache: ChunkCache): InvalidateResult {
     throw fromNative(e, where);
   }
 }
+
+viewOps.invalidate = (view) => invalidateView(view as ChunkCache);

@@ -2,9 +2,9 @@
  * `read(cache)`: the stored outputs of a cache or view in grid order, without
  * a function; nothing is computed or written.
  */
-import type { ChunkCache } from './cache.js';
+import type { ChunkCache } from '../cache/cache.js';
 import { InvalidOptionError } from '../errors/index.js';
-import { afterRun } from '../manage/hooks.js';
+import { afterRun } from './hooks.js';
 import { planRun } from '../run/geometry.js';
 import { decodeOutputs, KIND_ITEMS, typedCtor } from '../run/payload.js';
 import type { TypedArray } from '../value.js';
