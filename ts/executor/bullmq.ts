@@ -236,6 +236,7 @@ class BullMQExecutor implements Executor {
         if (w.busy) w.again = true;
         else void this.finish(w, returnvalue);
       });
+      events.on('duplicated', ({ jobId }) => this.recheck(jobId));
       events.on('failed', ({ jobId }) => this.recheck(jobId));
       events.on('removed', ({ jobId }) => this.recheck(jobId));
       await Promise.race([Promise.all([queue.waitUntilReady(), events.waitUntilReady()]), timeout]);
@@ -282,8 +283,9 @@ class BullMQExecutor implements Executor {
       for (const w of batch) this.settle(w, e instanceof ChunkMemoError ? e : new ChunkMemoError('ERR_REDIS', `bullmqExecutor: could not add exec chunk ${w.job.jobIndex} to queue ${this.queueName}: ${(e as Error).message}`, { cause: e }));
       return;
     }
-    // A job that already existed (a restarted coordinator) may be finished.
-    await Promise.all(batch.map((w) => this.check(s, w)));
+    // A job id that already existed (a restarted coordinator) comes back as
+    // a 'duplicated' event: that job may be finished already, so it is
+    // looked up then. New jobs cost no further round trip.
   }
 
   /** Looks a job up and acts on its state. */
