@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, defineTask, pointwise, run, runParallel, type ChunkFn, type MapFn } from '../ts/index.js';
+import { ChunkCache, defineTask, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
 import { closeWorkerPools } from '../ts/parallel/pools.js';
 import { productMix } from './fixtures/tasks.js';
 
@@ -191,4 +191,35 @@ test('defineTask refuses a .ts task module in a process without a TypeScript loa
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /^ERR_INVALID_OPTION .*TypeScript module.*compile the task module to \.js first/);
+});
+
+test('outputs that would not come back the same are ERR_EXEC_OUTPUT; undefined and Maps round-trip cold and warm', async (t) => {
+  class Point {
+    constructor(readonly x: number) {}
+  }
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['a symbol', Symbol('s'), /output 0: a symbol cannot be stored/],
+    ['a function', { f: () => 1 }, /output 0\.f: a function cannot be stored/],
+    ['a class instance', [new Point(1)], /output 0\[0\]: an instance of Point would come back as a plain object/],
+  ];
+  for (const [what, value, message] of bad) {
+    const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: [1] } });
+    const e = await t.throwsAsync(run(cache, () => [value]), { code: 'ERR_EXEC_OUTPUT' }, what);
+    t.regex(e!.message, message, what);
+    t.is(cache.status().cachedPoints, 0, what);
+  }
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: [1, 2] } });
+  const fn = () => [undefined, new Map([['k', { v: 1 }]])];
+  const cold = await run(cache, fn);
+  const warm = await run(cache, fn);
+  t.is(warm.diagnostics.executedPoints, 0);
+  t.deepEqual(warm.output, cold.output);
+  t.is((warm.output as unknown[])[0], undefined);
+});
+
+test('a runner given something else than a cache says so', async (t) => {
+  for (const f of [run, runStreaming] as const) {
+    const e = await t.throwsAsync(f({} as never, () => []), { code: 'ERR_INVALID_OPTION' });
+    t.regex(e!.message, /first argument must be a ChunkCache/);
+  }
 });

@@ -9,7 +9,8 @@ import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkGeo } from './geometry.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
-import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
+import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, unstorable } from './payload.js';
+import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 
@@ -86,6 +87,16 @@ export class ChunkWork {
   /** Takes the outputs of an exec block whose points are `points` (request indices, block order). */
   place(points: Uint32Array, out: JobOutput): void {
     const kind = kindOf(out);
+    if (kind === KIND_ITEMS) {
+      for (let j = 0; j < points.length; j++) {
+        const bad = unstorable((out as ArrayLike<unknown>)[j], `output ${j}`);
+        if (bad) {
+          throw new ExecOutputError(
+            `chunk ${this.i}: ${bad}; return values that round-trip (plain objects, arrays, numbers, strings, booleans, null, bigint, Date, Map, Set, typed arrays)`,
+          );
+        }
+      }
+    }
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     const n = points.length;
     if (n === this.geo.points && this.out === null && this.whole === null && kind !== KIND_ITEMS && this.compR.length === 0) {

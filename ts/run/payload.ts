@@ -74,7 +74,7 @@ export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
   const offsets = new Uint32Array(n + 1);
   let total = 0;
   for (let i = 0; i < n; i++) {
-    const b = packr.pack(out[i] === undefined ? null : out[i]);
+    const b = packr.pack(out[i]);
     parts[i] = b;
     total += b.length;
     offsets[i + 1] = total;
@@ -108,4 +108,55 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
   const arr = new C(count);
   new Uint8Array(arr.buffer).set(data.subarray(0, count * C.BYTES_PER_ELEMENT));
   return arr;
+}
+
+/**
+ * Why `v` would not come back the same from the store (a function, a
+ * symbol, a class instance), as `path: reason`; null when it is storable.
+ * Plain objects, arrays, Maps, Sets, Dates, RegExps, Errors, typed arrays
+ * and primitives round-trip.
+ */
+export function unstorable(v: unknown, path: string, depth = 0): string | null {
+  switch (typeof v) {
+    case 'function':
+      return `${path}: a function cannot be stored`;
+    case 'symbol':
+      return `${path}: a symbol cannot be stored`;
+    case 'object':
+      break;
+    default:
+      return null;
+  }
+  if (v === null || ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp || v instanceof Error) return null;
+  if (depth > 64) return `${path}: nested more than 64 levels (a cycle?)`;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const bad = unstorable(v[i], `${path}[${i}]`, depth + 1);
+      if (bad) return bad;
+    }
+    return null;
+  }
+  if (v instanceof Map) {
+    for (const [k, x] of v) {
+      const bad = unstorable(k, `${path} (a Map key)`, depth + 1) ?? unstorable(x, `${path}.get(${String(k)})`, depth + 1);
+      if (bad) return bad;
+    }
+    return null;
+  }
+  if (v instanceof Set) {
+    for (const x of v) {
+      const bad = unstorable(x, `${path} (a Set element)`, depth + 1);
+      if (bad) return bad;
+    }
+    return null;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) {
+    return `${path}: an instance of ${(v as object).constructor?.name ?? 'a class'} would come back as a plain object`;
+  }
+  for (const k in v as Record<string, unknown>) {
+    const bad = unstorable((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1);
+    if (bad) return bad;
+  }
+  return null;
 }

@@ -3,7 +3,7 @@
  * the exec function on the calling thread, one product block at a time,
  * through the same engine as `runParallel` (claims, writes, progress).
  */
-import type { ChunkCache, CacheStatus } from '../cache/cache.js';
+import { ChunkCache, type CacheStatus } from '../cache/cache.js';
 import { memoCodeIdentity } from '../cache/identity.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { checkKnownOptions, describeValue } from '../describe.js';
@@ -49,7 +49,8 @@ export interface ChunkResult<O = unknown> {
 }
 
 /** @internal Validates the options shared by the serial runners. */
-export function checkRunOptions(where: string, fn: unknown, opts: unknown, withCollate: boolean): void {
+export function checkRunOptions(where: string, cache: unknown, fn: unknown, opts: unknown, withCollate: boolean): void {
+  if (!(cache instanceof ChunkCache)) throw new InvalidOptionError(`${where}: the first argument must be a ChunkCache from ChunkCache.open() or autoLoad() (got ${describeValue(cache)})`);
   if (typeof fn !== 'function') throw new InvalidOptionError(`${where}: the exec function must be a function (got ${describeValue(fn)}); wrap a point function with pointwise()`);
   checkKnownOptions(where, opts, withCollate ? RUN_OPTIONS : RUN_OPTIONS.filter((k) => k !== 'collate'));
   const o = (opts ?? {}) as RunOptions;
@@ -108,7 +109,7 @@ export class FlatOutput {
  * const { output, diagnostics } = await run(cache, pointwise((p, { x }) => (x as number) * (p.k as number)));
  */
 export async function run<R = unknown[] | TypedArray>(cache: ChunkCache, fn: ChunkFn, opts: RunOptions<R> = {}): Promise<{ output: R; diagnostics: Diagnostics }> {
-  checkRunOptions('run', fn, opts, true);
+  checkRunOptions('run', cache, fn, opts, true);
   const diag = newDiagnostics();
   let flat: FlatOutput | null = null;
   for await (const d of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag)) {
@@ -121,7 +122,7 @@ export async function run<R = unknown[] | TypedArray>(cache: ChunkCache, fn: Chu
 
 /** Like `run` but keeps no outputs in memory; returns diagnostics only. */
 export async function runStreaming(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOptions, 'collate'> = {}): Promise<Diagnostics> {
-  checkRunOptions('runStreaming', fn, opts, false);
+  checkRunOptions('runStreaming', cache, fn, opts, false);
   const diag = newDiagnostics();
   for await (const d of serialChunks(cache, fn, opts ?? {}, 'runStreaming', false, false, diag)) void d;
   return diag;
@@ -133,7 +134,7 @@ export async function runStreaming(cache: ChunkCache, fn: ChunkFn, opts: Omit<Ru
  * Breaking out of the loop keeps what was stored.
  */
 export async function* iterate(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOptions, 'collate'> = {}): AsyncGenerator<ChunkResult, Diagnostics> {
-  checkRunOptions('iterate', fn, opts, false);
+  checkRunOptions('iterate', cache, fn, opts, false);
   const diag = newDiagnostics();
   const core = cache._core;
   for await (const d of serialChunks(cache, fn, opts ?? {}, 'iterate', true, true, diag)) {
@@ -192,6 +193,7 @@ export interface Memoized<R = unknown[] | TypedArray> {
  * await f({ x: [1, 2], scale: 3, device: 'cuda:0' });
  */
 export function memoize<R = unknown[] | TypedArray>(cache: ChunkCache, fn: ChunkFn, options: MemoizeOptions = {}): Memoized<R> {
+  if (!(cache instanceof ChunkCache)) throw new InvalidOptionError(`memoize: the first argument must be a ChunkCache (got ${describeValue(cache)})`);
   if (typeof fn !== 'function') throw new InvalidOptionError(`memoize: the exec function must be a function (got ${describeValue(fn)}); wrap a point function with pointwise()`);
   checkKnownOptions('memoize', options, ['ignore']);
   const ignore = new Set(options?.ignore ?? []);
