@@ -49,11 +49,14 @@ pub struct CoreError {
     pub code: ErrorCode,
     pub message: String,
     pub detail: Option<ErrorDetail>,
+    /// The OS error number behind a storage error, when there is one (the
+    /// store tells a full disk from other I/O errors with it).
+    pub os_error: Option<i32>,
 }
 
 impl CoreError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CoreError { code, message: message.into(), detail: None }
+        CoreError { code, message: message.into(), detail: None, os_error: None }
     }
     pub fn with_detail(mut self, detail: ErrorDetail) -> Self {
         self.detail = Some(detail);
@@ -75,22 +78,39 @@ impl fmt::Display for CoreError {
 
 impl std::error::Error for CoreError {}
 
+/// errno values that mean the disk (or the user's quota) is full.
+const ENOSPC: i32 = 28;
+const EFBIG: i32 = 27;
+const EDQUOT: i32 = 122;
+/// LMDB's answer to a short write (the file could not grow).
+pub(crate) const EIO: i32 = 5;
+
+/// The message of `ERR_STORE_FULL` errors.
+pub(crate) fn store_full_message(why: impl fmt::Display) -> String {
+    format!(
+        "the store is full ({why}); free disk space (gc, rm) or raise CHUNK_MEMO_MAP_SIZE; \
+         nothing committed before this write was lost"
+    )
+}
+
 impl From<heed::Error> for CoreError {
     fn from(e: heed::Error) -> Self {
-        let code = match &e {
-            heed::Error::Mdb(heed::MdbError::MapFull) => Some(ErrorCode::MapFull),
-            heed::Error::Io(io) if io.raw_os_error() == Some(28) => Some(ErrorCode::StoreFull), // ENOSPC
-            heed::Error::Mdb(heed::MdbError::Other(28)) => Some(ErrorCode::StoreFull),
+        let os = match &e {
+            heed::Error::Io(io) => io.raw_os_error(),
+            heed::Error::Mdb(heed::MdbError::Other(c)) => Some(*c),
             _ => None,
         };
-        if let Some(code) = code {
-            CoreError::new(
-                code,
-                format!("the store is full ({e}); free disk space or raise CHUNK_MEMO_MAP_SIZE; nothing committed before this write was lost"),
-            )
-        } else {
-            CoreError::new(ErrorCode::Storage, format!("LMDB error: {e}"))
-        }
+        let code = match (&e, os) {
+            (heed::Error::Mdb(heed::MdbError::MapFull), _) => Some(ErrorCode::MapFull),
+            (_, Some(ENOSPC | EFBIG | EDQUOT)) => Some(ErrorCode::StoreFull),
+            _ => None,
+        };
+        let mut out = match code {
+            Some(code) => CoreError::new(code, store_full_message(&e)),
+            None => CoreError::new(ErrorCode::Storage, format!("LMDB error: {e}")),
+        };
+        out.os_error = os;
+        out
     }
 }
 

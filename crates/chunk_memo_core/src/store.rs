@@ -45,6 +45,25 @@ pub type ChunkKey = [u8; 16];
 // doubles on MDB_MAP_FULL, so this is no limit on the store's size.
 const DEFAULT_MAP_SIZE: usize = 16 << 30;
 
+/// Free space under which an `EIO` from a write means a full disk: a short
+/// write stops when the file system is full, so what is left is below one
+/// block unless space was freed since.
+const LOW_SPACE: u64 = 4 << 20;
+
+/// Bytes available to unprivileged writers on the file system of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -175,10 +194,33 @@ impl Store {
             };
             match r {
                 Err(e) if e.code == ErrorCode::MapFull => self.grow()?,
+                Err(e) => return Err(self.classify_write_error(e)),
                 r => return r,
             }
         }
         Err(CoreError::new(ErrorCode::StoreFull, "the store map could not grow enough; set CHUNK_MEMO_MAP_SIZE"))
+    }
+
+    /// LMDB reports a write that could not extend the data file (a full
+    /// disk on file systems that write short, tmpfs among them) as `EIO`:
+    /// when the file system under the root has (almost) no space left, that
+    /// is `ERR_STORE_FULL`. An `EIO` with space left stays `ERR_STORAGE`.
+    fn classify_write_error(&self, e: CoreError) -> CoreError {
+        if e.code == ErrorCode::Storage && e.os_error == Some(crate::error::EIO) {
+            if let Some(free) = free_bytes(&self.path) {
+                if free < LOW_SPACE {
+                    let mut full = CoreError::new(
+                        ErrorCode::StoreFull,
+                        crate::error::store_full_message(format_args!(
+                            "a write could not extend the data file; {free} bytes are free on its file system"
+                        )),
+                    );
+                    full.os_error = e.os_error;
+                    return full;
+                }
+            }
+        }
+        e
     }
 
     fn grow(&self) -> Result<()> {

@@ -1,0 +1,152 @@
+//! Reliability of the store: a full disk (a small tmpfs), damaged index
+//! entries, in-use marks seen by other processes, sparse partial records.
+
+use chunk_memo_core::canonical::{encode, value_hash, DType, Value};
+use chunk_memo_core::error::ErrorCode;
+use chunk_memo_core::planner::{Axis, Grid};
+use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Resolution, Store};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const F64: u8 = DType::F64 as u8;
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempRoot(PathBuf);
+
+impl TempRoot {
+    fn new(tag: &str) -> TempRoot {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "chunk-memo-rel-test-{}-{tag}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempRoot(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cache_id(n: u8) -> CacheId {
+    let mut id = [0u8; 16];
+    id[0] = 0xce;
+    id[15] = n;
+    id
+}
+
+fn axis(name: &str, n: i64, chunk: usize) -> Axis {
+    Axis { name: name.into(), hashes: (0..n).map(|i| value_hash(&encode(&Value::Int(i)).unwrap())).collect(), chunk }
+}
+
+fn resolve_all(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>]) -> Vec<Resolution> {
+    let plan = g.plan(sel).unwrap();
+    store.resolve(c, g, &plan, 0..plan.n_chunks, &mut Catalog::default()).unwrap()
+}
+
+fn f64_of(chunk: usize, r: usize) -> [u8; 8] {
+    (chunk as f64 * 1e6 + r as f64).to_le_bytes()
+}
+
+/// Writes every point of chunks `chunks` (f64 outputs) in one transaction.
+fn write_full(store: &Store, c: &CacheId, g: &Grid, chunks: &[usize]) -> chunk_memo_core::error::Result<()> {
+    let plan = g.plan(&vec![None; g.axes.len()]).unwrap();
+    let geos: Vec<ChunkGeometry> = chunks.iter().map(|&i| ChunkGeometry::of(&plan, i)).collect();
+    let bufs: Vec<(Vec<u32>, Vec<u8>)> = chunks
+        .iter()
+        .zip(&geos)
+        .map(|(&i, geo)| {
+            let n = geo.requested();
+            ((0..n as u32).collect(), (0..n).flat_map(|r| f64_of(i, r)).collect())
+        })
+        .collect();
+    let writes: Vec<ChunkWrite<'_>> = geos
+        .iter()
+        .zip(&bufs)
+        .map(|(geo, b)| ChunkWrite {
+            geo,
+            grid: g,
+            res: None,
+            kind: F64,
+            points: &b.0,
+            offsets: &[],
+            data: &b.1,
+            dict: &[],
+        })
+        .collect();
+    store.write_chunks(c, &writes)
+}
+
+/// Mounts a tmpfs of `mb` MiB on `dir`; false where mounting is not allowed.
+fn mount_tmpfs(dir: &Path, mb: u32) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_full_disk_is_store_full_and_keeps_what_was_committed() {
+    let root = TempRoot::new("full");
+    if !mount_tmpfs(root.path(), 20) {
+        println!("SKIPPED: mounting a 20 MiB tmpfs is not permitted here (needs root)");
+        return;
+    }
+    let c = cache_id(1);
+    // 200 chunks of 8,192 f64 (64 KiB each): 12.5 MiB per 4 chunks x 50.
+    let g = Grid::new(vec![axis("c", 400, 1), axis("x", 8192, 8192)]).unwrap();
+    let mut committed = Vec::new();
+    let mut full = None;
+    {
+        let store = Store::open(root.path()).unwrap();
+        for batch in (0..400).collect::<Vec<_>>().chunks(16) {
+            match write_full(&store, &c, &g, batch) {
+                Ok(()) => committed.extend_from_slice(batch),
+                Err(e) => {
+                    assert_eq!(e.code, ErrorCode::StoreFull, "{e}");
+                    assert!(e.message.contains("nothing committed before this write was lost"), "{e}");
+                    full = Some(batch.to_vec());
+                    break;
+                }
+            }
+        }
+        let batch = full.expect("400 x 64 KiB must not fit in 20 MiB");
+        // What fits of the failed batch goes in one chunk at a time.
+        for &i in &batch {
+            if write_full(&store, &c, &g, &[i]).is_err() {
+                break;
+            }
+            committed.push(i);
+        }
+        assert!(committed.len() > 100, "most of the 20 MiB holds records: {}", committed.len());
+        assert!(store.verify(&c).unwrap().is_empty());
+    }
+    // Reopened (a fresh environment): everything committed is there.
+    let store = Store::open(root.path()).unwrap();
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert_eq!(store.summary(&c).unwrap().records as usize, committed.len());
+    let res = resolve_all(&store, &c, &g, &[Some(committed.iter().map(|&i| i as u32).collect()), None]);
+    for (k, r) in res.iter().enumerate() {
+        assert_eq!(r.available, r.requested);
+        let d = store.read_chunk(&c, r).unwrap();
+        assert_eq!(&d.data[8 * 77..8 * 78], f64_of(committed[k], 77));
+    }
+    // Still usable: freeing space lets new writes in (LMDB reuses pages
+    // freed by a transaction once a later one has committed).
+    store.delete_records(&c, &res[..20].iter().map(|r| r.key).collect::<Vec<_>>()).unwrap();
+    store.put_meta(&c, b"after the disk was full").unwrap();
+    let next = (0..400).find(|i| !committed.contains(i)).unwrap();
+    write_full(&store, &c, &g, &[next]).unwrap();
+}
