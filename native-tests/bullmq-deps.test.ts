@@ -29,3 +29,19 @@ test('chunk-memo worker without bullmq: one line naming the packages to install,
   t.is(r.status, 1);
   t.regex(r.stderr, /^chunk-memo: bullmq is not installed: .*npm install bullmq ioredis`?\n$/);
 });
+
+test('chunk-memo worker: bad flags are one clear line and exit 1', (t) => {
+  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'ts/cli/main.ts', 'worker', ...args], { cwd: REPO, encoding: 'utf8', timeout: 60_000, env: { ...process.env, CHUNK_MEMO_REDIS_URL: '' } });
+  const cases: [string[], RegExp][] = [
+    [[], /^chunk-memo: worker: --redis URL is required \(or set CHUNK_MEMO_REDIS_URL\)\n$/],
+    [['--redis', 'redis://127.0.0.1:1', '--concurrency', '0'], /^chunk-memo: worker: --concurrency must be a positive integer \(got "0"\)\n$/],
+    [['--redis', 'http://x'], /^chunk-memo: chunk-memo worker: connection must be a redis:\/\/ or rediss:\/\/ URL/],
+    [['--redis', 'redis://127.0.0.1:1', '--tasks', './no/such/dir'], /^chunk-memo: --tasks \.\/no\/such\/dir: not a directory\n$/],
+    [['--redis', 'redis://127.0.0.1:1', '--tls-ca', '/no/such.pem'], /^chunk-memo: worker: --tls-ca \/no\/such\.pem: ENOENT/],
+  ];
+  for (const [args, want] of cases) {
+    const r = cli(args);
+    t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, want);
+  }
+});

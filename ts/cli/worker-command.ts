@@ -4,16 +4,28 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'clipanion';
-import * as t from 'typanion';
 import { ChunkMemoError } from '../errors/index.js';
 import type { RedisConnection } from '../executor/deps.js';
 import { startWorker } from '../executor/worker.js';
 
 const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, ' ').trim();
-const isPosInt = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
+
+/** A positive integer flag value, or an error naming the flag. */
+function positive(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new Error(`worker: ${flag} must be a positive integer (got ${JSON.stringify(v)})`);
+  return n;
+}
 
 export class WorkerCommand extends Command {
   static paths = [['worker']];
+  /** Usage line and value names for the CLI's help and error texts (see cli/usage.ts). */
+  static synopsis = 'worker --redis URL [--queue NAME] [--concurrency N] [--device D] [--tasks DIR|PACKAGE ...] [--prefix P] [--tls-ca FILE] [--lock-duration MS] [--stalled-interval MS]';
+  static placeholders = {
+    '--redis': 'URL', '--queue': 'NAME', '--prefix': 'P', '--concurrency': 'N', '--device': 'D', '--tasks': 'DIR|PACKAGE',
+    '--tls-ca': 'FILE', '--lock-duration': 'MS', '--stalled-interval': 'MS',
+  };
   static usage = Command.Usage({
     description: 'Compute exec chunks from a BullMQ queue on Redis (multi-host sweeps)',
     details: `
@@ -34,12 +46,12 @@ export class WorkerCommand extends Command {
   redis = Option.String('--redis', { required: false, description: 'redis:// or rediss:// URL (default $CHUNK_MEMO_REDIS_URL)' });
   queue = Option.String('--queue', 'chunk-memo', { description: 'Queue name (as bullmqExecutor({ queue }))' });
   prefix = Option.String('--prefix', 'bull', { description: 'BullMQ key prefix (as bullmqExecutor({ prefix }))' });
-  concurrency = Option.String('--concurrency', '1', { validator: isPosInt, description: 'Jobs computed at once, one worker thread each' });
+  concurrency = Option.String('--concurrency', '1', { description: 'Jobs computed at once, one worker thread each' });
   device = Option.String('--device', { description: 'Device of this worker: ctx.device, CHUNK_MEMO_DEVICE, CUDA_VISIBLE_DEVICES' });
   tasks = Option.Array('--tasks', [], { description: 'Directory or package name tasks may be loaded from (repeatable; default: cwd)' });
   tlsCa = Option.String('--tls-ca', { description: 'PEM file of the CA that signed the Redis server certificate (rediss://)' });
-  lockDuration = Option.String('--lock-duration', { validator: isPosInt, description: 'Milliseconds without lock renewal after which a job is retried elsewhere (default 30000)' });
-  stalledInterval = Option.String('--stalled-interval', { validator: isPosInt, description: 'Milliseconds between checks for stalled jobs (default 30000)' });
+  lockDuration = Option.String('--lock-duration', { description: 'Milliseconds without lock renewal after which a job is retried elsewhere (default 30000)' });
+  stalledInterval = Option.String('--stalled-interval', { description: 'Milliseconds between checks for stalled jobs (default 30000)' });
 
   async execute(): Promise<number> {
     const fail = (e: unknown): number => {
@@ -59,15 +71,17 @@ export class WorkerCommand extends Command {
     }
     let worker;
     try {
+      const lockDurationMs = positive('--lock-duration', this.lockDuration);
+      const stalledIntervalMs = positive('--stalled-interval', this.stalledInterval);
       worker = await startWorker({
         connection,
         queue: this.queue,
         prefix: this.prefix,
-        concurrency: this.concurrency as unknown as number,
+        concurrency: positive('--concurrency', this.concurrency)!,
         tasks: this.tasks,
         ...(this.device !== undefined ? { device: this.device } : {}),
-        ...(this.lockDuration !== undefined ? { lockDurationMs: this.lockDuration as unknown as number } : {}),
-        ...(this.stalledInterval !== undefined ? { stalledIntervalMs: this.stalledInterval as unknown as number } : {}),
+        ...(lockDurationMs !== undefined ? { lockDurationMs } : {}),
+        ...(stalledIntervalMs !== undefined ? { stalledIntervalMs } : {}),
         log: (line) => this.context.stderr.write(`${line}\n`),
       });
     } catch (e) {

@@ -127,7 +127,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   let lastError = '';
   worker.on('error', (e) => {
     // Connection trouble repeats while Redis is away; say it once per change.
-    if (e.message !== lastError) log(`chunk-memo worker: ${e.message}`);
+    if (e.message !== lastError) log(`chunk-memo worker: Redis at ${describeConnection(connection)}: ${e.message} (retrying)`);
     lastError = e.message;
   });
   try {
