@@ -97,6 +97,8 @@ interface Waiter {
   since: number;
   /** An event came while busy: look again afterwards. */
   again: boolean;
+  /** Being added (or re-added): its state says nothing yet. */
+  adding: boolean;
 }
 
 interface Session {
@@ -153,7 +155,7 @@ class BullMQExecutor implements Executor {
         void this.started?.then((s) => s.queue.remove(id)).catch(() => undefined);
       };
       const w: Waiter = {
-        id, job, data, settled: false, busy: false, readds: 0, since: Date.now(), again: false,
+        id, job, data, settled: false, busy: false, readds: 0, since: Date.now(), again: false, adding: false,
         resolve: (out) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(out);
@@ -259,6 +261,8 @@ class BullMQExecutor implements Executor {
 
   private enqueue(w: Waiter): void {
     w.since = Date.now();
+    if (this.toAdd.includes(w)) return;
+    w.adding = true;
     this.toAdd.push(w);
     if (this.flushQueued) return;
     this.flushQueued = true;
@@ -282,15 +286,23 @@ class BullMQExecutor implements Executor {
     } catch (e) {
       for (const w of batch) this.settle(w, e instanceof ChunkMemoError ? e : new ChunkMemoError('ERR_REDIS', `bullmqExecutor: could not add exec chunk ${w.job.jobIndex} to queue ${this.queueName}: ${(e as Error).message}`, { cause: e }));
       return;
+    } finally {
+      for (const w of batch) w.adding = false;
     }
     // A job id that already existed (a restarted coordinator) comes back as
     // a 'duplicated' event: that job may be finished already, so it is
     // looked up then. New jobs cost no further round trip.
+    for (const w of batch) if (w.again && !w.settled) void this.check(s, w);
   }
 
   /** Looks a job up and acts on its state. */
   private async check(s: Session, w: Waiter): Promise<void> {
     if (w.settled || w.busy) return;
+    if (w.adding) {
+      // Looked at once the add has answered.
+      w.again = true;
+      return;
+    }
     w.busy = true;
     // An event arriving while the state is read sets it again: look once more.
     w.again = false;
@@ -302,7 +314,7 @@ class BullMQExecutor implements Executor {
     } finally {
       w.busy = false;
     }
-    if (w.settled || w.busy) return;
+    if (w.settled || w.busy || w.adding) return;
     w.since = Date.now();
     if (state === 'completed') await this.finish(w, undefined);
     else if (state === 'failed') await this.failed(s, w);
@@ -313,7 +325,7 @@ class BullMQExecutor implements Executor {
   private recheck(jobId: string): void {
     const w = this.waiters.get(jobId);
     if (!w || w.settled) return;
-    if (w.busy) {
+    if (w.busy || w.adding) {
       w.again = true;
       return;
     }
@@ -326,7 +338,7 @@ class BullMQExecutor implements Executor {
     try {
       const s = await this.start();
       const now = Date.now();
-      const due = [...this.waiters.values()].filter((w) => !w.settled && !w.busy && now - w.since >= POLL_MS && !this.toAdd.includes(w));
+      const due = [...this.waiters.values()].filter((w) => !w.settled && !w.busy && !w.adding && now - w.since >= POLL_MS);
       await Promise.all(due.map((w) => this.check(s, w)));
     } catch {
       // next tick
@@ -340,8 +352,11 @@ class BullMQExecutor implements Executor {
       this.settle(w, new ChunkMemoError('ERR_REMOTE_JOB', `exec chunk ${w.job.jobIndex}: job ${w.id} ${why} ${MAX_READDS} times; giving up`));
       return;
     }
+    // Marked first, so the 'removed' event of this removal triggers nothing.
+    w.adding = true;
     await s.queue.remove(w.id).catch(() => undefined);
     if (!w.settled) this.enqueue(w);
+    else w.adding = false;
   }
 
   // ---- outcomes ----------------------------------------------------------
