@@ -148,6 +148,35 @@ if (!BIN) {
     t.is(logLines(log).length, 4, 'no point computed twice');
   });
 
+  test.serial('a finished job whose result expired or was damaged is computed again', async (t) => {
+    const log = join(dir, 'expire.log');
+    await spawnWorkers(2, 'expire', log);
+    const release = join(dir, 'expire.release');
+    const jobs = range(2).map((i) => blockJob(remoteTask('hold'), { release }, { x: [i], y: [7] }, i, 'expire-salt'));
+    const first = executor('expire');
+    const lost = jobs.map((j) => first.run(j).catch((e: Error) => e));
+    await until(() => logLines(log).length === 2, 'both jobs to start');
+    await first.close!();
+    await Promise.all(lost);
+    writeFileSync(release, '');
+    const q = new Queue('expire', { connection: { url: redis.url } });
+    const c = new Redis(redis.url);
+    try {
+      await until(async () => (await q.getJobCounts('completed')).completed === 2, 'both jobs to complete');
+      const keys = (await c.keys('bull:expire:cm-result:*')).sort();
+      t.is(keys.length, 2);
+      const byJob = await Promise.all(jobs.map(async (j) => (await q.getJobs(['completed'])).find((x) => x.data.jobIndex === j.jobIndex)!.returnvalue.key as string));
+      await c.del(byJob[0]!); // expired
+      await c.set(byJob[1]!, Buffer.alloc(8)); // damaged
+    } finally {
+      await q.close();
+      c.disconnect();
+    }
+    const second = executor('expire');
+    t.deepEqual(await Promise.all(jobs.map((j) => second.run(j))), [[7], [17]]);
+    t.is(logLines(log).length, 4, 'each job computed again once');
+  });
+
   test.serial('a worker SIGKILLed mid-job: the job is retried on another worker', async (t) => {
     const log = join(dir, 'kill.log');
     const ws = await spawnWorkers(2, 'kill', log);
