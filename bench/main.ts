@@ -55,7 +55,7 @@ async function storeBench(): Promise<void> {
     plan.resolve(cache._core.store, cache._core.idBytes);
     // Pre-encode every chunk's payload, then time only the store write.
     const { encodeOutputs, kindOf } = await import('../ts/run/payload.js');
-    const { PlanGeometry } = await import('../ts/run/geometry.js');
+    const { PlanGeometry } = await import('../ts/cache/geometry.js');
     const G = new PlanGeometry(plan);
     const writes = [];
     let bytes = 0;

@@ -14,9 +14,9 @@ import { describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOpti
 import { openStore } from './stores.js';
 import { statusOf, type CacheStatus } from './status.js';
 import { checkNeighbours } from './neighbours.js';
-import type { CacheCore } from './core.js';
-import { viewOps, type InvalidateResult } from './ops.js';
-export type { InvalidateResult } from './ops.js';
+import { planOf, type CacheCore } from './core.js';
+import { invalidateView, type InvalidateResult } from './invalidate.js';
+export type { InvalidateResult } from './invalidate.js';
 import { defaultRoot } from './root.js';
 
 /** Selection of a cache view: by values and/or by indices (relative to the view). */
@@ -352,8 +352,7 @@ export class ChunkCache {
    * cache.select({ values: { x: [3, 4] } }).invalidate(); // { points: 2 * ... }
    */
   invalidate(): InvalidateResult {
-    if (!viewOps.invalidate) throw new InvalidOptionError("invalidate: not loaded; import chunk-memo's package entry (it registers invalidate)");
-    return viewOps.invalidate(this);
+    return invalidateView(this);
   }
 
   /** Releases this handle (the root's environment stays open while others use it). */
@@ -371,12 +370,4 @@ export class ChunkCache {
   }
 }
 
-/** @internal Planned view: binding plan plus geometry helpers. */
-export function planOf(cache: ChunkCache) {
-  const core = cache._check();
-  try {
-    return core.grid.plan(cache._sel.map((s) => (s ? Uint32Array.from(s) : null)));
-  } catch (e) {
-    throw fromNative(e, 'plan');
-  }
-}
+export { planOf };

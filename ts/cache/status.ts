@@ -2,7 +2,7 @@
 import type { BindingPlan } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
 import type { CacheCore } from './core.js';
-import { PlanGeometry } from '../run/geometry.js';
+import { PlanGeometry } from './geometry.js';
 import type { Value } from '../value.js';
 
 /** A chunk in a status report. */

@@ -4,7 +4,7 @@ import { load } from '../cache/discovery.js';
 import { ChunkMemoError, InvalidOptionError } from '../errors/index.js';
 import { exportCaches, importArchive } from '../manage/index.js';
 import { coverageMap, renderCoverageMap } from '../manage/coverage.js';
-import { gc } from '../manage/gc.js';
+import { gc } from '../cache/eviction.js';
 import { rm, verify } from '../manage/maintain.js';
 import { cacheStats, stats, type CacheStats } from '../manage/stats.js';
 import { formatBytes, formatDuration, formatTime, jsonSafe, metaOf, parseDuration, parseSize, shortValue } from '../manage/util.js';

@@ -2,7 +2,7 @@
 import { cacheIdOf } from '../cache/cache.js';
 import { unpackMeta } from '../cache/meta.js';
 import { CacheNotFoundError, ChunkMemoError } from '../errors/index.js';
-import { isInUse } from './hooks.js';
+import { isInUse } from '../store/in-use.js';
 import { checkId, existingStore } from './util.js';
 
 /** A problem found by `verify`. */

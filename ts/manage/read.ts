@@ -4,8 +4,7 @@
  */
 import type { ChunkCache } from '../cache/cache.js';
 import { InvalidOptionError } from '../errors/index.js';
-import { afterRun } from './hooks.js';
-import { planRun } from '../run/geometry.js';
+import { beginRun } from '../run/lifecycle.js';
 import { decodeOutputs, KIND_ITEMS, typedCtor } from '../run/payload.js';
 import type { TypedArray } from '../value.js';
 
@@ -57,7 +56,8 @@ export interface StoredChunk {
  */
 export function storedChunks(cache: ChunkCache, where: string, corrupt: string[] = []): { total: number; chunks: Generator<StoredChunk, void> } {
   const core = cache._check();
-  const { plan, resolved, geometry: G } = planRun(cache, where);
+  const run = beginRun(cache, where);
+  const { plan, resolved, geometry: G } = run;
   corrupt.push(...resolved.corrupt);
   const visible = core.axisOrder.map((a) => !cache._pinned.has(a));
   const order = core.axisOrder.filter((_, k) => visible[k]);
@@ -96,7 +96,7 @@ export function storedChunks(cache: ChunkCache, where: string, corrupt: string[]
         };
       }
     } finally {
-      afterRun(cache);
+      run.end();
     }
   }
   return { total: G.total, chunks: chunks() };

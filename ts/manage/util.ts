@@ -1,22 +1,7 @@
 /** Helpers shared by the management modules and the CLI. */
-import { existsSync } from 'node:fs';
-import { join, resolve as resolvePath } from 'node:path';
 import { CacheNotFoundError, InvalidOptionError } from '../errors/index.js';
-import { openStore } from '../cache/stores.js';
 import type { BindingStore } from '../binding/native.js';
 import { unpackMeta, type CacheMeta } from '../cache/meta.js';
-
-/** True when `root` holds a cache store (an LMDB environment). */
-export function isCacheRoot(root: string): boolean {
-  return existsSync(join(resolvePath(root), 'data.mdb'));
-}
-
-/** Opens an existing root; never creates one. */
-export function existingStore(root: string, where: string): { abs: string; store: BindingStore } {
-  const abs = resolvePath(root);
-  if (!isCacheRoot(abs)) throw new CacheNotFoundError(`${where}: no cache root at ${abs} (no data.mdb there)`);
-  return { abs, store: openStore(abs) };
-}
 
 /** Checks a cache id's shape. */
 export function checkId(where: string, id: unknown): string {
@@ -90,35 +75,6 @@ export function parseSize(text: string, where = 'size'): number {
   return Math.floor(Number(m[1]) * mult);
 }
 
-const DURATION_UNITS: Record<string, number> = {
-  ms: 1, s: 1e3, sec: 1e3, m: 60e3, min: 60e3, h: 3600e3, hr: 3600e3, d: 86400e3, day: 86400e3, days: 86400e3, w: 7 * 86400e3, week: 7 * 86400e3, weeks: 7 * 86400e3,
-};
-
-/**
- * Parses a duration: ms as a number, or a number with a unit: `500ms`,
- * `45s`, `90m`, `12h`, `30d`, `2w` (several parts add up: `1d12h`).
- */
-export function parseDuration(text: number | string, where = 'duration'): number {
-  if (typeof text === 'number') {
-    if (Number.isFinite(text) && text >= 0) return text;
-  } else if (typeof text === 'string' && text.trim() !== '') {
-    let ms = 0;
-    let rest = text.trim().toLowerCase();
-    while (rest.length) {
-      const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)\s*/.exec(rest);
-      const mult = m ? DURATION_UNITS[m[2]!] : undefined;
-      if (!m || mult === undefined) {
-        ms = NaN;
-        break;
-      }
-      ms += Number(m[1]) * mult;
-      rest = rest.slice(m[0].length);
-    }
-    if (Number.isFinite(ms)) return ms;
-  }
-  throw new InvalidOptionError(`${where}: cannot read ${JSON.stringify(text)} as a duration; use e.g. 30d, 12h, 90m, 45s or a number of ms`);
-}
-
 /** Human duration. */
 export function formatDuration(ms: number): string {
   const parts: Array<[number, string]> = [[86400e3, 'd'], [3600e3, 'h'], [60e3, 'm'], [1e3, 's']];
@@ -146,9 +102,5 @@ export function formatTime(ms: number | null | undefined): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-/** Reads u64 LE hashes from a buffer. */
-export function hashesOf(b: Buffer): bigint[] {
-  const out: bigint[] = new Array(b.length >> 3);
-  for (let i = 0; i < out.length; i++) out[i] = b.readBigUInt64LE(i * 8);
-  return out;
-}
+export { existingStore, hashesOf, isCacheRoot } from '../cache/root.js';
+export { parseDuration } from '../cache/units.js';

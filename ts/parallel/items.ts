@@ -6,7 +6,7 @@
  */
 import { ChunkCache } from '../cache/cache.js';
 import { hashList } from '../cache/grid.js';
-import type { PlanGeometry } from '../run/geometry.js';
+import type { PlanGeometry } from '../cache/geometry.js';
 import { describeValue, isPlainObject } from '../describe.js';
 import { InvalidOptionError, SelectionError } from '../errors/index.js';
 import type { Value } from '../value.js';

@@ -6,7 +6,7 @@
  * the write that stores it.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import type { ChunkGeo } from './geometry.js';
+import type { ChunkGeo } from '../cache/geometry.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, unstorable } from './payload.js';

@@ -13,10 +13,9 @@
  */
 import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
-import { planRun } from './geometry.js';
 import { RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
-import { afterRun } from '../manage/hooks.js';
+import { beginRun } from './lifecycle.js';
 
 export type { ChunkDone, EngineExecutor, EngineSpec, ExecutorStats } from './spec.js';
 
@@ -30,7 +29,8 @@ const YIELD_MS = 20;
 export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Diagnostics> {
   const diag = spec.diag ?? newDiagnostics();
   const t0 = performance.now();
-  const { plan, resolved, geometry } = planRun(spec.view, spec.label);
+  const run = beginRun(spec.view, spec.label);
+  const { plan, resolved, geometry } = run;
   try {
     diag.corruptRecords.push(...resolved.corrupt);
     const s = new RunSession(spec, plan, resolved, geometry, diag);
@@ -48,7 +48,7 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
     }
     return diag;
   } finally {
-    afterRun(spec.view);
+    run.end();
   }
 }
 

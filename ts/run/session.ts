@@ -19,7 +19,7 @@ import { ChunkWork } from './chunk-work.js';
 import { ClaimSession, type ClaimOutcome } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
-import type { PlanGeometry } from './geometry.js';
+import type { PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
 
 interface Block {

@@ -3,7 +3,7 @@ import type { ChunkCache } from '../cache/cache.js';
 import type { ExecJob, JobOutput, TaskSpec } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 import type { Diagnostics } from './diagnostics.js';
-import type { ChunkGeo, PlanGeometry } from './geometry.js';
+import type { ChunkGeo, PlanGeometry } from '../cache/geometry.js';
 import type { ProgressEvent } from './progress.js';
 
 /** Work done by one executor (the calling thread, a pool, a device, a queue). */

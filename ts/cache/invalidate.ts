@@ -10,9 +10,18 @@
  */
 import { native, type BindingDescriptor } from '../binding/native.js';
 import { ChunkMemoError, fromNative } from '../errors/index.js';
-import { planOf, type ChunkCache } from '../cache/cache.js';
-import { viewOps, type InvalidateResult } from '../cache/ops.js';
-import { isInUse } from './hooks.js';
+import { planOf, type ViewState } from './core.js';
+import { isInUse } from '../store/in-use.js';
+
+/** Result of `cache.invalidate()`. */
+export interface InvalidateResult {
+  /** Stored points of the view that were deleted. */
+  readonly points: number;
+  /** Records deleted whole. */
+  readonly deletedRecords: number;
+  /** Records the view covered in part, rewritten with their other points. */
+  readonly rewrittenRecords: number;
+}
 
 interface KeptWrite {
   /** Layout of the new record: axis names and u64 LE value hashes. */
@@ -42,7 +51,7 @@ function blockPlan(axes: ReadonlyArray<{ name: string; hashes: Buffer }>) {
 /** The plan of a record's own layout (its key is the record's). */
 const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes);
 
-export function invalidateView(cache: ChunkCache): InvalidateResult {
+export function invalidateView(cache: ViewState): InvalidateResult {
   const where = 'invalidate';
   const core = cache._check();
   if (isInUse(core.root, core.id)) {
@@ -206,5 +215,3 @@ export function invalidateView(cache: ChunkCache): InvalidateResult {
     throw fromNative(e, where);
   }
 }
-
-viewOps.invalidate = (view) => invalidateView(view as ChunkCache);

@@ -8,12 +8,11 @@
  * to them.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import type { ChunkCache } from '../cache/cache.js';
-import { openStore } from '../cache/stores.js';
+import type { ChunkCache } from './cache.js';
+import { openStore } from './stores.js';
 import { fromNative } from '../errors/index.js';
-import { PlanGeometry } from '../run/geometry.js';
-import { onBeforeRun } from './hooks.js';
-import { hashesOf, isCacheRoot } from './util.js';
+import { PlanGeometry } from './geometry.js';
+import { hashesOf, isCacheRoot } from './root.js';
 
 /** What a fill from shared roots copied. */
 export interface SharedFill {
@@ -121,7 +120,3 @@ function chunksOf(touched: number[][], radix: number[]): number[] {
   }
   return acc;
 }
-
-onBeforeRun((cache, plan) => {
-  if (cache._core.sharedRoots.length) fillFromShared(cache, plan);
-});

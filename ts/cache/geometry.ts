@@ -1,11 +1,9 @@
 /**
- * Geometry of planned chunks on the TS side: which values a chunk covers and
- * where its points go in the flat, grid-ordered output.
+ * Geometry of planned chunks: which values a chunk covers and where its
+ * points go in the flat, grid-ordered output (one place for flat index ↔
+ * per-axis positions; product blocks within a chunk are in blocks.ts).
  */
-import type { BindingAxisPlan, BindingPlan, BindingResolved } from '../binding/native.js';
-import { planOf, type ChunkCache } from '../cache/cache.js';
-import { fromNative } from '../errors/index.js';
-import { beforeRun } from '../manage/hooks.js';
+import type { BindingAxisPlan, BindingPlan } from '../binding/native.js';
 
 export interface ChunkGeo {
   /** Per axis: bin number. */
@@ -92,27 +90,5 @@ export class PlanGeometry {
       acc = next;
     }
     return acc;
-  }
-}
-
-/** A view planned for a run and resolved against its store. */
-export interface ResolvedRun {
-  plan: BindingPlan;
-  resolved: BindingResolved;
-  geometry: PlanGeometry;
-}
-
-/**
- * Plans a view, lets the run hooks act on the plan (shared roots fill the
- * local store), and resolves every chunk against the store.
- */
-export function planRun(cache: ChunkCache, where: string): ResolvedRun {
-  const core = cache._check();
-  const plan = planOf(cache);
-  beforeRun(cache, plan);
-  try {
-    return { plan, resolved: plan.resolve(core.store, core.idBytes), geometry: new PlanGeometry(plan) };
-  } catch (e) {
-    throw fromNative(e, where);
   }
 }

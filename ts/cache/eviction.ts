@@ -5,9 +5,11 @@
  * since the last collection exceed a tenth of the budget).
  */
 import { InvalidOptionError } from '../errors/index.js';
-import type { ChunkCache } from '../cache/cache.js';
-import { cachesInUse, lastUseSeq, onAfterRun } from './hooks.js';
-import { existingStore, listMetas, parseDuration } from './util.js';
+import type { ChunkCache } from './cache.js';
+import { cachesInUse, lastUseSeq } from '../store/in-use.js';
+import { listMetas } from './meta.js';
+import { existingStore } from './root.js';
+import { parseDuration } from './units.js';
 
 /** Options of `gc`: `maxBytes`, `maxAge` or both. */
 export interface GcOptions {
@@ -173,11 +175,3 @@ export function autoGc(cache: ChunkCache): GcResult | null {
   st.collected = true;
   return r;
 }
-
-onAfterRun((cache) => {
-  try {
-    autoGc(cache);
-  } catch (e) {
-    process.emitWarning(`chunk-memo: automatic eviction in ${cache._core.root} failed: ${(e as Error).message}`, { code: 'CHUNK_MEMO_GC' });
-  }
-});

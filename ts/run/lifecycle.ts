@@ -1,0 +1,52 @@
+/**
+ * The steps around every run, called directly by the runners (no hooks):
+ * before — mark the cache in use, copy what shared roots hold, plan and
+ * resolve the view; after — flush access times, release the mark, and run
+ * the amortised eviction of caches opened with `maxBytes`.
+ */
+import type { BindingPlan, BindingResolved } from '../binding/native.js';
+import { planOf, type ChunkCache } from '../cache/cache.js';
+import { autoGc } from '../cache/eviction.js';
+import { PlanGeometry } from '../cache/geometry.js';
+import { fillFromShared } from '../cache/shared-roots.js';
+import { fromNative } from '../errors/index.js';
+import { markInUse } from '../store/in-use.js';
+
+/** A view planned for a run and resolved against its store; `end()` once the run is over. */
+export interface ResolvedRun {
+  readonly plan: BindingPlan;
+  readonly resolved: BindingResolved;
+  readonly geometry: PlanGeometry;
+  /** The after-run steps (idempotent). */
+  end(): void;
+}
+
+/** Plans a view and resolves every chunk against the store, with the before-run steps. */
+export function beginRun(cache: ChunkCache, where: string): ResolvedRun {
+  const core = cache._check();
+  const plan = planOf(cache);
+  const release = markInUse(cache);
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    try {
+      core.store.flushAccessTimes();
+    } catch {
+      // Access times are advisory; a failure here must not fail the run.
+    }
+    release();
+    try {
+      autoGc(cache);
+    } catch (e) {
+      process.emitWarning(`chunk-memo: automatic eviction in ${core.root} failed: ${(e as Error).message}`, { code: 'CHUNK_MEMO_GC' });
+    }
+  };
+  try {
+    if (core.sharedRoots.length) fillFromShared(cache, plan);
+    return { plan, resolved: plan.resolve(core.store, core.idBytes), geometry: new PlanGeometry(plan), end };
+  } catch (e) {
+    end();
+    throw fromNative(e, where);
+  }
+}
