@@ -14,7 +14,7 @@ const layers = [
   ['store'],
   ['task'],
   ['gpu'],
-  ['identity', 'canonical'],
+  ['code-identity', 'canonical'],
   ['binding'],
   ['errors', 'describe', 'value'],
 ];

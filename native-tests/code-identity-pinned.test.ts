@@ -3,7 +3,7 @@
 // ts/code-identity/: a refactor of the normaliser must not move any existing cache.
 import { createHash } from 'node:crypto';
 import test from 'ava';
-import { normalizeCode } from '../ts/identity/code.js';
+import { normalizeCode } from '../ts/code-identity/normalize.js';
 import { codeIdentity } from '../ts/cache/identity.js';
 
 // Built from exact source text (tsx rewrites functions written in this file).

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { codeWarning, normalizeCode } from '../ts/identity/code.js';
+import { codeWarning, normalizeCode } from '../ts/code-identity/normalize.js';
 
 // Functions written in this file are rewritten by tsx (whitespace minified,
 // comments dropped), so formatting-sensitive cases are built from exact source

@@ -2,7 +2,7 @@
 import { native } from '../binding/native.js';
 import { encodeCanonical } from '../canonical/encode.js';
 import { InvalidOptionError } from '../errors/index.js';
-import { codeWarning, normalizeCode } from '../identity/code.js';
+import { codeWarning, normalizeCode } from '../code-identity/normalize.js';
 import type { Value } from '../value.js';
 
 /**
