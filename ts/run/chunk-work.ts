@@ -15,8 +15,10 @@ import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 
 export class ChunkWork {
-  /** Outputs in request order (a typed array while one read or block filled it whole). */
+  /** Outputs in request order, once more than one part is known (else `single`). */
   private out: unknown[] | TypedArray | null = null;
+  /** The chunk's outputs when one read or one computed block gave all of them, in request order. */
+  private single: unknown[] | TypedArray | null = null;
   /** Record kind so far: a dtype while every part agrees, else items; -1 none yet. */
   kind = -1;
   /** Points stored when the run planned this chunk. */
@@ -31,11 +33,9 @@ export class ChunkWork {
   inflight = 0;
   /** Points other processes hold claims on. */
   readonly held = new Set<number>();
-  /** Computed and not yet written: request indices and outputs. */
-  private compR: number[] = [];
-  private compV: unknown[] = [];
-  /** The whole chunk computed as one typed block, in request order (fast path). */
-  private whole: TypedArray | null = null;
+  /** Computed blocks not yet written: request indices (block order) and outputs. */
+  private parts: Array<{ points: Uint32Array; out: JobOutput }> = [];
+  private partPoints = 0;
 
   constructor(
     readonly i: number,
@@ -57,7 +57,7 @@ export class ChunkWork {
 
   /** Points computed and not yet written. */
   get unwritten(): number {
-    return this.compR.length;
+    return this.partPoints;
   }
 
   /** Reads the stored requested points into the outputs (keeping what is already there). */
@@ -70,9 +70,9 @@ export class ChunkWork {
     if (present > 0) {
       const vals = decodeOutputs(rd.kind, rd.data, present, rd.dicts, rd.pointDicts, rd.offsets);
       this.kind = this.kind === -1 || this.kind === rd.kind ? rd.kind : KIND_ITEMS;
-      if (present === this.geo.points && this.out === null && this.whole === null) this.out = vals as unknown[] | TypedArray;
-      else {
-        const arr = this.asArray();
+      if (present === this.geo.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
+      else if (this.keepOutputs) {
+        const arr = this.merged();
         let w = 0;
         for (let j = 0; j < rd.present.length; j++) {
           if (!rd.present[j]) continue;
@@ -99,42 +99,49 @@ export class ChunkWork {
     }
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     const n = points.length;
-    if (n === this.geo.points && this.out === null && this.whole === null && kind !== KIND_ITEMS && this.compR.length === 0) {
-      this.whole = out as TypedArray;
-      for (let j = 0; j < n; j++) this.compR.push(j);
-    } else {
-      if (this.whole) this.asArray();
-      for (let j = 0; j < n; j++) {
-        this.compR.push(points[j]!);
-        this.compV.push((out as ArrayLike<unknown>)[j]);
-      }
-      if (this.keepOutputs) {
-        const arr = this.asArray();
-        for (let j = 0; j < n; j++) arr[points[j]!] = (out as ArrayLike<unknown>)[j];
-      }
-    }
+    this.parts.push({ points, out });
+    this.partPoints += n;
     this.executed += n;
+    if (!this.keepOutputs) return;
+    // One block with every point, in request order: its outputs are the chunk's.
+    if (n === this.geo.points && this.out === null && this.single === null && isIdentity(points)) {
+      this.single = out as unknown[] | TypedArray;
+      return;
+    }
+    const arr = this.merged();
+    for (let j = 0; j < n; j++) arr[points[j]!] = (out as ArrayLike<unknown>)[j];
   }
 
   /** The write of what this run computed and has not written yet (null: nothing). */
   takeWrite(): PendingWrite | null {
-    if (this.compR.length === 0) return null;
+    if (this.parts.length === 0) return null;
     const kind = this.kind === -1 ? KIND_ITEMS : this.kind;
+    let points: Uint32Array;
     let vals: ArrayLike<unknown>;
-    if (this.whole && this.compR.length === this.whole.length) vals = this.whole;
-    else if (kind !== KIND_ITEMS) vals = (typedCtor(kind) as unknown as { from(v: unknown[]): TypedArray }).from(this.compV);
-    else vals = this.compV;
+    if (this.parts.length === 1 && (kind === KIND_ITEMS || kindOf(this.parts[0]!.out) === kind)) {
+      points = this.parts[0]!.points;
+      vals = this.parts[0]!.out as ArrayLike<unknown>;
+    } else {
+      points = new Uint32Array(this.partPoints);
+      const all: unknown[] = new Array(this.partPoints);
+      let w = 0;
+      for (const p of this.parts) {
+        points.set(p.points, w);
+        for (let j = 0; j < p.points.length; j++) all[w + j] = (p.out as ArrayLike<unknown>)[j];
+        w += p.points.length;
+      }
+      vals = kind !== KIND_ITEMS ? (typedCtor(kind) as unknown as { from(v: unknown[]): TypedArray }).from(all) : all;
+    }
     const enc = encodeOutputs(vals, kind);
-    const w: PendingWrite = { chunk: this.i, kind, points: Uint32Array.from(this.compR), offsets: enc.offsets, data: enc.data, dict: enc.dict };
-    this.compR = [];
-    this.compV = [];
-    return w;
+    this.parts = [];
+    this.partPoints = 0;
+    return { chunk: this.i, kind, points, offsets: enc.offsets, data: enc.data, dict: enc.dict };
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
   output(): unknown[] | TypedArray | null {
     if (!this.keepOutputs) return null;
-    const out = this.whole ?? this.out;
+    const out = this.out ?? this.single;
     if (out && !ArrayBuffer.isView(out) && this.kind > KIND_ITEMS) {
       const ta = new (typedCtor(this.kind))(this.geo.points);
       for (let j = 0; j < out.length; j++) if (out[j] !== undefined) (ta as unknown as unknown[])[j] = out[j];
@@ -143,12 +150,17 @@ export class ChunkWork {
     return out;
   }
 
-  private asArray(): unknown[] {
-    if (this.whole) {
-      this.out = Array.from(this.whole as ArrayLike<unknown>);
-      this.whole = null;
-    } else if (this.out === null) this.out = new Array(this.geo.points);
-    else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
+  /** The outputs as a plain array in request order, merging what `single` held. */
+  private merged(): unknown[] {
+    if (this.out === null) {
+      this.out = this.single ? Array.from(this.single as ArrayLike<unknown>) : new Array(this.geo.points);
+      this.single = null;
+    } else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
     return this.out as unknown[];
   }
+}
+
+function isIdentity(points: Uint32Array): boolean {
+  for (let j = 0; j < points.length; j++) if (points[j] !== j) return false;
+  return true;
 }

@@ -53,7 +53,7 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
  */
 const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
-const CLAIM_MAX_POINTS = 65_536;
+const CLAIM_MAX_POINTS = 1 << 20;
 
 export class RunSession {
   readonly done: ChunkDone[] = [];
