@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
 import { normalizeCode } from '../ts/code-identity/normalize.js';
-import { codeIdentity } from '../ts/cache/identity.js';
+import { codeIdentity } from '../ts/cache/code-digest.js';
 
 // Built from exact source text (tsx rewrites functions written in this file).
 const globalEval = eval;

@@ -6,7 +6,7 @@ import { resolve as resolvePath } from 'node:path';
 import { native, type BindingGrid, type BindingStore } from '../binding/native.js';
 import { encodeCanonical } from '../canonical/encode.js';
 import { CacheNotFoundError, ClosedError, DuplicateAxisValueError, InvalidOptionError, SelectionError, fromNative } from '../errors/index.js';
-import { codeIdentity } from './identity.js';
+import { codeIdentity } from './code-digest.js';
 import type { Params, Value } from '../value.js';
 import { hashList, hashOne, ValueIndex } from './grid.js';
 import { META_FORMAT, packMeta, unpackMeta, type CacheMeta } from './meta.js';

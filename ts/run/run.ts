@@ -4,7 +4,7 @@
  * through the same engine as `runParallel` (claims, writes, progress).
  */
 import { ChunkCache, type CacheStatus } from '../cache/cache.js';
-import { memoCodeIdentity } from '../cache/identity.js';
+import { memoCodeIdentity } from '../cache/code-digest.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { checkKnownOptions, describeValue } from '../describe.js';
 import type { ChunkFn, ChunkContext } from '../task/execute.js';

@@ -1,9 +1,15 @@
-/** The code component of a cache identity (SPEC §4.4). */
+/** The code component of a cache identity (SPEC §4.4), and the digest of a normalised function. */
 import { native } from '../binding/native.js';
 import { encodeCanonical } from '../canonical/encode.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { codeWarning, normalizeCode } from '../code-identity/normalize.js';
 import type { Value } from '../value.js';
+
+/** BLAKE3 (hex) of the canonical encoding of a normalised source: the `fn` of a code identity. */
+export function codeDigest(normalized: string): string {
+  const bytes = encodeCanonical(normalized);
+  return native.canonicalDigestHex(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
 
 /**
  * `null` without code, `{ version }` for a label, `{ fn: digest }` for a
@@ -21,8 +27,7 @@ export function codeIdentity(code: ((...a: never[]) => unknown) | string | undef
   if (n.freeVariables.length > 0) {
     process.emitWarning(codeWarning(n.freeVariables), { code: 'CHUNK_MEMO_FREE_VARIABLES' });
   }
-  const bytes = encodeCanonical(n.normalized);
-  return { fn: native.canonicalDigestHex(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) };
+  return { fn: codeDigest(n.normalized) };
 }
 
 /** Code identity used by `memoize`. */
