@@ -75,3 +75,60 @@ test('a run that outgrows a 20 MiB tmpfs is ERR_STORE_FULL, keeps what fits and 
   const v = verify(root);
   t.true(v.ok, JSON.stringify(v.problems));
 });
+
+test('a damaged index entry is missing to runs across chunkings, reported by verify, rebuilt or dropped by repair', async (t) => {
+  const root = freshRoot();
+  const axisValues = { x: [0, 1, 2, 3, 4, 5, 6, 7], y: [0, 1, 2, 3] };
+  const open = (chunkSpec: Record<string, number>) => ChunkCache.open({ root, params: { test: 'index-entries' }, axisValues, chunkSpec });
+  const fn: ChunkFn = (_p, axes) => {
+    const out: number[] = [];
+    for (const x of axes.x as number[]) for (const y of axes.y as number[]) out.push(x * 10 + y);
+    return Float64Array.from(out);
+  };
+  const expected = Float64Array.from(axisValues.x.flatMap((x) => axisValues.y.map((y) => x * 10 + y)));
+  const c4 = open({ x: 4, y: 4 });
+  await run(c4, fn);
+  const { store, idBytes: id } = c4._core;
+  const keys = store.descriptors(id).map((d) => d.chunk);
+  t.is(keys.length, 2);
+  const damage = () => {
+    for (const k of keys) {
+      const raw = store.getRawIndexForTests(id, k)!;
+      raw[Math.floor(raw.length / 3)]! ^= 0x04;
+      store.putRawIndexForTests(id, k, raw);
+    }
+  };
+  damage();
+
+  // Another chunking: its run neither fails nor reads the records through
+  // their damaged entries; it recomputes their points and reports them.
+  const c2 = open({ x: 2, y: 2 });
+  const r = await run(c2, fn);
+  t.deepEqual(r.output, expected);
+  t.is(r.diagnostics.executedPoints, 32);
+  t.is(r.diagnostics.corruptRecords.length, 2);
+  t.regex(r.diagnostics.corruptRecords[0]!, /damaged index entry/);
+
+  // verify reports them (it threw a raw Error before).
+  const v = verify(root);
+  t.false(v.ok);
+  t.deepEqual(v.problems.map((p) => p.chunk).sort(), keys.map((k) => k.toString('hex')).sort());
+  t.true(v.problems.every((p) => /damaged index entry/.test(p.reason)));
+
+  // store.repair with the cache's grid rebuilds the entries from the records.
+  const done = store.repair(id, c4._core.grid);
+  t.deepEqual(done.map((d) => d.rebuilt), [true, true]);
+  t.true(verify(root).ok);
+  t.is(store.descriptors(id).length, 2 + 8);
+
+  // verify --repair (deleteRecords) drops what it cannot rebuild; the next
+  // run through the first chunking reads the records of the second.
+  damage();
+  const fixed = verify(root, { repair: true });
+  t.is(fixed.problems.length, 2);
+  t.true(fixed.ok);
+  t.true(verify(root).ok);
+  const again = await run(open({ x: 4, y: 4 }), fn);
+  t.deepEqual(again.output, expected);
+  t.is(again.diagnostics.executedPoints, 0);
+});

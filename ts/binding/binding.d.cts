@@ -117,6 +117,14 @@ export declare class BindingStore {
   flushAccessTimes(): void
   /** Checks every record of a cache; returns the bad ones. */
   verify(id: Buffer): Array<BindingBadRecord>
+  /**
+   * Repairs what `verify` finds, in one transaction: a valid record whose
+   * index entry is damaged, missing or disagrees with it gets a new entry
+   * when `grid` (the cache's current grid) has a chunk with its key and
+   * size; every other problem drops the record and its entry (the next
+   * run recomputes those points). Returns what was done per bad record.
+   */
+  repair(id: Buffer, grid?: BindingGrid | undefined | null): Array<BindingRepair>
   /** Async form of `open`. */
   static openAsync(root: string, signal?: AbortSignal | undefined | null): Promise<BindingStore>
   /** Async form of `putMeta`. */
@@ -143,6 +151,10 @@ export declare class BindingStore {
   verifyAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingBadRecord>>
   /** Overwrites raw record bytes (tests plant corruption with it). */
   putRawRecordForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
+  /** Overwrites a raw index entry (tests plant damage with it). */
+  putRawIndexForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
+  /** A raw index entry (tests). */
+  getRawIndexForTests(id: Buffer, chunk: Buffer): Buffer | null
   /**
    * Plain LMDB read loop over a cache's records touching every byte:
    * `[records, bytes, fold]` (a benchmark ceiling).
@@ -280,6 +292,18 @@ export interface BindingRecordInfo {
   kind: number
   n: number
   present: number
+}
+
+/** What `repair` did to one record. */
+export interface BindingRepair {
+  chunk: Buffer
+  /**
+   * True: a new index entry was written from the (valid) record; false:
+   * the record and its index entry were dropped.
+   */
+  rebuilt: boolean
+  /** The problem `verify` found. */
+  reason: string
 }
 
 /** Per chunk: how many requested points are stored. */

@@ -28,6 +28,7 @@ pub use crate::planner::ChunkGeometry;
 pub use chunks::{ChunkData, ChunkWrite};
 pub use index::{CacheSummary, Descriptor};
 pub use resolve::{Catalog, Resolution, Source, WholeLayout};
+pub use upkeep::Repair;
 
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::owner::Owner;
@@ -61,6 +62,8 @@ fn free_bytes(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
+    // The field types differ between platforms (u32 on some).
+    #[allow(clippy::unnecessary_cast)]
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 

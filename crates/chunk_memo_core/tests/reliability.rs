@@ -34,7 +34,7 @@ impl TempRoot {
 
 impl Drop for TempRoot {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.0).stderr(std::process::Stdio::null()).status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -152,4 +152,112 @@ fn a_full_disk_is_store_full_and_keeps_what_was_committed() {
     store.put_meta(&c, b"after the disk was full").unwrap();
     let next = (0..400).find(|i| !committed.contains(i)).unwrap();
     write_full(&store, &c, &g, &[next]).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Damaged index entries
+
+/// Writes points `points` (requested indices) of chunk `i` of the plan of
+/// `sel`, f64 outputs `f64_of(tag, position in the chunk's record)`.
+fn write_some(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>], i: usize, points: &[u32]) {
+    let plan = g.plan(sel).unwrap();
+    let res = store.resolve(c, g, &plan, i..i + 1, &mut Catalog::default()).unwrap();
+    let geo = ChunkGeometry::of(&plan, i);
+    let pos = geo.record_positions();
+    let data: Vec<u8> = points.iter().flat_map(|&r| f64_of(1000 + i, pos[r as usize] as usize)).collect();
+    let w =
+        ChunkWrite { geo: &geo, grid: g, res: Some(&res[0]), kind: F64, points, offsets: &[], data: &data, dict: &[] };
+    store.write_chunks(c, &[w]).unwrap();
+}
+
+fn available_points(store: &Store, c: &CacheId, g: &Grid) -> (u64, usize) {
+    let res = resolve_all(store, c, g, &vec![None; g.axes.len()]);
+    for r in &res {
+        // Reads never fail and return what the resolution promised.
+        let d = store.read_chunk(c, r).unwrap();
+        assert_eq!(d.present.iter().filter(|&&p| p).count() as u32, r.available);
+    }
+    (res.iter().map(|r| u64::from(r.available)).sum(), res.iter().map(|r| r.corrupt.len()).sum())
+}
+
+#[test]
+fn damaged_index_entries_are_missing_reported_and_repaired() {
+    let root = TempRoot::new("index");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(2);
+    let g4 = Grid::new(vec![axis("x", 8, 4), axis("y", 4, 4)]).unwrap();
+    // Chunk 0 partial (5 of 16 points), chunk 1 complete.
+    write_some(&store, &c, &g4, &[None, None], 0, &[0, 3, 5, 9, 15]);
+    write_some(&store, &c, &g4, &[None, None], 1, &(0..16).collect::<Vec<_>>());
+    let keys: Vec<_> = resolve_all(&store, &c, &g4, &[None, None]).iter().map(|r| r.key).collect();
+    // The same points seen through another chunking (x in bins of 2).
+    let g2 = Grid::new(vec![axis("x", 8, 2), axis("y", 4, 2)]).unwrap();
+    assert_eq!(available_points(&store, &c, &g2), (21, 0));
+
+    let good: Vec<Vec<u8>> = keys.iter().map(|k| store.get_raw_index_for_tests(&c, k).unwrap().unwrap()).collect();
+    let damage = |store: &Store| {
+        for (k, raw) in keys.iter().zip(&good) {
+            let mut b = raw.clone();
+            let at = b.len() / 3; // inside the value hashes
+            b[at] ^= 0x04;
+            store.put_raw_index_for_tests(&c, k, &b).unwrap();
+        }
+    };
+    damage(&store);
+
+    // verify names both (it used to throw), summary leaves them out.
+    let v = store.verify(&c).unwrap();
+    let mut named: Vec<_> = v.iter().map(|b| b.0).collect();
+    named.sort();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(named, sorted);
+    assert!(v.iter().all(|b| b.1.contains("damaged index entry")), "{v:?}");
+    assert_eq!(store.summary(&c).unwrap().records, 0);
+    assert!(store.descriptors(&c).unwrap().is_empty());
+    // The own chunking still reads its records (they are valid); another
+    // chunking treats them as missing and reports them, without an error.
+    assert_eq!(available_points(&store, &c, &g4).0, 21);
+    assert_eq!(available_points(&store, &c, &g2), (0, 2));
+
+    // Repair with the grid rebuilds both entries from their records.
+    let r = store.repair(&c, Some(&g4)).unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|x| x.rebuilt));
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert_eq!(store.summary(&c).unwrap().points, 21);
+    assert_eq!(available_points(&store, &c, &g2), (21, 0));
+
+    // Without a grid that knows them, records and entries are dropped.
+    damage(&store);
+    let r = store.repair(&c, Some(&g2)).unwrap();
+    assert!(r.iter().all(|x| !x.rebuilt));
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert!(store.get_record(&c, &keys[0]).unwrap().is_none());
+    assert_eq!(available_points(&store, &c, &g4), (0, 0));
+}
+
+#[test]
+fn legacy_index_entries_without_checksum_are_read() {
+    let root = TempRoot::new("legacy");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(3);
+    let g = Grid::new(vec![axis("x", 4, 4)]).unwrap();
+    write_some(&store, &c, &g, &[None], 0, &[1, 2]);
+    let key = resolve_all(&store, &c, &g, &[None])[0].key;
+    let v2 = store.get_raw_index_for_tests(&c, &key).unwrap().unwrap();
+    assert_eq!(v2[0], 2);
+    // Version 1: the same fields, no checksum.
+    let mut v1 = v2[..v2.len() - 8].to_vec();
+    v1[0] = 1;
+    store.put_raw_index_for_tests(&c, &key, &v1).unwrap();
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert_eq!(store.summary(&c).unwrap().points, 2);
+    let g2 = Grid::new(vec![axis("x", 4, 1)]).unwrap();
+    assert_eq!(available_points(&store, &c, &g2), (2, 0));
+    // A version 2 entry whose version byte reads 1 is not taken as legacy.
+    let mut fake = v2.clone();
+    fake[0] = 1;
+    store.put_raw_index_for_tests(&c, &key, &fake).unwrap();
+    assert_eq!(store.verify(&c).unwrap().len(), 1);
 }

@@ -4,6 +4,7 @@
 //! descriptors, records and upkeep, in sync and async forms.
 
 use crate::errors::{boundary, invalid, CoreResult};
+use crate::grid::BindingGrid;
 use crate::id16;
 use crate::task::*;
 use chunk_memo_core::store::{Descriptor, Store};
@@ -64,6 +65,17 @@ pub(crate) fn summary_to_js(s: chunk_memo_core::store::CacheSummary) -> Result<B
 #[napi(object)]
 pub struct BindingBadRecord {
     pub chunk: Buffer,
+    pub reason: String,
+}
+
+/// What `repair` did to one record.
+#[napi(object)]
+pub struct BindingRepair {
+    pub chunk: Buffer,
+    /// True: a new index entry was written from the (valid) record; false:
+    /// the record and its index entry were dropped.
+    pub rebuilt: bool,
+    /// The problem `verify` found.
     pub reason: String,
 }
 
@@ -227,6 +239,23 @@ impl BindingStore {
                 .verify(&id16(&id, "id")?)?
                 .into_iter()
                 .map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason })
+                .collect())
+        })
+    }
+
+    /// Repairs what `verify` finds, in one transaction: a valid record whose
+    /// index entry is damaged, missing or disagrees with it gets a new entry
+    /// when `grid` (the cache's current grid) has a chunk with its key and
+    /// size; every other problem drops the record and its entry (the next
+    /// run recomputes those points). Returns what was done per bad record.
+    #[napi]
+    pub fn repair(&self, env: Env, id: Buffer, grid: Option<&BindingGrid>) -> Result<Vec<BindingRepair>> {
+        boundary(&env, || {
+            Ok(self
+                .inner
+                .repair(&id16(&id, "id")?, grid.map(|g| &*g.inner))?
+                .into_iter()
+                .map(|r| BindingRepair { chunk: r.chunk.to_vec().into(), rebuilt: r.rebuilt, reason: r.reason })
                 .collect())
         })
     }
@@ -416,6 +445,20 @@ impl BindingStore {
     #[napi]
     pub fn put_raw_record_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
         boundary(&env, || self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
+    }
+
+    /// Overwrites a raw index entry (tests plant damage with it).
+    #[napi]
+    pub fn put_raw_index_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
+        boundary(&env, || self.inner.put_raw_index_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
+    }
+
+    /// A raw index entry (tests).
+    #[napi]
+    pub fn get_raw_index_for_tests(&self, env: Env, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
+        boundary(&env, || {
+            Ok(self.inner.get_raw_index_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?)?.map(Into::into))
+        })
     }
 
     /// Plain LMDB read loop over a cache's records touching every byte:

@@ -190,7 +190,7 @@ impl Store {
                         continue;
                     }
                     for &(r, p) in &src.map {
-                        if view.is_present(p as usize) {
+                        if (p as usize) < view.n && view.is_present(p as usize) {
                             builder.set_in(
                                 positions[r as usize] as usize,
                                 view.point(p as usize),

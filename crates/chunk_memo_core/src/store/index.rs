@@ -4,6 +4,10 @@
 use super::{CacheId, ChunkKey, Store};
 use crate::error::{CoreError, Result};
 use heed::{RoTxn, WithoutTls};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Chunk keys with the reason their entry or record is bad.
+pub type BadEntries = Vec<(ChunkKey, String)>;
 
 /// Totals of one cache's records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,10 +28,19 @@ pub struct Descriptor {
     pub updated_ms: u64,
 }
 
+/// Index entries written since checksums were added: version 2 ends with
+/// the xxh3-64 of every preceding byte. Version 1 entries (no checksum) are
+/// still read.
+const VERSION: u8 = 2;
+const LEGACY: u8 = 1;
+const SUM: usize = 8;
+/// n, present, bytes, updated_ms.
+const TAIL: usize = 24;
+
 impl Descriptor {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.axes.iter().map(|a| a.0.len() + 8 + a.1.len() * 8).sum::<usize>());
-        out.push(1);
+        let mut out = Vec::with_capacity(40 + self.axes.iter().map(|a| a.0.len() + 8 + a.1.len() * 8).sum::<usize>());
+        out.push(VERSION);
         out.extend_from_slice(&(self.axes.len() as u32).to_le_bytes());
         for (name, hashes) in &self.axes {
             out.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -41,7 +54,25 @@ impl Descriptor {
         out.extend_from_slice(&self.present.to_le_bytes());
         out.extend_from_slice(&self.bytes.to_le_bytes());
         out.extend_from_slice(&self.updated_ms.to_le_bytes());
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         out
+    }
+
+    /// The body of an entry (without its checksum), checked: version 2
+    /// entries must match their checksum.
+    fn body(b: &[u8]) -> Result<&[u8]> {
+        match b.first() {
+            Some(&VERSION) if b.len() >= 1 + TAIL + SUM => {
+                let (body, sum) = b.split_at(b.len() - SUM);
+                if xxh3_64(body).to_le_bytes() != sum {
+                    return Err(CoreError::corrupt("index entry checksum mismatch"));
+                }
+                Ok(body)
+            }
+            Some(&LEGACY) if b.len() > TAIL => Ok(b),
+            _ => Err(CoreError::corrupt("bad index entry header")),
+        }
     }
 
     /// (n, present) from an encoded descriptor without decoding the axes.
@@ -51,20 +82,21 @@ impl Descriptor {
     }
 
     /// (n, present, bytes, updated_ms) from the fixed-size tail of an
-    /// encoded descriptor, without decoding the axes.
+    /// encoded descriptor, without decoding the axes (the checksum is
+    /// checked).
     pub fn tail(b: &[u8]) -> Result<(u32, u32, u64, u64)> {
-        if b.len() < 25 || b[0] != 1 {
-            return Err(CoreError::corrupt("bad index descriptor"));
-        }
-        let t = b.len() - 24;
+        let b = Self::body(b)?;
+        let t = b.len() - TAIL;
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         Ok((u32_at(t), u32_at(t + 4), u64_at(t + 8), u64_at(t + 16)))
     }
 
+    /// Decodes and checks an entry (checksum, structure, exact length).
     pub fn decode(b: &[u8]) -> Result<Descriptor> {
-        let bad = || CoreError::corrupt("bad index descriptor");
-        let mut p = 0usize;
+        let b = Self::body(b)?;
+        let bad = || CoreError::corrupt("bad index entry structure");
+        let mut p = 1usize;
         let u32_at = |p: &mut usize| -> Result<u32> {
             let v = b.get(*p..*p + 4).ok_or_else(bad)?;
             *p += 4;
@@ -75,30 +107,37 @@ impl Descriptor {
             *p += 8;
             Ok(u64::from_le_bytes(v.try_into().unwrap()))
         };
-        if b.first() != Some(&1) {
+        let na = u32_at(&mut p)? as usize;
+        if na > b.len() / 8 {
             return Err(bad());
         }
-        p += 1;
-        let na = u32_at(&mut p)? as usize;
         let mut axes = Vec::with_capacity(na);
         for _ in 0..na {
             let nl = u32_at(&mut p)? as usize;
-            let name = std::str::from_utf8(b.get(p..p + nl).ok_or_else(bad)?).map_err(|_| bad())?.to_string();
+            let name = std::str::from_utf8(b.get(p..p.saturating_add(nl)).ok_or_else(bad)?).map_err(|_| bad())?;
             p += nl;
             let nh = u32_at(&mut p)? as usize;
+            if nh > (b.len() - p) / 8 {
+                return Err(bad());
+            }
             let mut hashes = Vec::with_capacity(nh);
             for _ in 0..nh {
                 hashes.push(u64_at(&mut p)?);
             }
-            axes.push((name, hashes));
+            axes.push((name.to_string(), hashes));
         }
-        Ok(Descriptor {
+        let d = Descriptor {
             axes,
             n: u32_at(&mut p)?,
             present: u32_at(&mut p)?,
             bytes: u64_at(&mut p)?,
             updated_ms: u64_at(&mut p)?,
-        })
+        };
+        let points = d.axes.iter().try_fold(1u64, |acc, a| acc.checked_mul(a.1.len() as u64));
+        if p != b.len() || d.present > d.n || points != Some(u64::from(d.n)) {
+            return Err(bad());
+        }
+        Ok(d)
     }
 }
 
@@ -108,18 +147,32 @@ impl Store {
         self.read(|s, t| s.descriptors_in(t, cache))
     }
 
+    /// Descriptors of a cache's records whose index entries are sound;
+    /// damaged entries are left out (as if their records were absent).
     pub(crate) fn descriptors_in(
         &self,
         t: &RoTxn<'_, WithoutTls>,
         cache: &CacheId,
     ) -> Result<Vec<(ChunkKey, Descriptor)>> {
-        let mut out = Vec::new();
+        Ok(self.descriptors_checked_in(t, cache)?.0)
+    }
+
+    /// Sound descriptors, and the damaged index entries with the reason.
+    pub(crate) fn descriptors_checked_in(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+    ) -> Result<(Vec<(ChunkKey, Descriptor)>, BadEntries)> {
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
         for item in self.index.prefix_iter(t, cache)? {
             let (k, v) = item?;
-            let chunk: ChunkKey = k[16..32].try_into().map_err(|_| CoreError::corrupt("bad index key"))?;
-            out.push((chunk, Descriptor::decode(v)?));
+            let Ok(chunk) = <ChunkKey>::try_from(&k[16..]) else { continue };
+            match Descriptor::decode(v) {
+                Ok(d) => good.push((chunk, d)),
+                Err(e) => bad.push((chunk, format!("damaged index entry: {}", e.message))),
+            }
         }
-        Ok(out)
+        Ok((good, bad))
     }
 
     /// Totals of a cache's records, read from the index tails only (no
@@ -129,7 +182,8 @@ impl Store {
             let mut out = CacheSummary::default();
             for item in s.index.prefix_iter(t, cache)? {
                 let (_, v) = item?;
-                let (_, present, bytes, updated) = Descriptor::tail(v)?;
+                // A damaged entry counts as an absent record.
+                let Ok((_, present, bytes, updated)) = Descriptor::tail(v) else { continue };
                 out.records += 1;
                 out.points += present as u64;
                 out.bytes += bytes;

@@ -68,6 +68,8 @@ impl Resolution {
 pub struct Catalog {
     loaded: bool,
     descs: Vec<(ChunkKey, Descriptor)>,
+    /// Damaged index entries found while loading, not yet reported.
+    bad: Vec<(ChunkKey, String)>,
     // Per grid axis: value hash -> indices of descriptors holding it.
     by_axis: Vec<HashMap<u64, Vec<usize>>>,
 }
@@ -131,8 +133,24 @@ impl Store {
         if requested == 0 {
             return Ok(res);
         }
-        let exact_raw = if exact_ok { self.index.get(t, &rkey(cache, &key))? } else { None };
-        let exact = if exact_ok { exact_raw.map(Descriptor::decode).transpose()? } else { None };
+        // The chunk's own record is laid out by the chunk's bins: its
+        // descriptor follows from the grid, so a damaged index entry does
+        // not hide it.
+        let exact = match exact_ok && self.index.get(t, &rkey(cache, &key))?.is_some() {
+            true => Some(Descriptor {
+                axes: grid
+                    .axes
+                    .iter()
+                    .enumerate()
+                    .map(|(a, ax)| (ax.name.clone(), grid.bin_hashes(a, geo.bins[a]).to_vec()))
+                    .collect(),
+                n: geo.record_points() as u32,
+                present: 0,
+                bytes: 0,
+                updated_ms: 0,
+            }),
+            false => None,
+        };
         res.present = vec![false; requested as usize];
         // Candidates: the exact record first, then every record sharing a
         // value of the first axis (all records for a grid without axes).
@@ -141,6 +159,9 @@ impl Store {
             cands.push((key, d));
         }
         self.load_catalog(t, cache, grid, catalog)?;
+        // Damaged index entries are reported once per plan; their records
+        // count as absent (verify reports them, repair rebuilds or drops).
+        res.corrupt.append(&mut catalog.bad);
         // Records holding at least one requested value on every axis.
         let mut seen: Vec<usize> = (0..catalog.descs.len()).collect();
         for (a, axis) in grid.axes.iter().enumerate() {
@@ -182,7 +203,7 @@ impl Store {
             };
             let mut src = Source { chunk: ck, map: Vec::new(), whole: None };
             for (r, p) in map {
-                if !res.present[r as usize] && view.is_present(p as usize) {
+                if !res.present[r as usize] && (p as usize) < view.n && view.is_present(p as usize) {
                     res.present[r as usize] = true;
                     src.map.push((r, p));
                 }
@@ -211,7 +232,7 @@ impl Store {
         if catalog.loaded {
             return Ok(());
         }
-        catalog.descs = self.descriptors_in(t, cache)?;
+        (catalog.descs, catalog.bad) = self.descriptors_checked_in(t, cache)?;
         catalog.by_axis = grid.axes.iter().map(|_| HashMap::new()).collect();
         for (a, axis) in grid.axes.iter().enumerate() {
             for (i, (_, d)) in catalog.descs.iter().enumerate() {

@@ -3,8 +3,25 @@
 
 use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Store};
 use crate::error::{CoreError, Result};
+use crate::planner::Grid;
 use crate::record::{RecordBuilder, RecordView};
-use std::collections::HashMap;
+use heed::{RoTxn, WithoutTls};
+use std::collections::{HashMap, HashSet};
+
+/// Grids with more chunks than this are not scanned to rebuild index
+/// entries: their damaged entries are dropped with their records.
+const REPAIR_SCAN_LIMIT: u64 = 1 << 24;
+
+/// What [`Store::repair`] did to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    pub chunk: ChunkKey,
+    /// True: a new index entry was written from the record; false: the
+    /// record and its entry were dropped.
+    pub rebuilt: bool,
+    /// The problem verify found.
+    pub reason: String,
+}
 
 impl Store {
     /// Raw record bytes (for export and verification).
@@ -19,6 +36,7 @@ impl Store {
         if incoming.n != desc.n as usize {
             return Err(CoreError::corrupt("record and descriptor disagree on the point count"));
         }
+        Descriptor::decode(&desc.encode()).map_err(|e| CoreError::invalid(format!("bad descriptor: {}", e.message)))?;
         self.write(|s, t| {
             let key = rkey(cache, chunk);
             let merged = match s.records.get(t, &key)?.map(RecordView::parse) {
@@ -126,31 +144,123 @@ impl Store {
     }
 
     /// Verifies every record of a cache: checksum, structure, and agreement
-    /// with its descriptor. Returns the bad chunk keys with the reason.
+    /// with its index entry, whose own checksum and structure are checked
+    /// too. Returns the bad chunk keys with the reason.
     pub fn verify(&self, cache: &CacheId) -> Result<Vec<(ChunkKey, String)>> {
-        self.read(|s, t| {
-            let mut bad = Vec::new();
-            for (chunk, desc) in s.descriptors_in(t, cache)? {
-                match s.records.get(t, &rkey(cache, &chunk))? {
-                    None => bad.push((chunk, "indexed record is missing".to_string())),
-                    Some(bytes) => match RecordView::parse(bytes) {
-                        Err(e) => bad.push((chunk, e.message)),
-                        Ok(v) if v.n != desc.n as usize || v.present != desc.present as usize => {
-                            bad.push((chunk, "record disagrees with its index entry".to_string()))
+        self.read(|s, t| s.verify_in(t, cache))
+    }
+
+    fn verify_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId) -> Result<Vec<(ChunkKey, String)>> {
+        let (good, mut bad) = self.descriptors_checked_in(t, cache)?;
+        for (chunk, desc) in good {
+            match self.records.get(t, &rkey(cache, &chunk))? {
+                None => bad.push((chunk, "indexed record is missing".to_string())),
+                Some(bytes) => match RecordView::parse(bytes) {
+                    Err(e) => bad.push((chunk, e.message)),
+                    Ok(v) if v.n != desc.n as usize || v.present != desc.present as usize => {
+                        bad.push((chunk, "record disagrees with its index entry".to_string()))
+                    }
+                    Ok(_) => {}
+                },
+            }
+        }
+        // Records without an index entry.
+        for item in self.records.prefix_iter(t, cache)? {
+            let (k, _) = item?;
+            if self.index.get(t, k)?.is_none() {
+                bad.push((k[16..32].try_into().unwrap(), "record has no index entry".to_string()));
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Repairs what [`Store::verify`] finds, in one transaction. A valid
+    /// record whose index entry is damaged, missing or disagrees with it
+    /// gets a new entry when `grid` (the cache's current grid) has a chunk
+    /// with its key and size; every other problem drops the record and its
+    /// entry, so the next run recomputes exactly those points.
+    pub fn repair(&self, cache: &CacheId, grid: Option<&Grid>) -> Result<Vec<Repair>> {
+        let bad = self.verify(cache)?;
+        if bad.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Chunk key -> bins of the grid, only for the keys in question.
+        let mut bins_of: HashMap<ChunkKey, Vec<u32>> = HashMap::new();
+        if let Some(g) = grid {
+            let wanted: HashSet<ChunkKey> = bad.iter().map(|b| b.0).collect();
+            let dims: Vec<u32> = (0..g.axes.len()).map(|a| g.n_bins(a) as u32).collect();
+            let total: u64 = dims.iter().map(|&d| u64::from(d)).product();
+            if total <= REPAIR_SCAN_LIMIT {
+                let mut bins = vec![0u32; dims.len()];
+                for _ in 0..total {
+                    let k = g.chunk_key(&bins);
+                    if wanted.contains(&k) {
+                        bins_of.insert(k, bins.clone());
+                    }
+                    for a in (0..bins.len()).rev() {
+                        bins[a] += 1;
+                        if bins[a] < dims[a] {
+                            break;
                         }
-                        Ok(_) => {}
+                        bins[a] = 0;
+                    }
+                }
+            }
+        }
+        self.write(|s, t| {
+            let mut out = Vec::new();
+            for (chunk, reason) in &bad {
+                let k = rkey(cache, chunk);
+                let rebuilt = match (grid, bins_of.get(chunk), s.records.get(t, &k)?) {
+                    (Some(g), Some(bins), Some(bytes)) => match RecordView::parse(bytes) {
+                        Ok(v) => {
+                            let axes: Vec<(String, Vec<u64>)> = g
+                                .axes
+                                .iter()
+                                .enumerate()
+                                .map(|(a, ax)| (ax.name.clone(), g.bin_hashes(a, bins[a]).to_vec()))
+                                .collect();
+                            let n: usize = axes.iter().map(|a| a.1.len()).product();
+                            (n == v.n).then(|| Descriptor {
+                                axes,
+                                n: v.n as u32,
+                                present: v.present as u32,
+                                bytes: bytes.len() as u64,
+                                updated_ms: now_ms(),
+                            })
+                        }
+                        Err(_) => None,
                     },
+                    _ => None,
+                };
+                match rebuilt {
+                    Some(d) => {
+                        s.index.put(t, &k, &d.encode())?;
+                        out.push(Repair { chunk: *chunk, rebuilt: true, reason: reason.clone() });
+                    }
+                    None => {
+                        s.records.delete(t, &k)?;
+                        s.index.delete(t, &k)?;
+                        s.atime.delete(t, &k)?;
+                        out.push(Repair { chunk: *chunk, rebuilt: false, reason: reason.clone() });
+                    }
                 }
             }
-            // Records without an index entry.
-            for item in s.records.prefix_iter(t, cache)? {
-                let (k, _) = item?;
-                if s.index.get(t, k)?.is_none() {
-                    bad.push((k[16..32].try_into().unwrap(), "record has no index entry".to_string()));
-                }
-            }
-            Ok(bad)
+            Ok(out)
         })
+    }
+
+    /// Overwrites an index entry's raw bytes, bypassing checks. Only for
+    /// tests that plant damage.
+    #[doc(hidden)]
+    pub fn put_raw_index_for_tests(&self, cache: &CacheId, chunk: &ChunkKey, bytes: &[u8]) -> Result<()> {
+        self.write(|s, t| Ok(s.index.put(t, &rkey(cache, chunk), bytes)?))
+    }
+
+    /// Raw index entry bytes (tests).
+    #[doc(hidden)]
+    pub fn get_raw_index_for_tests(&self, cache: &CacheId, chunk: &ChunkKey) -> Result<Option<Vec<u8>>> {
+        self.read(|s, t| Ok(s.index.get(t, &rkey(cache, chunk))?.map(|b| b.to_vec())))
     }
 
     /// Overwrites a record's raw bytes, bypassing checks. Only for tests that
