@@ -16,6 +16,13 @@ export interface CacheMeta {
   cacheVersion: string;
   /** Code identity: null, `{ version }` or `{ fn: digest }`. */
   code: Value;
+  /**
+   * Caches without `code`: digest of the normalised source of the function
+   * that computed the stored outputs (as `code: fn` would hash it), recorded
+   * by the runners (cache/code-record.ts). Absent in blobs written before it
+   * existed, or before any run of a function whose source could be hashed.
+   */
+  codeHash?: string;
   createdAt: number;
   updatedAt: number;
 }
