@@ -102,5 +102,5 @@ export function formatTime(ms: number | null | undefined): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-export { existingStore, hashesOf, isCacheRoot } from '../cache/root.js';
+export { existingStore } from '../cache/root.js';
 export { parseDuration } from '../cache/units.js';

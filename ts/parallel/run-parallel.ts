@@ -13,9 +13,9 @@ import { newDiagnostics, type Diagnostics } from '../run/diagnostics.js';
 import { runEngine, type ExecutorStats } from '../run/engine.js';
 import type { ProgressEvent } from '../run/progress.js';
 import { checkClaimTimeout, FlatOutput } from '../run/run.js';
-import { localTask, releaseLocalTask, type ChunkFn } from '../task/execute.js';
+import { localTask, releaseLocalTask, type AnyChunkFn, type ChunkFn, type OutputOf } from '../task/execute.js';
 import type { Executor } from '../task/executor.js';
-import type { TaskSpec } from '../task/job.js';
+import type { GpuTaskSpec, ModuleTaskSpec, TaskSpec } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 import { checkDevices, checkProcesses, makeExecutors, type Device, type MapFn, type ProcessesOption } from './executors.js';
 import { locateItems, planItems, type Item, type ItemTargets } from './items.js';
@@ -23,7 +23,7 @@ import { locateItems, planItems, type Item, type ItemTargets } from './items.js'
 export type { ExecutorStats } from '../run/engine.js';
 
 /** Options of `runParallel`. */
-export interface ParallelOptions<R = unknown> {
+export interface ParallelOptions<Flat = unknown[] | TypedArray, R = Flat> {
   /** Worker threads. @default os.availableParallelism() (1 for gpu kernels, which have their own parallelism) */
   readonly workers?: number;
   /**
@@ -49,7 +49,7 @@ export interface ParallelOptions<R = unknown> {
   /** Return the outputs (grid order, or item order). @default true */
   readonly returnOutput?: boolean;
   /** Replaces the output with any reduction of it (applied once). */
-  readonly collate?: (output: unknown[] | TypedArray) => R;
+  readonly collate?: (output: Flat) => R;
   /** Stops dispatching; in-flight exec chunks are finished or dropped; what is done stays stored. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
@@ -61,6 +61,9 @@ const OPTIONS = [
   'workers', 'processes', 'executor', 'devices', 'execChunkSize', 'mapFn', 'items', 'extendCache', 'flushOnChunk',
   'returnOutput', 'collate', 'signal', 'onProgress', 'claimTimeoutMs',
 ] as const;
+
+/** The flat output type of `runParallel` with task `T`: from a function's type, `defineTask<F>(...)`, or a gpu kernel's float32. */
+export type TaskOutput<T> = T extends GpuTaskSpec ? Float32Array : T extends ModuleTaskSpec<infer Out> ? Out : T extends AnyChunkFn ? OutputOf<T> : unknown[] | TypedArray;
 
 /** Result of `runParallel`. */
 export interface ParallelResult<R = unknown[] | TypedArray> {
@@ -94,7 +97,7 @@ function taskSpecOf(where: string, task: unknown): { spec: TaskSpec; local: bool
  * const task = defineTask(new URL('./tasks.js', import.meta.url), 'simulate');
  * const { output, diagnostics } = await runParallel(cache, task, { workers: 8, execChunkSize: 32 });
  */
-export async function runParallel<R = unknown[] | TypedArray>(cache: ChunkCache, task: TaskSpec | ChunkFn, options: ParallelOptions<R> = {}): Promise<ParallelResult<R>> {
+export async function runParallel<T extends TaskSpec | AnyChunkFn, R = TaskOutput<T>>(cache: ChunkCache, task: T, options: ParallelOptions<TaskOutput<T>, R> = {}): Promise<ParallelResult<R>> {
   const where = 'runParallel';
   if (!(cache instanceof ChunkCache)) throw new InvalidOptionError(`${where}: the first argument must be a ChunkCache (got ${describeValue(cache)})`);
   checkKnownOptions(where, options, OPTIONS);
@@ -136,7 +139,7 @@ export async function runParallel<R = unknown[] | TypedArray>(cache: ChunkCache,
   let itemOut: unknown[] | TypedArray | null = null;
   try {
     const engine = runEngine({
-      view, label: where, task: spec, executors: set.executors, execChunkSize: size, needOutputs: returnOutput, durable: false,
+      view, label: where, task: spec, fn: typeof task === 'function' ? task : undefined, executors: set.executors, execChunkSize: size, needOutputs: returnOutput, durable: false,
       ...(items ? { needed: (G) => (targets ??= locateItems(items!, G)).needed } : {}),
       jobKeys: remote, boundMemory: true, yieldEvery: false, signal: o.signal, onProgress: o.onProgress, claimTimeoutMs: o.claimTimeoutMs, diag,
     });
@@ -162,7 +165,7 @@ export async function runParallel<R = unknown[] | TypedArray>(cache: ChunkCache,
   if (returnOutput) output = items ? (itemOut ?? new Array(o.items!.length)) : (flat?.value ?? []);
   if (items) diag.totalPoints = o.items!.length;
   return {
-    output: (output !== undefined && o.collate ? o.collate(output) : output) as R | undefined,
+    output: (output !== undefined && o.collate ? o.collate(output as TaskOutput<T>) : output) as R | undefined,
     diagnostics: diag,
     cache: theCache,
     executors: set.executors.map((e) => e.stats),

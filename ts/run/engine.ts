@@ -16,6 +16,7 @@ import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
 import { beginRun } from './lifecycle.js';
+import { checkCodeChange } from '../cache/code-record.js';
 
 export type { ChunkDone, EngineExecutor, EngineSpec, ExecutorStats } from './spec.js';
 
@@ -32,6 +33,7 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
   const run = beginRun(spec.view, spec.label);
   const { plan, resolved, geometry } = run;
   try {
+    if (spec.fn) checkCodeChange(spec.view, spec.fn, spec.label);
     diag.corruptRecords.push(...resolved.corrupt);
     const s = new RunSession(spec, plan, resolved, geometry, diag);
     diag.timings.planMs += performance.now() - t0;

@@ -7,7 +7,7 @@ import { ChunkCache, type CacheStatus } from '../cache/cache.js';
 import { memoCodeIdentity } from '../cache/code-digest.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { checkKnownOptions, describeValue } from '../describe.js';
-import type { ChunkFn, ChunkContext } from '../task/execute.js';
+import type { AnyChunkFn, ChunkFn, ChunkContext, OutputOf } from '../task/execute.js';
 import type { Params, TypedArray, Value } from '../value.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { runEngine, type ChunkDone, type EngineExecutor } from './engine.js';
@@ -16,10 +16,13 @@ import type { ProgressEvent } from './progress.js';
 
 export type { Diagnostics } from './diagnostics.js';
 
-/** Options of `run`, `runStreaming` and `iterate`. */
-export interface RunOptions<R = unknown> {
+/**
+ * Options of `run`, `runStreaming` and `iterate`. `Flat` is the run's flat
+ * output type, `R` what `collate` makes of it.
+ */
+export interface RunOptions<Flat = unknown[] | TypedArray, R = Flat> {
   /** Replaces the flat output with any reduction of it (run only; applied once). */
-  readonly collate?: (output: unknown[] | TypedArray) => R;
+  readonly collate?: (output: Flat) => R;
   /** Stops within one exec call; finished chunks stay stored. */
   readonly signal?: AbortSignal;
   /** Called as points are committed (see ProgressEvent). */
@@ -34,14 +37,14 @@ export interface RunOptions<R = unknown> {
 
 const RUN_OPTIONS = ['collate', 'signal', 'onProgress', 'claimTimeoutMs'] as const;
 
-/** One chunk's result from `iterate`. */
-export interface ChunkResult<O = unknown> {
+/** One chunk's result from `iterate`; `Out` is the flat output type (an array or a TypedArray). */
+export interface ChunkResult<Out = unknown[] | TypedArray> {
   /** Position of the chunk among those the view touches (grid order). */
   readonly index: number;
   /** Requested values per axis in this chunk. */
   readonly axisValues: Record<string, Value[]>;
   /** Outputs of the chunk's requested points in grid order. */
-  readonly output: O[] | TypedArray;
+  readonly output: Out;
   readonly cachedPoints: number;
   readonly executedPoints: number;
   /** Positions of the outputs in the run's flat output. */
@@ -67,7 +70,7 @@ export function checkClaimTimeout(where: string, v: unknown): void {
   }
 }
 
-function serialChunks(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics): AsyncGenerator<ChunkDone, Diagnostics> {
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics): AsyncGenerator<ChunkDone, Diagnostics> {
   const signal = opts.signal;
   const base: ChunkContext = { axisOrder: cache.axisOrder, ...(signal ? { signal } : {}) };
   const inline: EngineExecutor = {
@@ -77,7 +80,7 @@ function serialChunks(cache: ChunkCache, fn: ChunkFn, opts: RunOptions, label: s
     run: async (job) => (await fn(job.params, job.axes as Record<string, Value[]>, base)) as never,
   };
   return runEngine({
-    view: cache, label, task: { kind: 'local', id: 0 }, executors: [inline], execChunkSize: Infinity, needOutputs, durable,
+    view: cache, label, task: { kind: 'local', id: 0 }, fn, executors: [inline], execChunkSize: Infinity, needOutputs, durable,
     jobKeys: false, boundMemory: false, yieldEvery: true, signal, onProgress: opts.onProgress, claimTimeoutMs: opts.claimTimeoutMs, diag,
   });
 }
@@ -108,7 +111,7 @@ export class FlatOutput {
  * @example
  * const { output, diagnostics } = await run(cache, pointwise((p, { x }) => (x as number) * (p.k as number)));
  */
-export async function run<R = unknown[] | TypedArray>(cache: ChunkCache, fn: ChunkFn, opts: RunOptions<R> = {}): Promise<{ output: R; diagnostics: Diagnostics }> {
+export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCache, fn: F, opts: RunOptions<OutputOf<F>, R> = {}): Promise<{ output: R; diagnostics: Diagnostics }> {
   checkRunOptions('run', cache, fn, opts, true);
   const diag = newDiagnostics();
   let flat: FlatOutput | null = null;
@@ -116,12 +119,12 @@ export async function run<R = unknown[] | TypedArray>(cache: ChunkCache, fn: Chu
     flat ??= new FlatOutput(diag.totalPoints);
     if (d.output) flat.place(d.output as ArrayLike<unknown>, d.outIndex());
   }
-  const output = flat?.value ?? [];
+  const output = (flat?.value ?? []) as OutputOf<F>;
   return { output: (opts?.collate ? opts.collate(output) : output) as R, diagnostics: diag };
 }
 
 /** Like `run` but keeps no outputs in memory; returns diagnostics only. */
-export async function runStreaming(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOptions, 'collate'> = {}): Promise<Diagnostics> {
+export async function runStreaming(cache: ChunkCache, fn: AnyChunkFn, opts: Omit<RunOptions, 'collate'> = {}): Promise<Diagnostics> {
   checkRunOptions('runStreaming', cache, fn, opts, false);
   const diag = newDiagnostics();
   for await (const d of serialChunks(cache, fn, opts ?? {}, 'runStreaming', false, false, diag)) void d;
@@ -133,7 +136,7 @@ export async function runStreaming(cache: ChunkCache, fn: ChunkFn, opts: Omit<Ru
  * (a chunk whose points another process is computing comes when they land).
  * Breaking out of the loop keeps what was stored.
  */
-export async function* iterate(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOptions, 'collate'> = {}): AsyncGenerator<ChunkResult, Diagnostics> {
+export async function* iterate<F extends AnyChunkFn>(cache: ChunkCache, fn: F, opts: Omit<RunOptions, 'collate'> = {}): AsyncGenerator<ChunkResult<OutputOf<F>>, Diagnostics> {
   checkRunOptions('iterate', cache, fn, opts, false);
   const diag = newDiagnostics();
   const core = cache._core;
@@ -152,7 +155,7 @@ export async function* iterate(cache: ChunkCache, fn: ChunkFn, opts: Omit<RunOpt
         });
         return values;
       },
-      output: (d.output ?? []) as unknown[] | TypedArray,
+      output: (d.output ?? []) as OutputOf<F>,
       cachedPoints: d.cachedPoints,
       executedPoints: d.executedPoints,
       get outIndex() {
@@ -173,8 +176,8 @@ export interface MemoizeOptions {
 }
 
 /** A memoized function. */
-export interface Memoized<R = unknown[] | TypedArray> {
-  (args?: MemoArgs, opts?: RunOptions<R>): Promise<{ output: R; diagnostics: Diagnostics }>;
+export interface Memoized<Flat = unknown[] | TypedArray> {
+  <R = Flat>(args?: MemoArgs, opts?: RunOptions<Flat, R>): Promise<{ output: R; diagnostics: Diagnostics }>;
   /** Status of the points the same arguments would compute. */
   status(args?: MemoArgs): CacheStatus;
   /** The cache bound to the function's code. */
@@ -192,7 +195,7 @@ export interface Memoized<R = unknown[] | TypedArray> {
  * const f = memoize(cache, pointwise((p, { x }) => (x as number) * (p.scale as number)), { ignore: ['device'] });
  * await f({ x: [1, 2], scale: 3, device: 'cuda:0' });
  */
-export function memoize<R = unknown[] | TypedArray>(cache: ChunkCache, fn: ChunkFn, options: MemoizeOptions = {}): Memoized<R> {
+export function memoize<F extends AnyChunkFn>(cache: ChunkCache, fn: F, options: MemoizeOptions = {}): Memoized<OutputOf<F>> {
   if (!(cache instanceof ChunkCache)) throw new InvalidOptionError(`memoize: the first argument must be a ChunkCache (got ${describeValue(cache)})`);
   if (typeof fn !== 'function') throw new InvalidOptionError(`memoize: the exec function must be a function (got ${describeValue(fn)}); wrap a point function with pointwise()`);
   checkKnownOptions('memoize', options, ['ignore']);
@@ -218,11 +221,11 @@ export function memoize<R = unknown[] | TypedArray>(cache: ChunkCache, fn: Chunk
     if (Object.keys(values).length || args.indices) view = view.select({ values, ...(args.indices ? { indices: args.indices } : {}) });
     return { view, runOnly };
   };
-  const f = (async (args?: MemoArgs, opts?: RunOptions<R>) => {
+  const f = (async (args?: MemoArgs, opts?: RunOptions<OutputOf<F>, unknown>) => {
     const { view, runOnly } = split(args);
     const call: ChunkFn = Object.keys(runOnly).length ? (p, a, ctx) => fn({ ...p, ...runOnly }, a, ctx) : fn;
-    return run<R>(view, call, opts);
-  }) as Memoized<R>;
+    return run(view, call, opts as RunOptions);
+  }) as Memoized<OutputOf<F>>;
   Object.defineProperty(f, 'status', { value: (args?: MemoArgs) => split(args).view.status() });
   Object.defineProperty(f, 'cache', { value: bound });
   return f;

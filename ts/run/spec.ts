@@ -38,6 +38,8 @@ export interface EngineSpec {
   readonly view: ChunkCache;
   readonly label: string;
   readonly task: TaskSpec;
+  /** The in-process function that computes (serial runs, `runParallel` with a function): its code hash is recorded (cache/code-record.ts). */
+  readonly fn?: Function | undefined;
   readonly executors: EngineExecutor[];
   /** Points per exec block at most (Infinity: the planner's blocks as they are). */
   readonly execChunkSize: number;

@@ -15,7 +15,7 @@ import { describeValue } from '../describe.js';
 import type { ExecJob, JobOutput, LocalTaskSpec, ModuleTaskSpec } from './job.js';
 
 /** What a chunk function returns: one output per point, or a numeric TypedArray. */
-export type ChunkOutput<O = unknown> = readonly O[] | TypedArray;
+export type ChunkOutput = readonly unknown[] | TypedArray;
 
 /** Context passed as the third argument of a chunk function. */
 export interface ChunkContext {
@@ -33,15 +33,30 @@ export interface ChunkContext {
  * block in grid order (first axis slowest). May be async.
  *
  * @example
- * const fn: ChunkFn = (p, { x, y }) => x.flatMap((a) => y.map((b) => a * b + (p.k as number)));
+ * const fn: ChunkFn<number[]> = (p, { x, y }) => (x as number[]).flatMap((a) => (y as number[]).map((b) => a * b + (p.k as number)));
  */
-export type ChunkFn<O = unknown> = (params: Params, axes: Record<string, Value[]>, ctx: ChunkContext) => ChunkOutput<O> | Promise<ChunkOutput<O>>;
+export type ChunkFn<Out extends ChunkOutput = ChunkOutput> = (params: Params, axes: Record<string, Value[]>, ctx: ChunkContext) => Out | Promise<Out>;
+
+/**
+ * The flat output type of a run of `F`: the TypedArray it returns, or an
+ * array of its output type.
+ * @example OutputOf<PointwiseChunkFn<number>> is number[]; OutputOf<ChunkFn<Float64Array>> is Float64Array
+ */
+export type OutputOf<F> = F extends ChunkFn<infer Out>
+  ? [Out] extends [never]
+    ? unknown[] | TypedArray
+    : Out extends TypedArray
+      ? Out
+      : Out extends readonly (infer O)[]
+        ? O[]
+        : never
+  : unknown[] | TypedArray;
 
 /** A point-level function. */
-export type PointFn<O = unknown> = (params: Params, point: Record<string, Value>) => O | Promise<O>;
+export type PointFn<O = unknown, P extends Record<string, Value> = Record<string, Value>> = (params: Params, point: P) => O | Promise<O>;
 
 /** A ChunkFn made by `pointwise`; it keeps the point function. */
-export type PointwiseChunkFn<O = unknown> = ChunkFn<O> & { readonly pointFn: PointFn<O> };
+export type PointwiseChunkFn<O = unknown> = ChunkFn<O[]> & { readonly pointFn: PointFn<O> };
 
 /** Points of a product block: the product of its list lengths. */
 export function blockCount(axisOrder: readonly string[], axes: Readonly<Record<string, readonly unknown[]>>): number {
@@ -55,7 +70,7 @@ export function blockCount(axisOrder: readonly string[], axes: Readonly<Record<s
  * of each block, in block order.
  * @example run(cache, pointwise((p, { x, y }) => ({ sum: (x as number) + (y as number) })))
  */
-export function pointwise<O>(fn: PointFn<O>): PointwiseChunkFn<O> {
+export function pointwise<O, P extends Record<string, Value> = Record<string, Value>>(fn: PointFn<O, P>): PointwiseChunkFn<O> {
   if (typeof fn !== 'function') throw new InvalidOptionError(`pointwise: expected a function (got ${describeValue(fn)})`);
   const chunkFn = (params: Params, axes: Record<string, Value[]>, ctx: ChunkContext): O[] | Promise<O[]> => {
     const order = ctx?.axisOrder ?? Object.keys(axes);
@@ -67,7 +82,7 @@ export function pointwise<O>(fn: PointFn<O>): PointwiseChunkFn<O> {
     for (let i = 0; i < n; i++) {
       const point: Record<string, Value> = {};
       for (let a = 0; a < order.length; a++) point[order[a]!] = lists[a]![idx[a]!]!;
-      const r = fn(params, point);
+      const r = fn(params, point as P);
       if (r instanceof Promise) anyPromise = true;
       out[i] = r;
       for (let a = order.length - 1; a >= 0; a--) {
@@ -100,6 +115,9 @@ export function checkOutputs(out: unknown, count: number, where: string | (() =>
 
 const modules = new Map<string, Promise<Record<string, unknown>>>();
 const locals = new Map<number, ChunkFn>();
+/** Any chunk function, whatever its output type (for parameters that accept all). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyChunkFn = ChunkFn<any>;
 let nextLocal = 1;
 
 /**
@@ -116,7 +134,7 @@ let nextLocal = 1;
  * const task = defineTask(new URL('./tasks.js', import.meta.url), 'simulate');
  * await runParallel(cache, task, { workers: 4 });
  */
-export function defineTask(moduleUrl: string | URL, exportName: string): ModuleTaskSpec {
+export function defineTask<F extends AnyChunkFn = ChunkFn>(moduleUrl: string | URL, exportName: string): ModuleTaskSpec<OutputOf<F>> {
   let url: string;
   if (moduleUrl instanceof URL) url = moduleUrl.href;
   else if (typeof moduleUrl === 'string' && isAbsolute(moduleUrl)) url = pathToFileURL(moduleUrl).href;
@@ -139,7 +157,7 @@ export function typeScriptLoaderActive(): boolean {
 }
 
 /** @internal Registers an in-process function as a task. */
-export function localTask(fn: ChunkFn): LocalTaskSpec {
+export function localTask(fn: AnyChunkFn): LocalTaskSpec {
   const id = nextLocal++;
   locals.set(id, fn);
   return { kind: 'local', id };

@@ -6,10 +6,12 @@
 import type { Params, TypedArray, Value } from '../value.js';
 
 /** A task that a worker thread, child process or remote worker loads by module URL and export name. */
-export interface ModuleTaskSpec {
+export interface ModuleTaskSpec<Out = unknown[] | TypedArray> {
   readonly kind: 'module';
   readonly moduleUrl: string;
   readonly exportName: string;
+  /** Type only (never set): the flat output type of a run of this task. */
+  readonly __output?: Out;
 }
 
 /** A gpu.js kernel, carried as source so any thread or process can build it. */
