@@ -36,7 +36,12 @@ export interface CacheStatus {
   readonly missing: ChunkStatusEntry[];
 }
 
-/** Status of a planned view (`pinned`: axes passed as params, left out of the report). */
+/**
+ * Status of a planned view (`pinned`: axes passed as params, left out of the
+ * report). The counts come at once from one native resolution; each chunk
+ * list is built on first access, so a status of a million chunks costs
+ * little until a list is read.
+ */
 export function statusOf(core: CacheCore, plan: BindingPlan, pinned: ReadonlySet<string>): CacheStatus {
   let resolved;
   try {
@@ -45,15 +50,12 @@ export function statusOf(core: CacheCore, plan: BindingPlan, pinned: ReadonlySet
     throw fromNative(e, 'status');
   }
   const G = new PlanGeometry(plan);
-  const visible = core.axisOrder.map((a) => !pinned.has(a));
-  const cached: ChunkStatusEntry[] = [];
-  const partial: PartialChunkStatus[] = [];
-  const missing: ChunkStatusEntry[] = [];
+  const available = resolved.available;
   let cachedPoints = 0;
-  for (let i = 0; i < G.chunkCount; i++) {
+  for (let i = 0; i < available.length; i++) cachedPoints += available[i]!;
+  const visible = core.axisOrder.map((a) => !pinned.has(a));
+  const entryOf = (i: number): ChunkStatusEntry => {
     const geo = G.chunk(i);
-    const avail = resolved.available[i]!;
-    cachedPoints += avail;
     const bins: Record<string, number> = {};
     const axisValues: Record<string, Value[]> = {};
     const indices: Record<string, number[]> = {};
@@ -61,40 +63,59 @@ export function statusOf(core: CacheCore, plan: BindingPlan, pinned: ReadonlySet
       if (!visible[k]) return;
       bins[a] = geo.bins[k]!;
       const all = core.axisValues[a]!;
-      const s = geo.sel[k]!;
-      const vals = new Array<Value>(s.length);
-      const idx = new Array<number>(s.length);
-      for (let j = 0; j < s.length; j++) {
-        vals[j] = all[geo.start[k]! + s[j]!]!;
+      const sel = geo.sel[k]!;
+      const vals = new Array<Value>(sel.length);
+      const idx = new Array<number>(sel.length);
+      for (let j = 0; j < sel.length; j++) {
+        vals[j] = all[geo.start[k]! + sel[j]!]!;
         idx[j] = geo.selPos[k]! + j;
       }
       axisValues[a] = vals;
       indices[a] = idx;
     });
-    const entry: ChunkStatusEntry = { index: i, bins, axisValues, indices, points: geo.points };
-    if (avail === geo.points) cached.push(entry);
-    else if (avail === 0) missing.push(entry);
-    else {
-      const presence = plan.presence(core.store, core.idBytes, i);
-      const missingPoints: Array<Record<string, Value>> = [];
-      const names = core.axisOrder;
-      const dims = geo.sel.map((s) => s.length);
-      for (let r = 0; r < presence.length; r++) {
-        if (presence[r]) continue;
-        const pt: Record<string, Value> = {};
-        let x = r;
-        for (let k = names.length - 1; k >= 0; k--) {
-          const j = x % dims[k]!;
-          x = Math.floor(x / dims[k]!);
-          if (visible[k]) pt[names[k]!] = axisValues[names[k]!]![j]!;
-        }
-        missingPoints.push(pt);
+    return { index: i, bins, axisValues, indices, points: geo.points };
+  };
+  const partialOf = (i: number): PartialChunkStatus => {
+    const entry = entryOf(i);
+    const presence = plan.presence(core.store, core.idBytes, i);
+    const geo = G.chunk(i);
+    const names = core.axisOrder;
+    const dims = geo.sel.map((x) => x.length);
+    const missingPoints: Array<Record<string, Value>> = [];
+    for (let r = 0; r < presence.length; r++) {
+      if (presence[r]) continue;
+      const pt: Record<string, Value> = {};
+      let x = r;
+      for (let k = names.length - 1; k >= 0; k--) {
+        const j = x % dims[k]!;
+        x = Math.floor(x / dims[k]!);
+        if (visible[k]) pt[names[k]!] = entry.axisValues[names[k]!]![j]!;
       }
-      partial.push({ ...entry, cachedPoints: avail, missingPoints });
+      missingPoints.push(pt);
     }
-  }
+    return { ...entry, cachedPoints: available[i]!, missingPoints };
+  };
+  const select = <T>(keep: (avail: number, points: number) => boolean, make: (i: number) => T): T[] => {
+    const out: T[] = [];
+    for (let i = 0; i < G.chunkCount; i++) if (keep(available[i]!, G.chunkPoints(i))) out.push(make(i));
+    return out;
+  };
+  let cached: ChunkStatusEntry[] | undefined;
+  let partial: PartialChunkStatus[] | undefined;
+  let missing: ChunkStatusEntry[] | undefined;
   return {
-    totalChunks: G.chunkCount, totalPoints: G.total, cachedPoints, missingPoints: G.total - cachedPoints,
-    cached, partial, missing,
+    totalChunks: G.chunkCount,
+    totalPoints: G.total,
+    cachedPoints,
+    missingPoints: G.total - cachedPoints,
+    get cached() {
+      return (cached ??= select((a, n) => a === n, entryOf));
+    },
+    get partial() {
+      return (partial ??= select((a, n) => a > 0 && a < n, partialOf));
+    },
+    get missing() {
+      return (missing ??= select((a) => a === 0, entryOf));
+    },
   };
 }
