@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { ChunkCache, defineTask, runParallel } from '../ts/index.js';
 import { bullmqExecutor } from '../ts/executor/bullmq.js';
 import type { ExecJob } from '../ts/task/job.js';
-import { redisServerBinary, startRedis } from '../native-tests/fixtures/redis.js';
+import { reapWithParent, redisServerBinary, startRedis } from '../native-tests/fixtures/redis.js';
 import { fmt, machine, table, writeSection, type Row } from './lib.js';
 
 const fromSource = import.meta.url.endsWith('.ts');
@@ -30,6 +30,7 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 function startWorker(url: string, queue: string): Promise<ChildProcess> {
   const args = [...(fromSource ? ['--import', 'tsx'] : []), CLI, 'worker', '--redis', url, '--queue', queue, '--tasks', HERE];
   const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  reapWithParent(p);
   let err = '';
   return new Promise((resolve, reject) => {
     p.stderr!.on('data', (d) => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { ChunkCache, read, runParallel } from '../ts/index.js';
 import { bullmqExecutor } from '../ts/executor/bullmq.js';
 import type { Executor } from '../ts/task/executor.js';
-import { redisServerBinary, startRedis, type RedisServer } from './fixtures/redis.js';
+import { reapWithParent, redisServerBinary, startRedis, type RedisServer } from './fixtures/redis.js';
 import { FIXTURES, logLines, range, remoteGrid, remoteTask, startWorkerProc, until, type WorkerProc } from './fixtures/remote.js';
 
 const BIN = redisServerBinary();
@@ -111,6 +111,7 @@ if (!BIN) {
     const params = { gateFrom: 4, release };
     const coordinator = () => {
       const p = spawn(process.execPath, ['--import', 'tsx', join(FIXTURES, 'remote-sweep.ts'), root, redis.url, queue, 'gated', JSON.stringify(params)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      reapWithParent(p);
       let out = '';
       let err = '';
       p.stdout!.on('data', (d) => (out += d.toString()));
