@@ -179,7 +179,8 @@ export class RunSession {
     if (!need) {
       w.cached = avail;
       if (avail > 0 && spec.needOutputs) w.readStored(plan, core.store, core.idBytes, this.diag);
-      missing = avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
+      // Nothing stored: the whole chunk is one block (no native call needed).
+      missing = avail === 0 ? [w.dims.map((d) => Uint32Array.from({ length: d }, (_, j) => j))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
       const present = avail > 0 ? plan.presence(core.store, core.idBytes, i) : null;
       const miss: number[] = [];
