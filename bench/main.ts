@@ -12,6 +12,8 @@ import { planOf } from '../ts/cache/cache.js';
 import { busyWork, floats, objects } from './tasks.js';
 import { fmt, table, timeMedian, writeSection, type Row } from './lib.js';
 import { claimOverhead, sharedSweep } from './claims.js';
+import { distributedBench } from './distributed.js';
+import { gpuBench } from './gpu.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 200 : 1000;
@@ -174,6 +176,8 @@ try {
   await parallelBench();
   await claimOverhead(rows, add);
   await sharedSweep(add);
+  await distributedBench(add, quick);
+  for (const r of await gpuBench(quick ? { sizes: [[128, 128]], reps: 2 } : { sizes: [[128, 128], [512, 512]], reps: 3 })) add(r);
   const out = table(rows);
   console.log(`\n${out}`);
   if (!quick) writeSection('core', 'Core benchmarks (`npm run bench`)', `${out}\n\nReproduce: \`npm run bench\` (about two minutes). Medians of ${REPS} repetitions unless noted; each grid is ${N}x${N}.`);
