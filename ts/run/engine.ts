@@ -20,6 +20,19 @@ import { checkCodeChange } from '../cache/code-record.js';
 
 export type { ChunkDone, EngineExecutor, EngineSpec, ExecutorStats } from './spec.js';
 
+/**
+ * Awaits `p` with the process held alive: a pool may unref a worker that is
+ * starting or idle, and a job in flight must not let Node exit under it.
+ */
+async function held<T>(p: Promise<T>): Promise<T> {
+  const hold = setInterval(() => undefined, 1 << 30);
+  try {
+    return await p;
+  } finally {
+    clearInterval(hold);
+  }
+}
+
 /** Serial runs let timers, signals and I/O in at least this often (ms). */
 const YIELD_MS = 20;
 
@@ -68,7 +81,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone>
     if (spec.signal?.aborted) s.aborted = true;
     if (s.failure === null && !s.aborted) s.fill();
     if (s.inflight.size > 0) {
-      await Promise.race(s.inflight);
+      await held(Promise.race(s.inflight));
       if (spec.yieldEvery && performance.now() - lastYield >= YIELD_MS) {
         await new Promise((r) => setTimeout(r, 0));
         lastYield = performance.now();
@@ -90,7 +103,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone>
 
 /** Whatever completed is stored, also on failure or abort; the run's claims are released. */
 async function finish(s: RunSession, diag: Diagnostics): Promise<void> {
-  if (s.inflight.size) await Promise.allSettled([...s.inflight]);
+  if (s.inflight.size) await held(Promise.allSettled([...s.inflight]));
   s.writeOpenChunks();
   try {
     s.batcher.flush();
