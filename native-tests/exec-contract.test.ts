@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, defineTask, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
+import { ChunkCache, defineTask, memoize, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
 import { closeWorkerPools } from '../ts/parallel/pools.js';
 import { productMix } from './fixtures/tasks.js';
 
@@ -222,4 +222,24 @@ test('a runner given something else than a cache says so', async (t) => {
     const e = await t.throwsAsync(f({} as never, () => []), { code: 'ERR_INVALID_OPTION' });
     t.regex(e!.message, /first argument must be a ChunkCache/);
   }
+});
+
+test('memoize: extras named in ignore reach the function but not the identity', async (t) => {
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: [1, 2] } });
+  const seen: unknown[] = [];
+  const f = memoize(cache, pointwise((p, { x }) => {
+    seen.push(p.device);
+    return (x as number) * (p.scale as number);
+  }), { ignore: ['device'] });
+  const a = await f({ scale: 3, device: 'gpu0' });
+  t.deepEqual(a.output, [3, 6]);
+  t.deepEqual(seen, ['gpu0', 'gpu0']);
+  // Another device: the same identity, nothing recomputed.
+  const b = await f({ scale: 3, device: 'gpu1' });
+  t.is(b.diagnostics.executedPoints, 0);
+  t.deepEqual(b.output, [3, 6]);
+  // scale is an extra that is part of the identity: a new cache.
+  const c = await f({ scale: 4, device: 'gpu1' });
+  t.is(c.diagnostics.executedPoints, 2);
+  t.deepEqual(seen.slice(2), ['gpu1', 'gpu1']);
 });

@@ -15,6 +15,7 @@ import { pointSet, relation } from './neighbours.js';
 import { hashList } from './grid.js';
 import { listMetas, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, type OpenOptions } from './options.js';
+import { checkKnownOptions } from '../describe.js';
 import { openStore } from './stores.js';
 import { resolveId } from './ids.js';
 import { defaultRoot } from './root.js';
@@ -133,6 +134,7 @@ export function findCompatible(query?: CompatibleQuery): CompatibleInfo[];
 export function findCompatible(root: string | undefined, query?: CompatibleQuery): CompatibleInfo[];
 export function findCompatible(rootOrQuery?: string | CompatibleQuery, query: CompatibleQuery = {}): CompatibleInfo[] {
   const [root, q] = typeof rootOrQuery === 'object' && rootOrQuery !== null ? [defaultRoot(), rootOrQuery] : [rootOf(rootOrQuery, 'findCompatible'), query];
+  checkKnownOptions('findCompatible', q, ['params', 'axisValues', 'chunkSpec', 'cacheVersion', 'axisOrder', 'allowSuperset']);
   const exact: CompatibleInfo[] = [];
   const sup: CompatibleInfo[] = [];
   for (const m of metas(root)) {
