@@ -293,7 +293,7 @@ async function scanArchive(file: string, spoolFd: number): Promise<PlannedCache[
     if (e instanceof TarFormatError) fail(`not a valid tar archive: ${e.message}`);
     if (e instanceof ChunkMemoError) fail((e as Error).message);
     const err = e as NodeJS.ErrnoException;
-    if (err.code?.startsWith('Z_') || /gzip|header check|unexpected end/i.test(err.message)) {
+    if (typeof err.code === 'string' && err.code.startsWith('Z_')) {
       fail(`not a valid gzip archive (${err.message})`);
     }
     throw new ArchiveError(`import: cannot read ${file}: ${err.message}; nothing was imported`, { cause: e });
