@@ -4,9 +4,11 @@
  * partial records.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import { ChunkCache, read, run, verify, type ChunkFn } from '../ts/index.js';
+import { native } from '../ts/binding/native.js';
 import { freshRoot } from './helpers/grid.js';
 
 const CHUNKS = 400;
@@ -132,4 +134,38 @@ test('a damaged index entry is missing to runs across chunkings, reported by ver
   const again = await run(open({ x: 4, y: 4 }), fn);
   t.deepEqual(again.output, expected);
   t.is(again.diagnostics.executedPoints, 0);
+});
+
+test('in-use marks are seen by other processes and end with the process that made them', async (t) => {
+  const root = freshRoot();
+  const store = native.BindingStore.open(root);
+  const mine = Buffer.alloc(16, 1);
+  const theirs = Buffer.alloc(16, 2);
+  const token = store.markInUse(mine);
+  t.deepEqual(store.cachesInUse(), [mine.toString('hex')]);
+  // Another process marks a cache and stays alive until killed.
+  const binding = fileURLToPath(new URL('../ts/binding/binding.cjs', import.meta.url));
+  const child = spawn(process.execPath, ['-e', `
+    const b = require(${JSON.stringify(binding)});
+    const s = b.BindingStore.open(${JSON.stringify(root)});
+    const id = Buffer.from(${JSON.stringify(theirs.toString('hex'))}, 'hex');
+    const ended = s.markInUse(Buffer.alloc(16, 3));
+    s.unmarkInUse(Buffer.alloc(16, 3), ended);
+    s.markInUse(id);
+    process.stdout.write('ready\\n');
+    setInterval(() => {}, 1000);
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((res, rej) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && res());
+    child.on('exit', () => rej(new Error('the child ended early')));
+  });
+  t.deepEqual(store.cachesInUse(), [mine.toString('hex'), theirs.toString('hex')].sort());
+  child.kill('SIGKILL');
+  await new Promise((res) => child.on('exit', res));
+  // The kernel dropped the child's owner lock: its mark no longer counts.
+  t.deepEqual(store.cachesInUse(), [mine.toString('hex')]);
+  t.false(store.unmarkInUse(theirs, token), 'a token ends only its own mark');
+  t.true(store.unmarkInUse(mine, token));
+  t.false(store.unmarkInUse(mine, token), 'twice is a no-op');
+  t.deepEqual(store.cachesInUse(), []);
 });

@@ -125,6 +125,23 @@ export declare class BindingStore {
    * run recomputes those points). Returns what was done per bad record.
    */
   repair(id: Buffer, grid?: BindingGrid | undefined | null): Array<BindingRepair>
+  /**
+   * Marks cache `id` in use by this process until `unmarkInUse(id,
+   * token)` with the returned token, or until the process ends, however
+   * it ends. Every process sharing the root sees the mark in
+   * `cachesInUse` (eviction skips those caches). Marks nest.
+   */
+  markInUse(id: Buffer): number
+  /**
+   * Ends the mark `token` of cache `id`; false when the token is unknown,
+   * already ended or of another cache (nothing changes then).
+   */
+  unmarkInUse(id: Buffer, token: number): boolean
+  /**
+   * Hex ids of the caches of this root that a live process (this one
+   * included) marks in use, sorted.
+   */
+  cachesInUse(): Array<string>
   /** Async form of `open`. */
   static openAsync(root: string, signal?: AbortSignal | undefined | null): Promise<BindingStore>
   /** Async form of `putMeta`. */

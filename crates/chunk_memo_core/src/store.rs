@@ -11,6 +11,8 @@
 //!   chunk of another chunking or a longer axis.
 //! * `atime`:   same key -> last access time (ms), written in batches.
 //! * `claims`:  same key -> work in flight on that chunk ([`crate::claims`]).
+//! * `inuse`:   cache id + owner id -> count of that process' in-use marks
+//!   ([`inuse`]), which eviction in every process respects.
 //!
 //! Every write is one LMDB transaction: a crash leaves each record absent or
 //! complete. The map starts large and doubles on `MDB_MAP_FULL`.
@@ -21,6 +23,7 @@
 
 mod chunks;
 mod index;
+mod inuse;
 mod resolve;
 mod upkeep;
 
@@ -85,6 +88,7 @@ pub struct Store {
     pub(crate) index: Database<Bytes, Bytes>,
     atime: Database<Bytes, Bytes>,
     pub(crate) claims: Database<Bytes, Bytes>,
+    inuse: Database<Bytes, Bytes>,
     /// This process' owner identity at this root (work claims).
     pub(crate) owner: Owner,
     path: PathBuf,
@@ -92,6 +96,9 @@ pub struct Store {
     gate: RwLock<()>,
     // Access times noted by reads, flushed in batches.
     pending_atime: Mutex<HashMap<[u8; 32], u64>>,
+    // In-use marks of this handle: token -> cache.
+    marks: Mutex<HashMap<u64, CacheId>>,
+    next_mark: std::sync::atomic::AtomicU64,
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Store>>> {
@@ -126,6 +133,7 @@ impl Store {
         let index = env.create_database(&mut wtxn, Some("index"))?;
         let atime = env.create_database(&mut wtxn, Some("atime"))?;
         let claims = env.create_database(&mut wtxn, Some("claims"))?;
+        let inuse = env.create_database(&mut wtxn, Some("inuse"))?;
         wtxn.commit()?;
         // Reader slots of killed processes would pin old pages forever.
         env.clear_stale_readers()?;
@@ -136,15 +144,19 @@ impl Store {
             index,
             atime,
             claims,
+            inuse,
             owner: Owner::create(&canon),
             path: canon.clone(),
             gate: RwLock::new(()),
             pending_atime: Mutex::new(HashMap::new()),
+            marks: Mutex::new(HashMap::new()),
+            next_mark: std::sync::atomic::AtomicU64::new(0),
         });
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(canon, Arc::downgrade(&store));
         drop(reg);
         store.purge_dead_owners()?;
+        store.purge_dead_marks()?;
         Ok(store)
     }
 

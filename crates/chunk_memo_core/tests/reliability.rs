@@ -261,3 +261,90 @@ fn legacy_index_entries_without_checksum_are_read() {
     store.put_raw_index_for_tests(&c, &key, &fake).unwrap();
     assert_eq!(store.verify(&c).unwrap().len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// In-use marks across processes
+
+const CHILD_ENV: &str = "CHUNK_MEMO_TEST_INUSE_CHILD";
+
+/// The child side: marks caches, then follows the parent's commands on
+/// stdin, answering each on stdout.
+fn in_use_child(root: &str) {
+    use std::io::{BufRead, Write};
+    let store = Store::open(Path::new(root)).unwrap();
+    let (a, b) = (cache_id(7), cache_id(8));
+    let t1 = store.mark_in_use(&a).unwrap();
+    let t2 = store.mark_in_use(&a).unwrap();
+    let t3 = store.mark_in_use(&b).unwrap();
+    assert!(store.unmark_in_use(&b, t3).unwrap());
+    assert!(!store.unmark_in_use(&b, t3).unwrap(), "an unmark given twice is a no-op");
+    assert!(!store.unmark_in_use(&a, t3).unwrap(), "a token of another cache is refused");
+    let mut out = std::io::stdout();
+    writeln!(out, "@ready").unwrap();
+    out.flush().unwrap();
+    for line in std::io::stdin().lock().lines() {
+        match line.unwrap().as_str() {
+            "unmark1" => assert!(store.unmark_in_use(&a, t1).unwrap()),
+            "unmark2" => assert!(store.unmark_in_use(&a, t2).unwrap()),
+            "mark9" => {
+                store.mark_in_use(&cache_id(9)).unwrap();
+            }
+            _ => return,
+        }
+        writeln!(out, "@done").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn in_use_marks_are_seen_by_other_processes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    if let Ok(root) = std::env::var(CHILD_ENV) {
+        in_use_child(&root);
+        return;
+    }
+    let root = TempRoot::new("inuse");
+    let store = Store::open(root.path()).unwrap();
+    let mine = store.mark_in_use(&cache_id(1)).unwrap();
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1)]);
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "in_use_marks_are_seen_by_other_processes", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, root.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |what: &str| {
+        for l in lines.by_ref() {
+            if l.unwrap().trim().ends_with(what) {
+                return;
+            }
+        }
+        panic!("the child ended before {what}");
+    };
+    wait_for("@ready");
+    // The child's nested marks of cache 7 count; its ended mark of 8 not.
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1), cache_id(7)]);
+    let mut say = |cmd: &str| {
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+        wait_for("@done");
+    };
+    say("unmark1");
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1), cache_id(7)], "one of two marks is left");
+    say("unmark2");
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1)]);
+    say("mark9");
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1), cache_id(9)]);
+    // Killed without unmarking: the kernel drops its owner lock, its mark
+    // stops counting at once, and the next open sweeps it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1)]);
+    assert!(store.unmark_in_use(&cache_id(1), mine).unwrap());
+    assert!(store.caches_in_use().unwrap().is_empty());
+}

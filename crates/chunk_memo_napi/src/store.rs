@@ -260,6 +260,34 @@ impl BindingStore {
         })
     }
 
+    /// Marks cache `id` in use by this process until `unmarkInUse(id,
+    /// token)` with the returned token, or until the process ends, however
+    /// it ends. Every process sharing the root sees the mark in
+    /// `cachesInUse` (eviction skips those caches). Marks nest.
+    #[napi]
+    pub fn mark_in_use(&self, env: Env, id: Buffer) -> Result<f64> {
+        boundary(&env, || Ok(self.inner.mark_in_use(&id16(&id, "id")?)? as f64))
+    }
+
+    /// Ends the mark `token` of cache `id`; false when the token is unknown,
+    /// already ended or of another cache (nothing changes then).
+    #[napi]
+    pub fn unmark_in_use(&self, env: Env, id: Buffer, token: f64) -> Result<bool> {
+        boundary(&env, || {
+            if !(token >= 1.0 && token.fract() == 0.0 && token < 9_007_199_254_740_992.0) {
+                return Ok(false);
+            }
+            self.inner.unmark_in_use(&id16(&id, "id")?, token as u64)
+        })
+    }
+
+    /// Hex ids of the caches of this root that a live process (this one
+    /// included) marks in use, sorted.
+    #[napi]
+    pub fn caches_in_use(&self, env: Env) -> Result<Vec<String>> {
+        boundary(&env, || Ok(self.inner.caches_in_use()?.iter().map(|c| chunk_memo_core::canonical::hex(c)).collect()))
+    }
+
     /// Async form of `open`.
     #[napi(ts_return_type = "Promise<BindingStore>")]
     pub fn open_async(root: String, signal: Option<AbortSignal>) -> AsyncTask<OpTask<Arc<Store>, BindingStore>> {
