@@ -59,10 +59,12 @@ function parseError(cli: ChunkMemoCli, argv: string[], e: unknown): string {
   const usage = fixer.synopsis(word);
   const reasons = [...new Set((err.candidates ?? []).map((c) => c.reason).filter((r): r is string => !!r))];
   let reason = reasons[0] ?? '';
-  const bad = /^Unsupported option name \("(.*)"\)/.exec(reason);
+  // An option of the command line that the command does not know (found from argv, not from the message).
+  const names = fixer.optionNames(word);
+  const bad = argv.slice(1).find((a) => a.startsWith('-') && a !== '-' && a !== '--' && !names.includes(a.split('=')[0]!) && a.split('=')[0] !== '--help' && a.split('=')[0] !== '-h');
   if (bad) {
-    const near = suggestions(bad[1]!.replace(/=.*$/, ''), fixer.optionNames(word));
-    reason = `unsupported option ${JSON.stringify(bad[1])}${near.length ? `; did you mean ${near.join(' or ')}?` : ''}`;
+    const near = suggestions(bad.split('=')[0]!, names);
+    reason = `unsupported option ${JSON.stringify(bad)}${near.length ? `; did you mean ${near.join(' or ')}?` : ''}`;
   } else if (!reason) {
     const missing = fixer.requiredOptions(word).filter((names) => !names.some((n) => argv.some((a) => a === n || a.startsWith(`${n}=`))));
     reason = missing.length
