@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,10 +95,21 @@ test('packed tarballs install without a Rust toolchain and run a sweep and the C
   const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string>; version: string };
   t.is(manifest.optionalDependencies?.[platformName], manifest.version);
   t.false(readdirSync(join(installed, 'dist', 'ts', 'binding')).some((f) => f.endsWith('.node')));
-  // The postinstall of the published package is a no-op (no crates/, no ts/).
+  // The published package has no install script (nor sources to build).
+  const published = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  t.deepEqual(Object.keys(published.scripts ?? {}).filter((k) => /install/.test(k)), []);
   t.false(existsSync(join(installed, 'crates')) || existsSync(join(installed, 'ts')));
-  ok(sh(process.execPath, ['scripts/postinstall.mjs'], installed, env), 'postinstall');
-  t.false(existsSync(join(installed, 'target')));
+  // Optional peers (gpu.js, webgpu, bullmq, ioredis) are not installed with it.
+  t.false(existsSync(join(app, 'node_modules', 'gpu.js')));
+  const size = duBytes(join(app, 'node_modules'));
+  t.log(`node_modules without the optional peers: ${(size / 2 ** 20).toFixed(1)} MiB`);
+  t.true(size < 20 * 2 ** 20, `node_modules is ${(size / 2 ** 20).toFixed(1)} MiB`);
+  // gpuKernel says what to install; CommonJS users are told how to load the ES module.
+  writeFileSync(join(app, 'gpu.mjs'), "import { gpuKernel, runParallel, ChunkCache } from 'chunk-memo';\nconst c = ChunkCache.open({ root: process.argv[2], axisValues: { x: [1] } });\ntry { await runParallel(c, gpuKernel(function () { return 1; })); } catch (e) { console.log(e.code + ' ' + e.message); }\n");
+  const gpu = ok(sh(process.execPath, ['gpu.mjs', join(tmp, 'gpu-root')], app, env), 'gpu without gpu.js');
+  t.regex(gpu, /npm install gpu\.js/);
+  const cjs = sh(process.execPath, ['-e', "try { require('chunk-memo') } catch (e) { console.log(e.code + ' ' + e.message) }"], app, env);
+  t.regex(cjs.stdout, /^ERR_REQUIRE_ESM .*await import\('chunk-memo'\)/);
 
   // Cold then warm sweep through the public API, loading the platform package.
   writeFileSync(join(app, 'sweep.mjs'), SWEEP);
@@ -132,3 +143,14 @@ test('packed tarballs install without a Rust toolchain and run a sweep and the C
     renameSync(`${platformDir}.off`, platformDir);
   }
 });
+
+/** Bytes of the files under a directory. */
+function duBytes(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) n += duBytes(p);
+    else if (e.isFile()) n += statSync(p).size;
+  }
+  return n;
+}

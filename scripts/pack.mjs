@@ -66,7 +66,10 @@ for (const target of readdirSync(join(root, 'npm'))) {
   const name = JSON.parse(readFileSync(join(root, 'npm', target, 'package.json'), 'utf8')).name;
   optionalDependencies[name] = pkg.version;
 }
-writeFileSync(join(stage, 'package.json'), `${JSON.stringify({ ...pkg, optionalDependencies }, null, 2)}\n`);
+// The published package runs no install script and lists no development
+// scripts or dependencies: installing it runs nothing.
+const { scripts: _scripts, devDependencies: _dev, ...published } = pkg;
+writeFileSync(join(stage, 'package.json'), `${JSON.stringify({ ...published, optionalDependencies }, null, 2)}\n`);
 
 function pack(dir) {
   const [info] = JSON.parse(capture(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', out], dir));
