@@ -170,10 +170,8 @@ impl Store {
         let merged = match self.records.get(t, &k)?.map(RecordView::parse) {
             Some(Ok(old)) if old.kind == incoming.kind && old.n == incoming.n => {
                 let mut b = RecordBuilder::from_view(&old)?;
-                for i in 0..incoming.n {
-                    if incoming.is_present(i) {
-                        b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
-                    }
+                for i in incoming.present_points() {
+                    b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
                 }
                 Some(b.finish())
             }

@@ -42,10 +42,8 @@ impl Store {
             let merged = match s.records.get(t, &key)?.map(RecordView::parse) {
                 Some(Ok(old)) if old.kind == incoming.kind && old.n == incoming.n => {
                     let mut b = RecordBuilder::from_view(&old)?;
-                    for i in 0..incoming.n {
-                        if incoming.is_present(i) {
-                            b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
-                        }
+                    for i in incoming.present_points() {
+                        b.set_in(i, incoming.point(i), incoming.point_dict(i))?;
                     }
                     b.finish()
                 }
@@ -114,8 +112,10 @@ impl Store {
     pub(crate) fn note_access(&self, cache: &CacheId, chunk: &ChunkKey) {
         let mut p = self.pending_atime.lock().unwrap();
         p.insert(rkey(cache, chunk), now_ms());
-        // Amortised: reads never write; access times go out in batches.
-        if p.len() >= 1024 {
+        // Amortised: reads never write; access times go out in batches
+        // (large ones: a batch of random keys rewrites most leaf pages of the
+        // atime table, so its cost follows the table, not the batch).
+        if p.len() >= 1 << 16 {
             let batch = std::mem::take(&mut *p);
             drop(p);
             let _ = self.write_atimes(&batch);
@@ -132,8 +132,11 @@ impl Store {
     }
 
     fn write_atimes(&self, batch: &HashMap<[u8; 32], u64>) -> Result<()> {
+        // In key order: each leaf page is visited once.
+        let mut batch: Vec<(&[u8; 32], &u64)> = batch.iter().collect();
+        batch.sort_unstable();
         self.write(|s, t| {
-            for (k, ms) in batch {
+            for &(k, ms) in &batch {
                 // Only for records that still exist.
                 if s.index.get(t, k)?.is_some() {
                     s.atime.put(t, k, &ms.to_le_bytes())?;
