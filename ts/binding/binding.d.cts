@@ -54,6 +54,11 @@ export declare class BindingPlan {
   missingAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingBlocks>
   /** Reads the stored requested points of chunk `i`. */
   read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
+  /**
+   * Reads the stored requested points of several chunks (one call for
+   * the batch; see `BindingChunkBatch`).
+   */
+  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array): BindingChunkBatch
   readAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingChunkData>
   /**
    * Writes new points of chunk `i`: `points` are requested-point
@@ -215,6 +220,34 @@ export interface BindingBlocks {
    * each in its grid order.
    */
   points: Uint32Array
+}
+
+/**
+ * Requested points of several chunks read in one call: one buffer and
+ * flat arrays for all of them, so a batch costs one crossing of N-API and a
+ * few allocations whatever the number of chunks.
+ */
+export interface BindingChunkBatch {
+  /** Per chunk: 0 = items (or nothing present), else a dtype code. */
+  kinds: Buffer
+  /** Per chunk: present points. */
+  counts: Uint32Array
+  /** Per requested point of every chunk, chunks in order: 1 when read. */
+  present: Buffer
+  /** Per chunk (and one more): where its bytes start in `data`. */
+  starts: Uint32Array
+  /**
+   * Items chunks, in order: count+1 offsets each, relative to the
+   * chunk's start in `data` (typed chunks have none).
+   */
+  offsets: Uint32Array
+  data: Buffer
+  /** Dictionaries of the present items points, every chunk together. */
+  dicts: Array<Buffer>
+  /** Per present point of items chunks, in order: its index in `dicts`. */
+  pointDicts: Uint16Array
+  /** Records that failed verification and were treated as missing. */
+  corrupt: Array<string>
 }
 
 /** Requested points of a chunk read from the store. */

@@ -67,21 +67,24 @@ export class ChunkWork {
     if (rd.corrupt.length) diag.corruptRecords.push(...rd.corrupt);
     let present = 0;
     for (let j = 0; j < rd.present.length; j++) present += rd.present[j]!;
-    if (present > 0) {
-      const vals = decodeOutputs(rd.kind, rd.data, present, rd.dicts, rd.pointDicts, rd.offsets);
-      this.kind = this.kind === -1 || this.kind === rd.kind ? rd.kind : KIND_ITEMS;
-      if (present === this.geo.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
-      else if (this.keepOutputs) {
-        const arr = this.merged();
-        let w = 0;
-        for (let j = 0; j < rd.present.length; j++) {
-          if (!rd.present[j]) continue;
-          const v = vals[w++];
-          if (arr[j] === undefined) arr[j] = v;
-        }
+    if (present > 0) this.applyRead(rd.kind, rd.present, present, decodeOutputs(rd.kind, rd.data, present, rd.dicts, rd.pointDicts, rd.offsets));
+    diag.timings.readMs += performance.now() - tr;
+  }
+
+  /** Takes `count` stored points (`present`: one byte per requested point) with their outputs `vals`. */
+  applyRead(kind: number, present: Uint8Array, count: number, vals: ArrayLike<unknown>): void {
+    if (count === 0) return;
+    this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
+    if (count === this.geo.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
+    else if (this.keepOutputs) {
+      const arr = this.merged();
+      let w = 0;
+      for (let j = 0; j < present.length; j++) {
+        if (!present[j]) continue;
+        const v = vals[w++];
+        if (arr[j] === undefined) arr[j] = v;
       }
     }
-    diag.timings.readMs += performance.now() - tr;
   }
 
   /** Takes the outputs of an exec block whose points are `points` (request indices, block order). */
@@ -163,4 +166,84 @@ export class ChunkWork {
 function isIdentity(points: Uint32Array): boolean {
   for (let j = 0; j < points.length; j++) if (points[j] !== j) return false;
   return true;
+}
+
+type ChunkBatch = ReturnType<BindingPlan['readMany']>;
+
+/**
+ * Stored points of several chunks read in one native call (`plan.readMany`)
+ * and decoded at once where they share a kind and a dictionary; chunks are
+ * taken in the order they were read.
+ */
+export class ReadBatch {
+  private next = 0;
+  /** Per chunk: index of its first requested point in `present`. */
+  private readonly presentAt: Uint32Array;
+  /** Per chunk: index of its first value in `vals` (when decoded at once). */
+  private readonly valAt: Uint32Array;
+  /** Outputs of every chunk together, when one decode served the batch. */
+  private readonly vals: ArrayLike<unknown> | null;
+  readonly corrupt: string[];
+  /** Items points and items chunks before the next chunk (for its offsets). */
+  private itemsAt = 0;
+  private itemsChunks = 0;
+
+  constructor(
+    readonly chunks: Uint32Array,
+    private readonly rd: ChunkBatch,
+    points: (i: number) => number,
+  ) {
+    const n = chunks.length;
+    this.corrupt = rd.corrupt;
+    this.presentAt = new Uint32Array(n + 1);
+    this.valAt = new Uint32Array(n + 1);
+    let kind = -1;
+    for (let k = 0; k < n; k++) {
+      this.presentAt[k + 1] = this.presentAt[k]! + points(chunks[k]!);
+      this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
+      if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
+    }
+    // One kind and at most one dictionary: one decode for the whole batch.
+    this.vals = kind >= 0 && (kind !== KIND_ITEMS || rd.dicts.length <= 1) ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
+  }
+
+  /** True when chunk `i` is the next one of this batch. */
+  has(i: number): boolean {
+    while (this.next < this.chunks.length && this.chunks[this.next]! < i) this.skip();
+    return this.next < this.chunks.length && this.chunks[this.next] === i;
+  }
+
+  private skip(): void {
+    const k = this.next++;
+    const count = this.rd.counts[k]!;
+    if (count > 0 && this.rd.kinds[k] === KIND_ITEMS) {
+      this.itemsAt += count;
+      this.itemsChunks++;
+    }
+  }
+
+  /** Gives the next chunk's stored points to `w` (after `has(w.i)`). */
+  applyTo(w: ChunkWork): void {
+    const k = this.next++;
+    const { rd } = this;
+    const count = rd.counts[k]!;
+    if (count === 0) return;
+    const present = rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
+    let vals: ArrayLike<unknown>;
+    if (this.vals) {
+      const a = this.valAt[k]!;
+      vals = ArrayBuffer.isView(this.vals) ? (this.vals as TypedArray).subarray(a, a + count) : (this.vals as unknown[]).slice(a, a + count);
+    } else {
+      const data = rd.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
+      if (rd.kinds[k] === KIND_ITEMS) {
+        // This chunk's offsets and dictionaries in the batch's flat arrays.
+        const at = this.itemsAt + this.itemsChunks;
+        const pd = this.itemsAt;
+        this.itemsAt += count;
+        this.itemsChunks++;
+        vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
+      } else vals = decodeOutputs(rd.kinds[k]!, data, count);
+    }
+    w.applyRead(rd.kinds[k]!, present, count, vals);
+  }
 }

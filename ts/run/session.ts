@@ -10,12 +10,12 @@ import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { blockPoints, cutBlock, splitBlocks } from '../cache/blocks.js';
 import { describeValue } from '../describe.js';
-import { AbortedError, ChunkMemoError, ExecError } from '../errors/index.js';
+import { AbortedError, ChunkMemoError, ExecError, fromNative } from '../errors/index.js';
 import { checkOutputs } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
-import { ChunkWork } from './chunk-work.js';
+import { ChunkWork, ReadBatch } from './chunk-work.js';
 import { ClaimSession, type ClaimOutcome } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
@@ -55,6 +55,10 @@ const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
 const CLAIM_MAX_POINTS = 1 << 20;
 
+/** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
+const READ_BATCH_CHUNKS = 1024;
+const READ_BATCH_POINTS = 1 << 16;
+
 export class RunSession {
   readonly done: ChunkDone[] = [];
   readonly inflight = new Set<Promise<void>>();
@@ -68,6 +72,8 @@ export class RunSession {
   private readonly candidates: Block[] = [];
   private readonly granted: Block[] = [];
   private readonly neededOf: Array<Uint32Array | null> = [];
+  /** Stored points of the chunks about to be opened (one batched read). */
+  private reads: ReadBatch | null = null;
   private readonly capacity: number;
   private nextChunk = 0;
   private jobIndex = 0;
@@ -178,7 +184,7 @@ export class RunSession {
     let missing: Uint32Array[][];
     if (!need) {
       w.cached = avail;
-      if (avail > 0 && spec.needOutputs) w.readStored(plan, core.store, core.idBytes, this.diag);
+      if (avail > 0 && spec.needOutputs) this.readAhead(w);
       // Nothing stored: the whole chunk is one block (no native call needed).
       missing = avail === 0 ? [w.dims.map((d) => Uint32Array.from({ length: d }, (_, j) => j))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
@@ -199,6 +205,38 @@ export class RunSession {
     if (w.pending === 0) return this.emit(w);
     this.open.set(i, w);
     this.largestChunk = Math.max(this.largestChunk, w.geo.points);
+  }
+
+  /**
+   * Gives `w` its stored points from a batched read: chunk `w.i` and the next
+   * chunks with stored points (up to READ_BATCH_CHUNKS chunks and
+   * READ_BATCH_POINTS points) are read in one native call.
+   */
+  private readAhead(w: ChunkWork): void {
+    if (!this.reads?.has(w.i)) {
+      const tr = performance.now();
+      const { G, resolved } = this;
+      const list: number[] = [];
+      let pts = 0;
+      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < READ_BATCH_POINTS); j++) {
+        if (resolved.available[j]! === 0 || this.neededOf[j]) continue;
+        list.push(j);
+        pts += G.chunkPoints(j);
+      }
+      const core = this.view._core;
+      const chunks = Uint32Array.from(list);
+      let rd;
+      try {
+        rd = this.plan.readMany(core.store, core.idBytes, chunks);
+      } catch (e) {
+        throw fromNative(e, `${this.spec.label}: reading stored chunks`);
+      }
+      this.reads = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i));
+      if (this.reads.corrupt.length) this.diag.corruptRecords.push(...this.reads.corrupt);
+      this.reads.has(w.i);
+      this.diag.timings.readMs += performance.now() - tr;
+    }
+    this.reads!.applyTo(w);
   }
 
   /** Claims the next candidates (a small batch) and queues granted work. */

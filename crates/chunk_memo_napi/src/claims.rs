@@ -109,7 +109,7 @@ impl BindingPlan {
             .zip(outcomes)
             .map(|(r, o): (&ClaimRequest, ClaimOutcome)| {
                 let available = o.resolution.available;
-                st.resolutions[r.chunk] = Some(o.resolution);
+                st.set(r.chunk, o.resolution);
                 BindingClaim {
                     granted: o.granted.into(),
                     stored: o.stored.into(),

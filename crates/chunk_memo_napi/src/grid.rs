@@ -3,7 +3,6 @@
 use crate::errors::{boundary, invalid};
 use crate::plan::*;
 use chunk_memo_core::planner::{Axis, Grid};
-use chunk_memo_core::store::Catalog;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
@@ -70,11 +69,7 @@ impl BindingGrid {
             Ok(BindingPlan {
                 grid: self.inner.clone(),
                 plan: Arc::new(plan),
-                state: Arc::new(Mutex::new(PlanState {
-                    owner: None,
-                    catalog: Catalog::default(),
-                    resolutions: vec![None; n],
-                })),
+                state: Arc::new(Mutex::new(PlanState::new(n))),
             })
         })
     }

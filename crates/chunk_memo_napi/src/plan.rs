@@ -10,26 +10,97 @@ use crate::store::*;
 use crate::task::*;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{missing_blocks, Grid, Plan};
-use chunk_memo_core::store::{Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Store};
+use chunk_memo_core::store::{Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Source, Store, WholeLayout};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub(crate) struct PlanState {
     /// Store path and cache id the cached resolutions belong to.
     pub(crate) owner: Option<(std::path::PathBuf, [u8; 16])>,
     pub(crate) catalog: Catalog,
-    pub(crate) resolutions: Vec<Option<Resolution>>,
+    /// Per chunk, what is known of its resolution (`UNKNOWN`, `EMPTY`,
+    /// `WHOLE`, `KNOWN`): one byte a chunk, so a plan of a million chunks
+    /// costs a megabyte, not a resolution each.
+    flags: Vec<u8>,
+    /// The resolutions of `KNOWN` chunks (partial, served by other
+    /// records, or with damaged records).
+    known: HashMap<usize, Resolution>,
 }
 
+/// Not resolved since the plan was made or the chunk was written.
+const UNKNOWN: u8 = 0;
+/// Nothing stored.
+const EMPTY: u8 = 1;
+/// The chunk's own complete record serves every point.
+const WHOLE: u8 = 2;
+/// In `PlanState::known`.
+const KNOWN: u8 = 3;
+
 impl PlanState {
+    pub(crate) fn new(n_chunks: usize) -> PlanState {
+        PlanState { owner: None, catalog: Catalog::default(), flags: vec![UNKNOWN; n_chunks], known: HashMap::new() }
+    }
+
     /// Drops cached resolutions made for another store or cache.
     pub(crate) fn bind(&mut self, store: &Store, cache: &[u8; 16]) {
         let owner = (store.path().to_path_buf(), *cache);
         if self.owner.as_ref() != Some(&owner) {
             self.catalog = Catalog::default();
-            self.resolutions.iter_mut().for_each(|r| *r = None);
+            self.forget_all();
             self.owner = Some(owner);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.flags.iter_mut().for_each(|f| *f = UNKNOWN);
+        self.known.clear();
+    }
+
+    /// Caches chunk `i`'s resolution.
+    pub(crate) fn set(&mut self, i: usize, r: Resolution) {
+        self.known.remove(&i);
+        self.flags[i] = if !r.corrupt.is_empty() {
+            self.known.insert(i, r);
+            KNOWN
+        } else if r.available == 0 {
+            EMPTY
+        } else if r.sources.len() == 1 && r.sources[0].whole.is_some() && r.available == r.requested {
+            WHOLE
+        } else {
+            self.known.insert(i, r);
+            KNOWN
+        };
+    }
+
+    /// Forgets chunk `i`'s resolution (it was written).
+    pub(crate) fn forget(&mut self, i: usize) {
+        self.flags[i] = UNKNOWN;
+        self.known.remove(&i);
+    }
+
+    /// The cached resolution of chunk `i`, rebuilt from the geometry for
+    /// empty and whole chunks; `None` when not known.
+    pub(crate) fn cached(&self, grid: &Grid, plan: &Plan, i: usize) -> Option<Resolution> {
+        match self.flags[i] {
+            EMPTY | WHOLE => {
+                let geo = ChunkGeometry::of(plan, i);
+                let key = grid.chunk_key(&geo.bins);
+                let requested = geo.requested() as u32;
+                let mut r = Resolution { key, requested, ..Default::default() };
+                if self.flags[i] == WHOLE {
+                    r.available = requested;
+                    r.sources.push(Source {
+                        chunk: key,
+                        map: Vec::new(),
+                        whole: Some(WholeLayout { sel: geo.sel, lens: geo.lens }),
+                    });
+                }
+                Some(r)
+            }
+            KNOWN => self.known.get(&i).cloned(),
+            _ => None,
         }
     }
 }
@@ -62,6 +133,89 @@ pub(crate) fn chunk_data_to_js(d: ChunkData) -> Result<BindingChunkData> {
         dicts: d.dicts.into_iter().map(Into::into).collect(),
         point_dicts: d.point_dicts.into(),
         corrupt: d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))).collect(),
+    })
+}
+
+/// Requested points of several chunks read in one call: one buffer and
+/// flat arrays for all of them, so a batch costs one crossing of N-API and a
+/// few allocations whatever the number of chunks.
+#[napi(object)]
+pub struct BindingChunkBatch {
+    /// Per chunk: 0 = items (or nothing present), else a dtype code.
+    pub kinds: Buffer,
+    /// Per chunk: present points.
+    pub counts: Uint32Array,
+    /// Per requested point of every chunk, chunks in order: 1 when read.
+    pub present: Buffer,
+    /// Per chunk (and one more): where its bytes start in `data`.
+    pub starts: Uint32Array,
+    /// Items chunks, in order: count+1 offsets each, relative to the
+    /// chunk's start in `data` (typed chunks have none).
+    pub offsets: Uint32Array,
+    pub data: Buffer,
+    /// Dictionaries of the present items points, every chunk together.
+    pub dicts: Vec<Buffer>,
+    /// Per present point of items chunks, in order: its index in `dicts`.
+    pub point_dicts: Uint16Array,
+    /// Records that failed verification and were treated as missing.
+    pub corrupt: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct ChunkBatch {
+    kinds: Vec<u8>,
+    counts: Vec<u32>,
+    present: Vec<u8>,
+    starts: Vec<u32>,
+    offsets: Vec<u32>,
+    data: Vec<u8>,
+    dicts: Vec<Vec<u8>>,
+    point_dicts: Vec<u16>,
+    corrupt: Vec<String>,
+}
+
+impl ChunkBatch {
+    fn push(&mut self, d: ChunkData) -> CoreResult<()> {
+        let count = d.present.iter().filter(|&&p| p).count();
+        self.kinds.push(d.kind);
+        self.counts.push(count as u32);
+        self.present.extend(d.present.iter().map(|&p| u8::from(p)));
+        self.data.extend_from_slice(&d.data);
+        if u32::try_from(self.data.len()).is_err() {
+            return Err(invalid("a read batch over 4 GiB"));
+        }
+        self.starts.push(self.data.len() as u32);
+        if d.kind == chunk_memo_core::record::KIND_ITEMS && count > 0 {
+            self.offsets.extend_from_slice(&d.offsets);
+            let map: Vec<u16> = d
+                .dicts
+                .into_iter()
+                .map(|x| match self.dicts.iter().position(|y| *y == x) {
+                    Some(k) => k as u16,
+                    None => {
+                        self.dicts.push(x);
+                        (self.dicts.len() - 1) as u16
+                    }
+                })
+                .collect();
+            self.point_dicts.extend(d.point_dicts.iter().map(|&k| map[k as usize]));
+        }
+        self.corrupt.extend(d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))));
+        Ok(())
+    }
+}
+
+pub(crate) fn batch_to_js(b: ChunkBatch) -> Result<BindingChunkBatch> {
+    Ok(BindingChunkBatch {
+        kinds: b.kinds.into(),
+        counts: b.counts.into(),
+        present: b.present.into(),
+        starts: b.starts.into(),
+        offsets: b.offsets.into(),
+        data: b.data.into(),
+        dicts: b.dicts.into_iter().map(Into::into).collect(),
+        point_dicts: b.point_dicts.into(),
+        corrupt: b.corrupt,
     })
 }
 
@@ -125,12 +279,22 @@ impl BindingPlan {
         Ok(move || {
             let mut st = state.lock().unwrap();
             st.bind(&store, &cache);
+            let st = &mut *st;
             st.catalog = Catalog::default();
-            let res = store.resolve(&cache, &grid, &plan, 0..plan.n_chunks, &mut st.catalog)?;
-            let avail = res.iter().map(|r| r.available).collect();
-            let corrupt =
-                res.iter().flat_map(|r| r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c)))).collect();
-            st.resolutions = res.into_iter().map(Some).collect();
+            st.forget_all();
+            let mut avail = vec![0u32; plan.n_chunks];
+            let mut corrupt = Vec::new();
+            let mut found: Vec<(usize, Resolution)> = Vec::new();
+            store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| {
+                avail[i] = r.available;
+                corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
+                found.push((i, r));
+            })?;
+            // Every chunk not found has nothing stored.
+            st.flags.iter_mut().for_each(|f| *f = EMPTY);
+            for (i, r) in found {
+                st.set(i, r);
+            }
             Ok((avail, corrupt))
         })
     }
@@ -138,12 +302,12 @@ impl BindingPlan {
     pub(crate) fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> CoreResult<Resolution> {
         let mut st = self.state.lock().unwrap();
         st.bind(store, cache);
-        if let Some(Some(r)) = st.resolutions.get(i) {
-            return Ok(r.clone());
+        if let Some(r) = st.cached(&self.grid, &self.plan, i) {
+            return Ok(r);
         }
         let st = &mut *st;
         let r = store.resolve(cache, &self.grid, &self.plan, i..i + 1, &mut st.catalog)?.pop().unwrap();
-        st.resolutions[i] = Some(r.clone());
+        st.set(i, r.clone());
         Ok(r)
     }
 
@@ -221,6 +385,30 @@ impl BindingPlan {
         self.chunk_op(store, cache_id, i, |me, store, cache, i| {
             let r = me.resolution(store, cache, i)?;
             store.read_chunk(cache, &r)
+        })
+    }
+
+    pub(crate) fn read_many_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        chunks: &[u32],
+    ) -> CoreResult<impl FnOnce() -> CoreResult<ChunkBatch> + Send + 'static> {
+        let chunks: Vec<usize> = chunks.iter().map(|&i| self.check(i)).collect::<CoreResult<_>>()?;
+        let me = self.share();
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
+            for i in chunks {
+                let r = me.resolution(&store, &cache, i)?;
+                if r.sources.is_empty() && r.corrupt.is_empty() {
+                    // Nothing stored: no read.
+                    b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
+                } else {
+                    b.push(store.read_chunk(&cache, &r)?)?;
+                }
+            }
+            Ok(b)
         })
     }
 
@@ -303,7 +491,8 @@ impl BindingPlan {
             let res: Vec<Option<Resolution>> = {
                 let mut st = me.state.lock().unwrap();
                 st.bind(&store, &cache);
-                owned.iter().map(|w| st.resolutions[w.chunk].clone()).collect()
+                // Only resolutions through other records matter to a write.
+                owned.iter().map(|w| st.known.get(&w.chunk).cloned()).collect()
             };
             let geos: Vec<ChunkGeometry> = owned.iter().map(|w| ChunkGeometry::of(&me.plan, w.chunk)).collect();
             let writes: Vec<ChunkWrite<'_>> = owned
@@ -324,7 +513,7 @@ impl BindingPlan {
             store.write_chunks(&cache, &writes)?;
             let mut st = me.state.lock().unwrap();
             for w in &owned {
-                st.resolutions[w.chunk] = None;
+                st.forget(w.chunk);
             }
             Ok(())
         })
@@ -454,6 +643,19 @@ impl BindingPlan {
     #[napi]
     pub fn read(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingChunkData> {
         chunk_data_to_js(boundary(&env, || self.read_op(store, &cache_id, i)?())?)
+    }
+
+    /// Reads the stored requested points of several chunks (one call for
+    /// the batch; see `BindingChunkBatch`).
+    #[napi]
+    pub fn read_many(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        chunks: Uint32Array,
+    ) -> Result<BindingChunkBatch> {
+        batch_to_js(boundary(&env, || self.read_many_op(store, &cache_id, &chunks)?())?)
     }
 
     #[napi(ts_return_type = "Promise<BindingChunkData>")]

@@ -93,6 +93,112 @@ impl Store {
         })
     }
 
+    /// Resolves every chunk of `plan` and calls `f` with each chunk that
+    /// holds stored points or has something to report; every other chunk
+    /// has nothing stored. When the cache has few records next to the
+    /// plan's chunks, only the chunks their index entries touch are looked
+    /// at, so the cost follows the records, not the chunk count.
+    pub fn resolve_plan(
+        &self,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        catalog: &mut Catalog,
+        mut f: impl FnMut(usize, Resolution),
+    ) -> Result<()> {
+        self.read(|s, t| {
+            let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
+                let r = s.resolve_one(t, cache, grid, plan, i, catalog)?;
+                if r.available > 0 || !r.corrupt.is_empty() {
+                    f(i, r);
+                }
+                Ok(())
+            };
+            match s.candidates(t, cache, grid, plan, catalog)? {
+                Some(list) => list.into_iter().try_for_each(|i| one(i, catalog)),
+                None => (0..plan.n_chunks).try_for_each(|i| one(i, catalog)),
+            }
+        })
+    }
+
+    /// The chunks of `plan` that records of `cache` may serve, from the
+    /// index entries; `None` when every chunk must be looked at: many
+    /// records, damaged index entries, or records and entries that do not
+    /// pair up.
+    fn candidates(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        catalog: &mut Catalog,
+    ) -> Result<Option<Vec<usize>>> {
+        if grid.axes.is_empty() {
+            return Ok(None);
+        }
+        // Every record must have its index entry (and the other way round).
+        let mut n = 0usize;
+        {
+            let mut recs = self.records.prefix_iter(t, cache)?;
+            let mut idx = self.index.prefix_iter(t, cache)?;
+            loop {
+                match (recs.next().transpose()?, idx.next().transpose()?) {
+                    (None, None) => break,
+                    (Some((a, _)), Some((b, _))) if a == b => n += 1,
+                    _ => return Ok(None),
+                }
+                if n.saturating_mul(4) > plan.n_chunks {
+                    return Ok(None);
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        self.load_catalog(t, cache, grid, catalog)?;
+        if !catalog.bad.is_empty() {
+            return Ok(None);
+        }
+        // Per record: per axis, the planned bins (positions in the plan)
+        // holding a requested value the record has.
+        let na = grid.axes.len();
+        let mut touch: HashMap<usize, Vec<Vec<u32>>> = HashMap::new();
+        for (a, axis) in grid.axes.iter().enumerate() {
+            let inv = &catalog.by_axis[a];
+            if inv.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            for (pb, b) in plan.axes[a].iter().enumerate() {
+                let base = b.bin as usize * axis.chunk;
+                for &o in &b.sel {
+                    let Some(ds) = inv.get(&axis.hashes[base + o as usize]) else { continue };
+                    for &d in ds {
+                        let e = touch.entry(d).or_insert_with(|| vec![Vec::new(); na]);
+                        if e[a].last() != Some(&(pb as u32)) {
+                            e[a].push(pb as u32);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for per in touch.values() {
+            if per.iter().any(Vec::is_empty) {
+                continue;
+            }
+            // Chunk index: mixed radix over the planned bins, first axis slowest.
+            let mut acc = vec![0usize];
+            for (a, ps) in per.iter().enumerate() {
+                let m = plan.axes[a].len();
+                acc = acc.iter().flat_map(|&x| ps.iter().map(move |&p| x * m + p as usize)).collect();
+            }
+            out.extend(acc);
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(Some(out))
+    }
+
     pub(crate) fn resolve_one(
         &self,
         t: &RoTxn<'_, WithoutTls>,
@@ -162,8 +268,10 @@ impl Store {
         // Damaged index entries are reported once per plan; their records
         // count as absent (verify reports them, repair rebuilds or drops).
         res.corrupt.append(&mut catalog.bad);
-        // Records holding at least one requested value on every axis.
-        let mut seen: Vec<usize> = (0..catalog.descs.len()).collect();
+        // Records holding at least one requested value on every axis (all
+        // records for a grid without axes). The cost follows the matches,
+        // not the number of records.
+        let mut seen: Option<Vec<usize>> = None;
         for (a, axis) in grid.axes.iter().enumerate() {
             let base = geo.bins[a] as usize * axis.chunk;
             let mut on_axis: Vec<usize> = Vec::new();
@@ -176,12 +284,20 @@ impl Store {
             }
             on_axis.sort_unstable();
             on_axis.dedup();
-            let keep: std::collections::HashSet<usize> = on_axis.into_iter().collect();
-            seen.retain(|d| keep.contains(d));
-            if seen.is_empty() {
+            let next = match seen {
+                None => on_axis,
+                Some(mut s) => {
+                    s.retain(|d| on_axis.binary_search(d).is_ok());
+                    s
+                }
+            };
+            let empty = next.is_empty();
+            seen = Some(next);
+            if empty {
                 break;
             }
         }
+        let seen = seen.unwrap_or_else(|| (0..catalog.descs.len()).collect());
         for d in seen {
             let (k, desc) = &catalog.descs[d];
             if *k != key {
