@@ -348,3 +348,44 @@ fn in_use_marks_are_seen_by_other_processes() {
     assert!(store.unmark_in_use(&cache_id(1), mine).unwrap());
     assert!(store.caches_in_use().unwrap().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// Sparse partial records
+
+#[test]
+fn a_huge_chunk_with_few_points_costs_its_points() {
+    let root = TempRoot::new("sparse");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(4);
+    // One chunk of 10,000 x 10,000 points.
+    let g = Grid::new(vec![axis("x", 10_000, 10_000), axis("y", 10_000, 10_000)]).unwrap();
+    let pts = [(0u32, 0u32), (1, 2), (9_999, 9_999), (5_000, 17), (17, 5_000), (4_242, 4_243)];
+    for &(x, y) in &pts {
+        write_some(&store, &c, &g, &[Some(vec![x]), Some(vec![y])], 0, &[0]);
+    }
+    let key = resolve_all(&store, &c, &g, &[None, None])[0].key;
+    let six = store.get_record(&c, &key).unwrap().unwrap();
+    assert!(six.len() < 256, "6 points take {} bytes", six.len());
+    // One more point rewrites a record of 7 points, not of 10^8.
+    let t0 = std::time::Instant::now();
+    write_some(&store, &c, &g, &[Some(vec![123]), Some(vec![456])], 0, &[0]);
+    let took = t0.elapsed();
+    let seven = store.get_record(&c, &key).unwrap().unwrap();
+    assert_eq!(seven.len() - six.len(), 12, "4 bytes of index and 8 of element");
+    eprintln!("one more point: {took:?}");
+    assert!(took.as_millis() < 500, "{took:?}");
+    // Every point reads back, through the chunk and through a selection.
+    let axis_sel = |f: fn(&(u32, u32)) -> u32, extra: u32| {
+        let mut v: Vec<u32> = pts.iter().map(f).chain([extra]).collect();
+        v.sort_unstable();
+        v.dedup();
+        Some(v)
+    };
+    let sel = [axis_sel(|p| p.0, 123), axis_sel(|p| p.1, 456)];
+    let res = resolve_all(&store, &c, &g, &sel);
+    assert_eq!(res[0].available, 7);
+    let d = store.read_chunk(&c, &res[0]).unwrap();
+    assert_eq!(d.data.len(), 7 * 8);
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert_eq!(store.summary(&c).unwrap().points, 7);
+}
