@@ -169,3 +169,34 @@ test('in-use marks are seen by other processes and end with the process that mad
   t.false(store.unmarkInUse(mine, token), 'twice is a no-op');
   t.deepEqual(store.cachesInUse(), []);
 });
+
+test('a 4096 x 4096 chunk holding a few points is a record of a few hundred bytes; one more point adds a few bytes', async (t) => {
+  const root = freshRoot();
+  const n = 4096; // 2^24 points: the largest chunk allowed
+  const cache = ChunkCache.open({
+    root,
+    params: { test: 'sparse' },
+    axisValues: { x: Array.from({ length: n }, (_, i) => i), y: Array.from({ length: n }, (_, i) => i) },
+    chunkSpec: { x: n, y: n },
+  });
+  const fn: ChunkFn = (_p, axes) => {
+    const out: number[] = [];
+    for (const x of axes.x as number[]) for (const y of axes.y as number[]) out.push(x * 1e4 + y);
+    return Float64Array.from(out);
+  };
+  const pts = [[0, 0], [1, 2], [4095, 4095], [2000, 17], [17, 2000], [42, 43]] as const;
+  for (const [x, y] of pts) await run(cache.select({ values: { x: [x], y: [y] } }), fn);
+  const { store, idBytes } = cache._core;
+  const [desc] = store.descriptors(idBytes);
+  const six = store.getRecord(idBytes, desc!.chunk)!;
+  t.true(six.length < 512, `6 points: ${six.length} bytes`);
+  await run(cache.select({ values: { x: [123], y: [456] } }), fn);
+  const seven = store.getRecord(idBytes, desc!.chunk)!;
+  t.is(seven.length - six.length, 12, 'one more point: its index and its element');
+  t.log(`a 2^24-point chunk: ${six.length} bytes with 6 points, ${seven.length} with 7 (dense: 128 MiB)`);
+  // A run over stored and missing points computes only the missing ones.
+  const again = await run(cache.select({ values: { x: [1, 123], y: [2, 456] } }), fn);
+  t.is(again.diagnostics.executedPoints, 2, 'only the 2 points never stored are computed');
+  t.deepEqual(Array.from(again.output as Float64Array), [10002, 10456, 1230002, 1230456]);
+  t.deepEqual(store.verify(idBytes), []);
+});
