@@ -170,6 +170,7 @@ async function parallelBench(): Promise<void> {
 }
 
 try {
+  await (await import('./scale.js')).scaleBench(add, quick);
   await statusBench();
   await storeBench();
   await apiBench();
