@@ -132,173 +132,200 @@ function spoolEntry(id: string, desc: ReturnType<typeof parseRecordFile>['desc']
   return Buffer.concat(parts);
 }
 
-/**
- * Streams and validates the whole archive, writing validated records to
- * `spoolFd`. Resolves to the caches to import; rejects with ArchiveError.
- */
-async function scanArchive(file: string, spoolFd: number): Promise<PlannedCache[]> {
-  const fail = (msg: string): never => {
-    throw new ArchiveError(`import: ${file}: ${msg}; nothing was imported`);
-  };
-  let caches: PlannedCache[] | null = null;
-  let entries = new Map<string, Expected>();
-  const seen = new Set<string>();
-  let cap = BLOCK + MAX_MANIFEST_BYTES + TAR_SLACK;
-  let total = 0;
-  let endSeen = false;
-  // The entry being read.
-  // The entry being read: its bytes go into one buffer of the declared size
-  // (pages are touched only as data arrives).
-  let cur: { h: TarHeader; exp: Expected | null; hash: Hash; buf: Buffer; fill: number } | null = null;
-  const begin = (h: TarHeader, exp: Expected | null): void => {
-    cur = { h, exp, hash: createHash('sha256'), buf: Buffer.allocUnsafe(h.size), fill: 0 };
-  };
+type Entry = { h: TarHeader; exp: Expected | null; hash: Hash; buf: Buffer; fill: number };
 
-  const finishManifest = (body: Buffer): void => {
+/**
+ * Streams and validates the whole archive, writing validated records to a
+ * spool file: the manifest first (it bounds what may follow), then every
+ * entry against it (path, type, size, sha256; records also parsed and
+ * checksummed natively). `run()` resolves to the caches to import; every
+ * failure is an ArchiveError.
+ */
+class ArchiveScan {
+  private caches: PlannedCache[] | null = null;
+  private entries = new Map<string, Expected>();
+  private readonly seen = new Set<string>();
+  /** Decompressed bytes allowed so far: the manifest's limit, then what it accounts for. */
+  private cap = BLOCK + MAX_MANIFEST_BYTES + TAR_SLACK;
+  private total = 0;
+  private endSeen = false;
+  /** The entry being read: its bytes go into one buffer of the declared size. */
+  private cur: Entry | null = null;
+  private readonly tar = new TarReader({
+    entry: (h) => this.onEntry(h),
+    data: (chunk) => this.onData(chunk),
+    end: () => this.onEnd(),
+  });
+
+  constructor(
+    private readonly file: string,
+    private readonly spoolFd: number,
+  ) {}
+
+  private fail(msg: string): never {
+    throw new ArchiveError(`import: ${this.file}: ${msg}; nothing was imported`);
+  }
+
+  async run(): Promise<PlannedCache[]> {
+    try {
+      await pipeline(createReadStream(this.file), createGunzip(), this.sink());
+    } catch (e) {
+      if (e instanceof ArchiveError) throw e;
+      if (e instanceof TarFormatError) this.fail(`not a valid tar archive: ${e.message}`);
+      if (e instanceof ChunkMemoError) this.fail((e as Error).message);
+      const err = e as NodeJS.ErrnoException;
+      if (typeof err.code === 'string' && err.code.startsWith('Z_')) this.fail(`not a valid gzip archive (${err.message})`);
+      throw new ArchiveError(`import: cannot read ${this.file}: ${err.message}; nothing was imported`, { cause: e });
+    }
+    return this.caches!;
+  }
+
+  private sink(): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        try {
+          this.take(chunk);
+          cb();
+        } catch (e) {
+          cb(e as Error);
+        }
+      },
+      final: (cb) => {
+        try {
+          this.finish();
+          cb();
+        } catch (e) {
+          cb(e as Error);
+        }
+      },
+    });
+  }
+
+  private take(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.total > this.cap) this.fail(`it decompresses to more than the ${this.cap} bytes its manifest accounts for (a damaged archive or a decompression bomb)`);
+    this.tar.push(chunk);
+    if (this.tar.ended && !this.endSeen) {
+      // After the end marker only a little zero padding may follow.
+      this.endSeen = true;
+      if (!this.caches) this.fail('no manifest.json (not a chunk-memo archive)');
+      this.cap = Math.min(this.cap, this.total + TAR_SLACK);
+    }
+  }
+
+  private finish(): void {
+    this.tar.finish();
+    if (!this.caches) this.fail('no manifest.json (not a chunk-memo archive)');
+    const missing = [...this.entries.keys()];
+    if (missing.length) this.fail(`${missing[0]} is missing from the archive${missing.length > 1 ? ` (and ${missing.length - 1} more entries)` : ''}`);
+    for (const c of this.caches!) {
+      const axes = [...c.meta!.axisOrder].sort().join('\0');
+      for (const s of c.axisSets) if (s !== axes) this.fail(`records of cache ${c.id} have axes ${s.split('\0').join(', ')}, not the cache's ${c.meta!.axisOrder.join(', ')}`);
+    }
+  }
+
+  private onEntry(h: TarHeader): void {
+    const bad = unsafePath(h.path);
+    if (bad) this.fail(`refusing entry ${JSON.stringify(h.path)}: ${bad}`);
+    if (h.type === 'Directory' && h.size === 0 && this.caches) {
+      this.cur = null;
+      return;
+    }
+    if (h.type !== 'File' && h.type !== 'ContiguousFile') this.fail(`refusing entry ${JSON.stringify(h.path)}: a ${h.type} entry (only plain files are allowed)`);
+    if (!this.caches) {
+      if (h.path !== 'manifest.json') this.fail(`the first entry is ${JSON.stringify(h.path)}, not manifest.json (not a chunk-memo archive)`);
+      if (h.size > MAX_MANIFEST_BYTES) this.fail(`manifest.json is ${h.size} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
+      this.begin(h, null);
+      return;
+    }
+    const exp = this.entries.get(h.path);
+    if (!exp) this.fail(this.seen.has(h.path) || h.path === 'manifest.json' ? `entry ${JSON.stringify(h.path)} appears twice` : `unexpected entry ${JSON.stringify(h.path)} (not listed in the manifest)`);
+    if (h.size !== exp.size) this.fail(`${h.path} is ${h.size} bytes but the manifest says ${exp.size}`);
+    this.entries.delete(h.path);
+    this.seen.add(h.path);
+    this.begin(h, exp);
+  }
+
+  private begin(h: TarHeader, exp: Expected | null): void {
+    // Pages of the buffer are touched only as data arrives.
+    this.cur = { h, exp, hash: createHash('sha256'), buf: Buffer.allocUnsafe(h.size), fill: 0 };
+  }
+
+  private onData(chunk: Buffer): void {
+    const cur = this.cur;
+    if (!cur) return;
+    // JSON never holds a raw NUL: a zero-filled manifest stops here.
+    if (!cur.exp && chunk.includes(0)) this.fail('manifest.json is not valid JSON (it holds NUL bytes)');
+    cur.hash.update(chunk);
+    chunk.copy(cur.buf, cur.fill);
+    cur.fill += chunk.length;
+  }
+
+  private onEnd(): void {
+    const cur = this.cur;
+    if (!cur) return;
+    this.cur = null;
+    const { exp, hash, buf: body } = cur;
+    if (!exp) return this.finishManifest(body);
+    const c = this.caches![exp.cache]!;
+    if (hash.digest('hex') !== exp.sha256) {
+      this.fail(`checksum mismatch for ${exp.path} (${exp.kind === 'meta' ? 'metadata' : 'a record'} of cache ${c.id}): the archive is damaged or was tampered with`);
+    }
+    if (exp.kind === 'meta') this.finishMeta(c, body);
+    else this.finishRecord(c, exp, body);
+  }
+
+  private finishManifest(body: Buffer): void {
     let m: Manifest;
     try {
       m = JSON.parse(body.toString('utf8')) as Manifest;
     } catch {
-      return fail('manifest.json is not valid JSON');
+      return this.fail('manifest.json is not valid JSON');
     }
-    const plan = planManifest(m, fail);
-    caches = plan.caches;
-    entries = plan.entries;
-    cap = BLOCK + padded(body.length) + plan.total + TAR_SLACK;
-  };
+    const plan = planManifest(m, (msg) => this.fail(msg));
+    this.caches = plan.caches;
+    this.entries = plan.entries;
+    this.cap = BLOCK + padded(body.length) + plan.total + TAR_SLACK;
+  }
 
-  const finishMeta = (c: PlannedCache, blob: Buffer): void => {
+  private finishMeta(c: PlannedCache, blob: Buffer): void {
     let meta: CacheMeta;
     try {
       meta = unpackMeta(blob);
     } catch {
-      return fail(`metadata of cache ${c.id} does not decode`);
+      return this.fail(`metadata of cache ${c.id} does not decode`);
     }
     let again: string;
     try {
       again = cacheIdOf(meta.params, meta.cacheVersion, meta.code).id;
     } catch (e) {
-      return fail(`metadata of cache ${c.id} is not valid: ${(e as Error).message}`);
+      return this.fail(`metadata of cache ${c.id} is not valid: ${(e as Error).message}`);
     }
-    if (meta.id !== c.id || again !== c.id) fail(`metadata of cache ${c.id} describes cache ${again}`);
-    if (!Array.isArray(meta.axisOrder) || !meta.axisOrder.every((a) => Array.isArray(meta.axisValues?.[a]))) fail(`metadata of cache ${c.id} is malformed`);
+    if (meta.id !== c.id || again !== c.id) this.fail(`metadata of cache ${c.id} describes cache ${again}`);
+    if (!Array.isArray(meta.axisOrder) || !meta.axisOrder.every((a) => Array.isArray(meta.axisValues?.[a]))) this.fail(`metadata of cache ${c.id} is malformed`);
     c.meta = meta;
-  };
+  }
 
-  const finishRecord = (c: PlannedCache, exp: Expected, body: Buffer): void => {
-    const where = `import: ${file}: ${exp.path}`;
-    const { desc, bytes } = parseRecordFile(body, where);
-    if (desc.chunk.toString('hex') !== exp.chunk || desc.n !== exp.n) fail(`${exp.path} does not match its manifest entry`);
+  private finishRecord(c: PlannedCache, exp: Expected, body: Buffer): void {
+    const { desc, bytes } = parseRecordFile(body, `import: ${this.file}: ${exp.path}`);
+    if (desc.chunk.toString('hex') !== exp.chunk || desc.n !== exp.n) this.fail(`${exp.path} does not match its manifest entry`);
     const prod = desc.axes.reduce((x, a) => x * (a.hashes.length / 8), 1);
     if (prod !== desc.n || desc.present > desc.n || new Set(desc.axes.map((a) => a.name)).size !== desc.axes.length) {
-      fail(`${exp.path}: record descriptor is inconsistent`);
+      this.fail(`${exp.path}: record descriptor is inconsistent`);
     }
     let info: { n: number; present: number };
     try {
       info = native.checkRecordBytes(bytes);
     } catch (e) {
-      return fail(`${exp.path}: the record is damaged (${fromNative(e).message}) although its archive checksum matches`);
+      return this.fail(`${exp.path}: the record is damaged (${fromNative(e).message}) although its archive checksum matches`);
     }
-    if (info.n !== desc.n || info.present !== desc.present) fail(`${exp.path}: the record disagrees with its descriptor`);
+    if (info.n !== desc.n || info.present !== desc.present) this.fail(`${exp.path}: the record disagrees with its descriptor`);
     c.axisSets.add(desc.axes.map((a) => a.name).sort().join('\0'));
     c.records++;
     c.points += desc.present;
-    writeSync(spoolFd, spoolEntry(c.id, desc, bytes.length));
-    writeSync(spoolFd, bytes);
-  };
-
-  const tar = new TarReader({
-    entry(h) {
-      const bad = unsafePath(h.path);
-      if (bad) fail(`refusing entry ${JSON.stringify(h.path)}: ${bad}`);
-      if (h.type === 'Directory' && h.size === 0 && caches) {
-        cur = null;
-        return;
-      }
-      if (h.type !== 'File' && h.type !== 'ContiguousFile') fail(`refusing entry ${JSON.stringify(h.path)}: a ${h.type} entry (only plain files are allowed)`);
-      if (!caches) {
-        if (h.path !== 'manifest.json') fail(`the first entry is ${JSON.stringify(h.path)}, not manifest.json (not a chunk-memo archive)`);
-        if (h.size > MAX_MANIFEST_BYTES) fail(`manifest.json is ${h.size} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
-        begin(h, null);
-        return;
-      }
-      const exp = entries.get(h.path);
-      if (!exp) fail(seen.has(h.path) || h.path === 'manifest.json' ? `entry ${JSON.stringify(h.path)} appears twice` : `unexpected entry ${JSON.stringify(h.path)} (not listed in the manifest)`);
-      if (h.size !== exp!.size) fail(`${h.path} is ${h.size} bytes but the manifest says ${exp!.size}`);
-      entries.delete(h.path);
-      seen.add(h.path);
-      begin(h, exp!);
-    },
-    data(chunk) {
-      if (!cur) return;
-      // JSON never holds a raw NUL: a zero-filled manifest stops here.
-      if (!cur.exp && chunk.includes(0)) fail('manifest.json is not valid JSON (it holds NUL bytes)');
-      cur.hash.update(chunk);
-      chunk.copy(cur.buf, cur.fill);
-      cur.fill += chunk.length;
-    },
-    end() {
-      if (!cur) return;
-      const { exp, hash, buf: body } = cur;
-      cur = null;
-      if (!exp) return finishManifest(body);
-      if (hash.digest('hex') !== exp.sha256) {
-        const c = caches![exp.cache]!;
-        fail(`checksum mismatch for ${exp.path} (${exp.kind === 'meta' ? 'metadata' : 'a record'} of cache ${c.id}): the archive is damaged or was tampered with`);
-      }
-      const c = caches![exp.cache]!;
-      if (exp.kind === 'meta') finishMeta(c, body);
-      else finishRecord(c, exp, body);
-    },
-  });
-
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      total += chunk.length;
-      try {
-        if (total > cap) fail(`it decompresses to more than the ${cap} bytes its manifest accounts for (a damaged archive or a decompression bomb)`);
-        tar.push(chunk);
-        if (tar.ended && !endSeen) {
-          // After the end marker only a little zero padding may follow.
-          endSeen = true;
-          if (!caches) fail('no manifest.json (not a chunk-memo archive)');
-          cap = Math.min(cap, total + TAR_SLACK);
-        }
-        cb();
-      } catch (e) {
-        cb(e as Error);
-      }
-    },
-    final(cb) {
-      try {
-        tar.finish();
-        if (!caches) fail('no manifest.json (not a chunk-memo archive)');
-        const missing = [...entries.keys()];
-        if (missing.length) fail(`${missing[0]} is missing from the archive${missing.length > 1 ? ` (and ${missing.length - 1} more entries)` : ''}`);
-        for (const c of caches!) {
-          const axes = [...c.meta!.axisOrder].sort().join('\0');
-          for (const s of c.axisSets) if (s !== axes) fail(`records of cache ${c.id} have axes ${s.split('\0').join(', ')}, not the cache's ${c.meta!.axisOrder.join(', ')}`);
-        }
-        cb();
-      } catch (e) {
-        cb(e as Error);
-      }
-    },
-  });
-
-  try {
-    await pipeline(createReadStream(file), createGunzip(), sink);
-  } catch (e) {
-    if (e instanceof ArchiveError) throw e;
-    if (e instanceof TarFormatError) fail(`not a valid tar archive: ${e.message}`);
-    if (e instanceof ChunkMemoError) fail((e as Error).message);
-    const err = e as NodeJS.ErrnoException;
-    if (typeof err.code === 'string' && err.code.startsWith('Z_')) {
-      fail(`not a valid gzip archive (${err.message})`);
-    }
-    throw new ArchiveError(`import: cannot read ${file}: ${err.message}; nothing was imported`, { cause: e });
+    writeSync(this.spoolFd, spoolEntry(c.id, desc, bytes.length));
+    writeSync(this.spoolFd, bytes);
   }
-  return caches!;
 }
 
 /**
@@ -319,7 +346,7 @@ export async function importArchive(file: string, root = '.chunk_memo'): Promise
     const fd = openSync(spool, 'w');
     let planned: PlannedCache[];
     try {
-      planned = await scanArchive(src, fd);
+      planned = await new ArchiveScan(src, fd).run();
     } finally {
       closeSync(fd);
     }
