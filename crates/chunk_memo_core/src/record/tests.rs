@@ -1,0 +1,186 @@
+//! Round trips, corruption, the sparse form and the first format.
+
+use super::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+#[test]
+fn items_round_trip_and_partial() {
+    let mut b = RecordBuilder::new(KIND_ITEMS, 5).unwrap();
+    b.set(0, b"a").unwrap();
+    b.set(3, b"dddd").unwrap();
+    let bytes = b.finish();
+    let v = RecordView::parse(&bytes).unwrap();
+    assert_eq!(v.present, 2);
+    assert!(v.is_present(0) && !v.is_present(1) && v.is_present(3));
+    assert_eq!(v.point(3), b"dddd");
+    assert_eq!(v.point(1), b"");
+}
+
+#[test]
+fn typed_round_trip() {
+    let mut b = RecordBuilder::new(DType::F64 as u8, 3).unwrap();
+    for i in 0..3 {
+        b.set(i, &(i as f64 * 1.5).to_le_bytes()).unwrap();
+    }
+    let bytes = b.finish();
+    let v = RecordView::parse(&bytes).unwrap();
+    assert!(v.is_complete());
+    assert_eq!(v.point(2), 3.0f64.to_le_bytes());
+    assert!(b.set(0, &[0u8; 4]).is_ok(), "present points are kept, not rewritten");
+}
+
+#[test]
+fn dictionaries_are_kept_per_point_and_deduplicated() {
+    let mut b = RecordBuilder::new(KIND_ITEMS, 4).unwrap();
+    b.set_in(0, b"p0", b"dictA").unwrap();
+    b.set_in(1, b"p1", b"dictB").unwrap();
+    b.set_in(2, b"p2", b"dictA").unwrap();
+    b.set(3, b"plain").unwrap();
+    let bytes = b.finish();
+    let v = RecordView::parse(&bytes).unwrap();
+    assert_eq!(v.dicts().len(), 3);
+    assert_eq!(v.point_dict(0), b"dictA");
+    assert_eq!(v.point_dict(1), b"dictB");
+    assert_eq!(v.point_dict(2), b"dictA");
+    assert_eq!(v.point_dict(3), b"");
+    // Rebuilding from the view keeps each point's dictionary.
+    let again = RecordBuilder::from_view(&v).unwrap().finish();
+    assert_eq!(again, bytes);
+    // A dictionary no present point uses is dropped.
+    let mut c = RecordBuilder::new(KIND_ITEMS, 2).unwrap();
+    c.set_in(1, b"x", b"only").unwrap();
+    let v = RecordView::parse(&c.finish()).unwrap().dicts().len();
+    assert_eq!(v, 1);
+}
+
+#[test]
+fn corruption_detected() {
+    let mut b = RecordBuilder::new(KIND_ITEMS, 2).unwrap();
+    b.set(1, b"xyz").unwrap();
+    let mut bytes = b.finish();
+    let k = bytes.len() - 10;
+    bytes[k] ^= 0x40;
+    assert!(RecordView::parse(&bytes).is_err());
+    assert!(RecordView::parse(&bytes[..5]).is_err());
+}
+
+/// A tiny deterministic generator (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[test]
+fn random_writes_and_reads_match_a_reference_map() {
+    use std::collections::BTreeMap;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300 {
+        let kind = if round % 2 == 0 { KIND_ITEMS } else { DType::F32 as u8 };
+        let n = [1usize, 7, 64, 1000, 5000][rng.below(5) as usize];
+        // Densities from a few points to complete records.
+        let writes = [1usize, 3, 10, n / 2, n * 3][rng.below(5) as usize].max(1);
+        let mut reference: BTreeMap<usize, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        let mut bytes = RecordBuilder::new(kind, n).unwrap().finish();
+        // Several updates, each a rebuild from the stored record as the
+        // store does.
+        for _ in 0..1 + rng.below(4) {
+            let v = RecordView::parse(&bytes).unwrap();
+            let mut b = RecordBuilder::from_view(&v).unwrap();
+            for _ in 0..writes / 2 + 1 {
+                let i = rng.below(n as u64) as usize;
+                let (val, dict) = if kind == KIND_ITEMS {
+                    let len = rng.below(6) as usize;
+                    let val: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    let dict = [b"".to_vec(), b"d1".to_vec(), b"d2".to_vec()][rng.below(3) as usize].clone();
+                    (val, dict)
+                } else {
+                    ((rng.next() as u32).to_le_bytes().to_vec(), Vec::new())
+                };
+                b.set_in(i, &val, &dict).unwrap();
+                reference.entry(i).or_insert((val, dict));
+            }
+            bytes = b.finish();
+        }
+        let v = RecordView::parse(&bytes).unwrap();
+        assert_eq!(v.n, n);
+        assert_eq!(v.present, reference.len());
+        assert_eq!(v.is_complete(), reference.len() == n);
+        if v.is_complete() {
+            assert!(!v.is_sparse(), "complete records are dense");
+        }
+        if reference.len() * 10 < n {
+            assert!(v.is_sparse(), "a record with few points is sparse (n {n}, {})", reference.len());
+        }
+        for i in 0..n {
+            match reference.get(&i) {
+                Some((val, dict)) => {
+                    assert!(v.is_present(i));
+                    assert_eq!(v.point(i), val.as_slice());
+                    assert_eq!(v.point_dict(i), dict.as_slice());
+                }
+                None => assert!(!v.is_present(i)),
+            }
+        }
+        assert_eq!(v.present_points().collect::<Vec<_>>(), reference.keys().copied().collect::<Vec<_>>());
+        // Rebuilding gives the same bytes; any flipped byte is caught.
+        assert_eq!(RecordBuilder::from_view(&v).unwrap().finish(), bytes);
+        let mut bad = bytes.clone();
+        let k = rng.below(bad.len() as u64) as usize;
+        bad[k] ^= 1 << rng.below(8);
+        assert!(RecordView::parse(&bad).is_err());
+    }
+}
+
+#[test]
+fn a_sparse_record_costs_its_points_not_its_chunk() {
+    // 10,000 x 10,000 points, 6 present.
+    let n = 100_000_000;
+    let mut b = RecordBuilder::new(DType::F64 as u8, n).unwrap();
+    for (k, i) in [5usize, 99, 123_456, 50_000_000, 77_777_777, n - 1].into_iter().enumerate() {
+        b.set(i, &(k as f64).to_le_bytes()).unwrap();
+    }
+    let bytes = b.finish();
+    assert!(bytes.len() < 200, "{} bytes", bytes.len());
+    let v = RecordView::parse(&bytes).unwrap();
+    assert!(v.is_sparse() && v.present == 6 && v.is_present(77_777_777) && !v.is_present(77_777_778));
+    assert_eq!(v.point(n - 1), 5f64.to_le_bytes());
+    let mut items = RecordBuilder::new(KIND_ITEMS, n).unwrap();
+    items.set_in(42, b"\x93\x01\x02\x03", b"dict").unwrap();
+    let bytes = items.finish();
+    assert!(bytes.len() < 100, "{} bytes", bytes.len());
+    assert_eq!(RecordView::parse(&bytes).unwrap().point_dict(42), b"dict");
+}
+
+#[test]
+fn records_of_the_first_format_are_read() {
+    // A CMR1 items record of 3 points written by the first writer:
+    // point 1 = "ab" packed with dictionary "D".
+    let mut old = Vec::new();
+    old.extend_from_slice(b"CMR1");
+    old.extend_from_slice(&[KIND_ITEMS, 0, 0, 0]);
+    old.extend_from_slice(&3u32.to_le_bytes());
+    old.extend_from_slice(&1u32.to_le_bytes());
+    old.extend_from_slice(&[0b010, 0, 0, 0]); // bitmap
+    old.extend_from_slice(&1u32.to_le_bytes()); // one dictionary
+    old.extend_from_slice(&1u32.to_le_bytes());
+    old.extend_from_slice(b"D\0\0\0"); // "D", padded
+    old.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // 3 u16 + pad
+    for o in [0u32, 0, 2, 2] {
+        old.extend_from_slice(&o.to_le_bytes());
+    }
+    old.extend_from_slice(b"ab");
+    let sum = xxh3_64(&old);
+    old.extend_from_slice(&sum.to_le_bytes());
+    let v = RecordView::parse(&old).unwrap();
+    assert!(!v.is_sparse());
+    assert_eq!((v.present, v.point(1), v.point_dict(1)), (1, &b"ab"[..], &b"D"[..]));
+    assert!(!v.is_present(0) && !v.is_present(2));
+}

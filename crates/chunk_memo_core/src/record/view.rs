@@ -1,0 +1,243 @@
+//! Reading a record: parse and verify either form, then read points in place.
+
+use super::{bitmap_len, kind_width, FLAG_SPARSE, HEADER, MAGIC, MAGIC_SPARSE};
+use crate::error::{CoreError, Result};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// A parsed, borrowed record.
+#[derive(Debug, Clone)]
+pub struct RecordView<'a> {
+    pub kind: u8,
+    pub n: usize,
+    pub present: usize,
+    /// Dense: the presence bitmap. Sparse: empty.
+    bitmap: &'a [u8],
+    /// Sparse: the present point indices (u32 LE, ascending). Dense: None.
+    indices: Option<&'a [u8]>,
+    dicts: Vec<&'a [u8]>,
+    point_dicts: &'a [u8],
+    offsets: Option<&'a [u8]>,
+    data: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses and verifies a record (structure and checksum).
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>> {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if xxh3_64(body).to_le_bytes() != sum {
+            return Err(CoreError::corrupt("record checksum mismatch"));
+        }
+        Self::parse_unchecked(body)
+    }
+
+    /// Parses the structure without hashing the body (for presence checks on
+    /// a hot path; data reads always go through [`RecordView::parse`]).
+    pub fn parse_header(bytes: &'a [u8]) -> Result<RecordView<'a>> {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        Self::parse_unchecked(&bytes[..bytes.len() - 8])
+    }
+
+    fn parse_unchecked(body: &'a [u8]) -> Result<RecordView<'a>> {
+        if body.len() < HEADER {
+            return Err(CoreError::corrupt("bad record header"));
+        }
+        let sparse = match &body[..4] {
+            m if m == MAGIC => false,
+            m if m == MAGIC_SPARSE && body[5] == FLAG_SPARSE => true,
+            _ => return Err(CoreError::corrupt("bad record header")),
+        };
+        let kind = body[4];
+        let n = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
+        let present = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
+        // Slots: the points that have a dictionary index, an offset, an
+        // element (every point when dense, the present ones when sparse).
+        let slots = if sparse { present } else { n };
+        if present > n {
+            return Err(CoreError::corrupt("more points present than the record holds"));
+        }
+        let mut pos = HEADER;
+        let (bitmap, indices): (&[u8], Option<&[u8]>) = if sparse {
+            let il = present.checked_mul(4).ok_or_else(|| CoreError::corrupt("truncated point indices"))?;
+            let idx = body.get(pos..pos + il).ok_or_else(|| CoreError::corrupt("truncated point indices"))?;
+            pos += il;
+            let mut last: Option<u32> = None;
+            for c in idx.chunks_exact(4) {
+                let i = u32::from_le_bytes(c.try_into().unwrap());
+                if i as usize >= n || last.is_some_and(|l| l >= i) {
+                    return Err(CoreError::corrupt("point indices out of order or out of range"));
+                }
+                last = Some(i);
+            }
+            (&[], Some(idx))
+        } else {
+            let bl = bitmap_len(n);
+            let b = body.get(pos..pos + bl).ok_or_else(|| CoreError::corrupt("truncated bitmap"))?;
+            pos += bl;
+            (b, None)
+        };
+        let width = kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
+        let mut dicts = Vec::new();
+        let mut point_dicts: &[u8] = &[];
+        if width.is_none() {
+            let count = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionaries"))?;
+            let count = u32::from_le_bytes(count.try_into().unwrap()) as usize;
+            pos += 4;
+            for _ in 0..count {
+                let l = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?;
+                let l = u32::from_le_bytes(l.try_into().unwrap()) as usize;
+                pos += 4;
+                dicts.push(body.get(pos..pos + l).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?);
+                pos += l;
+            }
+            pos = pos.div_ceil(4) * 4;
+            let pl = (slots * 2).div_ceil(4) * 4;
+            point_dicts = body.get(pos..pos + pl).ok_or_else(|| CoreError::corrupt("truncated dictionary indices"))?;
+            pos += pl;
+        }
+        let (offsets, data) = match width {
+            None => {
+                let ol = (slots + 1) * 4;
+                let offsets = body.get(pos..pos + ol).ok_or_else(|| CoreError::corrupt("truncated offsets"))?;
+                let data = &body[pos + ol..];
+                let at = |k: usize| u32::from_le_bytes(offsets[k * 4..k * 4 + 4].try_into().unwrap()) as usize;
+                if at(slots) != data.len() {
+                    return Err(CoreError::corrupt("offsets do not match the data size"));
+                }
+                if sparse && (0..slots).any(|k| at(k) > at(k + 1)) {
+                    return Err(CoreError::corrupt("offsets decrease"));
+                }
+                (Some(offsets), data)
+            }
+            Some(w) => {
+                let data = &body[pos..];
+                if data.len() != slots * w {
+                    return Err(CoreError::corrupt("typed data size does not match the point count"));
+                }
+                (None, data)
+            }
+        };
+        let v = RecordView { kind, n, present, bitmap, indices, dicts, point_dicts, offsets, data };
+        if v.offsets.is_some() {
+            let bad = match v.indices {
+                Some(_) => (0..slots).any(|k| v.slot_dict(k) as usize >= v.dicts.len()),
+                None => (0..n).any(|i| v.is_present(i) && v.slot_dict(i) as usize >= v.dicts.len()),
+            };
+            if bad {
+                return Err(CoreError::corrupt("point names a missing dictionary"));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Whether the record is in the sparse form.
+    pub fn is_sparse(&self) -> bool {
+        self.indices.is_some()
+    }
+
+    fn index_at(&self, k: usize) -> u32 {
+        let idx = self.indices.unwrap();
+        u32::from_le_bytes(idx[k * 4..k * 4 + 4].try_into().unwrap())
+    }
+
+    /// The slot of point `i` (its position among the stored slots), if
+    /// present.
+    #[inline]
+    fn slot(&self, i: usize) -> Option<usize> {
+        match self.indices {
+            None => (i < self.n && self.bitmap[i >> 3] & (1 << (i & 7)) != 0).then_some(i),
+            Some(_) => {
+                let (mut lo, mut hi) = (0usize, self.present);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    match (self.index_at(mid) as usize).cmp(&i) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => return Some(mid),
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The present points, ascending (cost: the points present when sparse,
+    /// the chunk's size when dense).
+    pub fn present_points(&self) -> Box<dyn Iterator<Item = usize> + '_> {
+        match self.indices {
+            Some(_) => Box::new((0..self.present).map(move |k| self.index_at(k) as usize)),
+            None => Box::new((0..self.n).filter(move |&i| self.bitmap[i >> 3] & (1 << (i & 7)) != 0)),
+        }
+    }
+
+    #[inline]
+    pub fn is_present(&self, i: usize) -> bool {
+        self.slot(i).is_some()
+    }
+
+    fn offset(&self, k: usize) -> usize {
+        let o = self.offsets.unwrap();
+        u32::from_le_bytes(o[k * 4..k * 4 + 4].try_into().unwrap()) as usize
+    }
+
+    fn slot_bytes(&self, k: usize) -> &'a [u8] {
+        match self.offsets {
+            Some(_) => &self.data[self.offset(k)..self.offset(k + 1)],
+            None => {
+                let slots = if self.indices.is_some() { self.present } else { self.n };
+                let w = self.data.len() / slots.max(1);
+                &self.data[k * w..(k + 1) * w]
+            }
+        }
+    }
+
+    fn slot_dict(&self, k: usize) -> u16 {
+        u16::from_le_bytes(self.point_dicts[k * 2..k * 2 + 2].try_into().unwrap())
+    }
+
+    /// Bytes of point `i` (msgpack for items, one element for typed); empty
+    /// for an absent point of a sparse record.
+    pub fn point(&self, i: usize) -> &'a [u8] {
+        match (self.indices, self.slot(i)) {
+            (None, _) => self.slot_bytes(i),
+            (Some(_), Some(k)) => self.slot_bytes(k),
+            (Some(_), None) => &[],
+        }
+    }
+
+    /// Index of the dictionary point `i` was packed with (items only).
+    pub fn dict_index(&self, i: usize) -> u16 {
+        match (self.indices, self.slot(i)) {
+            (None, _) => self.slot_dict(i),
+            (Some(_), Some(k)) => self.slot_dict(k),
+            (Some(_), None) => 0,
+        }
+    }
+
+    /// Dictionaries of the record (items only).
+    pub fn dicts(&self) -> &[&'a [u8]] {
+        &self.dicts
+    }
+
+    /// Dictionary of point `i` (empty for typed records and plain msgpack).
+    pub fn point_dict(&self, i: usize) -> &'a [u8] {
+        if self.offsets.is_none() {
+            return &[];
+        }
+        self.dicts.get(self.dict_index(i) as usize).copied().unwrap_or(&[])
+    }
+
+    /// The whole data area (typed records: the raw array when dense, the
+    /// present elements in index order when sparse).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.present == self.n
+    }
+}
