@@ -31,11 +31,20 @@ function fail(message) {
 // addon: overwriting a .node that another process has loaded crashes it.
 sh(process.execPath, ['scripts/ensure-built.mjs']);
 
+// The published addon is the release build, as in the release workflow:
+// without the cargo feature `test-hooks` (raw record access for tests, the
+// scan benchmark) that `npm run build:native` compiles into ts/binding's
+// development addon. It goes to its own folder; ts/binding is left alone.
+const addonDir = join(out, 'addon');
+rmSync(addonDir, { recursive: true, force: true });
+mkdirSync(addonDir, { recursive: true });
+sh(npm, ['run', 'build:native:release', '--', '--output-dir', addonDir]);
+
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const binaryName = pkg.napi.binaryName;
 const hostPrefix = `${binaryName}.${process.platform}-${process.arch}`;
-const addon = readdirSync(join(root, 'ts/binding')).find((f) => f.startsWith(hostPrefix) && f.endsWith('.node'));
-if (!addon) fail(`no ${hostPrefix}*.node in ts/binding; run \`npm run build:native\``);
+const addon = readdirSync(addonDir).find((f) => f.startsWith(hostPrefix) && f.endsWith('.node'));
+if (!addon) fail(`no ${hostPrefix}*.node in ${addonDir}; see \`npm run build:native:release\``);
 // `chunk-memo.linux-x64-gnu.node` -> `linux-x64-gnu`, napi's platformArchABI.
 const platformArchAbi = addon.slice(binaryName.length + 1, -'.node'.length);
 
@@ -46,7 +55,7 @@ rmSync(join(root, 'npm'), { recursive: true, force: true });
 sh(npx, ['--no', 'napi', 'create-npm-dirs', '--package-json-path', 'package.json', '--npm-dir', 'npm']);
 const platformDir = join(root, 'npm', platformArchAbi);
 if (!existsSync(join(platformDir, 'package.json'))) fail(`${platformArchAbi} is not one of napi.targets in package.json`);
-copyFileSync(join(root, 'ts/binding', addon), join(platformDir, addon));
+copyFileSync(join(addonDir, addon), join(platformDir, addon));
 
 // Stage the main package: exactly the files `npm pack` selects from the
 // repository (`files` leaves out the addon that build:ts copies into
@@ -79,5 +88,6 @@ function pack(dir) {
 const mainTarball = pack(stage);
 const platformTarball = pack(platformDir);
 rmSync(join(out, 'stage'), { recursive: true, force: true });
+rmSync(addonDir, { recursive: true, force: true });
 console.log(mainTarball);
 console.log(platformTarball);

@@ -113,8 +113,6 @@ export declare class BindingStore {
   descriptors(id: Buffer): Array<BindingDescriptor>
   /** Totals of a cache's records, from the index alone. */
   summary(id: Buffer): BindingSummary
-  /** Async form of `summary`. */
-  summaryAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<BindingSummary>
   getRecord(id: Buffer, chunk: Buffer): Buffer | null
   /** Stores a verified record (import), merging with a stored one. */
   putRecord(id: Buffer, desc: BindingDescriptor, bytes: Buffer): void
@@ -147,43 +145,29 @@ export declare class BindingStore {
    * included) marks in use, sorted.
    */
   cachesInUse(): Array<string>
-  /** Async form of `open`. */
-  static openAsync(root: string, signal?: AbortSignal | undefined | null): Promise<BindingStore>
-  /** Async form of `putMeta`. */
-  putMetaAsync(id: Buffer, blob: Buffer, signal?: AbortSignal | undefined | null): Promise<void>
-  /** Async form of `getMeta`. */
-  getMetaAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Buffer | null>
-  /** Async form of `listMeta`. */
-  listMetaAsync(signal?: AbortSignal | undefined | null): Promise<Array<BindingMetaEntry>>
-  /** Async form of `deleteCache`. */
-  deleteCacheAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<number>
-  /** Async form of `deleteRecords`. */
-  deleteRecordsAsync(id: Buffer, chunks: Array<Buffer>, signal?: AbortSignal | undefined | null): Promise<void>
-  /** Async form of `descriptors`. */
-  descriptorsAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingDescriptor>>
-  /** Async form of `getRecord`. */
-  getRecordAsync(id: Buffer, chunk: Buffer, signal?: AbortSignal | undefined | null): Promise<Buffer | null>
-  /** Async form of `putRecord`. */
-  putRecordAsync(id: Buffer, desc: BindingDescriptor, bytes: Buffer, signal?: AbortSignal | undefined | null): Promise<void>
-  /** Async form of `accessTimes`. */
-  accessTimesAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingAccess>>
-  /** Async form of `flushAccessTimes`. */
-  flushAccessTimesAsync(signal?: AbortSignal | undefined | null): Promise<void>
-  /** Async form of `verify`. */
-  verifyAsync(id: Buffer, signal?: AbortSignal | undefined | null): Promise<Array<BindingBadRecord>>
-  /** Overwrites raw record bytes (tests plant corruption with it). */
+  /** Size of the environment's data file in bytes. */
+  diskBytes(): number
+  /**
+   * Overwrites raw record bytes (tests plant corruption with it).
+   * Development builds only (cargo feature `test-hooks`).
+   */
   putRawRecordForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
-  /** Overwrites a raw index entry (tests plant damage with it). */
+  /**
+   * Overwrites a raw index entry (tests plant damage with it).
+   * Development builds only (cargo feature `test-hooks`).
+   */
   putRawIndexForTests(id: Buffer, chunk: Buffer, bytes: Buffer): void
-  /** A raw index entry (tests). */
+  /**
+   * A raw index entry (tests). Development builds only (cargo feature
+   * `test-hooks`).
+   */
   getRawIndexForTests(id: Buffer, chunk: Buffer): Buffer | null
   /**
    * Plain LMDB read loop over a cache's records touching every byte:
-   * `[records, bytes, fold]` (a benchmark ceiling).
+   * `[records, bytes, fold]` (a benchmark ceiling). Development builds
+   * only (cargo feature `test-hooks`).
    */
   scanRecords(id: Buffer): Array<number>
-  /** Size of the environment's data file in bytes. */
-  diskBytes(): number
 }
 
 /** Last access time of one record. */

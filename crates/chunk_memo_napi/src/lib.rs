@@ -17,6 +17,8 @@ pub mod meta;
 pub mod plan;
 pub mod store;
 pub mod task;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 pub use grid::BindingGrid;
 pub use plan::BindingPlan;

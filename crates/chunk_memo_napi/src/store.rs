@@ -1,12 +1,9 @@
-#![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
-
 //! `BindingStore`: one LMDB environment at a cache root, its metadata,
-//! descriptors, records and upkeep, in sync and async forms.
+//! descriptors, records and upkeep.
 
 use crate::errors::{boundary, invalid, CoreResult};
 use crate::grid::BindingGrid;
 use crate::id16;
-use crate::task::*;
 use chunk_memo_core::store::{Descriptor, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -52,13 +49,13 @@ pub struct BindingSummary {
     pub last_write_ms: f64,
 }
 
-pub(crate) fn summary_to_js(s: chunk_memo_core::store::CacheSummary) -> Result<BindingSummary> {
-    Ok(BindingSummary {
+fn summary_to_js(s: chunk_memo_core::store::CacheSummary) -> BindingSummary {
+    BindingSummary {
         records: s.records as f64,
         points: s.points as f64,
         bytes: s.bytes as f64,
         last_write_ms: s.last_write_ms as f64,
-    })
+    }
 }
 
 /// A record that failed verification.
@@ -182,21 +179,7 @@ impl BindingStore {
     /// Totals of a cache's records, from the index alone.
     #[napi]
     pub fn summary(&self, env: Env, id: Buffer) -> Result<BindingSummary> {
-        summary_to_js(boundary(&env, || self.inner.summary(&id16(&id, "id")?))?)
-    }
-
-    /// Async form of `summary`.
-    #[napi(ts_return_type = "Promise<BindingSummary>")]
-    pub fn summary_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<chunk_memo_core::store::CacheSummary, BindingSummary>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(move || inner.summary(&id), summary_to_js, signal))
-        })
+        Ok(summary_to_js(boundary(&env, || self.inner.summary(&id16(&id, "id")?))?))
     }
 
     #[napi]
@@ -286,217 +269,6 @@ impl BindingStore {
     #[napi]
     pub fn caches_in_use(&self, env: Env) -> Result<Vec<String>> {
         boundary(&env, || Ok(self.inner.caches_in_use()?.iter().map(|c| chunk_memo_core::canonical::hex(c)).collect()))
-    }
-
-    /// Async form of `open`.
-    #[napi(ts_return_type = "Promise<BindingStore>")]
-    pub fn open_async(root: String, signal: Option<AbortSignal>) -> AsyncTask<OpTask<Arc<Store>, BindingStore>> {
-        task(move || Store::open(Path::new(&root)), |inner| Ok(BindingStore { inner }), signal)
-    }
-
-    /// Async form of `putMeta`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn put_meta_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        blob: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        boundary(&env, || {
-            let (inner, id, blob) = (self.inner.clone(), id16(&id, "id")?, blob.to_vec());
-            Ok(task(move || inner.put_meta(&id, &blob), unit, signal))
-        })
-    }
-
-    /// Async form of `getMeta`.
-    #[napi(ts_return_type = "Promise<Buffer | null>")]
-    pub fn get_meta_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(move || inner.get_meta(&id), |o| Ok(o.map(Into::into)), signal))
-        })
-    }
-
-    /// Async form of `listMeta`.
-    #[napi(ts_return_type = "Promise<Array<BindingMetaEntry>>")]
-    pub fn list_meta_async(
-        &self,
-        signal: Option<AbortSignal>,
-    ) -> AsyncTask<OpTask<Vec<([u8; 16], Vec<u8>)>, Vec<BindingMetaEntry>>> {
-        let inner = self.inner.clone();
-        task(
-            move || inner.list_meta(),
-            |v| {
-                Ok(v.into_iter()
-                    .map(|(id, blob)| BindingMetaEntry { id: id.to_vec().into(), blob: blob.into() })
-                    .collect())
-            },
-            signal,
-        )
-    }
-
-    /// Async form of `deleteCache`.
-    #[napi(ts_return_type = "Promise<number>")]
-    pub fn delete_cache_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<u64, u32>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(move || inner.delete_cache(&id), |n| Ok(n as u32), signal))
-        })
-    }
-
-    /// Async form of `deleteRecords`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn delete_records_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        chunks: Vec<Buffer>,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        boundary(&env, || {
-            let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(move || inner.delete_records(&id, &keys), unit, signal))
-        })
-    }
-
-    /// Async form of `descriptors`.
-    #[napi(ts_return_type = "Promise<Array<BindingDescriptor>>")]
-    pub fn descriptors_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], Descriptor)>, Vec<BindingDescriptor>>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(
-                move || inner.descriptors(&id),
-                |v| Ok(v.into_iter().map(|(c, d)| desc_to_js(c, d)).collect()),
-                signal,
-            ))
-        })
-    }
-
-    /// Async form of `getRecord`.
-    #[napi(ts_return_type = "Promise<Buffer | null>")]
-    pub fn get_record_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        chunk: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Option<Vec<u8>>, Option<Buffer>>>> {
-        boundary(&env, || {
-            let (inner, id, chunk) = (self.inner.clone(), id16(&id, "id")?, id16(&chunk, "chunk")?);
-            Ok(task(move || inner.get_record(&id, &chunk), |o| Ok(o.map(Into::into)), signal))
-        })
-    }
-
-    /// Async form of `putRecord`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn put_record_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        desc: BindingDescriptor,
-        bytes: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        boundary(&env, || {
-            let d = desc_from_js(&desc)?;
-            let (inner, id, chunk, bytes) =
-                (self.inner.clone(), id16(&id, "id")?, id16(&desc.chunk, "chunk")?, bytes.to_vec());
-            Ok(task(move || inner.put_record(&id, &chunk, &d, &bytes), unit, signal))
-        })
-    }
-
-    /// Async form of `accessTimes`.
-    #[napi(ts_return_type = "Promise<Array<BindingAccess>>")]
-    pub fn access_times_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<std::collections::HashMap<[u8; 16], u64>, Vec<BindingAccess>>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(
-                move || inner.access_times(&id),
-                |m| {
-                    Ok(m.into_iter().map(|(c, ms)| BindingAccess { chunk: c.to_vec().into(), ms: ms as f64 }).collect())
-                },
-                signal,
-            ))
-        })
-    }
-
-    /// Async form of `flushAccessTimes`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn flush_access_times_async(&self, signal: Option<AbortSignal>) -> AsyncTask<OpTask<(), ()>> {
-        let inner = self.inner.clone();
-        task(move || inner.flush_access_times(), unit, signal)
-    }
-
-    /// Async form of `verify`.
-    #[napi(ts_return_type = "Promise<Array<BindingBadRecord>>")]
-    pub fn verify_async(
-        &self,
-        env: Env,
-        id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Vec<([u8; 16], String)>, Vec<BindingBadRecord>>>> {
-        boundary(&env, || {
-            let (inner, id) = (self.inner.clone(), id16(&id, "id")?);
-            Ok(task(
-                move || inner.verify(&id),
-                |v| {
-                    Ok(v.into_iter().map(|(c, reason)| BindingBadRecord { chunk: c.to_vec().into(), reason }).collect())
-                },
-                signal,
-            ))
-        })
-    }
-
-    /// Overwrites raw record bytes (tests plant corruption with it).
-    #[napi]
-    pub fn put_raw_record_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
-        boundary(&env, || self.inner.put_raw_record_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
-    }
-
-    /// Overwrites a raw index entry (tests plant damage with it).
-    #[napi]
-    pub fn put_raw_index_for_tests(&self, env: Env, id: Buffer, chunk: Buffer, bytes: Buffer) -> Result<()> {
-        boundary(&env, || self.inner.put_raw_index_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?, &bytes))
-    }
-
-    /// A raw index entry (tests).
-    #[napi]
-    pub fn get_raw_index_for_tests(&self, env: Env, id: Buffer, chunk: Buffer) -> Result<Option<Buffer>> {
-        boundary(&env, || {
-            Ok(self.inner.get_raw_index_for_tests(&id16(&id, "id")?, &id16(&chunk, "chunk")?)?.map(Into::into))
-        })
-    }
-
-    /// Plain LMDB read loop over a cache's records touching every byte:
-    /// `[records, bytes, fold]` (a benchmark ceiling).
-    #[napi]
-    pub fn scan_records(&self, env: Env, id: Buffer) -> Result<Vec<f64>> {
-        boundary(&env, || {
-            let (n, b, f) = self.inner.scan_records(&id16(&id, "id")?)?;
-            Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
-        })
     }
 
     /// Size of the environment's data file in bytes.
