@@ -296,17 +296,17 @@ test.serial('metadata changed by another opener between merge and write is merge
   const open = (x: number[]): ChunkCache => ChunkCache.open({ root: target, params: { tag: 'a' }, axisValues: { x, y: [0, 1, 2, 3] }, chunkSpec: { x: 2, y: 2 } });
   open([7]);
   const store = openStore(target);
-  const proto = Object.getPrototypeOf(store) as { importSpoolAsync: (...a: unknown[]) => Promise<unknown> };
-  const orig = proto.importSpoolAsync;
+  const proto = Object.getPrototypeOf(store) as { importSpool: (...a: unknown[]) => Promise<unknown> };
+  const orig = proto.importSpool;
   let calls = 0;
-  proto.importSpoolAsync = function (this: { path: string }, ...a: unknown[]) {
+  proto.importSpool = function (this: { path: string }, ...a: unknown[]) {
     // Another open adds x = 8 after the import computed its merge (other
     // tests' imports pass through untouched).
     if (this.path === store.path && ++calls === 1) open([7, 8]);
     return orig.apply(this, a);
   };
   t.teardown(() => {
-    proto.importSpoolAsync = orig;
+    proto.importSpool = orig;
   });
   const r = await importArchive(file, target);
   t.is(calls, 2, 'the first write saw the change and wrote nothing; the second merged it');

@@ -86,9 +86,11 @@ export declare class BindingStore {
   releaseSession(session: number): number
   /**
    * Writes metadata updates and every record of a spool file (layout in
-   * `chunk_memo_core::import`) in one transaction, on the libuv pool.
+   * `chunk_memo_core::import`) in one transaction, on the libuv pool
+   * (async only: a whole archive in one write transaction would block
+   * the event loop; napi-rs naming, `foo` is the async form).
    */
-  importSpoolAsync(metas: Array<BindingImportMeta>, spool: string): Promise<BindingImportResult>
+  importSpool(metas: Array<BindingImportMeta>, spool: string): Promise<BindingImportResult>
   /**
    * Read-modify-write of a cache's metadata in ONE write transaction (no
    * update of a concurrent open is lost): `update` is called synchronously
@@ -308,7 +310,7 @@ export interface BindingImportMeta {
   expected?: Buffer
 }
 
-/** Result of `importSpoolAsync`. */
+/** Result of `importSpool`. */
 export interface BindingImportResult {
   /** Id of a cache whose metadata changed meanwhile: nothing was written. */
   conflict?: Buffer

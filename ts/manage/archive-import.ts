@@ -14,7 +14,7 @@
  *    the temporary directory (`TMPDIR`).
  * 2. Only when everything passed: the root is opened (created) and the
  *    metadata and every record are written in ONE LMDB transaction
- *    (`importSpoolAsync`). Metadata is merged with what is stored
+ *    (`importSpool`). Metadata is merged with what is stored
  *    (compare-and-swap: a concurrent change makes the merge run again).
  *
  * Every problem with the archive is an `ArchiveError` (`ERR_ARCHIVE`) and the
@@ -362,7 +362,7 @@ export async function importArchive(file: string, root = '.chunk_memo'): Promise
       });
       let r: { conflict?: Buffer | null };
       try {
-        r = await store.importSpoolAsync(metas, spool);
+        r = await store.importSpool(metas, spool);
       } catch (e) {
         const err = fromNative(e, `import: ${src} into ${abs}`);
         // A full store is the store's condition, not the archive's.

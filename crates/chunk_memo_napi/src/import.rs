@@ -18,7 +18,7 @@ pub struct BindingImportMeta {
     pub expected: Option<Buffer>,
 }
 
-/// Result of `importSpoolAsync`.
+/// Result of `importSpool`.
 #[napi(object)]
 pub struct BindingImportResult {
     /// Id of a cache whose metadata changed meanwhile: nothing was written.
@@ -50,9 +50,11 @@ fn import_to_js(s: ImportSummary) -> Result<BindingImportResult> {
 #[napi]
 impl BindingStore {
     /// Writes metadata updates and every record of a spool file (layout in
-    /// `chunk_memo_core::import`) in one transaction, on the libuv pool.
+    /// `chunk_memo_core::import`) in one transaction, on the libuv pool
+    /// (async only: a whole archive in one write transaction would block
+    /// the event loop; napi-rs naming, `foo` is the async form).
     #[napi(ts_return_type = "Promise<BindingImportResult>")]
-    pub fn import_spool_async(
+    pub fn import_spool(
         &self,
         env: Env,
         metas: Vec<BindingImportMeta>,
