@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache, defineTask, run, runParallel, type ChunkFn } from '../ts/index.js';
 import { networkFsName } from '../ts/cache/network-fs.js';
+import { gc, verify } from '../ts/index.js';
 
 const sweep = fileURLToPath(new URL('./fixtures/claim-sweep.ts', import.meta.url));
 const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
@@ -169,4 +170,25 @@ test('a root on a network file system is recognised by its statfs type (NFS, SMB
   await new Promise((r) => setImmediate(r));
   process.off('warning', onWarning);
   t.false(warnings.includes('CHUNK_MEMO_NETWORK_FS'));
+});
+
+test('gc in one process never evicts a cache a run in another process is using; verify --repair keeps the store sound', async (t) => {
+  const root = freshRoot();
+  let result: ReturnType<typeof gc> | null = null;
+  const p = await participant(root, 'serial', 300, (q, kill) => {
+    // The sweep is running and has stored some chunks: evict everything.
+    if (q.blocks.length === 3 && result === null) {
+      result = gc(root, { maxBytes: 0 });
+      kill();
+    }
+  });
+  t.is(p.signal, 'SIGKILL');
+  t.truthy(result);
+  const r = result as unknown as ReturnType<typeof gc>;
+  t.is(r.evicted.length, 0, JSON.stringify(r.evicted.slice(0, 3)));
+  t.true(r.keptInUse > 0);
+  // The run is gone (killed): its mark ended with it, and gc now evicts.
+  const after = gc(root, { maxBytes: 0 });
+  t.true(after.evicted.length > 0);
+  t.true(verify(root, { repair: true }).ok);
 });

@@ -81,7 +81,9 @@ export function gc(root: string, options: GcOptions): GcResult {
   if (maxBytes === null && maxAge === null) throw new InvalidOptionError(`${where}: give options.maxBytes (a byte budget), options.maxAge (an age limit) or both`);
   const now = options.now ?? Date.now();
   const { abs, store } = existingStore(root, where);
+  // Caches in use here, or by any live process sharing the root.
   const busy = cachesInUse(abs);
+  for (const id of store.cachesInUse()) busy.add(id);
   const all: Candidate[] = [];
   const perCache: Record<string, number> = {};
   let total = 0;

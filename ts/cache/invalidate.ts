@@ -11,7 +11,7 @@
 import { native, type BindingChunkData, type BindingDescriptor, type BindingStore } from '../binding/native.js';
 import { ChunkMemoError, fromNative } from '../errors/index.js';
 import { planOf, type ViewState } from './core.js';
-import { isInUse } from '../store/in-use.js';
+import { isInUseAnywhere } from '../store/in-use.js';
 
 /** Result of `cache.invalidate()`. */
 export interface InvalidateResult {
@@ -54,7 +54,7 @@ const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes);
 export function invalidateView(cache: ViewState): InvalidateResult {
   const where = 'invalidate';
   const core = cache._check();
-  if (isInUse(core.root, core.id)) {
+  if (isInUseAnywhere(core.store, core.root, core.id)) {
     throw new ChunkMemoError('ERR_IN_USE', `${where}: cache ${core.id} is in use by a run of this process; invalidate it after the run ends`);
   }
   const store = core.store;

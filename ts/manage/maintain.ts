@@ -2,7 +2,8 @@
 import { cacheIdOf } from '../cache/cache.js';
 import { unpackMeta } from '../cache/meta.js';
 import { CacheNotFoundError, ChunkMemoError } from '../errors/index.js';
-import { isInUse } from '../store/in-use.js';
+import { isInUseAnywhere } from '../store/in-use.js';
+import { ChunkCache } from '../cache/cache.js';
 import { checkId, existingStore } from './util.js';
 
 /** A problem found by `verify`. */
@@ -47,8 +48,21 @@ export function verify(root: string, options: { repair?: boolean } = {}): Verify
     }
     records += store.summary(e.id).records;
     const bad = store.verify(e.id);
-    if (bad.length && options.repair) store.deleteRecords(e.id, bad.map((b) => b.chunk));
-    for (const b of bad) problems.push({ id, chunk: b.chunk.toString('hex'), reason: b.reason, repaired: !!options.repair });
+    if (bad.length && options.repair) {
+      // Index entries are rebuilt from valid records where the cache's grid
+      // places them; everything else is dropped and recomputed by the next run.
+      let grid = null;
+      try {
+        grid = ChunkCache.load(abs, id)._core.grid;
+      } catch {
+        // Metadata that does not load: repair without a grid (drop).
+      }
+      const done = new Map(store.repair(e.id, grid).map((r) => [r.chunk.toString('hex'), r]));
+      for (const b of bad) {
+        const r = done.get(b.chunk.toString('hex'));
+        problems.push({ id, chunk: b.chunk.toString('hex'), reason: r ? `${b.reason} (${r.rebuilt ? 'index entry rebuilt' : 'record dropped'})` : b.reason, repaired: !!r });
+      }
+    } else for (const b of bad) problems.push({ id, chunk: b.chunk.toString('hex'), reason: b.reason, repaired: false });
   }
   return { root: abs, caches: entries.length, records, problems, ok: problems.every((p) => p.repaired) };
 }
@@ -59,7 +73,7 @@ export function rm(root: string, ids: readonly string[]): Array<{ id: string; re
   for (const id of ids) {
     checkId('rm', id);
     if (!store.getMeta(Buffer.from(id, 'hex'))) throw new CacheNotFoundError(`rm: no cache ${id} in ${abs}; nothing was deleted`);
-    if (isInUse(abs, id)) throw new ChunkMemoError('ERR_IN_USE', `rm: cache ${id} is in use by a run of this process; nothing was deleted`);
+    if (isInUseAnywhere(store, abs, id)) throw new ChunkMemoError('ERR_IN_USE', `rm: cache ${id} is in use by a run (of this or another process); nothing was deleted`);
   }
   return [...new Set(ids)].map((id) => ({ id, records: store.deleteCache(Buffer.from(id, 'hex')) }));
 }

@@ -1,10 +1,18 @@
 /**
- * The in-process "in use" registry: a cache is in use while a run (or a
- * management operation) of this process reads or writes its records, and
- * eviction never touches the records of a cache in use. It also orders the
- * last uses of caches within one millisecond for LRU eviction.
+ * The "in use" registry: a cache is in use while a run (or a management
+ * operation) reads or writes its records, and eviction never touches the
+ * records of a cache in use. Marks are kept in this process (cheap checks,
+ * and the order of last uses within one millisecond for LRU eviction) and
+ * in the store, where every process sharing the root sees them and the
+ * kernel ends them when the marking process dies.
  */
 import { resolve as resolvePath } from 'node:path';
+import type { BindingStore } from '../binding/native.js';
+
+/** What marking needs of a cache or view. */
+interface Markable {
+  readonly _core: { readonly root: string; readonly id: string; readonly store: BindingStore; readonly idBytes: Buffer };
+}
 
 /** Uses in progress, per `root\0id`. */
 const active = new Map<string, number>();
@@ -34,9 +42,39 @@ export function beginUse(root: string, id: string): () => void {
   };
 }
 
-/** Marks a cache (or view) in use until the returned function is called. */
-export function markInUse(cache: { readonly _core: { readonly root: string; readonly id: string } }): () => void {
-  return beginUse(cache._core.root, cache._core.id);
+/**
+ * Marks a cache (or view) in use, here and in the store, until the returned
+ * function is called.
+ */
+export function markInUse(cache: Markable): () => void {
+  const { root, id, store, idBytes } = cache._core;
+  const release = beginUse(root, id);
+  let token: number | null = null;
+  try {
+    token = store.markInUse(idBytes);
+  } catch {
+    // The shared mark is a safety net for other processes; the run goes on without it.
+  }
+  return () => {
+    release();
+    if (token === null) return;
+    try {
+      store.unmarkInUse(idBytes, token);
+    } catch {
+      // The mark ends with this process at the latest.
+    }
+    token = null;
+  };
+}
+
+/** True while any process sharing the root (this one included) uses cache `id`. */
+export function isInUseAnywhere(store: BindingStore, root: string, id: string): boolean {
+  if (isInUse(root, id)) return true;
+  try {
+    return store.cachesInUse().includes(id);
+  } catch {
+    return false;
+  }
 }
 
 /** True while a run of this process uses cache `id` of `root`. */
