@@ -192,3 +192,23 @@ test('gc in one process never evicts a cache a run in another process is using; 
   t.true(after.evicted.length > 0);
   t.true(verify(root, { repair: true }).ok);
 });
+
+test('concurrent opens that add axis values lose none: 3 processes x 40 opens keep 120 of 120', async (t) => {
+  const root = freshRoot();
+  const script = fileURLToPath(new URL('./fixtures/open-adder.ts', import.meta.url));
+  const codes = await Promise.all(
+    ['a', 'b', 'c'].map(
+      (who) =>
+        new Promise<number | null>((resolve, reject) => {
+          const c = spawn(process.execPath, ['--import', 'tsx', '--no-warnings=ExperimentalWarning', script, root, who, '40'], { stdio: ['ignore', 'ignore', 'inherit'] });
+          c.on('error', reject);
+          c.on('close', resolve);
+        }),
+    ),
+  );
+  t.deepEqual(codes, [0, 0, 0]);
+  const [info] = ChunkCache.discover(root);
+  const values = new Set(ChunkCache.load(root, info!.id).axisValues.x as string[]);
+  t.is(values.size, 120);
+  for (const who of ['a', 'b', 'c']) for (let i = 0; i < 40; i++) t.true(values.has(`${who}-${i}`));
+});
