@@ -246,49 +246,47 @@ test('typed (kind 8 = f64): complete and partial chunks round trip as raw little
   throwsCode(t, () => writeItems(plan, store, id, 0, [0]), 'ERR_INVALID_ARGUMENT');
 });
 
-test('readAsync / writeAsync / resolveAsync return promises with the same results', async (t) => {
+test('writeBatch writes several chunks in one call; readMany reads them in one call and agrees with read', (t) => {
   const store = native.BindingStore.open(tempRoot(t));
-  const idS = idOf('sync');
-  const idA = idOf('async');
-  // One plan per cache id: a plan caches its chunks' resolutions.
+  const id = idOf('batch');
   const plan = grid().plan([null, null]);
-  const planA = grid().plan([null, null]);
-  const planT = grid().plan([null, null]);
-  const payloads: [number, number[]][] = [[0, range(12)], [1, [1, 2, 11]], [2, [4]]];
-  for (const [chunk, pts] of payloads) {
-    writeItems(plan, store, idS, chunk, pts);
-    const { offsets, data } = items(pts.map((p) => label(chunk, p)));
-    const w = planA.writeAsync(store, idA, chunk, 0, Uint32Array.from(pts), offsets, data);
-    t.true(w instanceof Promise);
-    t.is(await w, undefined);
-  }
-  const typed = Float64Array.of(1, 2, 3);
-  const z = items([label(2, 0)]);
-  await planA.writeAsync(store, idA, 2, 0, Uint32Array.of(0), z.offsets, z.data);
-  writeItems(plan, store, idS, 2, [0]);
-  const idT = idOf('typed-async');
-  await planT.writeAsync(store, idT, 2, 8, Uint32Array.of(0, 1, 2), new Uint32Array(0), buf(typed));
+  const payloads: [number, number[]][] = [[0, range(12)], [1, [11, 1, 2]]];
+  plan.writeBatch(
+    store,
+    id,
+    payloads.map(([chunk, pts]) => ({ chunk, kind: 0, points: Uint32Array.from(pts), ...items(pts.map((p) => label(chunk, p))) })),
+  );
+  const idT = idOf('batch-typed');
+  plan.writeBatch(store, idT, [{ chunk: 2, kind: 8, points: Uint32Array.of(0, 1, 2), offsets: new Uint32Array(0), data: buf(Float64Array.of(1, 2, 3)) }]);
 
-  const rs = plan.resolve(store, idS);
-  const pa = planA.resolveAsync(store, idA);
-  t.true(pa instanceof Promise);
-  const ra = await pa;
-  t.deepEqual(Array.from(ra.available), Array.from(rs.available));
-  t.deepEqual(Array.from(ra.available), [12, 3, 2]);
-  for (let i = 0; i < 3; i++) {
-    const s = plan.read(store, idS, i);
-    const p = planA.readAsync(store, idA, i);
-    t.true(p instanceof Promise);
-    const a = await p;
-    t.is(a.kind, s.kind);
-    t.deepEqual([...a.present], [...s.present]);
-    t.deepEqual([...a.offsets], [...s.offsets]);
-    t.deepEqual(itemsOf(a), itemsOf(s));
+  const reader = grid().plan([null, null]);
+  t.deepEqual(Array.from(reader.resolve(store, id).available), [12, 3, 0]);
+  const b = reader.readMany(store, id, Uint32Array.of(0, 1, 2));
+  t.deepEqual([...b.counts], [12, 3, 0]);
+  t.deepEqual(b.corrupt, []);
+  // Per chunk: its present flags, its bytes and (items) count+1 offsets.
+  let at = 0;
+  let off = 0;
+  for (const i of [0, 1, 2]) {
+    const one = reader.read(store, id, i);
+    const present = b.present.subarray(at, at + one.present.length);
+    at += one.present.length;
+    t.deepEqual([...present], [...one.present]);
+    t.deepEqual(b.data.subarray(b.starts[i]!, b.starts[i + 1]!), one.data);
+    if (b.counts[i]! > 0) {
+      t.is(b.kinds[i], 0);
+      t.deepEqual([...b.offsets.subarray(off, off + b.counts[i]! + 1)], [...one.offsets]);
+      off += b.counts[i]! + 1;
+    }
   }
-  t.deepEqual(f64Of(await planT.readAsync(store, idT, 2)), [1, 2, 3, null, null, null]);
-  // Many concurrent async reads of one plan agree.
-  const all = await Promise.all(range(30).map((k) => plan.readAsync(store, idS, k % 3)));
-  all.forEach((r, k) => t.deepEqual(itemsOf(r), itemsOf(plan.read(store, idS, k % 3))));
+  t.is(at, b.present.length);
+  t.is(off, b.offsets.length);
+  t.deepEqual(itemsOf(reader.read(store, id, 1)), range(12).map((p) => ([1, 2, 11].includes(p) ? label(1, p) : null)));
+  // A typed chunk: raw elements, no offsets.
+  const typed = grid().plan([null, null]).readMany(store, idT, Uint32Array.of(2));
+  t.deepEqual([...typed.kinds, ...typed.counts], [8, 3]);
+  t.deepEqual([...new Float64Array(typed.data.buffer.slice(typed.data.byteOffset, typed.data.byteOffset + 24))], [1, 2, 3]);
+  t.is(typed.offsets.length, 0);
 });
 
 test('errors carry their stable code as `code`', async (t) => {
@@ -296,16 +294,16 @@ test('errors carry their stable code as `code`', async (t) => {
   const id = idOf('errors');
   const plan = grid().plan([null, null]);
   const none = new Uint32Array(0);
-  // Chunk index out of range, sync and async.
+  // Chunk index out of range.
   throwsCode(t, () => plan.read(store, id, 3), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.write(store, id, 99, 8, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.chunkKey(3), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.presence(store, id, 7), 'ERR_INVALID_ARGUMENT');
-  await rejectsCode(t, () => plan.readAsync(store, id, 3), 'ERR_INVALID_ARGUMENT');
-  await rejectsCode(t, () => plan.writeAsync(store, id, 3, 8, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.readMany(store, id, Uint32Array.of(0, 3)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeBatch(store, id, [{ chunk: 3, kind: 8, points: Uint32Array.of(0), offsets: none, data: Buffer.alloc(8) }]), 'ERR_INVALID_ARGUMENT');
   // Bad typed data length.
   throwsCode(t, () => plan.write(store, id, 0, 8, Uint32Array.of(0, 1), none, Buffer.alloc(15)), 'ERR_INVALID_ARGUMENT');
-  await rejectsCode(t, () => plan.writeAsync(store, id, 0, 8, Uint32Array.of(0, 1), none, Buffer.alloc(7)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeBatch(store, id, [{ chunk: 0, kind: 8, points: Uint32Array.of(0, 1), offsets: none, data: Buffer.alloc(7) }]), 'ERR_INVALID_ARGUMENT');
   // Point index out of the chunk.
   throwsCode(t, () => plan.write(store, id, 2, 8, Uint32Array.of(6), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
   // Unknown kind.
@@ -315,7 +313,10 @@ test('errors carry their stable code as `code`', async (t) => {
   throwsCode(t, () => plan.write(store, id, 0, 0, Uint32Array.of(0, 1), Uint32Array.of(0, 4, 3), Buffer.alloc(3)), 'ERR_INVALID_ARGUMENT');
   // Wrong id length.
   throwsCode(t, () => plan.resolve(store, Buffer.alloc(3)), 'ERR_INVALID_ARGUMENT');
-  await rejectsCode(t, () => plan.resolveAsync(store, Buffer.alloc(17)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.readMany(store, Buffer.alloc(17), Uint32Array.of(0)), 'ERR_INVALID_ARGUMENT');
+  // The async call (importSpool) rejects with the code; a bad argument throws at once.
+  await rejectsCode(t, () => store.importSpool([], join(store.path, 'no-such-spool')), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => store.importSpool([{ id: Buffer.alloc(3) }], 'x'), 'ERR_INVALID_ARGUMENT');
   // Nothing was stored by the failed calls.
   t.deepEqual(store.descriptors(id), []);
   t.deepEqual(Array.from(plan.resolve(store, id).available), [0, 0, 0]);

@@ -30,7 +30,6 @@ export declare class BindingPlan {
   claimStatus(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
   /** Writes new points of several chunks in one transaction. */
   writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
-  writeBatchAsync(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>, signal?: AbortSignal | undefined | null): Promise<void>
   get chunkCount(): number
   /** Selected points per axis. */
   get shape(): Array<number>
@@ -43,15 +42,10 @@ export declare class BindingPlan {
   chunkKey(i: number): Buffer
   /** Resolves every chunk against the store: stored points per chunk. */
   resolve(store: BindingStore, cacheId: Buffer): BindingResolved
-  resolveAsync(store: BindingStore, cacheId: Buffer, signal?: AbortSignal | undefined | null): Promise<BindingResolved>
   /** One byte per requested point of chunk `i`: 1 when stored. */
   presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
-  /** Async form of `presence`. */
-  presenceAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<Buffer>
   /** Missing points of chunk `i` as disjoint product blocks. */
   missing(store: BindingStore, cacheId: Buffer, i: number): BindingBlocks
-  /** Async form of `missing`. */
-  missingAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingBlocks>
   /** Reads the stored requested points of chunk `i`. */
   read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
   /**
@@ -59,7 +53,6 @@ export declare class BindingPlan {
    * the batch; see `BindingChunkBatch`).
    */
   readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array): BindingChunkBatch
-  readAsync(store: BindingStore, cacheId: Buffer, i: number, signal?: AbortSignal | undefined | null): Promise<BindingChunkData>
   /**
    * Writes new points of chunk `i`: `points` are requested-point
    * indices; items give `offsets` (points+1) into `data` and the
@@ -67,7 +60,6 @@ export declare class BindingPlan {
    * elements.
    */
   write(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null): void
-  writeAsync(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null, signal?: AbortSignal | undefined | null): Promise<void>
 }
 
 /**

@@ -1,10 +1,8 @@
-#![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
-
 //! Thin N-API binding of `chunk_memo_core`. It converts arguments, turns
 //! core errors into JS errors that carry their stable code as `code` (see
-//! [`errors`]) and offers every I/O call in a sync form and an async form
-//! (`...Async`, an AsyncTask on the libuv pool). Data crosses once per chunk
-//! as Buffers, never per point.
+//! [`errors`]). Calls are synchronous except `store.importSpool` (a whole
+//! archive in one transaction, an AsyncTask on the libuv pool). Data
+//! crosses once per chunk or per batch as Buffers, never per point.
 
 use errors::{invalid, CoreResult};
 

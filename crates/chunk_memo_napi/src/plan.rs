@@ -1,5 +1,3 @@
-#![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
-
 //! `BindingPlan`: a planned selection; resolves, reads and writes its
 //! chunks, with a per-plan cache of resolutions.
 
@@ -7,7 +5,6 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::grid::*;
 use crate::id16;
 use crate::store::*;
-use crate::task::*;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{missing_blocks, Grid, Plan};
 use chunk_memo_core::store::{Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Source, Store, WholeLayout};
@@ -219,7 +216,7 @@ pub(crate) fn batch_to_js(b: ChunkBatch) -> Result<BindingChunkBatch> {
     })
 }
 
-/// Missing points of a chunk, computed off the JS thread.
+/// Missing points of a chunk.
 pub struct Missing {
     pub(crate) blocks: Vec<chunk_memo_core::planner::Block>,
     pub(crate) points: Vec<u32>,
@@ -311,13 +308,13 @@ impl BindingPlan {
         Ok(r)
     }
 
-    /// A handle on the same plan and state, movable to the libuv pool.
+    /// A handle on the same plan and state.
     pub(crate) fn share(&self) -> BindingPlan {
         BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() }
     }
 
     /// Prepares a per-chunk operation: checks the chunk index and the cache
-    /// id on the JS thread, runs `f` later (sync call or AsyncTask).
+    /// id, runs `f` when called.
     pub(crate) fn chunk_op<T: Send + 'static>(
         &self,
         store: &BindingStore,
@@ -534,18 +531,6 @@ impl BindingPlan {
         boundary(&env, || self.batch_op(store, &cache_id, writes)?())
     }
 
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn write_batch_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        writes: Vec<BindingChunkWrite>,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        boundary(&env, || Ok(task(self.batch_op(store, &cache_id, writes)?, unit, signal)))
-    }
-
     #[napi(getter)]
     pub fn chunk_count(&self) -> u32 {
         self.plan.n_chunks as u32
@@ -590,53 +575,16 @@ impl BindingPlan {
         resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id)?())?)
     }
 
-    #[napi(ts_return_type = "Promise<BindingResolved>")]
-    pub fn resolve_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Resolved, BindingResolved>>> {
-        boundary(&env, || Ok(task(self.resolve_op(store, &cache_id)?, resolved_to_js, signal)))
-    }
-
     /// One byte per requested point of chunk `i`: 1 when stored.
     #[napi]
     pub fn presence(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<Buffer> {
         boundary(&env, || Ok(self.presence_op(store, &cache_id, i)?()?.into()))
     }
 
-    /// Async form of `presence`.
-    #[napi(ts_return_type = "Promise<Buffer>")]
-    pub fn presence_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        i: u32,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Vec<u8>, Buffer>>> {
-        boundary(&env, || Ok(task(self.presence_op(store, &cache_id, i)?, |v| Ok(v.into()), signal)))
-    }
-
     /// Missing points of chunk `i` as disjoint product blocks.
     #[napi]
     pub fn missing(&self, env: Env, store: &BindingStore, cache_id: Buffer, i: u32) -> Result<BindingBlocks> {
         blocks_to_js(boundary(&env, || self.missing_op(store, &cache_id, i)?())?)
-    }
-
-    /// Async form of `missing`.
-    #[napi(ts_return_type = "Promise<BindingBlocks>")]
-    pub fn missing_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        i: u32,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<Missing, BindingBlocks>>> {
-        boundary(&env, || Ok(task(self.missing_op(store, &cache_id, i)?, blocks_to_js, signal)))
     }
 
     /// Reads the stored requested points of chunk `i`.
@@ -656,18 +604,6 @@ impl BindingPlan {
         chunks: Uint32Array,
     ) -> Result<BindingChunkBatch> {
         batch_to_js(boundary(&env, || self.read_many_op(store, &cache_id, &chunks)?())?)
-    }
-
-    #[napi(ts_return_type = "Promise<BindingChunkData>")]
-    pub fn read_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        i: u32,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<ChunkData, BindingChunkData>>> {
-        boundary(&env, || Ok(task(self.read_op(store, &cache_id, i)?, chunk_data_to_js, signal)))
     }
 
     /// Writes new points of chunk `i`: `points` are requested-point
@@ -690,30 +626,6 @@ impl BindingPlan {
     ) -> Result<()> {
         boundary(&env, || {
             self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
-        })
-    }
-
-    #[napi(ts_return_type = "Promise<void>")]
-    #[allow(clippy::too_many_arguments)]
-    pub fn write_async(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        i: u32,
-        kind: u32,
-        points: Uint32Array,
-        offsets: Uint32Array,
-        data: Buffer,
-        dict: Option<Buffer>,
-        signal: Option<AbortSignal>,
-    ) -> Result<AsyncTask<OpTask<(), ()>>> {
-        boundary(&env, || {
-            Ok(task(
-                self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?,
-                unit,
-                signal,
-            ))
         })
     }
 }

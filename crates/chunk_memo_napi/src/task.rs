@@ -1,6 +1,6 @@
 #![allow(clippy::type_complexity)] // AsyncTask<OpTask<core output, JS value>> signatures
 
-//! Core operations as AsyncTasks on the libuv pool.
+//! Core operations as AsyncTasks on the libuv pool (`store.importSpool`).
 
 use crate::errors::{js_error, CoreResult};
 use chunk_memo_core::CoreError;
@@ -40,8 +40,4 @@ pub(crate) fn task<R: Send + 'static, J: ToNapiValue + TypeName>(
     signal: Option<AbortSignal>,
 ) -> AsyncTask<OpTask<R, J>> {
     AsyncTask::with_optional_signal(OpTask { op: Some(Box::new(op)), to_js, failed: None }, signal)
-}
-
-pub(crate) fn unit(_: ()) -> Result<()> {
-    Ok(())
 }
