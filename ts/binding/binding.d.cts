@@ -28,8 +28,26 @@ export declare class BindingPlan {
   claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
   /** What `claim` would answer, claiming nothing (a read transaction). */
   claimStatus(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
+  /** One byte per requested point of chunk `i`: 1 when stored. */
+  presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
+  /** Missing points of chunk `i` as disjoint product blocks. */
+  missing(store: BindingStore, cacheId: Buffer, i: number): BindingBlocks
+  /** Reads the stored requested points of chunk `i`. */
+  read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
+  /**
+   * Reads the stored requested points of several chunks (one call for
+   * the batch; see `BindingChunkBatch`).
+   */
+  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array): BindingChunkBatch
   /** Writes new points of several chunks in one transaction. */
   writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
+  /**
+   * Writes new points of chunk `i`: `points` are requested-point
+   * indices; items give `offsets` (points+1) into `data` and the
+   * `dict` they were packed with, typed kinds give raw little-endian
+   * elements.
+   */
+  write(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null): void
   get chunkCount(): number
   /** Selected points per axis. */
   get shape(): Array<number>
@@ -42,24 +60,6 @@ export declare class BindingPlan {
   chunkKey(i: number): Buffer
   /** Resolves every chunk against the store: stored points per chunk. */
   resolve(store: BindingStore, cacheId: Buffer): BindingResolved
-  /** One byte per requested point of chunk `i`: 1 when stored. */
-  presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
-  /** Missing points of chunk `i` as disjoint product blocks. */
-  missing(store: BindingStore, cacheId: Buffer, i: number): BindingBlocks
-  /** Reads the stored requested points of chunk `i`. */
-  read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
-  /**
-   * Reads the stored requested points of several chunks (one call for
-   * the batch; see `BindingChunkBatch`).
-   */
-  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array): BindingChunkBatch
-  /**
-   * Writes new points of chunk `i`: `points` are requested-point
-   * indices; items give `offsets` (points+1) into `data` and the
-   * `dict` they were packed with, typed kinds give raw little-endian
-   * elements.
-   */
-  write(store: BindingStore, cacheId: Buffer, i: number, kind: number, points: Uint32Array, offsets: Uint32Array, data: Buffer, dict?: Buffer | undefined | null): void
 }
 
 /**

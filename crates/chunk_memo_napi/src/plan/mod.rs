@@ -1,0 +1,172 @@
+//! `BindingPlan`: a planned selection; resolves, reads and writes its
+//! chunks, with a per-plan cache of resolutions.
+//!
+//! [`state`]: the per-plan resolution cache; [`read`], [`missing`],
+//! [`write`]: the chunk operations.
+
+mod missing;
+mod read;
+mod state;
+mod write;
+
+pub use missing::{BindingBlocks, Missing};
+pub use read::{BindingChunkBatch, BindingChunkData, ChunkBatch};
+pub(crate) use state::PlanState;
+use state::EMPTY;
+pub use write::BindingChunkWrite;
+
+use crate::errors::{boundary, invalid, CoreResult};
+use crate::grid::*;
+use crate::id16;
+use crate::store::*;
+use chunk_memo_core::canonical;
+use chunk_memo_core::planner::{Grid, Plan};
+use chunk_memo_core::store::{Catalog, ChunkGeometry, Resolution, Store};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::sync::{Arc, Mutex};
+
+/// A planned selection of a grid; resolves, reads and writes its chunks.
+#[napi]
+pub struct BindingPlan {
+    pub(crate) grid: Arc<Grid>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) state: Arc<Mutex<PlanState>>,
+}
+
+pub(crate) type Resolved = (Vec<u32>, Vec<String>);
+
+pub(crate) fn resolved_to_js(r: Resolved) -> Result<BindingResolved> {
+    Ok(BindingResolved { available: r.0.into(), corrupt: r.1 })
+}
+
+/// Per chunk: how many requested points are stored.
+#[napi(object)]
+pub struct BindingResolved {
+    pub available: Uint32Array,
+    pub corrupt: Vec<String>,
+}
+
+impl BindingPlan {
+    pub(crate) fn resolve_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+    ) -> CoreResult<impl FnOnce() -> CoreResult<Resolved> + Send + 'static> {
+        let (store, grid, plan, state, cache) = (
+            store.inner.clone(),
+            self.grid.clone(),
+            self.plan.clone(),
+            self.state.clone(),
+            id16(cache_id, "cache id")?,
+        );
+        Ok(move || {
+            let mut st = state.lock().unwrap();
+            st.bind(&store, &cache);
+            let st = &mut *st;
+            st.catalog = Catalog::default();
+            st.forget_all();
+            let mut avail = vec![0u32; plan.n_chunks];
+            let mut corrupt = Vec::new();
+            let mut found: Vec<(usize, Resolution)> = Vec::new();
+            store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| {
+                avail[i] = r.available;
+                corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
+                found.push((i, r));
+            })?;
+            // Every chunk not found has nothing stored.
+            st.flags.iter_mut().for_each(|f| *f = EMPTY);
+            for (i, r) in found {
+                st.set(i, r);
+            }
+            Ok((avail, corrupt))
+        })
+    }
+
+    pub(crate) fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> CoreResult<Resolution> {
+        let mut st = self.state.lock().unwrap();
+        st.bind(store, cache);
+        if let Some(r) = st.cached(&self.grid, &self.plan, i) {
+            return Ok(r);
+        }
+        let st = &mut *st;
+        let r = store.resolve(cache, &self.grid, &self.plan, i..i + 1, &mut st.catalog)?.pop().unwrap();
+        st.set(i, r.clone());
+        Ok(r)
+    }
+
+    /// A handle on the same plan and state.
+    pub(crate) fn share(&self) -> BindingPlan {
+        BindingPlan { grid: self.grid.clone(), plan: self.plan.clone(), state: self.state.clone() }
+    }
+
+    /// Prepares a per-chunk operation: checks the chunk index and the cache
+    /// id, runs `f` when called.
+    pub(crate) fn chunk_op<T: Send + 'static>(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+        f: impl FnOnce(&BindingPlan, &Store, &[u8; 16], usize) -> CoreResult<T> + Send + 'static,
+    ) -> CoreResult<impl FnOnce() -> CoreResult<T> + Send + 'static> {
+        let i = self.check(i)?;
+        let me = self.share();
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || f(&me, &store, &cache, i))
+    }
+
+    pub(crate) fn check(&self, i: u32) -> CoreResult<usize> {
+        if (i as usize) < self.plan.n_chunks {
+            Ok(i as usize)
+        } else {
+            Err(invalid(format!("chunk {i} out of range")))
+        }
+    }
+}
+
+#[napi]
+impl BindingPlan {
+    #[napi(getter)]
+    pub fn chunk_count(&self) -> u32 {
+        self.plan.n_chunks as u32
+    }
+
+    /// Selected points per axis.
+    #[napi(getter)]
+    pub fn shape(&self) -> Vec<u32> {
+        self.plan.shape.clone()
+    }
+
+    /// Touched bins per axis; chunk `i` is the mixed-radix combination of
+    /// them, first axis slowest.
+    #[napi]
+    pub fn describe(&self) -> Vec<BindingAxisPlan> {
+        self.plan
+            .axes
+            .iter()
+            .map(|bins| BindingAxisPlan {
+                bin: bins.iter().map(|b| b.bin).collect(),
+                start: bins.iter().map(|b| b.start).collect(),
+                len: bins.iter().map(|b| b.len).collect(),
+                sel_pos: bins.iter().map(|b| b.sel_pos).collect(),
+                sel_count: bins.iter().map(|b| b.sel.len() as u32).collect(),
+                sel: bins.iter().flat_map(|b| b.sel.iter().copied()).collect::<Vec<u32>>().into(),
+            })
+            .collect()
+    }
+
+    /// Key (16 bytes) of chunk `i`'s record.
+    #[napi]
+    pub fn chunk_key(&self, env: Env, i: u32) -> Result<Buffer> {
+        boundary(&env, || {
+            let i = self.check(i)?;
+            Ok(self.grid.chunk_key(&ChunkGeometry::of(&self.plan, i).bins).to_vec().into())
+        })
+    }
+
+    /// Resolves every chunk against the store: stored points per chunk.
+    #[napi]
+    pub fn resolve(&self, env: Env, store: &BindingStore, cache_id: Buffer) -> Result<BindingResolved> {
+        resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id)?())?)
+    }
+}

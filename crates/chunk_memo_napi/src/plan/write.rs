@@ -1,0 +1,155 @@
+//! Writes: one chunk (`write`) or several in one transaction (`writeBatch`),
+//! each merged with what is stored.
+
+use super::BindingPlan;
+use crate::errors::{boundary, CoreResult};
+use crate::id16;
+use crate::store::BindingStore;
+use chunk_memo_core::store::{ChunkGeometry, ChunkWrite, Resolution};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// New points of one chunk, for `writeBatch`.
+#[napi(object)]
+pub struct BindingChunkWrite {
+    pub chunk: u32,
+    pub kind: u32,
+    pub points: Uint32Array,
+    pub offsets: Uint32Array,
+    pub data: Buffer,
+    /// Items: the dictionary the points were packed with.
+    pub dict: Option<Buffer>,
+}
+
+pub(crate) struct OwnedWrite {
+    pub(crate) chunk: usize,
+    pub(crate) kind: u8,
+    pub(crate) points: Vec<u32>,
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) data: Vec<u8>,
+    pub(crate) dict: Vec<u8>,
+}
+
+impl BindingPlan {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        i: u32,
+        kind: u32,
+        points: &[u32],
+        offsets: &[u32],
+        data: &[u8],
+        dict: &[u8],
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
+        let w = OwnedWrite {
+            chunk: self.check(i)?,
+            kind: kind as u8,
+            points: points.to_vec(),
+            offsets: offsets.to_vec(),
+            data: data.to_vec(),
+            dict: dict.to_vec(),
+        };
+        self.owned_batch_op(store, cache_id, vec![w])
+    }
+
+    pub(crate) fn batch_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        writes: Vec<BindingChunkWrite>,
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
+        let mut owned = Vec::with_capacity(writes.len());
+        for w in writes {
+            owned.push(OwnedWrite {
+                chunk: self.check(w.chunk)?,
+                kind: w.kind as u8,
+                points: w.points.to_vec(),
+                offsets: w.offsets.to_vec(),
+                data: w.data.to_vec(),
+                dict: w.dict.as_deref().map(<[u8]>::to_vec).unwrap_or_default(),
+            });
+        }
+        self.owned_batch_op(store, cache_id, owned)
+    }
+
+    /// Writes chunks in one transaction, each merged with what is stored.
+    pub(crate) fn owned_batch_op(
+        &self,
+        store: &BindingStore,
+        cache_id: &[u8],
+        owned: Vec<OwnedWrite>,
+    ) -> CoreResult<impl FnOnce() -> CoreResult<()> + Send + 'static> {
+        let me = self.share();
+        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
+        Ok(move || {
+            let res: Vec<Option<Resolution>> = {
+                let mut st = me.state.lock().unwrap();
+                st.bind(&store, &cache);
+                // Only resolutions through other records matter to a write.
+                owned.iter().map(|w| st.known.get(&w.chunk).cloned()).collect()
+            };
+            let geos: Vec<ChunkGeometry> = owned.iter().map(|w| ChunkGeometry::of(&me.plan, w.chunk)).collect();
+            let writes: Vec<ChunkWrite<'_>> = owned
+                .iter()
+                .zip(&geos)
+                .zip(&res)
+                .map(|((w, geo), r)| ChunkWrite {
+                    geo,
+                    grid: &me.grid,
+                    res: r.as_ref(),
+                    kind: w.kind,
+                    points: &w.points,
+                    offsets: &w.offsets,
+                    data: &w.data,
+                    dict: &w.dict,
+                })
+                .collect();
+            store.write_chunks(&cache, &writes)?;
+            let mut st = me.state.lock().unwrap();
+            for w in &owned {
+                st.forget(w.chunk);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[napi]
+impl BindingPlan {
+    /// Writes new points of several chunks in one transaction.
+    #[napi]
+    pub fn write_batch(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        writes: Vec<BindingChunkWrite>,
+    ) -> Result<()> {
+        boundary(&env, || self.batch_op(store, &cache_id, writes)?())
+    }
+
+    /// Writes new points of chunk `i`: `points` are requested-point
+    /// indices; items give `offsets` (points+1) into `data` and the
+    /// `dict` they were packed with, typed kinds give raw little-endian
+    /// elements.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        i: u32,
+        kind: u32,
+        points: Uint32Array,
+        offsets: Uint32Array,
+        data: Buffer,
+        dict: Option<Buffer>,
+    ) -> Result<()> {
+        boundary(&env, || {
+            self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
+        })
+    }
+}
