@@ -41,6 +41,26 @@ const YIELD_MS = 20;
  * available (stored, computed here, or computed by another process).
  */
 export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Diagnostics> {
+  const it = runEngineBatches(spec);
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return r.value;
+      for (const d of r.value) yield d;
+    }
+  } finally {
+    // A consumer that stops early (break in iterate) ends the run here: its
+    // writes are committed and its claims and in-use marks released.
+    await it.return(undefined as never);
+  }
+}
+
+/**
+ * `runEngine` handing out the memo chunks that are ready together, in grid
+ * order (one step of the generator per batch, not per chunk: what a consumer
+ * of every chunk, such as `run`, wants).
+ */
+export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkDone[], Diagnostics> {
   const diag = spec.diag ?? newDiagnostics();
   const t0 = performance.now();
   const run = beginRun(spec.view, spec.label);
@@ -67,15 +87,15 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
   }
 }
 
-async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone> {
+async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[]> {
   let backoff = 2;
   let lastYield = performance.now();
   for (;;) {
     // Hand out finished chunks first: a consumer that stops early stops the run.
-    const d = s.done.shift();
-    if (d) {
-      if (spec.durable && d.executedPoints > 0) s.batcher.flush();
-      yield d;
+    if (s.done.length) {
+      const batch = s.done.splice(0, s.done.length);
+      if (spec.durable && batch.some((d) => d.executedPoints > 0)) s.batcher.flush();
+      yield batch;
       continue;
     }
     if (spec.signal?.aborted) s.aborted = true;

@@ -65,6 +65,31 @@ export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
     const ta = out as unknown as TypedArray;
     return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength), dict: EMPTY };
   }
+  // Numbers, strings, booleans and null pack the same with or without
+  // record structures: the shared packer, no dictionary.
+  const n0 = out.length;
+  let primitive = true;
+  for (let i = 0; i < n0 && primitive; i++) {
+    const v = out[i];
+    const t = typeof v;
+    primitive = v === null || t === 'number' || t === 'string' || t === 'boolean';
+  }
+  if (primitive) {
+    if (n0 === 1) {
+      const data = Buffer.from(plain.pack(out[0]));
+      return { kind, offsets: Uint32Array.of(0, data.length), data, dict: EMPTY };
+    }
+    const parts: Buffer[] = new Array(n0);
+    const offsets = new Uint32Array(n0 + 1);
+    let total = 0;
+    for (let i = 0; i < n0; i++) {
+      const b = plain.pack(out[i]);
+      parts[i] = b;
+      total += b.length;
+      offsets[i + 1] = total;
+    }
+    return { kind, offsets, data: Buffer.concat(parts, total), dict: EMPTY };
+  }
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];

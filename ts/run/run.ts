@@ -10,7 +10,7 @@ import { checkKnownOptions, describeValue } from '../describe.js';
 import type { AnyChunkFn, ChunkFn, ChunkContext, OutputOf } from '../task/execute.js';
 import type { Params, TypedArray, Value } from '../value.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
-import { runEngine, type ChunkDone, type EngineExecutor } from './engine.js';
+import { runEngine, runEngineBatches, type ChunkDone, type EngineExecutor } from './engine.js';
 import { kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import type { ProgressEvent } from './progress.js';
 
@@ -70,7 +70,9 @@ export function checkClaimTimeout(where: string, v: unknown): void {
   }
 }
 
-function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics): AsyncGenerator<ChunkDone, Diagnostics> {
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics): AsyncGenerator<ChunkDone, Diagnostics>;
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches: true): AsyncGenerator<ChunkDone[], Diagnostics>;
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches = false): AsyncGenerator<ChunkDone | ChunkDone[], Diagnostics> {
   const signal = opts.signal;
   const base: ChunkContext = { axisOrder: cache.axisOrder, ...(signal ? { signal } : {}) };
   const inline: EngineExecutor = {
@@ -79,7 +81,7 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
     stats: { label: 'calling thread', execChunks: 0, points: 0 },
     run: async (job) => (await fn(job.params, job.axes as Record<string, Value[]>, base)) as never,
   };
-  return runEngine({
+  return (batches ? runEngineBatches : runEngine)({
     view: cache, label, task: { kind: 'local', id: 0 }, fn, executors: [inline], execChunkSize: Infinity, needOutputs, durable,
     jobKeys: false, boundMemory: false, yieldEvery: true, signal, onProgress: opts.onProgress, claimTimeoutMs: opts.claimTimeoutMs, diag,
   });
@@ -115,9 +117,9 @@ export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCac
   checkRunOptions('run', cache, fn, opts, true);
   const diag = newDiagnostics();
   let flat: FlatOutput | null = null;
-  for await (const d of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag)) {
+  for await (const batch of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag, true)) {
     flat ??= new FlatOutput(diag.totalPoints);
-    if (d.output) flat.place(d.output as ArrayLike<unknown>, d.outIndex());
+    for (const d of batch) if (d.output) flat.place(d.output as ArrayLike<unknown>, d.outIndex());
   }
   const output = (flat?.value ?? []) as OutputOf<F>;
   return { output: (opts?.collate ? opts.collate(output) : output) as R, diagnostics: diag };
@@ -127,7 +129,7 @@ export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCac
 export async function runStreaming(cache: ChunkCache, fn: AnyChunkFn, opts: Omit<RunOptions, 'collate'> = {}): Promise<Diagnostics> {
   checkRunOptions('runStreaming', cache, fn, opts, false);
   const diag = newDiagnostics();
-  for await (const d of serialChunks(cache, fn, opts ?? {}, 'runStreaming', false, false, diag)) void d;
+  for await (const batch of serialChunks(cache, fn, opts ?? {}, 'runStreaming', false, false, diag, true)) void batch;
   return diag;
 }
 
