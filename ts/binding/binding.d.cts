@@ -26,6 +26,12 @@ export declare class BindingPlan {
    * module docs for the answer.
    */
   claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
+  /**
+   * `claim` for many chunks with flat arrays in and out (see
+   * `BindingClaimBatch`): chunk `chunks[k]` claims
+   * `points[ends[k-1]..ends[k]]`.
+   */
+  claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null): BindingClaimBatch
   /** What `claim` would answer, claiming nothing (a read transaction). */
   claimStatus(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
   /** One byte per requested point of chunk `i`: 1 when stored. */
@@ -274,6 +280,19 @@ export interface BindingClaim {
   takenOver: number
   /** Stored points of the whole chunk (all its requested points). */
   available: number
+}
+
+/**
+ * The answer of `claimFlat`: one byte per requested point instead of three
+ * arrays per chunk (a batch of a thousand chunks is three allocations).
+ */
+export interface BindingClaimBatch {
+  /** Per point of `points`, in order: 0 granted, 1 stored, 2 held. */
+  state: Buffer
+  /** Per chunk: granted points taken over from dead owners or expired leases. */
+  takenOver: Uint32Array
+  /** Per chunk: stored points of the whole chunk. */
+  available: Uint32Array
 }
 
 /** An axis of a record descriptor. */

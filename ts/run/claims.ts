@@ -20,6 +20,41 @@ export interface ClaimOutcome {
 
 interface NativeClaims {
   claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Uint32Array[], leaseMs?: number | null): ClaimOutcome[];
+  claimFlat?(
+    store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | null,
+  ): { state: Buffer; takenOver: Uint32Array; available: Uint32Array };
+}
+
+const NONE = new Uint32Array(0);
+
+/**
+ * One claim transaction through `claimFlat` (flat arrays in and out): an
+ * entry granted whole keeps its own points array, so a batch of chunks
+ * granted whole costs no array per chunk.
+ */
+function claimFlat(native: NativeClaims, store: BindingStore, cacheId: Buffer, session: number, order: number[], merged: Uint32Array[], leaseMs: number | null): ClaimOutcome[] {
+  const ends = new Uint32Array(merged.length);
+  let total = 0;
+  for (let k = 0; k < merged.length; k++) ends[k] = total += merged[k]!.length;
+  const flat = new Uint32Array(total);
+  for (let k = 0, at = 0; k < merged.length; k++) {
+    flat.set(merged[k]!, at);
+    at += merged[k]!.length;
+  }
+  const r = native.claimFlat!(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs);
+  const out = new Array<ClaimOutcome>(merged.length);
+  for (let k = 0, at = 0; k < merged.length; k++) {
+    const pts = merged[k]!;
+    let whole = true;
+    for (let j = 0; j < pts.length; j++) if (r.state[at + j] !== 0) whole = false;
+    if (whole) out[k] = { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
+    else {
+      const st = r.state.subarray(at, at + pts.length);
+      out[k] = { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };
+    }
+    at += pts.length;
+  }
+  return out;
 }
 
 let nextSession = 1;
@@ -71,7 +106,10 @@ export class ClaimSession {
     });
     let res: ClaimOutcome[];
     try {
-      res = native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(order), merged, this.leaseMs ?? null);
+      res =
+        typeof native.claimFlat === 'function'
+          ? claimFlat(this.plan as unknown as NativeClaims, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null)
+          : native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(order), merged, this.leaseMs ?? null);
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }
