@@ -49,7 +49,7 @@ test('gpuKernel returns a plain gpu task spec', (t) => {
 test('gpuKernel rejects non-functions and bad options with InvalidOptionError', (t) => {
   const invalid = { instanceOf: InvalidOptionError, code: 'ERR_INVALID_OPTION' };
   t.throws(() => gpuKernel('function () { return 1; }' as unknown as () => number), { ...invalid, message: /kernelFn must be a function/ });
-  t.throws(() => gpuKernel(class {}), { ...invalid, message: /class/ });
+  t.throws(() => gpuKernel(class {} as never), { ...invalid, message: /class/ });
   t.throws(() => gpuKernel(Math.sin), { ...invalid, message: /no JavaScript source/ });
   const k = function (this: KernelThis) {
     return this.thread.x;

@@ -24,6 +24,7 @@ import {
   runGpuJobReport,
   type GpuBackendInfo,
   type GpuKernelOptions,
+  type GpuKernelFn,
 } from '../ts/gpu/kernel.js';
 import type { Value } from '../ts/value.js';
 import { assertClose, expand, gpuJob, kernelModuleUrl, runChild, spread, type KernelThis } from './gpu-helpers.js';
@@ -54,7 +55,7 @@ function webgpuHere(t: ExecutionContext): boolean {
 
 interface Case {
   title: string;
-  kernel: Function;
+  kernel: GpuKernelFn;
   params: Record<string, Value>;
   axes: Record<string, number[]>;
   reference: (p: Record<string, number>) => number;

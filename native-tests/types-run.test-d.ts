@@ -37,6 +37,14 @@ export async function runnerTypes(cache: ChunkCache): Promise<void> {
   expectTypeOf((await runParallel(cache, task, { workers: 2 })).output).toEqualTypeOf<Float64Array<ArrayBuffer> | undefined>();
   expectTypeOf((await runParallel(cache, defineTask('/abs/tasks.js', 'f'))).output).toEqualTypeOf<unknown[] | TypedArray | undefined>();
   expectTypeOf((await runParallel(cache, gpuKernel(function (this: { thread: { x: number } }) { return this.thread.x; }))).output).toEqualTypeOf<Float32Array | undefined>();
+  // A kernel's `this` is typed from the context: the thread index and the constants.
+  gpuKernel<{ scale: number }>(function (x: Float32Array) {
+    expectTypeOf(this.thread.x).toEqualTypeOf<number>();
+    expectTypeOf(this.constants.scale).toEqualTypeOf<number>();
+    return x[this.thread.x]! * this.constants.scale;
+  });
+  // @ts-expect-error a kernel returns one number per point
+  gpuKernel(function () { return 'x'; });
   expectTypeOf((await runParallel(cache, task, { collate: (o) => o.length })).output).toEqualTypeOf<number | undefined>();
 
   // Wrong uses do not compile.

@@ -43,7 +43,7 @@ export type { ProgressEvent } from './run/progress.js';
 export * from './errors/index.js';
 export type { Value, Params, TypedArray } from './value.js';
 export { gpuKernel, disposeGpuKernels, gpuBackendInfo, probeGpuBackend, runGpuJobReport, prepareGpuEnvironment } from './gpu/kernel.js';
-export type { GpuKernelOptions, GpuMode, GpuBackendInfo, GpuBackendUsed, WebGpuAdapter } from './gpu/kernel.js';
+export type { GpuKernelOptions, GpuMode, GpuKernelFn, GpuKernelThis, GpuBackendInfo, GpuBackendUsed, WebGpuAdapter } from './gpu/kernel.js';
 export { runParallel } from './parallel/run-parallel.js';
 export type { ParallelOptions, ParallelResult, ExecutorStats, TaskOutput } from './parallel/run-parallel.js';
 export type { MapFn, MapResults, Device, ProcessesOption } from './parallel/executors.js';

@@ -12,7 +12,7 @@
  * See docs/gpu.md for the kernel convention, the backends and devices.
  */
 export { GPU_MODES, gpuKernel, normalizeGpuKernelOptions } from './options.js';
-export type { GpuKernelOptions, GpuMode } from './options.js';
+export type { GpuKernelOptions, GpuMode, GpuKernelFn, GpuKernelThis } from './options.js';
 export { disposeGpuKernels, runGpuJob, runGpuJobReport } from './run-job.js';
 export type { GpuBackendUsed } from './run-job.js';
 export { gpuBackendInfo, probeGpuBackend } from './probe.js';

@@ -133,6 +133,23 @@ function kernelSource(kernelFn: unknown): string {
 }
 
 /**
+ * What `this` is inside a gpu kernel: the point's thread index (one thread
+ * per point of the exec chunk, `x`) and the numeric params as constants.
+ */
+export interface GpuKernelThis<C extends Record<string, number> = Record<string, number>> {
+  readonly thread: { readonly x: number; readonly y: number; readonly z: number };
+  readonly constants: C;
+}
+
+/**
+ * A gpu kernel: a plain `function` (its source travels) over one column per
+ * axis (float32 values, indexed by `this.thread.x`) that returns one number.
+ * @example gpuKernel(function (this: GpuKernelThis<{ scale: number }>, x: Float32Array) { return x[this.thread.x]! * this.constants.scale; })
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type GpuKernelFn<C extends Record<string, number> = Record<string, number>> = (this: GpuKernelThis<C>, ...columns: any[]) => number;
+
+/**
  * A gpu.js kernel run per exec chunk.
  *
  * Kernel convention (gpu.js style, see https://github.com/gpujs/gpu.js):
@@ -166,7 +183,7 @@ function kernelSource(kernelFn: unknown): string {
  *
  * @throws InvalidOptionError if `kernelFn` is not a usable function or an option is invalid.
  */
-export function gpuKernel(kernelFn: Function, options?: GpuKernelOptions): GpuTaskSpec {
+export function gpuKernel<C extends Record<string, number> = Record<string, number>>(kernelFn: GpuKernelFn<C>, options?: GpuKernelOptions): GpuTaskSpec {
   const source = kernelSource(kernelFn);
   const normalized = normalizeGpuKernelOptions(options);
   // worker threads that run the task later cannot set EGL_PLATFORM for the
