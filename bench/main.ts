@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkCache, defineTask, run, runParallel, runStreaming, type ChunkFn } from '../ts/index.js';
-import { planOf } from '../ts/cache/cache.js';
+import { planOf } from '../ts/cache/core.js';
 import { busyWork, floats, objects } from './tasks.js';
 import { fmt, table, timeMedian, writeSection, type Row } from './lib.js';
 import { claimOverhead, sharedSweep } from './claims.js';

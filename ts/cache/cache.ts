@@ -26,7 +26,6 @@ export interface SelectSpec {
 }
 
 export type { CacheStatus, ChunkStatusEntry, PartialChunkStatus } from './status.js';
-export type { CacheCore } from './core.js';
 
 
 /** The cache id for an identity. */
@@ -370,4 +369,3 @@ export class ChunkCache {
   }
 }
 
-export { planOf };

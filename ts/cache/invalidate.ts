@@ -51,6 +51,7 @@ function blockPlan(axes: ReadonlyArray<{ name: string; hashes: Buffer }>) {
 /** The plan of a record's own layout (its key is the record's). */
 const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes);
 
+/** @internal `cache.invalidate()` of a cache or view (see the module comment). */
 export function invalidateView(cache: ViewState): InvalidateResult {
   const where = 'invalidate';
   const core = cache._check();

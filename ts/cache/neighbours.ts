@@ -38,7 +38,7 @@ export function relation(a: PointSet, b: PointSet): Relation {
   return sub && sup ? 'equal' : sub ? 'subset' : sup ? 'superset' : 'overlap';
 }
 
-/** `exclusive` and `warnOnOverlap` checks for a cache about to be created. */
+/** @internal `exclusive` and `warnOnOverlap` checks for a cache about to be created. */
 export function checkNeighbours(core: CacheCore, opts: { exclusive: boolean; warn: boolean }): void {
   const mine = pointSet(core.params, core.axisValues);
   for (const m of listMetas(openStore(core.root))) {

@@ -37,7 +37,7 @@ export interface CacheStatus {
 }
 
 /**
- * Status of a planned view (`pinned`: axes passed as params, left out of the
+ * @internal Status of a planned view (`pinned`: axes passed as params, left out of the
  * report). The counts come at once from one native resolution; each chunk
  * list is built on first access, so a status of a million chunks costs
  * little until a list is read.

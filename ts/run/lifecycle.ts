@@ -5,7 +5,8 @@
  * the amortised eviction of caches opened with `maxBytes`.
  */
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
-import { planOf, type ChunkCache } from '../cache/cache.js';
+import type { ChunkCache } from '../cache/cache.js';
+import { planOf } from '../cache/core.js';
 import { autoGc } from '../cache/eviction.js';
 import { PlanGeometry } from '../cache/geometry.js';
 import { fillFromShared } from '../cache/shared-roots.js';
