@@ -139,49 +139,61 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
  * Why `v` would not come back the same from the store (a function, a
  * symbol, a class instance), as `path: reason`; null when it is storable.
  * Plain objects, arrays, Maps, Sets, Dates, RegExps, Errors, typed arrays
- * and primitives round-trip.
+ * and primitives round-trip. The path is built only for a failure.
  */
-export function unstorable(v: unknown, path: string, depth = 0): string | null {
-  switch (typeof v) {
-    case 'function':
-      return `${path}: a function cannot be stored`;
-    case 'symbol':
-      return `${path}: a symbol cannot be stored`;
-    case 'object':
-      break;
-    default:
-      return null;
+export function unstorable(v: unknown, path: string): string | null {
+  const bad = why(v, 0);
+  return bad ? `${path}${bad.path.reverse().join('')}: ${bad.reason}` : null;
+}
+
+type Why = { path: string[]; reason: string } | null;
+
+/** Plain values, fast: null means storable. */
+function why(v: unknown, depth: number): Why {
+  const t = typeof v;
+  if (t !== 'object') {
+    if (t === 'function') return { path: [], reason: 'a function cannot be stored' };
+    if (t === 'symbol') return { path: [], reason: 'a symbol cannot be stored' };
+    return null;
   }
-  if (v === null || ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp || v instanceof Error) return null;
-  if (depth > 64) return `${path}: nested more than 64 levels (a cycle?)`;
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      const bad = unstorable(v[i], `${path}[${i}]`, depth + 1);
-      if (bad) return bad;
+  if (v === null) return null;
+  if (depth > 64) return { path: [], reason: 'nested more than 64 levels (a cycle?)' };
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Object.prototype || proto === null) {
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      const x = o[k];
+      const tx = typeof x;
+      if (tx === 'object' ? x === null : tx !== 'function' && tx !== 'symbol') continue;
+      const bad = why(x, depth + 1);
+      if (bad) return (bad.path.push(`.${k}`), bad);
     }
     return null;
   }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      const tx = typeof x;
+      if (tx === 'object' ? x === null : tx !== 'function' && tx !== 'symbol') continue;
+      const bad = why(x, depth + 1);
+      if (bad) return (bad.path.push(`[${i}]`), bad);
+    }
+    return null;
+  }
+  if (ArrayBuffer.isView(v) || v instanceof Date || v instanceof RegExp || v instanceof Error) return null;
   if (v instanceof Map) {
     for (const [k, x] of v) {
-      const bad = unstorable(k, `${path} (a Map key)`, depth + 1) ?? unstorable(x, `${path}.get(${String(k)})`, depth + 1);
-      if (bad) return bad;
+      const bad = why(k, depth + 1) ?? why(x, depth + 1);
+      if (bad) return (bad.path.push(` (Map entry ${String(k)})`), bad);
     }
     return null;
   }
   if (v instanceof Set) {
     for (const x of v) {
-      const bad = unstorable(x, `${path} (a Set element)`, depth + 1);
-      if (bad) return bad;
+      const bad = why(x, depth + 1);
+      if (bad) return (bad.path.push(' (a Set element)'), bad);
     }
     return null;
   }
-  const proto = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) {
-    return `${path}: an instance of ${(v as object).constructor?.name ?? 'a class'} would come back as a plain object`;
-  }
-  for (const k in v as Record<string, unknown>) {
-    const bad = unstorable((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1);
-    if (bad) return bad;
-  }
-  return null;
+  return { path: [], reason: `an instance of ${(v as object).constructor?.name ?? 'a class'} would come back as a plain object` };
 }
