@@ -209,6 +209,24 @@ impl Plan {
         out
     }
 
+    /// Bin numbers of chunk `i` into `bins` (reused: no allocation once
+    /// grown); returns (requested points, record points).
+    pub fn chunk_bins_into(&self, mut i: usize, bins: &mut Vec<u32>) -> (u64, u64) {
+        let n = self.axes.len();
+        bins.clear();
+        bins.resize(n, 0);
+        let (mut req, mut rec) = (1u64, 1u64);
+        for a in (0..n).rev() {
+            let m = self.axes[a].len();
+            let b = &self.axes[a][i % m];
+            i /= m;
+            bins[a] = b.bin;
+            req *= b.sel.len() as u64;
+            rec *= b.len as u64;
+        }
+        (req, rec)
+    }
+
     /// The `BinSel` of each axis for chunk `i`.
     pub fn chunk(&self, i: usize) -> Vec<&BinSel> {
         self.chunk_bins(i).iter().enumerate().map(|(a, &b)| &self.axes[a][b]).collect()

@@ -30,7 +30,7 @@ mod upkeep;
 pub use crate::planner::ChunkGeometry;
 pub use chunks::{ChunkData, ChunkWrite};
 pub use index::{CacheSummary, Descriptor};
-pub use resolve::{Catalog, Resolution, Source, WholeLayout};
+pub use resolve::{Catalog, Found, Resolution, Source, WholeLayout};
 pub use upkeep::Repair;
 
 use crate::error::{CoreError, ErrorCode, Result};

@@ -4,6 +4,7 @@
 
 mod common;
 
+use chunk_memo_core::store::Found;
 use common::*;
 
 /// Available points per chunk from `resolve_plan` (0 for chunks it skips).
@@ -11,9 +12,14 @@ fn plan_available(store: &Store, c: &CacheId, g: &Grid, plan: &Plan) -> Vec<u32>
     let mut out = vec![0u32; plan.n_chunks];
     let mut catalog = Catalog::default();
     store
-        .resolve_plan(c, g, plan, &mut catalog, |i, r| {
-            assert!(r.available > 0 || !r.corrupt.is_empty(), "chunk {i} reported with nothing");
-            out[i] = r.available;
+        .resolve_plan(c, g, plan, &mut catalog, |i, found| {
+            out[i] = match found {
+                Found::Whole { requested } => requested,
+                Found::Other(r) => {
+                    assert!(r.available > 0 || !r.corrupt.is_empty(), "chunk {i} reported with nothing");
+                    r.available
+                }
+            };
         })
         .unwrap();
     out

@@ -74,6 +74,16 @@ pub struct Catalog {
     by_axis: Vec<HashMap<u64, Vec<usize>>>,
 }
 
+/// A chunk found by [`Store::resolve_plan`].
+#[derive(Debug)]
+pub enum Found {
+    /// The chunk's own complete record serves all its `requested` points
+    /// (the resolution follows from the geometry; nothing was built).
+    Whole { requested: u32 },
+    /// Anything else with stored points or something to report.
+    Other(Resolution),
+}
+
 impl Store {
     /// Resolves chunks `range` of `plan` for `cache`.
     pub fn resolve(
@@ -104,13 +114,24 @@ impl Store {
         grid: &Grid,
         plan: &Plan,
         catalog: &mut Catalog,
-        mut f: impl FnMut(usize, Resolution),
+        mut f: impl FnMut(usize, Found),
     ) -> Result<()> {
         self.read(|s, t| {
+            let mut bins = Vec::new();
             let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
+                // Fast path without building the geometry: the chunk's own
+                // record is complete (checksum verified, as in resolve_one).
+                let (req, rec) = plan.chunk_bins_into(i, &mut bins);
+                let key = grid.chunk_key(&bins);
+                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+                    if v.is_complete() && v.n as u64 == rec {
+                        f(i, Found::Whole { requested: req as u32 });
+                        return Ok(());
+                    }
+                }
                 let r = s.resolve_one(t, cache, grid, plan, i, catalog)?;
                 if r.available > 0 || !r.corrupt.is_empty() {
-                    f(i, r);
+                    f(i, Found::Other(r));
                 }
                 Ok(())
             };

@@ -21,7 +21,7 @@ use crate::id16;
 use crate::store::*;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{Grid, Plan};
-use chunk_memo_core::store::{Catalog, ChunkGeometry, Resolution, Store};
+use chunk_memo_core::store::{Catalog, ChunkGeometry, Found, Resolution, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
@@ -69,13 +69,23 @@ impl BindingPlan {
             let mut avail = vec![0u32; plan.n_chunks];
             let mut corrupt = Vec::new();
             let mut found: Vec<(usize, Resolution)> = Vec::new();
-            store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| {
-                avail[i] = r.available;
-                corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
-                found.push((i, r));
+            let mut whole: Vec<usize> = Vec::new();
+            store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| match r {
+                Found::Whole { requested } => {
+                    avail[i] = requested;
+                    whole.push(i);
+                }
+                Found::Other(r) => {
+                    avail[i] = r.available;
+                    corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
+                    found.push((i, r));
+                }
             })?;
             // Every chunk not found has nothing stored.
             st.flags.iter_mut().for_each(|f| *f = EMPTY);
+            for i in whole {
+                st.set_whole(i);
+            }
             for (i, r) in found {
                 st.set(i, r);
             }

@@ -63,6 +63,12 @@ impl PlanState {
         };
     }
 
+    /// Chunk `i`'s own complete record serves all its points.
+    pub(crate) fn set_whole(&mut self, i: usize) {
+        self.known.remove(&i);
+        self.flags[i] = WHOLE;
+    }
+
     /// Forgets chunk `i`'s resolution (it was written).
     pub(crate) fn forget(&mut self, i: usize) {
         self.flags[i] = UNKNOWN;
