@@ -98,6 +98,21 @@ export class FlatOutput {
     } else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
       this.out = Array.from(this.out as ArrayLike<unknown>);
     }
+    if (ArrayBuffer.isView(this.out) && ArrayBuffer.isView(src) && src.constructor === this.out.constructor) {
+      // Typed into typed: runs of consecutive output positions (a chunk's rows) are copied whole.
+      const dst = this.out as TypedArray;
+      const from = src as unknown as TypedArray;
+      let j = 0;
+      while (j < idx.length) {
+        const start = j;
+        const at = idx[j]!;
+        j++;
+        while (j < idx.length && idx[j] === at + (j - start)) j++;
+        if (j - start > 8) (dst as Float64Array).set((from as Float64Array).subarray(start, j), at);
+        else for (let k = start; k < j; k++) dst[at + k - start] = from[k]!;
+      }
+      return;
+    }
     const dst = this.out as unknown[];
     for (let j = 0; j < idx.length; j++) dst[idx[j]!] = src[j];
   }

@@ -142,6 +142,27 @@ impl Store {
         })
     }
 
+    /// Reads the own record `chunk` of `cache` when it is complete, dense
+    /// and typed: calls `f(kind, data)` with its raw array (record order)
+    /// and returns true; false (nothing called) for any other record.
+    /// A whole chunk read with one copy, not point by point.
+    pub fn read_whole_typed(&self, cache: &CacheId, chunk: &ChunkKey, f: impl FnOnce(u8, &[u8])) -> Result<bool> {
+        let done = self.read(|s, t| {
+            let Some(bytes) = s.records.get(t, &rkey(cache, chunk))? else { return Ok(false) };
+            match RecordView::parse(bytes) {
+                Ok(v) if v.kind != crate::record::KIND_ITEMS && v.is_complete() && !v.is_sparse() => {
+                    f(v.kind, v.data());
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })?;
+        if done {
+            self.note_access(cache, chunk);
+        }
+        Ok(done)
+    }
+
     /// The chunks of `plan` that records of `cache` may serve, from the
     /// index entries; `None` when every chunk must be looked at: many
     /// records, damaged index entries, or records and entries that do not

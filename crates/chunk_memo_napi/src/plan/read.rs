@@ -79,6 +79,22 @@ pub struct ChunkBatch {
 }
 
 impl ChunkBatch {
+    /// A chunk whose every point is present, typed: `data` in request order.
+    fn push_whole(&mut self, kind: u8, points: usize, data: &[u8]) {
+        self.kinds.push(kind);
+        self.counts.push(points as u32);
+        self.present.resize(self.present.len() + points, 1);
+        self.data.extend_from_slice(data);
+        self.starts.push(self.data.len() as u32);
+    }
+
+    fn check_size(&self) -> CoreResult<()> {
+        if u32::try_from(self.data.len()).is_err() {
+            return Err(invalid("a read batch over 4 GiB"));
+        }
+        Ok(())
+    }
+
     fn push(&mut self, d: ChunkData) -> CoreResult<()> {
         let count = d.present.iter().filter(|&&p| p).count();
         self.kinds.push(d.kind);
@@ -147,7 +163,17 @@ impl BindingPlan {
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
         Ok(move || {
             let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
+            let mut bins = Vec::new();
             for i in chunks {
+                // A whole typed chunk requested in full: its raw array, one copy.
+                let (req, rec) = me.plan.chunk_bins_into(i, &mut bins);
+                if req == rec && me.state.lock().unwrap().is_whole(i) {
+                    let key = me.grid.chunk_key(&bins);
+                    if store.read_whole_typed(&cache, &key, |kind, data| b.push_whole(kind, req as usize, data))? {
+                        b.check_size()?;
+                        continue;
+                    }
+                }
                 let r = me.resolution(&store, &cache, i)?;
                 if r.sources.is_empty() && r.corrupt.is_empty() {
                     // Nothing stored: no read.

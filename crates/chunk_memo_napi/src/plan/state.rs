@@ -69,6 +69,11 @@ impl PlanState {
         self.flags[i] = WHOLE;
     }
 
+    /// True when chunk `i`'s own complete record serves all its points.
+    pub(crate) fn is_whole(&self, i: usize) -> bool {
+        self.flags[i] == WHOLE
+    }
+
     /// Forgets chunk `i`'s resolution (it was written).
     pub(crate) fn forget(&mut self, i: usize) {
         self.flags[i] = UNKNOWN;
