@@ -89,6 +89,10 @@ impl BindingPlan {
             for (i, r) in found {
                 st.set(i, r);
             }
+            // The catalog (every descriptor of the cache) is memory V8 does
+            // not see: a plan kept for a status would hold it until a late
+            // GC. A later per-chunk resolution loads it again when needed.
+            st.catalog = Catalog::default();
             Ok((avail, corrupt))
         })
     }
