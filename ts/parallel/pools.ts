@@ -69,7 +69,10 @@ export class JobPool {
   private closed = false;
 
   constructor(readonly options: PoolOptions) {
-    const common = { filename: workerUrl, minThreads: 0, maxThreads: options.size, idleTimeout: 30_000, execArgv: loaderArgs() };
+    // minThreads = maxThreads: piscina replaces a worker that dies at once
+    // (with fewer, tasks already queued when the last workers die wait for a
+    // new submission); idle workers are unref'd and never hold the process.
+    const common = { filename: workerUrl, minThreads: options.size, maxThreads: options.size, idleTimeout: 30_000, execArgv: loaderArgs() };
     const tsx = tsxApi();
     const env = { ...(process.env as Record<string, string>), ...(options.env ?? {}), ...(tsx ? { CHUNK_MEMO_TSX_API: tsx } : {}) };
     this.pool =
