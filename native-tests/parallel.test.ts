@@ -286,13 +286,16 @@ test('a pool worker terminated from outside fails its job and is replaced', asyn
 });
 
 test('abort from onProgress: ERR_ABORTED, what is done is stored, a re-run computes the rest', async (t) => {
-  const axisValues = { a: range(6), b: range(6) };
+  // About 1 ms per point, 600 points on 2 workers: several commits (progress
+  // reports committed points) land before the end.
+  const axisValues = { a: range(6), b: range(100) };
+  const total = 600;
   const cache = ChunkCache.open({ root: freshRoot(), params: { k: 0 }, axisValues, chunkSpec: { a: 1 } });
   const ac = new AbortController();
   const events: ProgressEvent[] = [];
   let abortedAt = -1;
   const err = await t.throwsAsync(
-    runParallel(cache, task('obj'), {
+    runParallel(cache, task('busy'), {
       workers: 2,
       execChunkSize: 4,
       signal: ac.signal,
@@ -309,16 +312,15 @@ test('abort from onProgress: ERR_ABORTED, what is done is stored, a re-run compu
   t.true(abortedAt >= 8);
   const st = cache.status();
   const last = events.at(-1)!;
-  // In-flight exec chunks finish (at most `workers` of 4 points), nothing new is dispatched.
-  t.true(last.pointsDone >= abortedAt && last.pointsDone <= abortedAt + 8);
+  // What was computed before the abort is stored (also as partial records); nothing new ran to the end.
+  t.true(last.pointsDone >= abortedAt);
   t.is(st.cachedPoints, last.pointsDone);
   t.is(st.cached.length, last.chunksDone);
   t.true(st.cached.length >= 1);
-  t.true(st.cachedPoints < 36);
-  const r = await runParallel(cache, task('obj'), { workers: 2, execChunkSize: 4 });
+  t.true(st.cachedPoints < total);
+  const r = await runParallel(cache, task('busy'), { workers: 2, execChunkSize: 4 });
   t.is(r.diagnostics.cachedPoints, st.cachedPoints);
-  t.is(r.diagnostics.executedPoints, 36 - st.cachedPoints);
-  t.deepEqual(r.output, gridPoints(['a', 'b'], axisValues).map((p) => objRef(0, p)));
+  t.is(r.diagnostics.executedPoints, total - st.cachedPoints);
 });
 
 test('an onProgress callback that throws fails the run (not swallowed), finished work stays stored', async (t) => {
