@@ -41,7 +41,9 @@ fn few_records_of_the_same_chunking() {
     // Three points of three chunks (partial records), one whole chunk.
     let plan = g.plan(&all(&g)).unwrap();
     let res = resolve(&store, &c, &g, &plan);
-    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| (i == 7 && r == 1) || (i == 55 && r == 0) || i == 199);
+    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| {
+        (i == 7 && r == 1) || (i == 55 && r == 0) || i == 199
+    });
     check(&store, &c, &g, &all(&g), "a few records");
     check(&store, &c, &g, &[Some(vec![1, 2, 3, 30, 31]), Some(vec![0, 4, 29])], "a subset");
     check(&store, &c, &g, &[Some(vec![5]), None], "a subset touching no record");
