@@ -20,6 +20,12 @@ export function describeValue(v: unknown): string {
   return String(v);
 }
 
+/** The values of a product block, per axis, for error messages: `a=[1, 2] b=[10]`. */
+export function describeBlock(axes: Record<string, readonly unknown[]>): string {
+  const parts = Object.entries(axes).map(([a, v]) => `${a}=[${v.slice(0, 6).map(describeValue).join(', ')}${v.length > 6 ? `, ... ${v.length} values` : ''}]`);
+  return parts.join(' ') || 'the singleton point';
+}
+
 /** True for `{}`-style objects (not arrays, class instances or null). */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;

@@ -22,18 +22,11 @@ export declare class BindingGrid {
 /** A planned selection of a grid; resolves, reads and writes its chunks. */
 export declare class BindingPlan {
   /**
-   * Claims points of several chunks in one write transaction; see the
-   * module docs for the answer.
-   */
-  claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
-  /**
-   * `claim` for many chunks with flat arrays in and out (see
-   * `BindingClaimBatch`): chunk `chunks[k]` claims
+   * Claims points of many chunks in one write transaction, flat arrays
+   * in and out (see `BindingClaimBatch`): chunk `chunks[k]` claims
    * `points[ends[k-1]..ends[k]]`.
    */
   claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null): BindingClaimBatch
-  /** What `claim` would answer, claiming nothing (a read transaction). */
-  claimStatus(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Array<Uint32Array>, leaseMs?: number | undefined | null): Array<BindingClaim>
   /** One byte per requested point of chunk `i`: 1 when stored. */
   presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
   /** Missing points of chunk `i` as disjoint product blocks. */
@@ -263,23 +256,6 @@ export interface BindingChunkWrite {
   data: Buffer
   /** Items: the dictionary the points were packed with. */
   dict?: Buffer
-}
-
-/**
- * The answer of a claim for one chunk; each requested point is in exactly
- * one of `granted`, `stored`, `held` (for `claimStatus`: or in none, free).
- */
-export interface BindingClaim {
-  /** Requested-point indices this session holds: compute them. */
-  granted: Uint32Array
-  /** Requested-point indices stored now: read them. */
-  stored: Uint32Array
-  /** Requested-point indices a live other owner or session holds: wait. */
-  held: Uint32Array
-  /** Granted points taken over from dead owners or expired leases. */
-  takenOver: number
-  /** Stored points of the whole chunk (all its requested points). */
-  available: number
 }
 
 /**

@@ -36,8 +36,6 @@ export class WriteBatcher {
     private readonly store: BindingStore,
     private readonly cacheId: Buffer,
     private readonly label: string,
-    /** Work-claim session whose claims on the written points the same transaction releases. */
-    private readonly session: number | undefined = undefined,
     /** Called after each commit with the points it stored. */
     private readonly onCommit: ((points: number) => void) | undefined = undefined,
     private readonly maxDelayMs = 200,
@@ -114,7 +112,8 @@ export class WriteBatcher {
   }
 
   private commit(batch: PendingWrite[]): void {
-    (this.plan.writeBatch as (...a: unknown[]) => void)(this.store, this.cacheId, batch, this.session);
+    // The transaction also releases every claim on the points it stores.
+    this.plan.writeBatch(this.store, this.cacheId, batch);
     this.commits++;
     if (this.onCommit) {
       let n = 0;

@@ -18,13 +18,6 @@ export interface ClaimOutcome {
   readonly takenOver: number;
 }
 
-interface NativeClaims {
-  claim(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, points: Uint32Array[], leaseMs?: number | null): ClaimOutcome[];
-  claimFlat?(
-    store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | null,
-  ): { state: Buffer; takenOver: Uint32Array; available: Uint32Array };
-}
-
 const NONE = new Uint32Array(0);
 
 /**
@@ -32,7 +25,7 @@ const NONE = new Uint32Array(0);
  * entry granted whole keeps its own points array, so a batch of chunks
  * granted whole costs no array per chunk.
  */
-function claimFlat(native: NativeClaims, store: BindingStore, cacheId: Buffer, session: number, order: number[], merged: Uint32Array[], leaseMs: number | null): ClaimOutcome[] {
+function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: number[], merged: Uint32Array[], leaseMs: number | null): ClaimOutcome[] {
   const ends = new Uint32Array(merged.length);
   let total = 0;
   for (let k = 0; k < merged.length; k++) ends[k] = total += merged[k]!.length;
@@ -41,7 +34,7 @@ function claimFlat(native: NativeClaims, store: BindingStore, cacheId: Buffer, s
     flat.set(merged[k]!, at);
     at += merged[k]!.length;
   }
-  const r = native.claimFlat!(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs);
+  const r = plan.claimFlat(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs);
   const out = new Array<ClaimOutcome>(merged.length);
   for (let k = 0, at = 0; k < merged.length; k++) {
     const pts = merged[k]!;
@@ -79,8 +72,6 @@ export class ClaimSession {
    * and rewrites that chunk's claims once) and the answer is split back.
    */
   claim(chunks: number[], points: Uint32Array[]): ClaimOutcome[] {
-    const native = this.plan as unknown as Partial<NativeClaims>;
-    if (typeof native.claim !== 'function') return points.map((p) => ({ granted: p, stored: new Uint32Array(0), takenOver: 0 }));
     const order: number[] = [];
     const byChunk = new Map<number, number[]>();
     chunks.forEach((c, n) => {
@@ -106,10 +97,7 @@ export class ClaimSession {
     });
     let res: ClaimOutcome[];
     try {
-      res =
-        typeof native.claimFlat === 'function'
-          ? claimFlat(this.plan as unknown as NativeClaims, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null)
-          : native.claim.call(this.plan, this.store, this.cacheId, this.id, Uint32Array.from(order), merged, this.leaseMs ?? null);
+      res = claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null);
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }
@@ -140,10 +128,8 @@ export class ClaimSession {
   release(): void {
     if (this.released) return;
     this.released = true;
-    const s = this.store as unknown as { releaseSession?: (session: number) => number };
-    if (typeof s.releaseSession !== 'function') return;
     try {
-      s.releaseSession(this.id);
+      this.store.releaseSession(this.id);
     } catch {
       // Claims of a live owner that are left behind are released when it exits.
     }

@@ -9,8 +9,9 @@ import { createHash } from 'node:crypto';
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { blockPoints, cutBlock, splitBlocks } from '../cache/blocks.js';
-import { describeValue } from '../describe.js';
-import { AbortedError, ChunkMemoError, ExecError, fromNative } from '../errors/index.js';
+import { describeBlock, describeValue } from '../describe.js';
+import { ChunkMemoError, ExecError, fromNative } from '../errors/index.js';
+import { raceAbort } from './abort.js';
 import { checkOutputs } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
@@ -26,23 +27,6 @@ interface Block {
   readonly work: ChunkWork;
   readonly block: Uint32Array[];
   readonly points: Uint32Array;
-}
-
-/** Describes a block's values for error messages. */
-export function coords(axes: Record<string, Value[]>): string {
-  const parts = Object.entries(axes).map(([a, v]) => `${a}=[${v.slice(0, 6).map(describeValue).join(', ')}${v.length > 6 ? `, ... ${v.length} values` : ''}]`);
-  return parts.join(' ') || 'the singleton point';
-}
-
-/** Rejects with `ERR_ABORTED` as soon as `signal` fires, whatever `p` does. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  // Aborted already (e.g. by the exec call itself): its result is kept.
-  if (!signal || signal.aborted) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new AbortedError('aborted', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /**
@@ -118,7 +102,7 @@ export class RunSession {
       label: spec.label, cacheId: core.id.slice(0, 8), pointsTotal: this.toCompute, cachedPoints: reused, chunksTotal: G.chunkCount,
       onProgress: spec.onProgress, verbose: core.verbose,
     });
-    this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, this.claims.id, (n) => this.progress.committed(n));
+    this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, (n) => this.progress.committed(n));
   }
 
   private get view(): ChunkCache {
@@ -375,7 +359,7 @@ export class RunSession {
     const te = performance.now();
     const p = (async () => {
       try {
-        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, () => `${spec.label}: chunk ${w.i} at ${coords(job.axes as Record<string, Value[]>)}`);
+        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, () => `${spec.label}: chunk ${w.i} at ${describeBlock(job.axes as Record<string, Value[]>)}`);
         if (this.failure === null) {
           w.place(b.points, out as JobOutput);
           this.pointsComputed += job.count;
@@ -406,7 +390,7 @@ export class RunSession {
   private wrapExecError(e: unknown, i: number, job: ExecJob): unknown {
     if (e instanceof ChunkMemoError && (e.code === 'ERR_ABORTED' || e.code === 'ERR_EXEC_OUTPUT')) return e;
     return new ExecError(
-      `${this.spec.label}: exec function failed on chunk ${i} at ${coords(job.axes as Record<string, Value[]>)} (exec chunk ${job.jobIndex}, ${job.count} points): ` +
+      `${this.spec.label}: exec function failed on chunk ${i} at ${describeBlock(job.axes as Record<string, Value[]>)} (exec chunk ${job.jobIndex}, ${job.count} points): ` +
         `${(e as Error)?.message ?? describeValue(e)}; finished chunks are stored, a re-run computes only the rest`,
       { cause: e },
     );

@@ -2,24 +2,20 @@
 //!
 //! API (batch per call, never per point):
 //!
-//! * `plan.claim(store, cacheId, session, chunks, points, leaseMs?)`: one
-//!   write transaction. For each `chunks[k]` of the plan, `points[k]` lists
-//!   requested-point indices (request order, like `writeBatch`'s `points`)
-//!   the runner wants to compute. The chunk is re-resolved against the store
-//!   (its own record read fresh, other chunkings through the plan's catalog)
-//!   and each point lands in exactly one of: `granted` (now claimed by this
-//!   store's owner and `session`: compute it; points it already held are
-//!   granted again and their claim time refreshed), `stored` (read it),
-//!   `held` (claimed by a live other owner, or by another session of this
-//!   process, within `leaseMs` when given: wait for it). `takenOver` counts
-//!   granted points taken from a dead owner (its OS lock is gone) or an
-//!   expired lease. `available` is the chunk's stored point count. The
-//!   plan's cached resolution of each chunk is refreshed, so later `read`,
-//!   `presence`, `missing` and `writeBatch` calls see what is stored now.
-//! * `plan.claimStatus(...)`, same arguments: the same answer from a read
-//!   transaction, claiming nothing (`granted` = points this session already
-//!   holds; points in no list are free to claim). Also refreshes the cached
-//!   resolutions. A waiting runner polls with it, or simply claims again.
+//! * `plan.claimFlat(store, cacheId, session, chunks, ends, points, leaseMs?)`:
+//!   one write transaction. Chunk `chunks[k]` of the plan asks for the
+//!   requested-point indices `points[ends[k-1]..ends[k]]` (request order,
+//!   like `writeBatch`'s `points`). The chunk is re-resolved against the
+//!   store (its own record read fresh, other chunkings through the plan's
+//!   catalog) and each point gets a state byte: 0 granted (now claimed by
+//!   this store's owner and `session`: compute it; points it already held
+//!   are granted again and their claim time refreshed), 1 stored (read it),
+//!   2 held (claimed by a live other owner, or by another session of this
+//!   process, within `leaseMs` when given: wait for it). `takenOver[k]`
+//!   counts granted points taken from a dead owner (its OS lock is gone) or
+//!   an expired lease, `available[k]` the chunk's stored points. The plan's
+//!   cached resolution of each chunk is refreshed, so later reads and writes
+//!   see what is stored now. A waiting runner simply claims again.
 //! * Every write (`write`, `writeBatch`, ...) releases all claims on the
 //!   points it stores, in the same transaction.
 //! * `store.releaseSession(session)`: drops every claim of this owner and
@@ -33,25 +29,9 @@
 use crate::errors::{boundary, invalid, CoreResult};
 use crate::{id16, BindingPlan, BindingStore};
 use chunk_memo_core::canonical;
-use chunk_memo_core::claims::{ClaimOptions, ClaimOutcome, ClaimRequest, PlanRef};
+use chunk_memo_core::claims::{ClaimOptions, ClaimRequest, PlanRef};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-
-/// The answer of a claim for one chunk; each requested point is in exactly
-/// one of `granted`, `stored`, `held` (for `claimStatus`: or in none, free).
-#[napi(object)]
-pub struct BindingClaim {
-    /// Requested-point indices this session holds: compute them.
-    pub granted: Uint32Array,
-    /// Requested-point indices stored now: read them.
-    pub stored: Uint32Array,
-    /// Requested-point indices a live other owner or session holds: wait.
-    pub held: Uint32Array,
-    /// Granted points taken over from dead owners or expired leases.
-    pub taken_over: u32,
-    /// Stored points of the whole chunk (all its requested points).
-    pub available: u32,
-}
 
 fn session_of(session: f64) -> CoreResult<u64> {
     if session.is_finite() && session >= 0.0 && session.fract() == 0.0 && session <= 9_007_199_254_740_992.0 {
@@ -83,19 +63,9 @@ pub struct BindingClaimBatch {
 }
 
 impl BindingPlan {
-    fn requests(&self, chunks: &[u32], points: &[Uint32Array]) -> CoreResult<Vec<ClaimRequest>> {
-        if chunks.len() != points.len() {
-            return Err(invalid(format!("{} chunks but {} point lists", chunks.len(), points.len())));
-        }
-        chunks
-            .iter()
-            .zip(points)
-            .map(|(&c, p)| Ok(ClaimRequest { chunk: self.check(c)?, points: p.to_vec() }))
-            .collect()
-    }
-
-    /// `claim` with the points of every chunk in one array: chunk `k`'s
-    /// points are `points[ends[k-1]..ends[k]]`.
+    /// The claim: chunk `k`'s points are `points[ends[k-1]..ends[k]]`. The
+    /// plan's state is locked before any LMDB transaction (the lock order
+    /// of every plan call) and takes the fresh resolutions.
     fn claim_flat_op(
         &self,
         store: &BindingStore,
@@ -146,68 +116,12 @@ impl BindingPlan {
         }
         Ok(BindingClaimBatch { state: state.into(), taken_over: taken_over.into(), available: available.into() })
     }
-
-    /// Runs a claim call with the plan's state locked (before any LMDB
-    /// transaction, the lock order of every plan call) and caches the fresh
-    /// resolutions.
-    fn with_claims(
-        &self,
-        store: &BindingStore,
-        cache_id: &[u8],
-        chunks: &[u32],
-        points: &[Uint32Array],
-        write: bool,
-        opts: ClaimOptions,
-    ) -> CoreResult<Vec<BindingClaim>> {
-        let requests = self.requests(chunks, points)?;
-        let cache = id16(cache_id, "cache id")?;
-        let mut st = self.state.lock().unwrap();
-        st.bind(&store.inner, &cache);
-        let at = PlanRef { cache: &cache, grid: &self.grid, plan: &self.plan };
-        let outcomes = if write {
-            store.inner.claim(&at, &mut st.catalog, opts, &requests)
-        } else {
-            store.inner.claim_status(&at, &mut st.catalog, opts, &requests)
-        }?;
-        Ok(requests
-            .iter()
-            .zip(outcomes)
-            .map(|(r, o): (&ClaimRequest, ClaimOutcome)| {
-                let available = o.resolution.available;
-                st.set(r.chunk, o.resolution);
-                BindingClaim {
-                    granted: o.granted.into(),
-                    stored: o.stored.into(),
-                    held: o.held.into(),
-                    taken_over: o.taken_over,
-                    available,
-                }
-            })
-            .collect())
-    }
 }
 
 #[napi]
 impl BindingPlan {
-    /// Claims points of several chunks in one write transaction; see the
-    /// module docs for the answer.
-    #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn claim(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        session: f64,
-        chunks: Uint32Array,
-        points: Vec<Uint32Array>,
-        lease_ms: Option<f64>,
-    ) -> Result<Vec<BindingClaim>> {
-        boundary(&env, || self.with_claims(store, &cache_id, &chunks, &points, true, options(session, lease_ms)?))
-    }
-
-    /// `claim` for many chunks with flat arrays in and out (see
-    /// `BindingClaimBatch`): chunk `chunks[k]` claims
+    /// Claims points of many chunks in one write transaction, flat arrays
+    /// in and out (see `BindingClaimBatch`): chunk `chunks[k]` claims
     /// `points[ends[k-1]..ends[k]]`.
     #[napi]
     #[allow(clippy::too_many_arguments)]
@@ -223,22 +137,6 @@ impl BindingPlan {
         lease_ms: Option<f64>,
     ) -> Result<BindingClaimBatch> {
         boundary(&env, || self.claim_flat_op(store, &cache_id, &chunks, &ends, &points, options(session, lease_ms)?))
-    }
-
-    /// What `claim` would answer, claiming nothing (a read transaction).
-    #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn claim_status(
-        &self,
-        env: Env,
-        store: &BindingStore,
-        cache_id: Buffer,
-        session: f64,
-        chunks: Uint32Array,
-        points: Vec<Uint32Array>,
-        lease_ms: Option<f64>,
-    ) -> Result<Vec<BindingClaim>> {
-        boundary(&env, || self.with_claims(store, &cache_id, &chunks, &points, false, options(session, lease_ms)?))
     }
 }
 

@@ -1,0 +1,15 @@
+/** Abort handling shared by the run engine. */
+import { AbortedError } from '../errors/index.js';
+
+/**
+ * Rejects with `ERR_ABORTED` as soon as `signal` fires, whatever `p` does.
+ * A signal aborted already (e.g. by the exec call itself) keeps `p`'s result.
+ */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal || signal.aborted) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new AbortedError('aborted', { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
