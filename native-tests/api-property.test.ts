@@ -8,19 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ChunkCache, ChunkMemoError, run, type ChunkFn, type SelectSpec, type Value } from '../ts/index.js';
-import { type Point, gridPoints } from './helpers/grid.js';
+import { type Point, gridPoints, prng } from './helpers/grid.js';
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const AXES = ['p', 'q'] as const;
 type Axis = (typeof AXES)[number];

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { ChunkCache, defineTask, memoize, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
 import { closeWorkerPools } from '../ts/parallel/pools.js';
 import { productMix } from './fixtures/tasks.js';
+import { prng } from './helpers/grid.js';
 
 const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
 const roots: string[] = [];
@@ -30,17 +31,6 @@ test.after.always(async () => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
-/** A seeded generator (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pickInt = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
 const subset = <T>(r: () => number, xs: T[]): T[] => {
   const s = xs.filter(() => r() < 0.6);
@@ -78,7 +68,7 @@ const runners: Runner[] = [
 
 test('property: one chunk function, identical outputs and stored records through every runner', async (t) => {
   for (let seed = 1; seed <= 8; seed++) {
-    const r = rng(seed);
+    const r = prng(seed);
     const nAxes = pickInt(r, 1, 3);
     const names = ['a', 'b', 'c'].slice(0, nAxes);
     const axisValues = Object.fromEntries(names.map((a) => [a, Array.from({ length: pickInt(r, 1, 7) }, (_, i) => i * 3 + pickInt(r, 0, 2) * 0.5)]));

@@ -22,3 +22,15 @@ export function gridPoints(axisOrder: readonly string[], axisValues: Record<stri
 
 /** A stable key of a point, independent of key order. */
 export const keyOf = (p: Point): string => JSON.stringify(Object.keys(p).sort().map((k) => [k, p[k]]));
+
+/** mulberry32: a small seeded PRNG, so a failing property test can be replayed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
