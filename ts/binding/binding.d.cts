@@ -161,6 +161,12 @@ export declare class BindingStore {
    * only (cargo feature `test-hooks`).
    */
   scanRecords(id: Buffer): Array<number>
+  /**
+   * Plain LMDB write of `blobs` under the throwaway cache id `id` in one
+   * transaction (a benchmark ceiling for the write path). Development
+   * builds only (cargo feature `test-hooks`).
+   */
+  writeRawRecords(id: Buffer, blobs: Array<Uint8Array>): void
 }
 
 /** Last access time of one record. */

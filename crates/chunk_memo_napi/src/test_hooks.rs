@@ -44,4 +44,15 @@ impl BindingStore {
             Ok(vec![n as f64, b as f64, (f & 0xffff_ffff) as f64])
         })
     }
+
+    /// Plain LMDB write of `blobs` under the throwaway cache id `id` in one
+    /// transaction (a benchmark ceiling for the write path). Development
+    /// builds only (cargo feature `test-hooks`).
+    #[napi]
+    pub fn write_raw_records(&self, env: Env, id: Buffer, blobs: Vec<Uint8Array>) -> Result<()> {
+        boundary(&env, || {
+            let parts: Vec<&[u8]> = blobs.iter().map(|b| b.as_ref()).collect();
+            self.inner.write_raw_records(&id16(&id, "id")?, &parts)
+        })
+    }
 }

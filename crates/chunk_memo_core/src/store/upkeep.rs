@@ -273,6 +273,21 @@ impl Store {
         self.write(|s, t| Ok(s.records.put(t, &rkey(cache, chunk), bytes)?))
     }
 
+    /// Plain LMDB write of `blobs` as records of `cache` (keys 0, 1, ...) in
+    /// one transaction, no record format, index or claims (the ceiling that
+    /// benchmarks compare the store's write path with). The cache should be
+    /// a throwaway id: these are not valid records.
+    pub fn write_raw_records(&self, cache: &CacheId, blobs: &[&[u8]]) -> Result<()> {
+        self.write(|s, t| {
+            for (i, b) in blobs.iter().enumerate() {
+                let mut chunk = [0u8; 16];
+                chunk[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                s.records.put(t, &rkey(cache, &chunk), b)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Plain LMDB read loop over every record of a cache, touching each byte
     /// (the ceiling that benchmarks compare the store's read path with).
     /// Returns (records, bytes, fold of the bytes).
