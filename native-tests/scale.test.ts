@@ -1,0 +1,218 @@
+/**
+ * Behaviour at sweep scale (issue 15): `status()` of a 1e6-chunk grid and a
+ * warm run over 1e5 one-point chunks, each checked in full against a
+ * reference computed independently (a plain loop, and the same data seen
+ * through another chunking).
+ */
+import test from 'ava';
+import { ChunkCache, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
+import { freshRoot, prng } from './helpers/grid.js';
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+/** Distinct sorted integers in [0, n), `k` of them, drawn with `rand`. */
+function pick(rand: () => number, n: number, k: number): number[] {
+  const s = new Set<number>();
+  while (s.size < k) s.add(Math.floor(rand() * n));
+  return [...s].sort((x, y) => x - y);
+}
+
+// ------------------------------------------------------------ status, 1e6 chunks
+
+const SIDE = 1000;
+/** Output of point (a, b): a plain number, so the stored value names its point. */
+const code = (a: number, b: number): number => a * SIDE + b;
+/** A chunk function over axes a, b that records every point it computes. */
+function recording(seen: number[]): ChunkFn {
+  return (_p, axes) => {
+    const a = axes.a as number[];
+    const b = axes.b as number[];
+    const out: number[] = [];
+    for (const x of a) for (const y of b) {
+      seen.push(code(x, y));
+      out.push(code(x, y));
+    }
+    return out;
+  };
+}
+
+/** The status entry of one one-point chunk (a, b) of a view starting at (a0, b0) with `bs` values of b. */
+function onePointEntry(a: number, b: number, a0 = 0, b0 = 0, bs = SIDE): ChunkStatusEntry {
+  return { index: (a - a0) * bs + (b - b0), bins: { a, b }, axisValues: { a: [a], b: [b] }, indices: { a: [a - a0], b: [b - b0] }, points: 1 };
+}
+
+test('status of a 1,000,000-chunk grid: counts and every cached and missing chunk match a naive reference', async (t) => {
+  const root = freshRoot();
+  const axisValues = { a: range(SIDE), b: range(SIDE) };
+  const big = ChunkCache.open({ root, params: { t: 'scale-status' }, axisValues, chunkSpec: { a: 1, b: 1 } });
+  // The same cache (same params) under 10 x 100 chunks: it shares stored outputs.
+  const small = ChunkCache.open({ root, params: { t: 'scale-status' }, axisValues, chunkSpec: { a: 10, b: 100 } });
+  t.is(small.id, big.id);
+
+  // What gets stored, as a plain set of point codes.
+  const stored = new Set<number>();
+  const rand = prng(15);
+  const as1 = pick(rand, SIDE, 40);
+  const bs1 = pick(rand, SIDE, 50);
+  const seen1: number[] = [];
+  const r1 = await run(big.select({ indices: { a: as1, b: bs1 } }), recording(seen1));
+  for (const a of as1) for (const b of bs1) stored.add(code(a, b));
+  t.is(r1.diagnostics.executedPoints, 2000);
+  t.is(r1.diagnostics.executedChunks, 2000);
+  t.deepEqual([...seen1].sort((x, y) => x - y), [...stored].sort((x, y) => x - y));
+
+  // A block stored through the 10 x 100 chunking: partial chunks there, and
+  // one-point chunks of the big cache resolved across chunkings.
+  const before = new Set(stored);
+  const seen2: number[] = [];
+  const r2 = await run(small.select({ indices: { a: { start: 100, stop: 120 }, b: { start: 0, stop: 150 } } }), recording(seen2));
+  const block2: number[] = [];
+  for (let a = 100; a < 120; a++) for (let b = 0; b < 150; b++) block2.push(code(a, b));
+  for (const c of block2) stored.add(c);
+  const fresh2 = block2.filter((c) => !before.has(c));
+  t.is(r2.diagnostics.executedPoints, fresh2.length);
+  t.deepEqual([...seen2].sort((x, y) => x - y), fresh2);
+
+  // The corners, one run each.
+  for (const [a, b] of [[0, 0], [SIDE - 1, SIDE - 1]] as const) {
+    const r = await run(big.select({ values: { a: [a], b: [b] } }), recording([]));
+    t.deepEqual(r.output, [code(a, b)]);
+    stored.add(code(a, b));
+  }
+  const n = stored.size;
+  t.true(n > 4000 && n < 6000, `stored ${n}`);
+
+  // Everything stored reads back warm through the one-point chunks.
+  const again: number[] = [];
+  const warm = await run(big.select({ indices: { a: { start: 100, stop: 120 }, b: { start: 0, stop: 150 } } }), recording(again));
+  t.is(again.length, 0);
+  t.deepEqual(warm.output, block2);
+
+  // The status, checked in full against the naive expectation.
+  const s = big.status();
+  t.is(s.totalChunks, SIDE * SIDE);
+  t.is(s.totalPoints, SIDE * SIDE);
+  t.is(s.cachedPoints, n);
+  t.is(s.missingPoints, SIDE * SIDE - n);
+  const sortedCodes = [...stored].sort((x, y) => x - y);
+  t.deepEqual(s.cached, sortedCodes.map((c) => onePointEntry(Math.floor(c / SIDE), c % SIDE)));
+  t.deepEqual(s.partial, [], 'a one-point chunk is never partial');
+  const missing = s.missing;
+  t.is(missing.length, SIDE * SIDE - n);
+  // 995,000 entries: compared field by field in a loop (deepEqual per entry would take minutes).
+  let k = 0;
+  let bad: string | null = null;
+  for (let c = 0; c < SIDE * SIDE && bad === null; c++) {
+    if (stored.has(c)) continue;
+    const e = missing[k++]!;
+    const a = Math.floor(c / SIDE);
+    const b = c % SIDE;
+    const ok = e.index === c && e.points === 1 && e.bins.a === a && e.bins.b === b
+      && e.axisValues.a!.length === 1 && e.axisValues.a![0] === a && e.axisValues.b!.length === 1 && e.axisValues.b![0] === b
+      && e.indices.a!.length === 1 && e.indices.a![0] === a && e.indices.b!.length === 1 && e.indices.b![0] === b
+      && Object.keys(e.bins).length === 2 && Object.keys(e.axisValues).length === 2 && Object.keys(e.indices).length === 2;
+    if (!ok) bad = `missing[${k - 1}] = ${JSON.stringify(e)}, expected ${JSON.stringify(onePointEntry(a, b))}`;
+  }
+  t.is(bad, null);
+  t.is(k, missing.length);
+  // Spot checks through deepEqual, so the shape itself is compared too.
+  t.deepEqual(missing[0], onePointEntry(0, 1));
+  t.deepEqual(missing.at(-1), onePointEntry(SIDE - 1, SIDE - 2));
+
+  // A view of the big cache: indices and positions relative to the view, bins of the whole axis.
+  const [a0, a1, b0, b1] = [95, 125, 120, 160];
+  const view = big.select({ indices: { a: { start: a0, stop: a1 }, b: { start: b0, stop: b1 } } });
+  const vs = view.status();
+  const inView: number[] = [];
+  for (let a = a0; a < a1; a++) for (let b = b0; b < b1; b++) inView.push(code(a, b));
+  const entry = (c: number): ChunkStatusEntry => onePointEntry(Math.floor(c / SIDE), c % SIDE, a0, b0, b1 - b0);
+  t.is(vs.totalChunks, inView.length);
+  t.is(vs.totalPoints, inView.length);
+  t.is(vs.cachedPoints, inView.filter((c) => stored.has(c)).length);
+  t.true(vs.cachedPoints > 0 && vs.cachedPoints < inView.length);
+  t.deepEqual(vs.cached, inView.filter((c) => stored.has(c)).map(entry));
+  t.deepEqual(vs.missing, inView.filter((c) => !stored.has(c)).map(entry));
+  t.deepEqual(vs.partial, []);
+
+  // The same data under the 10 x 100 chunking: its cached and partial chunks
+  // (less their missing points) give back exactly the stored set.
+  const ss = small.status();
+  t.is(ss.totalChunks, (SIDE / 10) * (SIDE / 100));
+  t.is(ss.cachedPoints, n);
+  t.is(ss.missingPoints, SIDE * SIDE - n);
+  t.true(ss.partial.length > 0);
+  t.true(ss.cached.length > 0, 'the 20 x 100 block fills two 10 x 100 chunks');
+  const fromSmall = new Set<number>();
+  for (const e of ss.cached) {
+    t.is(e.points, 1000);
+    for (const a of e.axisValues.a as number[]) for (const b of e.axisValues.b as number[]) fromSmall.add(code(a, b));
+  }
+  for (const e of ss.partial) {
+    const gone = new Set(e.missingPoints.map((p: Record<string, Value>) => code(p.a as number, p.b as number)));
+    t.is(e.cachedPoints, e.points - gone.size);
+    for (const a of e.axisValues.a as number[]) for (const b of e.axisValues.b as number[]) if (!gone.has(code(a, b))) fromSmall.add(code(a, b));
+  }
+  t.deepEqual([...fromSmall].sort((x, y) => x - y), sortedCodes);
+  t.is(ss.cached.length + ss.partial.length + ss.missing.length, ss.totalChunks);
+});
+
+// ------------------------------------------------------------ warm run, 1e5 chunks
+
+test('warm run over 100,000 one-point chunks executes nothing and returns what a plain loop and a 1000-point chunking return', async (t) => {
+  const N = 100_000;
+  const axisValues = { a: range(N) };
+  let calls = 0;
+  let points = 0;
+  const fn: ChunkFn = (_p, axes) => {
+    calls++;
+    const a = axes.a as number[];
+    points += a.length;
+    return a.map((x) => (x * 7919) % 10007 - x / 4);
+  };
+  const expected = range(N).map((x) => (x * 7919) % 10007 - x / 4);
+
+  const root = freshRoot();
+  const cache = ChunkCache.open({ root, params: { t: 'scale-warm' }, axisValues, chunkSpec: { a: 1 } });
+  const cold = await run(cache, fn);
+  t.is(points, N);
+  t.like(cold.diagnostics, {
+    totalChunks: N, cachedChunks: 0, executedChunks: N, partialChunks: 0,
+    totalPoints: N, cachedPoints: 0, executedPoints: N, waitedPoints: 0, takenOverPoints: 0,
+    streamFlushes: N, corruptRecords: [],
+  });
+  t.is(cold.diagnostics.execChunks, calls);
+  t.deepEqual(cold.output, expected);
+
+  calls = 0;
+  points = 0;
+  const warm = await run(cache, fn);
+  t.is(calls, 0);
+  t.is(points, 0);
+  t.like(warm.diagnostics, {
+    totalChunks: N, cachedChunks: N, executedChunks: 0, partialChunks: 0,
+    totalPoints: N, cachedPoints: N, executedPoints: 0, waitedPoints: 0, takenOverPoints: 0,
+    execChunks: 0, streamFlushes: 0, corruptRecords: [],
+  });
+  t.is(warm.output.length, N);
+  t.deepEqual(warm.output, expected);
+
+  // Reference: the same function over 1000-point chunks in another root.
+  const refRoot = freshRoot();
+  const ref = ChunkCache.open({ root: refRoot, params: { t: 'scale-warm' }, axisValues, chunkSpec: { a: 1000 } });
+  const r = await run(ref, fn);
+  t.like(r.diagnostics, { totalChunks: 100, executedChunks: 100, executedPoints: N });
+  t.deepEqual(r.output, warm.output);
+
+  // The 1000-point chunking over the one-point root reads all 100,000 records, computing nothing.
+  calls = 0;
+  const across = await run(ChunkCache.open({ root, params: { t: 'scale-warm' }, axisValues, chunkSpec: { a: 1000 } }), fn);
+  t.is(calls, 0);
+  t.like(across.diagnostics, { totalChunks: 100, cachedChunks: 100, cachedPoints: N, executedPoints: 0, execChunks: 0 });
+  t.deepEqual(across.output, expected);
+
+  // And a status of the one-point cache agrees.
+  const s = cache.status();
+  t.like(s, { totalChunks: N, totalPoints: N, cachedPoints: N, missingPoints: 0 });
+  t.is(s.missing.length, 0);
+  t.is(s.cached.length, N);
+});
