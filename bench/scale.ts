@@ -1,8 +1,18 @@
 /**
- * Scale rows (issue 15): the engine's per-chunk overhead with a trivial
- * function at 1e5 one-point chunks (cold and warm), `status()` of a 1e6-chunk
- * grid, and the peak RSS of a 1e6-chunk `runStreaming` (in a child process,
- * so the figure is that run's alone). Each row carries its goal.
+ * Scale rows (issue 15), each beside its goal and, where one exists, the
+ * ceiling or floor measured in the same run (the ratio is in the note):
+ * - the engine's per-chunk overhead with a trivial function at 1e5 one-point
+ *   chunks (in this process) and at 1e6 (in a child process, with its peak
+ *   RSS), cold and warm;
+ * - `status()` of a 1e6-chunk grid, and the peak RSS of a 1e6-chunk
+ *   `runStreaming` (in a child process, so the figure is that run's alone);
+ * - 1e7 points of Float64Array outputs in 1,000 chunks: cold against a raw
+ *   LMDB write of the same bytes in one transaction, warm and a 1% subset
+ *   against a plain LMDB read loop over the same records;
+ * - 1e7 points of `{ a, b, v }` objects: warm against decoding the same
+ *   msgpack bytes into the same objects in JS (child with an 8 GB heap).
+ * The children are in bench/scale-child.ts. `--quick` shrinks every size
+ * (1e4 and 1e5 one-point chunks, 1e5 points).
  *
  * `node dist/bench/scale.js [--quick]` runs it alone; `npm run bench` runs it
  * among the rest.
@@ -12,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, run, runStreaming } from '../ts/index.js';
+import { ChunkCache, run } from '../ts/index.js';
 import { fmt, type Row } from './lib.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -57,43 +67,77 @@ function statusOf(side: number, reps: number): { ms: number; grew: number } {
   }
 }
 
-/** Child process: a cold `runStreaming` of n one-point chunks; prints its peak RSS (MB) and time. */
-async function streamChild(n: number): Promise<void> {
-  const root = newRoot();
-  try {
-    const cache = ChunkCache.open({ root, axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
-    const t = performance.now();
-    await runStreaming(cache, trivial);
-    const ms = performance.now() - t;
-    console.log(JSON.stringify({ peakMb: process.resourceUsage().maxRSS / 1024, ms }));
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
+/** Runs a mode of bench/scale-child in a fresh process and returns its JSON line. */
+function child<T>(mode: string, n: number, opts: { reps?: number; heapMb?: number } = {}): T {
+  const self = fileURLToPath(import.meta.url);
+  const script = self.replace(/scale\.(ts|js)$/, 'scale-child.$1');
+  const args = [...process.execArgv, ...(opts.heapMb ? [`--max-old-space-size=${opts.heapMb}`] : []), script, mode, String(n), String(opts.reps ?? 3)];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) throw new Error(`scale child ${mode} ${n} failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
-function streamRss(n: number): { peakMb: number; ms: number } {
-  const self = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, [...process.execArgv, self, '--stream-child', String(n)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (r.status !== 0) throw new Error(`runStreaming child failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { peakMb: number; ms: number };
-}
+const count = (n: number): string => n.toLocaleString('en-US');
+/** "1.4x of <what>" */
+const of = (value: number, ceiling: number, what: string): string => {
+  const x = value / ceiling;
+  return `${x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}x of ${what}`;
+};
+
+interface PerChunk { coldMs: number; warmMs: number; peakMb: number }
+interface Stream { ms: number; peakMb: number }
+interface Typed { chunks: number; coldMs: number; rawWriteMs: number; warmMs: number; readLoopMs: number; subsetMs: number; bytes: number; recordBytes: number; peakMb: number }
+interface Objects { coldMs: number; warmMs: number; encodeMs: number; rawWriteMs: number; decodeMs: number; bytes: number; peakMb: number }
 
 export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise<void> {
+  // Per-chunk overhead, in this process (1e5 chunks) and in a child (1e6 chunks, with its peak RSS).
   const n = quick ? 10_000 : 100_000;
   const p = await perChunk(n);
-  add({ bench: `per-chunk overhead, ${n.toLocaleString('en-US')} one-point chunks, cold`, value: fmt(p.cold), unit: 'µs/chunk', target: '≤ 10 µs', note: 'run, trivial function' });
-  add({ bench: `per-chunk overhead, ${n.toLocaleString('en-US')} one-point chunks, warm`, value: fmt(p.warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `RSS after both ${fmt(p.rss, 0)} MB` });
+  add({ bench: `per-chunk overhead, ${count(n)} one-point chunks, cold`, value: fmt(p.cold), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(p.cold, 10, 'goal')}; run, trivial function, one run` });
+  add({ bench: `per-chunk overhead, ${count(n)} one-point chunks, warm`, value: fmt(p.warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `${of(p.warm, 5, 'goal')}; one run; RSS after both ${fmt(p.rss, 0)} MB` });
+  const nBig = quick ? 100_000 : 1_000_000;
+  const q = child<PerChunk>('per-chunk', nBig);
+  const [cold, warm] = [(q.coldMs * 1000) / nBig, (q.warmMs * 1000) / nBig];
+  add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, cold`, value: fmt(cold), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(cold, 10, 'goal')}; run, trivial function, one run in a child process` });
+  add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, warm`, value: fmt(warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `${of(warm, 5, 'goal')}; one run; the child's peak RSS over cold and warm ${fmt(q.peakMb, 0)} MB` });
+
   const side = quick ? 300 : 1000;
   const s = statusOf(side, quick ? 2 : 5);
-  add({ bench: `status(), ${(side * side).toLocaleString('en-US')}-chunk grid, nothing stored`, value: fmt(s.ms), unit: 'ms', target: '≤ 200 ms', note: `RSS grew ${fmt(s.grew, 0)} MB over the repeats` });
+  add({ bench: `status(), ${count(side * side)}-chunk grid, nothing stored`, value: fmt(s.ms), unit: 'ms', target: '≤ 200 ms', note: `${of(s.ms, 200, 'goal')}; best of ${quick ? 2 : 5}; RSS grew ${fmt(s.grew, 0)} MB over the repeats` });
   const m = quick ? 100_000 : 1_000_000;
-  const r = streamRss(m);
-  add({ bench: `runStreaming peak RSS, ${m.toLocaleString('en-US')} one-point chunks, cold`, value: fmt(r.peakMb, 0), unit: 'MB', target: '< 300 MB', note: `${fmt((r.ms * 1000) / m)} µs/chunk` });
+  const r = child<Stream>('stream', m);
+  add({ bench: `runStreaming peak RSS, ${count(m)} one-point chunks, cold`, value: fmt(r.peakMb, 0), unit: 'MB', target: '< 300 MB', note: `${of(r.peakMb, 300, 'goal')}; child process, one run; ${fmt((r.ms * 1000) / m)} µs/chunk` });
+
+  // 1e7 points (a = range(10,000), b = range(1,000), 1,000 chunks of 10,000 points), each kind in a child process.
+  const big = quick ? 100_000 : 10_000_000;
+  const grid = `${count(big)} points (${count(big / 1000)} x 1,000), ${count(Math.min(1000, big / 1000))} chunks`;
+  const pps = (ms: number, pts = big): string => `${fmt(pts / (ms / 1000) / 1e6, 2)}M points/s`;
+  const t = child<Typed>('typed', big, { reps: 3 });
+  const mb = fmt(t.bytes / 2 ** 20, 0);
+  add({
+    bench: `run cold, ${grid}, Float64Array`, value: fmt(t.coldMs), unit: 'ms', target: '≤ 2x raw LMDB write',
+    note: `${of(t.coldMs, t.rawWriteMs, 'ceiling')}: the same ${mb} MB written raw to LMDB (one blob per chunk, one transaction) ${fmt(t.rawWriteMs)} ms; ${pps(t.coldMs)}; medians of 3, each cold run in a fresh root`,
+  });
+  add({
+    bench: `run warm, ${grid}, Float64Array`, value: fmt(t.warmMs), unit: 'ms', target: '≤ 2x LMDB read loop',
+    note: `${of(t.warmMs, t.readLoopMs, 'ceiling')}: plain LMDB read loop over the same ${count(t.chunks)} records (${fmt(t.recordBytes / 2 ** 20, 0)} MB, every byte touched) ${fmt(t.readLoopMs)} ms; ${pps(t.warmMs)}; medians of 3`,
+  });
+  add({
+    bench: `run 1% subset (every 10th value per axis), ${grid}, Float64Array`, value: fmt(t.subsetMs), unit: 'ms', target: '≤ 2x LMDB read loop',
+    note: `${of(t.subsetMs, t.readLoopMs, 'ceiling')}: the read loop over all records above; ${pps(t.subsetMs, big / 100)}; median of 3; child's peak RSS ${fmt(t.peakMb, 0)} MB`,
+  });
+  const o = child<Objects>('objects', big, { reps: 3, heapMb: 8192 });
+  add({
+    bench: `run cold, ${grid}, objects {a,b,v}`, value: fmt(o.coldMs), unit: 'ms', target: '',
+    note: `${of(o.coldMs, o.encodeMs + o.rawWriteMs, 'floor')}: encodeOutputs of every chunk ${fmt(o.encodeMs)} ms + raw LMDB write of the ${fmt(o.bytes / 2 ** 20, 0)} MB ${fmt(o.rawWriteMs)} ms; ${pps(o.coldMs)}; one run`,
+  });
+  add({
+    bench: `run warm, ${grid}, objects {a,b,v}`, value: fmt(o.warmMs), unit: 'ms', target: '≤ 1.5x JS decode',
+    note: `${of(o.warmMs, o.decodeMs, 'floor')}: decodeOutputs of the same msgpack bytes into the same objects (all kept) ${fmt(o.decodeMs)} ms; ${pps(o.warmMs)}; medians of 3; child with an 8 GB heap, peak RSS ${fmt(o.peakMb, 0)} MB`,
+  });
 }
 
 const argv = process.argv;
 if (argv[1] && fileURLToPath(import.meta.url) === argv[1]) {
-  const i = argv.indexOf('--stream-child');
-  if (i >= 0) await streamChild(Number(argv[i + 1]));
-  else await scaleBench((r) => console.log(`${r.bench}: ${r.value} ${r.unit}${r.target ? ` (goal ${r.target})` : ''}${r.note ? ` — ${r.note}` : ''}`), argv.includes('--quick'));
+  await scaleBench((r) => console.log(`${r.bench}: ${r.value} ${r.unit}${r.target ? ` (goal ${r.target})` : ''}${r.note ? ` — ${r.note}` : ''}`), argv.includes('--quick'));
 }

@@ -1,0 +1,191 @@
+/**
+ * The child processes of bench/scale.ts (issue 15): each measurement runs
+ * alone in a fresh process, so its memory neither leaks into the parent nor
+ * mixes with another's peak RSS. Prints one JSON line (the last line of
+ * stdout) with the timings in ms and the peak RSS in MB.
+ *
+ * `node dist/bench/scale-child.js <mode> <n> [reps]` with mode:
+ * - `per-chunk`: `run` over n one-point chunks, cold then warm (one run each);
+ * - `stream`: a cold `runStreaming` over n one-point chunks (one run);
+ * - `typed`: n points (a x b, 1000 chunks) of Float64Array outputs: cold run
+ *   (each repetition in a fresh root), the same bytes written raw to LMDB in
+ *   one transaction, warm run, the plain LMDB read loop over the records, and
+ *   a 1% subset (medians of `reps`, default 3);
+ * - `objects`: n points of `{ a, b, v }` objects: cold run (one run), warm
+ *   run, and the floor of warm: `decodeOutputs` of the same msgpack bytes
+ *   into the same objects; for cold, `encodeOutputs` of each chunk (one pass)
+ *   and a raw write of those bytes (medians of `reps`, default 3).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ChunkCache, run, runStreaming, type ChunkFn } from '../ts/index.js';
+import { decodeOutputs, encodeOutputs, KIND_ITEMS } from '../ts/run/payload.js';
+import { floats, objects } from './tasks.js';
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const trivial = (_p: unknown, axes: Record<string, unknown[]>): unknown[] => (axes.a as number[]).map((x) => x * 2);
+const peakMb = (): number => process.resourceUsage().maxRSS / 1024;
+const since = (t: number): number => performance.now() - t;
+
+const roots: string[] = [];
+const newRoot = (): string => {
+  const r = mkdtempSync(join(tmpdir(), 'chunk-memo-scale-'));
+  roots.push(r);
+  return r;
+};
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`scale bench: ${what}`);
+}
+
+/** The store of a fresh root, for raw writes under a throwaway id. */
+const rawStore = () => ChunkCache.open({ root: newRoot(), params: { bench: 'scale-raw' }, axisValues: { a: [0] } })._core.store;
+
+/** Median of `reps` timings of `fn` (ms). */
+async function median(reps: number, fn: () => unknown): Promise<number> {
+  const s: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    await fn();
+    s.push(since(t));
+  }
+  return s.sort((x, y) => x - y)[Math.floor(reps / 2)]!;
+}
+
+async function perChunk(n: number): Promise<object> {
+  const cache = ChunkCache.open({ root: newRoot(), axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
+  let t = performance.now();
+  const c = await run(cache, trivial);
+  const coldMs = since(t);
+  check(c.diagnostics.executedPoints === n && c.diagnostics.executedChunks === n, 'per-chunk cold run did not execute every chunk');
+  t = performance.now();
+  const w = await run(cache, trivial);
+  const warmMs = since(t);
+  check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedChunks === n, 'per-chunk warm run executed points');
+  check((w.output as number[])[n - 1] === 2 * (n - 1), 'per-chunk warm run: wrong output');
+  return { coldMs, warmMs, peakMb: peakMb() };
+}
+
+async function stream(n: number): Promise<object> {
+  const cache = ChunkCache.open({ root: newRoot(), axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
+  const t = performance.now();
+  const d = await runStreaming(cache, trivial);
+  const ms = since(t);
+  check(d.executedPoints === n, 'runStreaming did not execute every point');
+  return { ms, peakMb: peakMb() };
+}
+
+/**
+ * The grid of `n` points: a = range(n / 1000), b = range(1000), cut along a
+ * into 1000 chunks (fewer when a has fewer values); chunk i's axes.
+ */
+function gridOf(n: number): { A: number; B: number; ca: number; chunks: number; axesOf: (i: number) => { a: number[]; b: number[] } } {
+  const B = 1000;
+  const A = n / B;
+  const chunks = Math.min(1000, A);
+  const ca = A / chunks;
+  check(Number.isInteger(A) && Number.isInteger(ca), `grid of ${n} points: n must be a multiple of 1000 (and of 1e6 above 1e6)`);
+  const b = range(B);
+  return { A, B, ca, chunks, axesOf: (i) => ({ a: range(ca).map((k) => i * ca + k), b }) };
+}
+
+async function typed(n: number, reps: number): Promise<object> {
+  const g = gridOf(n);
+  const open = (): ChunkCache => ChunkCache.open({ root: newRoot(), params: { bench: 'scale-typed' }, axisValues: { a: range(g.A), b: range(g.B) }, chunkSpec: { a: g.ca, b: g.B } });
+  // Cold: compute and store everything, each repetition in a fresh root; the last one is read warm below.
+  let cache!: ChunkCache;
+  let coldOut!: Float64Array;
+  const coldMs = await median(reps, async () => {
+    cache = open();
+    const c = await run(cache, floats as ChunkFn);
+    check(c.diagnostics.executedPoints === n && c.diagnostics.totalChunks === g.chunks, 'typed cold run: wrong counts');
+    coldOut = c.output as Float64Array;
+  });
+  // The write ceiling: the same output bytes, one blob per chunk, written raw in one transaction (a fresh root, like the cold run's).
+  const blobs: Uint8Array[] = [];
+  let bytes = 0;
+  for (let i = 0; i < g.chunks; i++) {
+    const f = floats({}, g.axesOf(i));
+    blobs.push(new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
+    bytes += f.byteLength;
+  }
+  check(bytes === n * 8, 'typed blobs: wrong size');
+  const rawWriteMs = await median(reps, () => rawStore().writeRawRecords(randomBytes(16), blobs));
+  blobs.length = 0;
+  // Warm: everything read back.
+  let warmOut: Float64Array | undefined;
+  const warmMs = await median(reps, async () => {
+    const w = await run(cache, floats as ChunkFn);
+    check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed warm run executed points');
+    warmOut = w.output as Float64Array;
+  });
+  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed warm output differs from cold');
+  // The read ceiling: a plain LMDB read loop over the same records, touching every byte.
+  const store = cache._core.store;
+  const [records, recordBytes] = store.scanRecords(cache._core.idBytes);
+  check(records === g.chunks && recordBytes! >= bytes, `typed read loop: ${records} records, ${recordBytes} bytes`);
+  const readLoopMs = await median(reps, () => store.scanRecords(cache._core.idBytes));
+  // A 1% subset: every 10th value of each axis (touches every chunk).
+  const view = cache.select({ indices: { a: { step: 10 }, b: { step: 10 } } });
+  const subsetMs = await median(reps, async () => {
+    const s = await run(view, floats as ChunkFn);
+    check(s.diagnostics.executedPoints === 0 && s.diagnostics.cachedPoints === n / 100, 'typed subset executed points');
+  });
+  return { chunks: g.chunks, coldMs, rawWriteMs, warmMs, readLoopMs, subsetMs, bytes, recordBytes, peakMb: peakMb() };
+}
+
+async function objectRows(n: number, reps: number): Promise<object> {
+  const g = gridOf(n);
+  const cache = ChunkCache.open({ root: newRoot(), params: { bench: 'scale-objects' }, axisValues: { a: range(g.A), b: range(g.B) }, chunkSpec: { a: g.ca, b: g.B } });
+  let t = performance.now();
+  const c = await run(cache, objects as ChunkFn);
+  const coldMs = since(t);
+  check(c.diagnostics.executedPoints === n, 'objects cold run: wrong counts');
+  c.output = [];
+  const lastV = (g.A - 1) * 0.5 + g.B - 1;
+  const warmMs = await median(reps, async () => {
+    const w = await run(cache, objects as ChunkFn);
+    check(w.diagnostics.executedPoints === 0, 'objects warm run executed points');
+    const out = w.output as Array<{ a: number; b: number; v: number }>;
+    const last = out[n - 1]!;
+    check(out.length === n && last.a === g.A - 1 && last.b === g.B - 1 && last.v === lastV, 'objects warm run: wrong output');
+  });
+  // The floors: encode each chunk's outputs (as a write does), write those bytes raw, and decode them back into objects.
+  const enc: Array<{ data: Buffer; dict: Buffer }> = [];
+  let encodeMs = 0;
+  let bytes = 0;
+  for (let i = 0; i < g.chunks; i++) {
+    const o = objects({}, g.axesOf(i));
+    t = performance.now();
+    const e = encodeOutputs(o, KIND_ITEMS);
+    encodeMs += since(t);
+    enc.push({ data: e.data, dict: e.dict });
+    bytes += e.data.length;
+  }
+  const rawWriteMs = await median(reps, () => rawStore().writeRawRecords(randomBytes(16), enc.map((e) => e.data)));
+  // Decoded arrays are kept until the repetition ends, as a run's output keeps every object.
+  const per = n / g.chunks;
+  const decodeMs = await median(reps, () => {
+    const kept: unknown[] = new Array(g.chunks);
+    for (let i = 0; i < g.chunks; i++) kept[i] = decodeOutputs(KIND_ITEMS, enc[i]!.data, per, [enc[i]!.dict]);
+    const lastChunk = kept[g.chunks - 1] as Array<{ v: number }>;
+    check(lastChunk.length === per && lastChunk[per - 1]!.v === lastV, 'objects decode floor: wrong output');
+  });
+  return { coldMs, warmMs, encodeMs, rawWriteMs, decodeMs, bytes, peakMb: peakMb() };
+}
+
+const [mode, arg, repsArg] = process.argv.slice(2);
+const n = Number(arg);
+try {
+  let r: object;
+  if (mode === 'per-chunk') r = await perChunk(n);
+  else if (mode === 'stream') r = await stream(n);
+  else if (mode === 'typed') r = await typed(n, Number(repsArg ?? 3));
+  else if (mode === 'objects') r = await objectRows(n, Number(repsArg ?? 3));
+  else throw new Error(`scale-child: unknown mode ${mode}`);
+  console.log(JSON.stringify(r));
+} finally {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+}
