@@ -217,7 +217,6 @@ impl Store {
         };
         self.records.put(t, &rk, &bytes)?;
         self.index.put(t, &rk, &desc.encode())?;
-        self.atime.put(t, &rk, &desc.updated_ms.to_le_bytes())?;
         // Stored points need no claim: released in this transaction.
         self.release_stored_in(t, &rk, |p| builder.is_set(p))
     }

@@ -94,16 +94,20 @@ impl Store {
         })
     }
 
-    /// Access times of a cache's records (ms; records never read report 0).
+    /// Access times of a cache's records (ms): the later of the last read
+    /// and the last write. A write does not touch the access-time table (one
+    /// random-key insert less per chunk written); its time is the index
+    /// entry's `updated_ms`.
     pub fn access_times(&self, cache: &CacheId) -> Result<HashMap<ChunkKey, u64>> {
         self.flush_access_times()?;
         self.read(|s, t| {
             let mut out = HashMap::new();
-            for item in s.atime.prefix_iter(t, cache)? {
+            for item in s.index.prefix_iter(t, cache)? {
                 let (k, v) = item?;
-                if let (Ok(c), Ok(ms)) = (<[u8; 16]>::try_from(&k[16..32]), <[u8; 8]>::try_from(v)) {
-                    out.insert(c, u64::from_le_bytes(ms));
-                }
+                let Ok(c) = <[u8; 16]>::try_from(&k[16..32]) else { continue };
+                let written = Descriptor::tail(v).map_or(0, |(_, _, _, ms)| ms);
+                let read = s.atime.get(t, k)?.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes);
+                out.insert(c, written.max(read));
             }
             Ok(out)
         })
