@@ -96,8 +96,8 @@ pub struct Store {
     gate: RwLock<()>,
     // Access times noted by reads, flushed in batches.
     pending_atime: Mutex<HashMap<[u8; 32], u64>>,
-    // In-use marks of this handle: token -> cache.
-    marks: Mutex<HashMap<u64, CacheId>>,
+    // In-use marks of this process at this root.
+    marks: Mutex<inuse::Marks>,
     next_mark: std::sync::atomic::AtomicU64,
 }
 
@@ -149,7 +149,7 @@ impl Store {
             path: canon.clone(),
             gate: RwLock::new(()),
             pending_atime: Mutex::new(HashMap::new()),
-            marks: Mutex::new(HashMap::new()),
+            marks: Mutex::new(inuse::Marks::default()),
             next_mark: std::sync::atomic::AtomicU64::new(0),
         });
         reg.retain(|_, w| w.strong_count() > 0);
