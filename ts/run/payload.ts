@@ -2,7 +2,7 @@
  * Output payloads: one msgpack value per point ("items"), or raw
  * little-endian elements when a chunk function returns a numeric TypedArray.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, Unpackr, REUSE_BUFFER_MODE } from 'msgpackr';
 import { DTYPE } from '../canonical/encode.js';
 import type { TypedArray } from '../value.js';
 
@@ -67,44 +67,51 @@ export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
   }
   // Numbers, strings, booleans and null pack the same with or without
   // record structures: the shared packer, no dictionary.
-  const n0 = out.length;
+  const n = out.length;
   let primitive = true;
-  for (let i = 0; i < n0 && primitive; i++) {
+  for (let i = 0; i < n && primitive; i++) {
     const v = out[i];
     const t = typeof v;
     primitive = v === null || t === 'number' || t === 'string' || t === 'boolean';
   }
-  if (primitive) {
-    if (n0 === 1) {
-      const data = Buffer.from(plain.pack(out[0]));
-      return { kind, offsets: Uint32Array.of(0, data.length), data, dict: EMPTY };
-    }
-    const parts: Buffer[] = new Array(n0);
-    const offsets = new Uint32Array(n0 + 1);
-    let total = 0;
-    for (let i = 0; i < n0; i++) {
-      const b = plain.pack(out[i]);
-      parts[i] = b;
-      total += b.length;
-      offsets[i + 1] = total;
-    }
-    return { kind, offsets, data: Buffer.concat(parts, total), dict: EMPTY };
-  }
+  if (primitive) return { kind, ...packEach(plain, out), dict: EMPTY };
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];
   const packr = new Packr({ useRecords: true, structures, moreTypes: true, variableMapSize: true });
+  const packed = packEach(packr, out);
+  return { kind, ...packed, dict: structures.length ? plain.pack(structures.map((x) => [...(x as unknown[])])) : EMPTY };
+}
+
+/** What `pack` gives in REUSE_BUFFER_MODE: the packer's own buffer, the value at start..end. */
+type Packed = Buffer & { start: number; end: number };
+
+/**
+ * Packs each value of `out` into one buffer, with the offset of each: the
+ * packer writes into its own buffer and each value is copied out (no
+ * Buffer object per point).
+ */
+function packEach(packr: Packr, out: ArrayLike<unknown>): { offsets: Uint32Array; data: Buffer } {
   const n = out.length;
-  const parts: Buffer[] = new Array(n);
   const offsets = new Uint32Array(n + 1);
-  let total = 0;
+  let data = Buffer.allocUnsafe(Math.max(64, n * 16));
+  let at = 0;
   for (let i = 0; i < n; i++) {
-    const b = packr.pack(out[i]);
-    parts[i] = b;
-    total += b.length;
-    offsets[i + 1] = total;
+    const t = packr.pack(out[i], REUSE_BUFFER_MODE) as Packed;
+    const len = t.end - t.start;
+    if (at + len > data.length) {
+      const grown = Buffer.allocUnsafe(Math.max(data.length * 2, at + len));
+      data.copy(grown, 0, 0, at);
+      data = grown;
+    }
+    if (len <= 32) for (let k = t.start; k < t.end; k++) data[at++] = t[k]!;
+    else {
+      t.copy(data, at, t.start, t.end);
+      at += len;
+    }
+    offsets[i + 1] = at;
   }
-  return { kind, offsets, data: Buffer.concat(parts, total), dict: structures.length ? plain.pack(structures.map((x) => [...(x as unknown[])])) : EMPTY };
+  return { offsets, data: data.subarray(0, at) };
 }
 
 /**
