@@ -74,6 +74,31 @@ export class PlanGeometry {
     return n;
   }
 
+  /**
+   * Where a chunk's rows go in the flat output: a chunk's points in request
+   * order are rows of `len` points (its last axis), and each row is
+   * contiguous in the output, starting at `starts[r]`.
+   */
+  outRows(geo: ChunkGeo): { starts: Uint32Array; len: number } {
+    const n = geo.sel.length;
+    if (n === 0) return { starts: Uint32Array.of(0), len: 1 };
+    const len = geo.sel[n - 1]!.length;
+    let acc = Uint32Array.of(geo.selPos[n - 1]! * this.outStride[n - 1]!);
+    for (let a = n - 2; a >= 0; a--) {
+      const cnt = geo.sel[a]!.length;
+      const stride = this.outStride[a]!;
+      const base = geo.selPos[a]! * stride;
+      const next = new Uint32Array(acc.length * cnt);
+      let w = 0;
+      for (let j = 0; j < cnt; j++) {
+        const x = base + j * stride;
+        for (let i = 0; i < acc.length; i++) next[w++] = x + acc[i]!;
+      }
+      acc = next;
+    }
+    return { starts: acc, len };
+  }
+
   /** Output index of every requested point of a chunk (request order). */
   outIndices(geo: ChunkGeo): Uint32Array {
     let acc = new Uint32Array([0]);

@@ -154,7 +154,7 @@ export async function runParallel<T extends TaskSpec | AnyChunkFn, R = TaskOutpu
         for (const t of list) (itemOut as unknown[])[t.out] = src[t.r];
       } else {
         flat ??= new FlatOutput(diag.totalPoints);
-        flat.place(src, d.outIndex());
+        flat.placeRows(src, d.outRows());
       }
     }
   } finally {

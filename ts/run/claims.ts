@@ -57,6 +57,7 @@ export class ClaimSession {
   /** Unique per run in this process (the owner id tells processes apart). */
   readonly id = processBits + nextSession++;
   private released = false;
+  private claimed = false;
 
   constructor(
     private readonly plan: BindingPlan,
@@ -96,6 +97,7 @@ export class ClaimSession {
       return all.sort();
     });
     let res: ClaimOutcome[];
+    this.claimed = true;
     try {
       res = claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null);
     } catch (e) {
@@ -128,6 +130,8 @@ export class ClaimSession {
   release(): void {
     if (this.released) return;
     this.released = true;
+    // A run that never claimed (everything was stored) holds nothing: no transaction.
+    if (!this.claimed) return;
     try {
       this.store.releaseSession(this.id);
     } catch {

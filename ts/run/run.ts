@@ -91,31 +91,40 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
 export class FlatOutput {
   private out: unknown[] | TypedArray | null = null;
   constructor(private readonly total: number) {}
-  place(src: ArrayLike<unknown>, idx: ArrayLike<number>): void {
+
+  /** Places `src` (request order) by rows: row r of `len` points goes to `starts[r]` onwards (see PlanGeometry.outRows). */
+  placeRows(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): void {
+    const dst = this.target(src);
+    const { starts, len } = rows;
+    if (ArrayBuffer.isView(dst) && ArrayBuffer.isView(src) && src.constructor === dst.constructor) {
+      // Typed into typed: whole rows at once when long, element by element when short.
+      const to = dst as Float64Array;
+      const from = src as unknown as Float64Array;
+      for (let r = 0, at = 0; r < starts.length; r++, at += len) {
+        const d = starts[r]!;
+        if (len > 64) to.set(from.subarray(at, at + len), d);
+        else for (let k = 0; k < len; k++) to[d + k] = from[at + k]!;
+      }
+      return;
+    }
+    const to = dst as unknown[];
+    for (let r = 0, at = 0; r < starts.length; r++, at += len) {
+      const d = starts[r]!;
+      for (let k = 0; k < len; k++) to[d + k] = src[at + k];
+    }
+  }
+
+  /** The output array, allocated for `src`'s kind (typed while every chunk has one dtype). */
+  private target(src: ArrayLike<unknown>): unknown[] | TypedArray {
     if (this.out === null) {
       const k = kindOf(src);
       this.out = k !== KIND_ITEMS ? new (typedCtor(k))(this.total) : new Array(this.total);
     } else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
       this.out = Array.from(this.out as ArrayLike<unknown>);
     }
-    if (ArrayBuffer.isView(this.out) && ArrayBuffer.isView(src) && src.constructor === this.out.constructor) {
-      // Typed into typed: runs of consecutive output positions (a chunk's rows) are copied whole.
-      const dst = this.out as TypedArray;
-      const from = src as unknown as TypedArray;
-      let j = 0;
-      while (j < idx.length) {
-        const start = j;
-        const at = idx[j]!;
-        j++;
-        while (j < idx.length && idx[j] === at + (j - start)) j++;
-        if (j - start > 8) (dst as Float64Array).set((from as Float64Array).subarray(start, j), at);
-        else for (let k = start; k < j; k++) dst[at + k - start] = from[k]!;
-      }
-      return;
-    }
-    const dst = this.out as unknown[];
-    for (let j = 0; j < idx.length; j++) dst[idx[j]!] = src[j];
+    return this.out;
   }
+
   get value(): unknown[] | TypedArray {
     return this.out ?? [];
   }
@@ -134,7 +143,7 @@ export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCac
   let flat: FlatOutput | null = null;
   for await (const batch of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag, true)) {
     flat ??= new FlatOutput(diag.totalPoints);
-    for (const d of batch) if (d.output) flat.place(d.output as ArrayLike<unknown>, d.outIndex());
+    for (const d of batch) if (d.output) flat.placeRows(d.output as ArrayLike<unknown>, d.outRows());
   }
   const output = (flat?.value ?? []) as OutputOf<F>;
   return { output: (opts?.collate ? opts.collate(output) : output) as R, diagnostics: diag };

@@ -308,7 +308,7 @@ export class RunSession {
     this.progress.chunk(w.i, w.cached, w.executed);
     const geo = w.geo;
     const G = this.G;
-    this.done.push({ index: w.i, geo, output: w.output(), cachedPoints: w.cached, executedPoints: w.executed, outIndex: () => G.outIndices(geo) });
+    this.done.push({ index: w.i, geo, output: w.output(), cachedPoints: w.cached, executedPoints: w.executed, outIndex: () => G.outIndices(geo), outRows: () => G.outRows(geo) });
   }
 
   private jobFor(b: Block): ExecJob {

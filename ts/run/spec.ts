@@ -32,6 +32,8 @@ export interface ChunkDone {
   readonly executedPoints: number;
   /** Position of each requested point in the view's flat grid-ordered output. */
   outIndex(): Uint32Array;
+  /** The same positions as rows: request-order rows of `len` points, row r at `starts[r]` (see PlanGeometry.outRows). */
+  outRows(): { starts: Uint32Array; len: number };
 }
 
 export interface EngineSpec {
