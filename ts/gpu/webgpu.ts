@@ -154,11 +154,28 @@ async function adapterNames(dawn: DawnModule, backend: DawnBackend): Promise<str
   try {
     await probe.requestAdapter(adapterOptions(backend));
     return [];
-  } catch (err) {
-    // "...\nAvailable adapters:\n * backend: 'vulkan', name: 'NVIDIA H200'"
-    const text = err instanceof Error ? err.message : String(err);
-    return [...text.matchAll(/^ \* backend: '[^']*', name: '(.*)'$/gm)].map((m) => m[1] ?? '');
+  } catch (listing) {
+    return listedAdapters(listing instanceof Error ? listing.message : String(listing));
   }
+}
+
+/**
+ * Dawn has no call that enumerates adapters: its documented listing (the
+ * `webgpu` package's README, "To get a list of adapters pass in a
+ * non-existent adapter name") is the text of the rejection, one line per
+ * adapter: ` * backend: 'vulkan', name: 'NVIDIA H200'`. This reads those
+ * lines as a listing (the library's own errors are never read this way).
+ */
+function listedAdapters(listing: string): string[] {
+  const head = " * backend: '";
+  const mid = "', name: '";
+  const names: string[] = [];
+  for (const line of listing.split('\n')) {
+    if (!line.startsWith(head) || !line.endsWith("'")) continue;
+    const at = line.indexOf(mid, head.length);
+    if (at >= 0) names.push(line.slice(at + mid.length, -1));
+  }
+  return names;
 }
 
 type Attempt =
