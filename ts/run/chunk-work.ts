@@ -9,7 +9,7 @@ import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkGeo } from '../cache/geometry.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
-import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, unstorable } from './payload.js';
+import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
@@ -203,8 +203,9 @@ export class ReadBatch {
       this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
       if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
     }
-    // One kind and at most one dictionary: one decode for the whole batch.
-    this.vals = kind >= 0 && (kind !== KIND_ITEMS || rd.dicts.length <= 1) ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
+    // Items only, with at most one dictionary: one decode for the whole
+    // batch. Typed chunks are viewed in place (applyTo).
+    this.vals = kind === KIND_ITEMS && rd.dicts.length <= 1 ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
   }
 
   /** True when chunk `i` is the next one of this batch. */
@@ -230,19 +231,18 @@ export class ReadBatch {
     if (count === 0) return;
     const present = rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
     let vals: ArrayLike<unknown>;
-    if (this.vals) {
+    if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, rd.data, rd.starts[k]!, count);
+    else if (this.vals) {
       const a = this.valAt[k]!;
-      vals = ArrayBuffer.isView(this.vals) ? (this.vals as TypedArray).subarray(a, a + count) : (this.vals as unknown[]).slice(a, a + count);
+      vals = (this.vals as unknown[]).slice(a, a + count);
     } else {
+      // This chunk's offsets and dictionaries in the batch's flat arrays.
       const data = rd.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
-      if (rd.kinds[k] === KIND_ITEMS) {
-        // This chunk's offsets and dictionaries in the batch's flat arrays.
-        const at = this.itemsAt + this.itemsChunks;
-        const pd = this.itemsAt;
-        this.itemsAt += count;
-        this.itemsChunks++;
-        vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
-      } else vals = decodeOutputs(rd.kinds[k]!, data, count);
+      const at = this.itemsAt + this.itemsChunks;
+      const pd = this.itemsAt;
+      this.itemsAt += count;
+      this.itemsChunks++;
+      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
     }
     w.applyRead(rd.kinds[k]!, present, count, vals);
   }

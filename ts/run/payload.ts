@@ -143,6 +143,18 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
 }
 
 /**
+ * The `count` elements of dtype `kind` at `start` of `data`, as a typed array
+ * over the same memory when aligned (a batch read pads typed chunks to 8
+ * bytes), else copied.
+ */
+export function typedView(kind: number, data: Buffer, start: number, count: number): TypedArray {
+  const C = typedCtor(kind);
+  const at = data.byteOffset + start;
+  if (at % C.BYTES_PER_ELEMENT === 0) return new C(data.buffer, at, count);
+  return decodeOutputs(kind, data.subarray(start, start + count * C.BYTES_PER_ELEMENT), count) as TypedArray;
+}
+
+/**
  * Why `v` would not come back the same from the store (a function, a
  * symbol, a class instance), as `path: reason`; null when it is storable.
  * Plain objects, arrays, Maps, Sets, Dates, RegExps, Errors, typed arrays

@@ -44,6 +44,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub type CacheId = [u8; 16];
 pub type ChunkKey = [u8; 16];
+/// A read transaction of a store (see [`Store::read`]).
+pub type ReadTxn<'t> = RoTxn<'t, WithoutTls>;
 
 // 16 GiB of address space to start (the file grows only as written); the map
 // doubles on MDB_MAP_FULL, so this is no limit on the store's size.

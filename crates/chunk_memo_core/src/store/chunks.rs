@@ -4,7 +4,7 @@ use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Resolution, Store};
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::planner::{ChunkGeometry, Grid};
 use crate::record::{RecordBuilder, RecordView};
-use heed::RwTxn;
+use heed::{RoTxn, RwTxn, WithoutTls};
 
 /// Requested points of one chunk, read from the store: a presence flag per
 /// requested point and the bytes of the present ones, in request order.
@@ -25,7 +25,18 @@ pub struct ChunkData {
 impl Store {
     /// Reads the available requested points of a resolved chunk.
     pub fn read_chunk(&self, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
-        let out = self.read(|s, t| {
+        let out = self.read(|s, t| s.read_chunk_in(t, cache, res))?;
+        for src in &res.sources {
+            self.note_access(cache, &src.chunk);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::read_chunk`] in the caller's read transaction, without
+    /// noting the access (see [`Store::note_accesses`]).
+    pub fn read_chunk_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
+        let s = self;
+        {
             let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
             let mut kind: Option<u8> = None;
             let mut corrupt = Vec::new();
@@ -83,11 +94,7 @@ impl Store {
                 }
             }
             Ok(d)
-        })?;
-        for src in &res.sources {
-            self.note_access(cache, &src.chunk);
         }
-        Ok(out)
     }
 }
 

@@ -142,25 +142,24 @@ impl Store {
         })
     }
 
-    /// Reads the own record `chunk` of `cache` when it is complete, dense
-    /// and typed: calls `f(kind, data)` with its raw array (record order)
-    /// and returns true; false (nothing called) for any other record.
-    /// A whole chunk read with one copy, not point by point.
-    pub fn read_whole_typed(&self, cache: &CacheId, chunk: &ChunkKey, f: impl FnOnce(u8, &[u8])) -> Result<bool> {
-        let done = self.read(|s, t| {
-            let Some(bytes) = s.records.get(t, &rkey(cache, chunk))? else { return Ok(false) };
-            match RecordView::parse(bytes) {
-                Ok(v) if v.kind != crate::record::KIND_ITEMS && v.is_complete() && !v.is_sparse() => {
-                    f(v.kind, v.data());
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })?;
-        if done {
-            self.note_access(cache, chunk);
+    /// Calls `f` with the record of chunk `chunk` when it is complete and
+    /// dense (its points in record order, as a whole chunk requested in
+    /// full wants them), in the caller's read transaction; `None` when the
+    /// record is absent, partial, sparse or does not parse (the caller then
+    /// takes the general path, which reports damage). The access is not
+    /// noted (see [`Store::note_accesses`]).
+    pub fn read_whole_in<R>(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        chunk: &ChunkKey,
+        f: impl FnOnce(&RecordView<'_>) -> R,
+    ) -> Result<Option<R>> {
+        let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
+        match RecordView::parse(bytes) {
+            Ok(v) if v.is_complete() && !v.is_sparse() => Ok(Some(f(&v))),
+            _ => Ok(None),
         }
-        Ok(done)
     }
 
     /// The chunks of `plan` that records of `cache` may serve, from the
@@ -241,7 +240,8 @@ impl Store {
         Ok(Some(out))
     }
 
-    pub(crate) fn resolve_one(
+    /// Resolves chunk `i` of `plan` in the caller's read transaction.
+    pub fn resolve_one(
         &self,
         t: &RoTxn<'_, WithoutTls>,
         cache: &CacheId,

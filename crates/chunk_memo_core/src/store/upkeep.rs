@@ -23,6 +23,10 @@ pub struct Repair {
     pub reason: String,
 }
 
+/// Access times are kept to this resolution (ms): LRU eviction orders
+/// records by them, and a minute is far finer than any eviction budget.
+const ATIME_RESOLUTION_MS: u64 = 60_000;
+
 impl Store {
     /// Raw record bytes (for export and verification).
     pub fn get_record(&self, cache: &CacheId, chunk: &ChunkKey) -> Result<Option<Vec<u8>>> {
@@ -114,8 +118,17 @@ impl Store {
     }
 
     pub(crate) fn note_access(&self, cache: &CacheId, chunk: &ChunkKey) {
+        self.note_accesses(cache, std::slice::from_ref(chunk));
+    }
+
+    /// Notes reads of records of `cache` (access times for LRU eviction;
+    /// written later, in batches).
+    pub fn note_accesses(&self, cache: &CacheId, chunks: &[ChunkKey]) {
+        let now = now_ms();
         let mut p = self.pending_atime.lock().unwrap();
-        p.insert(rkey(cache, chunk), now_ms());
+        for chunk in chunks {
+            p.insert(rkey(cache, chunk), now);
+        }
         // Amortised: reads never write; access times go out in batches
         // (large ones: a batch of random keys rewrites most leaf pages of the
         // atime table, so its cost follows the table, not the batch).
@@ -141,6 +154,12 @@ impl Store {
         batch.sort_unstable();
         self.write(|s, t| {
             for &(k, ms) in &batch {
+                // A time already stored within ATIME_RESOLUTION_MS stays:
+                // re-reading a sweep costs lookups, not a rewrite of the table.
+                let stored = s.atime.get(t, k)?.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+                if stored.is_some_and(|old| ms.saturating_sub(old) < ATIME_RESOLUTION_MS) {
+                    continue;
+                }
                 // Only for records that still exist.
                 if s.index.get(t, k)?.is_some() {
                     s.atime.put(t, k, &ms.to_le_bytes())?;

@@ -21,7 +21,7 @@ use crate::id16;
 use crate::store::*;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{Grid, Plan};
-use chunk_memo_core::store::{Catalog, ChunkGeometry, Found, Resolution, Store};
+use chunk_memo_core::store::{Catalog, ChunkGeometry, Found, ReadTxn, Resolution, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,25 @@ impl BindingPlan {
         }
         let st = &mut *st;
         let r = store.resolve(cache, &self.grid, &self.plan, i..i + 1, &mut st.catalog)?.pop().unwrap();
+        st.set(i, r.clone());
+        Ok(r)
+    }
+
+    /// [`BindingPlan::resolution`] in the caller's read transaction.
+    pub(crate) fn resolution_in(
+        &self,
+        store: &Store,
+        t: &ReadTxn<'_>,
+        cache: &[u8; 16],
+        i: usize,
+    ) -> CoreResult<Resolution> {
+        let mut st = self.state.lock().unwrap();
+        st.bind(store, cache);
+        if let Some(r) = st.cached(&self.grid, &self.plan, i) {
+            return Ok(r);
+        }
+        let st = &mut *st;
+        let r = store.resolve_one(t, cache, &self.grid, &self.plan, i, &mut st.catalog)?;
         st.set(i, r.clone());
         Ok(r)
     }

@@ -5,7 +5,8 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
-use chunk_memo_core::store::ChunkData;
+use chunk_memo_core::record::{RecordView, KIND_ITEMS};
+use chunk_memo_core::store::{ChunkData, ChunkKey};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -51,7 +52,9 @@ pub struct BindingChunkBatch {
     pub counts: Uint32Array,
     /// Per requested point of every chunk, chunks in order: 1 when read.
     pub present: Buffer,
-    /// Per chunk (and one more): where its bytes start in `data`.
+    /// Per chunk (and one more): where its bytes start in `data`. A typed
+    /// chunk's bytes are its count times its width from there; each typed
+    /// chunk starts at a multiple of 8 (padding follows a typed chunk).
     pub starts: Uint32Array,
     /// Items chunks, in order: count+1 offsets each, relative to the
     /// chunk's start in `data` (typed chunks have none).
@@ -79,13 +82,59 @@ pub struct ChunkBatch {
 }
 
 impl ChunkBatch {
-    /// A chunk whose every point is present, typed: `data` in request order.
-    fn push_whole(&mut self, kind: u8, points: usize, data: &[u8]) {
-        self.kinds.push(kind);
-        self.counts.push(points as u32);
-        self.present.resize(self.present.len() + points, 1);
-        self.data.extend_from_slice(data);
+    /// A chunk whose every point is present, from its own complete dense
+    /// record (record order is request order).
+    fn push_record(&mut self, v: &RecordView<'_>) {
+        let n = v.n;
+        self.kinds.push(v.kind);
+        self.counts.push(n as u32);
+        self.present.resize(self.present.len() + n, 1);
+        if v.kind != KIND_ITEMS {
+            self.data.extend_from_slice(v.data());
+            self.align();
+            self.starts.push(self.data.len() as u32);
+            return;
+        }
+        let base = self.data.len();
+        self.offsets.reserve(n + 1);
+        self.offsets.push(0);
+        self.point_dicts.reserve(n);
+        // Dictionaries are few; remember the last one seen.
+        let mut last: Option<(&[u8], u16)> = None;
+        for p in 0..n {
+            self.data.extend_from_slice(v.point(p));
+            self.offsets.push((self.data.len() - base) as u32);
+            let dict = v.point_dict(p);
+            let idx = match last {
+                Some((l, k)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => k,
+                _ => {
+                    let k = self.dict_index(dict);
+                    last = Some((dict, k));
+                    k
+                }
+            };
+            self.point_dicts.push(idx);
+        }
         self.starts.push(self.data.len() as u32);
+    }
+
+    /// Index of `dict` in the batch's dictionaries (added when new).
+    fn dict_index(&mut self, dict: &[u8]) -> u16 {
+        match self.dicts.iter().position(|x| x.as_slice() == dict) {
+            Some(k) => k as u16,
+            None => {
+                self.dicts.push(dict.to_vec());
+                (self.dicts.len() - 1) as u16
+            }
+        }
+    }
+
+    /// Pads `data` to a multiple of 8 bytes after a typed chunk, so that
+    /// every typed chunk starts aligned and JS can view it without a copy
+    /// (a chunk's bytes are its count times its width from its start).
+    fn align(&mut self) {
+        let pad = (8 - self.data.len() % 8) % 8;
+        self.data.resize(self.data.len() + pad, 0);
     }
 
     fn check_size(&self) -> CoreResult<()> {
@@ -101,23 +150,16 @@ impl ChunkBatch {
         self.counts.push(count as u32);
         self.present.extend(d.present.iter().map(|&p| u8::from(p)));
         self.data.extend_from_slice(&d.data);
+        if d.kind != KIND_ITEMS {
+            self.align();
+        }
         if u32::try_from(self.data.len()).is_err() {
             return Err(invalid("a read batch over 4 GiB"));
         }
         self.starts.push(self.data.len() as u32);
-        if d.kind == chunk_memo_core::record::KIND_ITEMS && count > 0 {
+        if d.kind == KIND_ITEMS && count > 0 {
             self.offsets.extend_from_slice(&d.offsets);
-            let map: Vec<u16> = d
-                .dicts
-                .into_iter()
-                .map(|x| match self.dicts.iter().position(|y| *y == x) {
-                    Some(k) => k as u16,
-                    None => {
-                        self.dicts.push(x);
-                        (self.dicts.len() - 1) as u16
-                    }
-                })
-                .collect();
+            let map: Vec<u16> = d.dicts.iter().map(|x| self.dict_index(x)).collect();
             self.point_dicts.extend(d.point_dicts.iter().map(|&k| map[k as usize]));
         }
         self.corrupt.extend(d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))));
@@ -164,24 +206,33 @@ impl BindingPlan {
         Ok(move || {
             let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
             let mut bins = Vec::new();
-            for i in chunks {
-                // A whole typed chunk requested in full: its raw array, one copy.
-                let (req, rec) = me.plan.chunk_bins_into(i, &mut bins);
-                if req == rec && me.state.lock().unwrap().is_whole(i) {
-                    let key = me.grid.chunk_key(&bins);
-                    if store.read_whole_typed(&cache, &key, |kind, data| b.push_whole(kind, req as usize, data))? {
-                        b.check_size()?;
-                        continue;
+            let mut touched: Vec<ChunkKey> = Vec::new();
+            // One read transaction for the batch.
+            store.read(|s, t| {
+                for &i in &chunks {
+                    // A whole chunk requested in full: straight from its own
+                    // record (typed: its raw array, one copy).
+                    let (req, rec) = me.plan.chunk_bins_into(i, &mut bins);
+                    if req == rec && me.state.lock().unwrap().is_whole(i) {
+                        let key = me.grid.chunk_key(&bins);
+                        if s.read_whole_in(t, &cache, &key, |v| b.push_record(v))?.is_some() {
+                            b.check_size()?;
+                            touched.push(key);
+                            continue;
+                        }
+                    }
+                    let r = me.resolution_in(s, t, &cache, i)?;
+                    if r.sources.is_empty() && r.corrupt.is_empty() {
+                        // Nothing stored: no read.
+                        b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
+                    } else {
+                        b.push(s.read_chunk_in(t, &cache, &r)?)?;
+                        touched.extend(r.sources.iter().map(|src| src.chunk));
                     }
                 }
-                let r = me.resolution(&store, &cache, i)?;
-                if r.sources.is_empty() && r.corrupt.is_empty() {
-                    // Nothing stored: no read.
-                    b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
-                } else {
-                    b.push(store.read_chunk(&cache, &r)?)?;
-                }
-            }
+                Ok(())
+            })?;
+            store.note_accesses(&cache, &touched);
             Ok(b)
         })
     }
