@@ -217,7 +217,11 @@ export interface BindingChunkBatch {
   counts: Uint32Array
   /** Per requested point of every chunk, chunks in order: 1 when read. */
   present: Buffer
-  /** Per chunk (and one more): where its bytes start in `data`. */
+  /**
+   * Per chunk (and one more): where its bytes start in `data`. A typed
+   * chunk's bytes are its count times its width from there; each typed
+   * chunk starts at a multiple of 8 (padding follows a typed chunk).
+   */
   starts: Uint32Array
   /**
    * Items chunks, in order: count+1 offsets each, relative to the
