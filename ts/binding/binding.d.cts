@@ -275,6 +275,11 @@ export interface BindingChunkWrite {
 export interface BindingClaimBatch {
   /** Per point of `points`, in order: 0 granted, 1 stored, 2 held. */
   state: Buffer
+  /**
+   * Per chunk: 1 when every one of its points was granted (its `state`
+   * bytes are all 0).
+   */
+  whole: Buffer
   /** Per chunk: granted points taken over from dead owners or expired leases. */
   takenOver: Uint32Array
   /** Per chunk: stored points of the whole chunk. */

@@ -38,9 +38,7 @@ function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, sess
   const out = new Array<ClaimOutcome>(merged.length);
   for (let k = 0, at = 0; k < merged.length; k++) {
     const pts = merged[k]!;
-    let whole = true;
-    for (let j = 0; j < pts.length; j++) if (r.state[at + j] !== 0) whole = false;
-    if (whole) out[k] = { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
+    if (r.whole[k]) out[k] = { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
     else {
       const st = r.state.subarray(at, at + pts.length);
       out[k] = { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };

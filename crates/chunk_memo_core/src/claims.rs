@@ -273,6 +273,27 @@ impl Store {
         let positions = ChunkGeometry::of(at.plan, r.chunk).record_positions();
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
+        if entries.is_empty() {
+            // Nobody claims this chunk: every point not stored is ours.
+            let mut o = ClaimOutcome::default();
+            let mut granted = Vec::with_capacity(r.points.len());
+            for &q in &r.points {
+                if res.available > 0 && res.is_present(q as usize) {
+                    o.stored.push(q);
+                } else {
+                    o.granted.push(q);
+                    granted.push(positions[q as usize]);
+                }
+            }
+            if !granted.is_empty() {
+                granted.sort_unstable();
+                granted.dedup();
+                let mine = Entry { owner: *live.me(), session: opts.session, at_ms: now, points: granted };
+                self.put_entries_in(t, &key, &[mine])?;
+            }
+            o.resolution = res;
+            return Ok(o);
+        }
         let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
         let mut o = ClaimOutcome::default();
         let (mut granted, mut stored) = (Vec::new(), Vec::new());

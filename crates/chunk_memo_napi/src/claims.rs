@@ -56,6 +56,9 @@ fn options(session: f64, lease_ms: Option<f64>) -> CoreResult<ClaimOptions> {
 pub struct BindingClaimBatch {
     /// Per point of `points`, in order: 0 granted, 1 stored, 2 held.
     pub state: Buffer,
+    /// Per chunk: 1 when every one of its points was granted (its `state`
+    /// bytes are all 0).
+    pub whole: Buffer,
     /// Per chunk: granted points taken over from dead owners or expired leases.
     pub taken_over: Uint32Array,
     /// Per chunk: stored points of the whole chunk.
@@ -96,25 +99,38 @@ impl BindingPlan {
         let mut state = Vec::with_capacity(points.len());
         let mut taken_over = Vec::with_capacity(chunks.len());
         let mut available = Vec::with_capacity(chunks.len());
+        let mut whole = Vec::with_capacity(chunks.len());
         for (r, o) in requests.iter().zip(outcomes) {
             // Each list is the request's points in order, less the others.
-            let (mut s, mut h) = (0, 0);
-            for &q in &r.points {
-                if o.stored.get(s) == Some(&q) {
-                    state.push(1u8);
-                    s += 1;
-                } else if o.held.get(h) == Some(&q) {
-                    state.push(2u8);
-                    h += 1;
-                } else {
-                    state.push(0u8);
+            let granted_whole = o.stored.is_empty() && o.held.is_empty();
+            whole.push(u8::from(granted_whole));
+            if granted_whole {
+                // The common case: no per-point work.
+                state.resize(state.len() + r.points.len(), 0u8);
+            } else {
+                let (mut s, mut h) = (0, 0);
+                for &q in &r.points {
+                    if o.stored.get(s) == Some(&q) {
+                        state.push(1u8);
+                        s += 1;
+                    } else if o.held.get(h) == Some(&q) {
+                        state.push(2u8);
+                        h += 1;
+                    } else {
+                        state.push(0u8);
+                    }
                 }
             }
             taken_over.push(o.taken_over);
             available.push(o.resolution.available);
             st.set(r.chunk, o.resolution);
         }
-        Ok(BindingClaimBatch { state: state.into(), taken_over: taken_over.into(), available: available.into() })
+        Ok(BindingClaimBatch {
+            state: state.into(),
+            whole: whole.into(),
+            taken_over: taken_over.into(),
+            available: available.into(),
+        })
     }
 }
 

@@ -184,3 +184,19 @@ fn records_of_the_first_format_are_read() {
     assert_eq!((v.present, v.point(1), v.point_dict(1)), (1, &b"ab"[..], &b"D"[..]));
     assert!(!v.is_present(0) && !v.is_present(2));
 }
+
+#[test]
+fn dense_typed_equals_the_builder_point_by_point() {
+    for (kind, w) in [(8u8, 8usize), (7, 4), (3, 2), (11, 1)] {
+        for n in [1usize, 7, 8, 9, 63, 64, 65, 1000] {
+            let data: Vec<u8> = (0..n * w).map(|i| (i * 31 + 7) as u8).collect();
+            let mut b = RecordBuilder::new(kind, n).unwrap();
+            for i in 0..n {
+                b.set(i, &data[i * w..(i + 1) * w]).unwrap();
+            }
+            assert_eq!(RecordBuilder::dense_typed(kind, n, &data).unwrap(), b.finish(), "kind {kind}, {n} points");
+        }
+    }
+    assert!(RecordBuilder::dense_typed(KIND_ITEMS, 1, b"x").is_err());
+    assert!(RecordBuilder::dense_typed(8, 2, &[0u8; 8]).is_err());
+}

@@ -161,7 +161,63 @@ impl Store {
         let key = w.grid.chunk_key(&w.geo.bins);
         let rk = rkey(cache, &key);
         let n = w.geo.record_points();
-        let mut builder = match self.records.get(t, &rk)?.map(RecordView::parse) {
+        let positions = w.geo.record_positions();
+        let width = crate::record::kind_width(w.kind)?;
+        let old = self.records.get(t, &rk)?.map(RecordView::parse);
+        let fresh = !matches!(old, Some(Ok(ref v)) if v.n == n);
+        // Every point of a typed chunk, in record order, and nothing stored:
+        // the dense record straight from the data (no builder).
+        let builder = if fresh
+            && width.is_some()
+            && w.points.len() == n
+            && w.points.iter().enumerate().all(|(j, &r)| positions[r as usize] as usize == j)
+        {
+            None
+        } else {
+            Some(self.merged_record(t, cache, &key, w, old, &positions, width)?)
+        };
+        let (bytes, present) = match &builder {
+            None => (RecordBuilder::dense_typed(w.kind, n, w.data)?, n),
+            Some(b) => (b.finish(), b.present()),
+        };
+        let desc = Descriptor {
+            axes: w
+                .grid
+                .axes
+                .iter()
+                .enumerate()
+                .map(|(a, ax)| (ax.name.clone(), w.grid.bin_hashes(a, w.geo.bins[a]).to_vec()))
+                .collect(),
+            n: n as u32,
+            present: present as u32,
+            bytes: bytes.len() as u64,
+            updated_ms: now_ms(),
+        };
+        self.records.put(t, &rk, &bytes)?;
+        self.index.put(t, &rk, &desc.encode())?;
+        // Stored points need no claim: released in this transaction.
+        match &builder {
+            None => self.release_stored_in(t, &rk, |_| true),
+            Some(b) => self.release_stored_in(t, &rk, |p| b.is_set(p)),
+        }
+    }
+
+    /// The record of chunk `key` after `w`: its stored points (`old`, when
+    /// it has this layout), the new ones, and points other records of the
+    /// resolution hold (another chunking or axis order).
+    #[allow(clippy::too_many_arguments)]
+    fn merged_record(
+        &self,
+        t: &RwTxn<'_>,
+        cache: &CacheId,
+        key: &ChunkKey,
+        w: &ChunkWrite<'_>,
+        old: Option<Result<RecordView<'_>>>,
+        positions: &[u32],
+        width: Option<usize>,
+    ) -> Result<RecordBuilder> {
+        let n = w.geo.record_points();
+        let mut builder = match old {
             Some(Ok(old)) if old.n == n => {
                 if old.kind != w.kind {
                     return Err(CoreError::new(
@@ -178,8 +234,6 @@ impl Store {
             // Absent, corrupt or of another layout: start afresh.
             _ => RecordBuilder::new(w.kind, n)?,
         };
-        let positions = w.geo.record_positions();
-        let width = crate::record::kind_width(w.kind)?;
         for (j, &r) in w.points.iter().enumerate() {
             let bytes = match width {
                 None => &w.data[w.offsets[j] as usize..w.offsets[j + 1] as usize],
@@ -190,7 +244,7 @@ impl Store {
         // Consolidate from other records (another chunking or axis order).
         if builder.present() < n {
             if let Some(res) = w.res {
-                for src in res.sources.iter().filter(|s| s.chunk != key) {
+                for src in res.sources.iter().filter(|s| s.chunk != *key) {
                     let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
                     let Ok(view) = RecordView::parse(bytes) else { continue };
                     if view.kind != w.kind {
@@ -208,24 +262,7 @@ impl Store {
                 }
             }
         }
-        let bytes = builder.finish();
-        let desc = Descriptor {
-            axes: w
-                .grid
-                .axes
-                .iter()
-                .enumerate()
-                .map(|(a, ax)| (ax.name.clone(), w.grid.bin_hashes(a, w.geo.bins[a]).to_vec()))
-                .collect(),
-            n: n as u32,
-            present: builder.present() as u32,
-            bytes: bytes.len() as u64,
-            updated_ms: now_ms(),
-        };
-        self.records.put(t, &rk, &bytes)?;
-        self.index.put(t, &rk, &desc.encode())?;
-        // Stored points need no claim: released in this transaction.
-        self.release_stored_in(t, &rk, |p| builder.is_set(p))
+        Ok(builder)
     }
 }
 
