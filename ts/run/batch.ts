@@ -4,8 +4,9 @@
  * - `maxDelayMs` after the first one (a timer, when the event loop is free),
  * - before the next exec call once that much time has passed, or at once
  *   when exec calls are slow (then a commit costs little next to them),
- * - when `maxBytes` are pending, and always at the end of a run (also on
- *   errors and aborts).
+ * - when `maxBytes` or `maxChunks` are pending (a transaction's dirty
+ *   pages stay allocated in LMDB for reuse, so its size bounds the run's
+ *   memory), and always at the end of a run (also on errors and aborts).
  * A process killed in between loses at most the uncommitted chunks; every
  * stored record stays complete.
  */
@@ -40,6 +41,7 @@ export class WriteBatcher {
     private readonly onCommit: ((points: number) => void) | undefined = undefined,
     private readonly maxDelayMs = 200,
     private readonly maxBytes = 64 << 20,
+    private readonly maxChunks = 2048,
   ) {}
 
   /** True when writes are waiting for a commit. */
@@ -63,7 +65,7 @@ export class WriteBatcher {
     }
     this.pending.push(w);
     this.bytes += w.data.length + w.points.byteLength + w.offsets.byteLength;
-    if (this.bytes >= this.maxBytes || performance.now() - this.since >= this.maxDelayMs) this.flush();
+    if (this.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.flush();
   }
 
   /**

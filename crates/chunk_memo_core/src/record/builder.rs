@@ -134,7 +134,7 @@ impl RecordBuilder {
         let at = out.len();
         out.resize(at + bitmap, 0);
         out[at..at + n / 8].fill(0xff);
-        if n % 8 != 0 {
+        if !n.is_multiple_of(8) {
             out[at + n / 8] = (1u8 << (n % 8)) - 1;
         }
         out.extend_from_slice(data);
