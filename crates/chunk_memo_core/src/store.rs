@@ -208,7 +208,12 @@ impl Store {
                     drop(g);
                     self.adopt_map_size()?;
                 }
-                r => return f(self, &r?),
+                r => {
+                    let out = f(self, &r?);
+                    drop(g);
+                    self.after_io();
+                    return out;
+                }
             }
         }
         Err(CoreError::new(ErrorCode::Storage, "the map keeps being resized by another process"))
@@ -246,7 +251,7 @@ impl Store {
                 Err(e) if e.code == ErrorCode::MapFull => self.grow()?,
                 Err(e) => return Err(self.classify_write_error(e)),
                 r => {
-                    self.after_commit();
+                    self.after_io();
                     return r;
                 }
             }
@@ -305,7 +310,9 @@ impl Store {
     /// LMDB touched while reading, over a long run every page of a large
     /// store, then stops counting towards this process' resident memory.
     fn release_map_pages(&self) {
-        let _g = self.gate.read().unwrap();
+        // Never waits: a resize in progress (or a caller inside a
+        // transaction) just skips this round.
+        let Ok(_g) = self.gate.try_read() else { return };
         let info = self.env.info();
         // LMDB's page size is the OS page size.
         // SAFETY: sysconf has no preconditions.
@@ -333,9 +340,10 @@ impl Store {
         }
     }
 
-    /// After a commit: releases the map's pages now and then (at most every
-    /// RELEASE_PAGES_MS), so resident memory does not grow with the store.
-    fn after_commit(&self) {
+    /// After a transaction: releases the map's pages now and then (at most
+    /// every RELEASE_PAGES_MS), so resident memory does not grow with the
+    /// store, however much of it runs read or write.
+    fn after_io(&self) {
         let now = now_ms();
         let last = self.pages_released_ms.load(std::sync::atomic::Ordering::Relaxed);
         if now.saturating_sub(last) >= RELEASE_PAGES_MS
