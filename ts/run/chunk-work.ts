@@ -170,6 +170,9 @@ function isIdentity(points: Uint32Array): boolean {
 
 type ChunkBatch = ReturnType<BindingPlan['readMany']>;
 
+/** Chunks of fewer points than this on average are decoded a batch at a time. */
+const SMALL_CHUNK_POINTS = 64;
+
 /**
  * Stored points of several chunks read in one native call (`plan.readMany`)
  * and decoded at once where they share a kind and a dictionary; chunks are
@@ -203,9 +206,11 @@ export class ReadBatch {
       this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
       if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
     }
-    // Items only, with at most one dictionary: one decode for the whole
-    // batch. Typed chunks are viewed in place (applyTo).
-    this.vals = kind === KIND_ITEMS && rd.dicts.length <= 1 ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
+    // Items only, with at most one dictionary, in small chunks: one decode
+    // for the whole batch (large chunks are decoded one by one, with no
+    // batch-wide array to slice). Typed chunks are viewed in place (applyTo).
+    const small = this.valAt[n]! < n * SMALL_CHUNK_POINTS;
+    this.vals = kind === KIND_ITEMS && rd.dicts.length <= 1 && small ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
   }
 
   /** True when chunk `i` is the next one of this batch. */

@@ -200,3 +200,24 @@ fn dense_typed_equals_the_builder_point_by_point() {
     assert!(RecordBuilder::dense_typed(KIND_ITEMS, 1, b"x").is_err());
     assert!(RecordBuilder::dense_typed(8, 2, &[0u8; 8]).is_err());
 }
+
+#[test]
+fn dense_items_equals_the_builder_point_by_point() {
+    for dict in [&b""[..], b"dict", b"abcdefg"] {
+        for n in [1usize, 2, 3, 7, 8, 9, 64, 65, 300] {
+            let mut offsets = vec![5u32];
+            let mut data = vec![9u8; 5];
+            for i in 0..n {
+                data.extend((0..(i % 4)).map(|k| (i * 7 + k) as u8));
+                offsets.push(data.len() as u32);
+            }
+            let mut b = RecordBuilder::new(KIND_ITEMS, n).unwrap();
+            for i in 0..n {
+                b.set_in(i, &data[offsets[i] as usize..offsets[i + 1] as usize], dict).unwrap();
+            }
+            assert_eq!(RecordBuilder::dense_items(n, &offsets, &data, dict).unwrap(), b.finish(), "{n} points");
+        }
+    }
+    assert!(RecordBuilder::dense_items(2, &[0, 1], b"ab", b"").is_err());
+    assert!(RecordBuilder::dense_items(2, &[0, 2, 1], b"ab", b"").is_err());
+}

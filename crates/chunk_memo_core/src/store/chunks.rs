@@ -165,10 +165,10 @@ impl Store {
         let width = crate::record::kind_width(w.kind)?;
         let old = self.records.get(t, &rk)?.map(RecordView::parse);
         let fresh = !matches!(old, Some(Ok(ref v)) if v.n == n);
-        // Every point of a typed chunk, in record order, and nothing stored:
-        // the dense record straight from the data (no builder).
+        // Every point of the chunk, in record order, and nothing stored: the
+        // dense record straight from the data (no builder).
         let builder = if fresh
-            && width.is_some()
+            && n > 0
             && w.points.len() == n
             && w.points.iter().enumerate().all(|(j, &r)| positions[r as usize] as usize == j)
         {
@@ -176,9 +176,10 @@ impl Store {
         } else {
             Some(self.merged_record(t, cache, &key, w, old, &positions, width)?)
         };
-        let (bytes, present) = match &builder {
-            None => (RecordBuilder::dense_typed(w.kind, n, w.data)?, n),
-            Some(b) => (b.finish(), b.present()),
+        let (bytes, present) = match (&builder, width) {
+            (None, Some(_)) => (RecordBuilder::dense_typed(w.kind, n, w.data)?, n),
+            (None, None) => (RecordBuilder::dense_items(n, w.offsets, w.data, w.dict)?, n),
+            (Some(b), _) => (b.finish(), b.present()),
         };
         let desc = Descriptor {
             axes: w
