@@ -41,7 +41,7 @@ export class WriteBatcher {
     private readonly onCommit: ((points: number) => void) | undefined = undefined,
     private readonly maxDelayMs = 200,
     private readonly maxBytes = 64 << 20,
-    private readonly maxChunks = 2048,
+    private readonly maxChunks = 4096,
   ) {}
 
   /** True when writes are waiting for a commit. */
