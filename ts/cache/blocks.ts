@@ -5,8 +5,41 @@
  * is, per axis, a list of positions; its points are the product, in order.
  */
 
-/** Request indices of a block's points, in block order. */
+/** Shared 0..n-1 arrays of the last sizes asked for (read only: never modify one). */
+const iotas = new Map<number, Uint32Array>();
+
+/** 0, 1, ..., n-1 (a shared array: callers must not modify it). */
+export function iota(n: number): Uint32Array {
+  let a = iotas.get(n);
+  if (!a) {
+    a = new Uint32Array(n);
+    for (let i = 0; i < n; i++) a[i] = i;
+    if (iotas.size >= 16) iotas.delete(iotas.keys().next().value!);
+    iotas.set(n, a);
+  }
+  return a;
+}
+
+/** True when `points` is 0, 1, ..., points.length-1. */
+export function isIota(points: Uint32Array): boolean {
+  if (points === iotas.get(points.length)) return true;
+  for (let j = 0; j < points.length; j++) if (points[j] !== j) return false;
+  return true;
+}
+
+/** True when a block takes every position of every axis of `dims`. */
+function isWhole(dims: readonly number[], block: readonly ArrayLike<number>[]): boolean {
+  for (let k = 0; k < dims.length; k++) {
+    const pos = block[k]!;
+    if (pos.length !== dims[k]) return false;
+    if (pos instanceof Uint32Array ? !isIota(pos) : !Array.prototype.every.call(pos, (p: number, j: number) => p === j)) return false;
+  }
+  return true;
+}
+
+/** Request indices of a block's points, in block order (read only: may be shared). */
 export function blockPoints(dims: readonly number[], block: readonly ArrayLike<number>[]): Uint32Array {
+  if (isWhole(dims, block)) return iota(dims.reduce((a, b) => a * b, 1));
   let acc = new Uint32Array([0]);
   for (let k = 0; k < dims.length; k++) {
     const pos = block[k]!;
@@ -38,7 +71,7 @@ export function splitBlocks(dims: readonly number[], points: ArrayLike<number>):
   if (points.length === 0) return [];
   if (dims.length === 0) return [[]];
   const total = dims.reduce((a, b) => a * b, 1);
-  if (points.length === total) return [dims.map((d) => Uint32Array.from({ length: d }, (_, i) => i))];
+  if (points.length === total) return [dims.map((d) => iota(d))];
   if (dims.length === 1) return [[Uint32Array.from(points as ArrayLike<number>)]];
   const stride = total / dims[0]!;
   // Group the first-axis positions by the set of points they miss in the rest.

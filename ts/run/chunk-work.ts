@@ -7,6 +7,7 @@
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkGeo } from '../cache/geometry.js';
+import { isIota } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
 import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
@@ -107,7 +108,7 @@ export class ChunkWork {
     this.executed += n;
     if (!this.keepOutputs) return;
     // One block with every point, in request order: its outputs are the chunk's.
-    if (n === this.geo.points && this.out === null && this.single === null && isIdentity(points)) {
+    if (n === this.geo.points && this.out === null && this.single === null && isIota(points)) {
       this.single = out as unknown[] | TypedArray;
       return;
     }
@@ -161,11 +162,6 @@ export class ChunkWork {
     } else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
     return this.out as unknown[];
   }
-}
-
-function isIdentity(points: Uint32Array): boolean {
-  for (let j = 0; j < points.length; j++) if (points[j] !== j) return false;
-  return true;
 }
 
 type ChunkBatch = ReturnType<BindingPlan['readMany']>;

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
-import { blockPoints, cutBlock, splitBlocks } from '../cache/blocks.js';
+import { blockPoints, cutBlock, iota, splitBlocks } from '../cache/blocks.js';
 import { describeBlock, describeValue } from '../describe.js';
 import { ChunkMemoError, ExecError, fromNative } from '../errors/index.js';
 import { raceAbort } from './abort.js';
@@ -170,7 +170,7 @@ export class RunSession {
       w.cached = avail;
       if (avail > 0 && spec.needOutputs) this.readAhead(w);
       // Nothing stored: the whole chunk is one block (no native call needed).
-      missing = avail === 0 ? [w.dims.map((d) => Uint32Array.from({ length: d }, (_, j) => j))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
+      missing = avail === 0 ? [w.dims.map((d) => iota(d))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
       const present = avail > 0 ? plan.presence(core.store, core.idBytes, i) : null;
       const miss: number[] = [];
@@ -327,7 +327,10 @@ export class RunSession {
     core.axisOrder.forEach((a, k) => {
       if (view._pinned.has(a)) return;
       const all = core.axisValues[a]!;
-      axes[a] = Array.from(globals[k]!, (g) => all[g]!);
+      const g = globals[k]!;
+      const vals = new Array<Value>(g.length);
+      for (let j = 0; j < g.length; j++) vals[j] = all[g[j]!]!;
+      axes[a] = vals;
     });
     let key = '';
     if (spec.jobKeys) {
