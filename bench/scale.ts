@@ -71,7 +71,7 @@ function statusOf(side: number, reps: number): { ms: number; grew: number } {
 function child<T>(mode: string, n: number, opts: { reps?: number; heapMb?: number } = {}): T {
   const self = fileURLToPath(import.meta.url);
   const script = self.replace(/scale\.(ts|js)$/, 'scale-child.$1');
-  const args = [...process.execArgv, ...(opts.heapMb ? [`--max-old-space-size=${opts.heapMb}`] : []), script, mode, String(n), String(opts.reps ?? 3)];
+  const args = [...process.execArgv, '--expose-gc', ...(opts.heapMb ? [`--max-old-space-size=${opts.heapMb}`] : []), script, mode, String(n), String(opts.reps ?? 3)];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`scale child ${mode} ${n} failed (${r.status ?? r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;

@@ -4,6 +4,8 @@
  * reference computed independently (a plain loop, and the same data seen
  * through another chunking).
  */
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import { ChunkCache, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
@@ -215,4 +217,38 @@ test('warm run over 100,000 one-point chunks executes nothing and returns what a
   t.like(s, { totalChunks: N, totalPoints: N, cachedPoints: N, missingPoints: 0 });
   t.is(s.missing.length, 0);
   t.is(s.cached.length, N);
+});
+
+// ------------------------------------------------------------ resident memory
+
+/** Resident kB of this process' mapping of `file` (Linux /proc/self/smaps). */
+function residentKb(file: string): number {
+  let kb = 0;
+  let inFile = false;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(file);
+    else if (inFile && line.startsWith('Rss:')) kb += Number(line.split(/\s+/)[1]);
+  }
+  return kb;
+}
+
+test('a run over a large store does not keep the store resident: the data file pages it touched are released', async (t) => {
+  if (process.platform !== 'linux') {
+    t.pass('resident pages are read from /proc/self/smaps, which only Linux has');
+    return;
+  }
+  const root = freshRoot();
+  const n = 40_000;
+  const cache = ChunkCache.open({ root, axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
+  const fn: ChunkFn = (_p, axes) => (axes.a as number[]).map((x) => ({ x, s: `point ${x}` }));
+  await run(cache, fn);
+  const warm = await run(cache, fn);
+  t.is(warm.diagnostics.executedPoints, 0);
+  const file = join(realpathSync(root), 'data.mdb');
+  const fileKb = statSync(file).size / 1024;
+  t.true(fileKb > 16 * 1024, `the store is large enough to tell (${fileKb} kB)`);
+  // Every record was read, every index entry and record written: without
+  // releasing, the whole file would be resident.
+  const kb = residentKb(file);
+  t.true(kb < fileKb / 2, `resident ${kb} kB of a ${Math.round(fileKb)} kB data file`);
 });
