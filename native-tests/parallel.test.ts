@@ -212,10 +212,12 @@ async function failAndResume(t: ExecutionContext, name: string, expectMessage: R
   const st = cache.status();
   const stored = storedKeys(cache);
   t.false(stored.has(keyOf({ a: 3, b: 3 })));
-  // The failing exec chunk (points 16..19) is dispatched only when exec
-  // chunks 0..2 are done, so rows a=0 and a=1 are complete and stored.
+  // Rows are memo chunks of two exec chunks (4 points and 1). The failing
+  // exec chunk (row a=3) is the seventh dispatched, with two workers: when it
+  // starts, at most one of the six exec chunks of rows 0..2 is still running
+  // (it may be lost with its pool), so at least two of those rows are stored.
   const cachedRows = st.cached.map((c) => c.axisValues.a![0]);
-  t.true(cachedRows.includes(0) && cachedRows.includes(1), `cached rows ${JSON.stringify(cachedRows)}`);
+  t.true(cachedRows.filter((a) => (a as number) <= 2).length >= 2, `cached rows ${JSON.stringify(cachedRows)}`);
   t.false(cachedRows.includes(3));
   // Every point the run reported done is stored; every finished memo chunk too.
   const last = events.at(-1)!;
