@@ -177,13 +177,13 @@ export interface BindingAccess {
 
 /** Touched bins of one axis of a plan. */
 export interface BindingAxisPlan {
-  bin: Array<number>
-  start: Array<number>
-  len: Array<number>
+  bin: Uint32Array
+  start: Uint32Array
+  len: Uint32Array
   /** Position in the axis' selection of each bin's first selected offset. */
-  selPos: Array<number>
+  selPos: Uint32Array
   /** Number of selected offsets of each bin. */
-  selCount: Array<number>
+  selCount: Uint32Array
   /** Selected offsets of all bins, concatenated. */
   sel: Uint32Array
 }

@@ -19,13 +19,13 @@ pub struct BindingGrid {
 /// Touched bins of one axis of a plan.
 #[napi(object)]
 pub struct BindingAxisPlan {
-    pub bin: Vec<u32>,
-    pub start: Vec<u32>,
-    pub len: Vec<u32>,
+    pub bin: Uint32Array,
+    pub start: Uint32Array,
+    pub len: Uint32Array,
     /// Position in the axis' selection of each bin's first selected offset.
-    pub sel_pos: Vec<u32>,
+    pub sel_pos: Uint32Array,
     /// Number of selected offsets of each bin.
-    pub sel_count: Vec<u32>,
+    pub sel_count: Uint32Array,
     /// Selected offsets of all bins, concatenated.
     pub sel: Uint32Array,
 }

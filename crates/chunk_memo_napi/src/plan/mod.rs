@@ -178,11 +178,11 @@ impl BindingPlan {
             .axes
             .iter()
             .map(|bins| BindingAxisPlan {
-                bin: bins.iter().map(|b| b.bin).collect(),
-                start: bins.iter().map(|b| b.start).collect(),
-                len: bins.iter().map(|b| b.len).collect(),
-                sel_pos: bins.iter().map(|b| b.sel_pos).collect(),
-                sel_count: bins.iter().map(|b| b.sel.len() as u32).collect(),
+                bin: bins.iter().map(|b| b.bin).collect::<Vec<u32>>().into(),
+                start: bins.iter().map(|b| b.start).collect::<Vec<u32>>().into(),
+                len: bins.iter().map(|b| b.len).collect::<Vec<u32>>().into(),
+                sel_pos: bins.iter().map(|b| b.sel_pos).collect::<Vec<u32>>().into(),
+                sel_count: bins.iter().map(|b| b.sel.len() as u32).collect::<Vec<u32>>().into(),
                 sel: bins.iter().flat_map(|b| b.sel.iter().copied()).collect::<Vec<u32>>().into(),
             })
             .collect()
