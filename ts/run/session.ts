@@ -55,7 +55,8 @@ export class RunSession {
   private readonly waiting = new Set<ChunkWork>();
   private readonly candidates: Block[] = [];
   private readonly granted: Block[] = [];
-  private readonly neededOf: Array<Uint32Array | null> = [];
+  /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
+  private readonly neededOf: Array<Uint32Array | null> | null;
   /** Stored points of the chunks about to be opened (one batched read). */
   private reads: ReadBatch | null = null;
   private readonly capacity: number;
@@ -82,9 +83,10 @@ export class RunSession {
     let reused = 0;
     let total = 0;
     const neededFn = spec.needed?.(G);
+    this.neededOf = neededFn ? [] : null;
     for (let i = 0; i < G.chunkCount; i++) {
       const need = neededFn ? neededFn(i) : null;
-      this.neededOf.push(need);
+      if (neededFn) this.neededOf!.push(need);
       if (need) {
         total += need.length;
         this.toCompute += need.length;
@@ -161,7 +163,7 @@ export class RunSession {
   private openChunk(i: number): void {
     const { spec, plan, view } = this;
     const core = view._core;
-    const need = this.neededOf[i] ?? null;
+    const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
     const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs);
     const avail = this.resolved.available[i]!;
@@ -203,7 +205,7 @@ export class RunSession {
       const list: number[] = [];
       let pts = 0;
       for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < READ_BATCH_POINTS); j++) {
-        if (resolved.available[j]! === 0 || this.neededOf[j]) continue;
+        if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
         list.push(j);
         pts += G.chunkPoints(j);
       }
