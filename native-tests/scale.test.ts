@@ -252,3 +252,45 @@ test('a run over a large store does not keep the store resident: the data file p
   const kb = residentKb(file);
   t.true(kb < fileKb / 2, `resident ${kb} kB of a ${Math.round(fileKb)} kB data file`);
 });
+
+// ------------------------------------------------------------ typed reads into the output
+
+test('stored typed chunks read straight into the run output equal a plain loop: whole grid, a view of whole chunks, and mixed dtypes', async (t) => {
+  const A = 300;
+  const B = 500;
+  const value = (a: number, b: number): number => a * 1000 + b + 0.25;
+  const f64: ChunkFn = (_p, axes) => {
+    const out = new Float64Array((axes.a as number[]).length * (axes.b as number[]).length);
+    let k = 0;
+    for (const a of axes.a as number[]) for (const b of axes.b as number[]) out[k++] = value(a, b);
+    return out;
+  };
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { a: range(A), b: range(B) }, chunkSpec: { a: 10, b: 100 } });
+  await run(cache, f64);
+  // 150,000 points in 150 chunks: the first read batch decides the dtype,
+  // the later ones are read into the output.
+  const warm = await run(cache, f64);
+  t.is(warm.diagnostics.executedPoints, 0);
+  t.true(warm.output instanceof Float64Array);
+  const want = new Float64Array(A * B);
+  for (let a = 0, k = 0; a < A; a++) for (let b = 0; b < B; b++) want[k++] = value(a, b);
+  t.deepEqual(warm.output, want);
+  // A view of whole chunks away from the origin (rows start mid-output).
+  const view = cache.select({ indices: { a: { start: 20, stop: 290 }, b: { start: 100, stop: 400 } } });
+  const v = await run(view, f64);
+  t.is(v.diagnostics.executedPoints, 0);
+  const wantView: number[] = [];
+  for (let a = 20; a < 290; a++) for (let b = 100; b < 400; b++) wantView.push(value(a, b));
+  t.deepEqual(Array.from(v.output as Float64Array), wantView);
+  // Extending b with chunks of another dtype: the output becomes a plain array holding both.
+  const wide = cache.extendAxisValues({ b: range(B + 100).slice(B) });
+  const f32: ChunkFn = (_p, axes) => Float32Array.from((axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => value(a, b))));
+  const mixed = await run(wide, f32);
+  t.is(mixed.diagnostics.executedPoints, A * 100);
+  t.true(Array.isArray(mixed.output));
+  const out = mixed.output as number[];
+  for (let a = 0; a < A; a++) {
+    for (const b of [0, 99, 250, 499]) t.is(out[a * (B + 100) + b], value(a, b));
+    for (const b of [500, 599]) t.is(out[a * (B + 100) + b], Math.fround(value(a, b)));
+  }
+});

@@ -35,9 +35,12 @@ export declare class BindingPlan {
   read(store: BindingStore, cacheId: Buffer, i: number): BindingChunkData
   /**
    * Reads the stored requested points of several chunks (one call for
-   * the batch; see `BindingChunkBatch`).
+   * the batch; see `BindingChunkBatch`). With `gatherKind` and
+   * `gatherOut` (the bytes of the plan's flat output, a typed array of
+   * that dtype), whole chunks of that dtype are copied straight to their
+   * place in it and marked in `gathered`, with no data in the batch.
    */
-  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array): BindingChunkBatch
+  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, gatherKind?: number | undefined | null, gatherOut?: Uint8Array | undefined | null): BindingChunkBatch
   /** Writes new points of several chunks in one transaction. */
   writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
   /**
@@ -211,6 +214,11 @@ export interface BindingBlocks {
  * few allocations whatever the number of chunks.
  */
 export interface BindingChunkBatch {
+  /**
+   * Per chunk: 1 when its outputs went straight into the gather output
+   * (no data here).
+   */
+  gathered: Buffer
   /** Per chunk: 0 = items (or nothing present), else a dtype code. */
   kinds: Buffer
   /** Per chunk: present points. */

@@ -72,6 +72,15 @@ export class ChunkWork {
     diag.timings.readMs += performance.now() - tr;
   }
 
+  /** All points were stored and their outputs went straight into the run's flat output (a gathered read). */
+  private placed = false;
+
+  /** Takes every point from a read that wrote them straight into the run's output (see OutputSink). */
+  applyGathered(kind: number): void {
+    this.kind = kind;
+    this.placed = true;
+  }
+
   /** Takes `count` stored points (`present`: one byte per requested point) with their outputs `vals`. */
   applyRead(kind: number, present: Uint8Array, count: number, vals: ArrayLike<unknown>): void {
     if (count === 0) return;
@@ -144,7 +153,7 @@ export class ChunkWork {
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
   output(): unknown[] | TypedArray | null {
-    if (!this.keepOutputs) return null;
+    if (!this.keepOutputs || this.placed) return null;
     const out = this.out ?? this.single;
     if (out && !ArrayBuffer.isView(out) && this.kind > KIND_ITEMS) {
       const ta = new (typedCtor(this.kind))(this.geo.points);
@@ -230,6 +239,7 @@ export class ReadBatch {
     const { rd } = this;
     const count = rd.counts[k]!;
     if (count === 0) return;
+    if (rd.gathered[k]) return w.applyGathered(rd.kinds[k]!);
     const present = rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
     let vals: ArrayLike<unknown>;
     if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, rd.data, rd.starts[k]!, count);

@@ -11,6 +11,7 @@ import type { AnyChunkFn, ChunkFn, ChunkContext, OutputOf } from '../task/execut
 import type { Params, TypedArray, Value } from '../value.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { runEngine, runEngineBatches, type ChunkDone, type EngineExecutor } from './engine.js';
+import type { OutputSink } from './spec.js';
 import { kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import type { ProgressEvent } from './progress.js';
 
@@ -71,8 +72,8 @@ export function checkClaimTimeout(where: string, v: unknown): void {
 }
 
 function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics): AsyncGenerator<ChunkDone, Diagnostics>;
-function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches: true): AsyncGenerator<ChunkDone[], Diagnostics>;
-function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches = false): AsyncGenerator<ChunkDone | ChunkDone[], Diagnostics> {
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches: true, sink?: OutputSink): AsyncGenerator<ChunkDone[], Diagnostics>;
+function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never, unknown>, label: string, needOutputs: boolean, durable: boolean, diag: Diagnostics, batches = false, sink?: OutputSink): AsyncGenerator<ChunkDone | ChunkDone[], Diagnostics> {
   const signal = opts.signal;
   const base: ChunkContext = { axisOrder: cache.axisOrder, ...(signal ? { signal } : {}) };
   const inline: EngineExecutor = {
@@ -84,13 +85,25 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
   return (batches ? runEngineBatches : runEngine)({
     view: cache, label, task: { kind: 'local', id: 0 }, fn, executors: [inline], execChunkSize: Infinity, needOutputs, durable,
     jobKeys: false, boundMemory: false, yieldEvery: true, signal, onProgress: opts.onProgress, claimTimeoutMs: opts.claimTimeoutMs, diag,
+    ...(sink ? { sink } : {}),
   });
 }
 
-/** @internal Places chunk outputs into the flat grid-ordered output. */
-export class FlatOutput {
+/** @internal Places chunk outputs into the flat grid-ordered output; the engine may fill it directly (OutputSink). */
+export class FlatOutput implements OutputSink {
   private out: unknown[] | TypedArray | null = null;
-  constructor(private readonly total: number) {}
+  /** `totalOf`: the run's number of points (known once the engine planned it). */
+  constructor(private readonly totalOf: () => number) {}
+
+  typed(): { kind: number; bytes: Uint8Array } | null {
+    const o = this.out;
+    if (o === null || !ArrayBuffer.isView(o)) return null;
+    return { kind: kindOf(o), bytes: new Uint8Array(o.buffer, o.byteOffset, o.byteLength) };
+  }
+
+  expect(kind: number): void {
+    if (this.out === null && kind !== KIND_ITEMS) this.out = new (typedCtor(kind))(this.totalOf());
+  }
 
   /** Places `src` (request order) by rows: row r of `len` points goes to `starts[r]` onwards (see PlanGeometry.outRows). */
   placeRows(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): void {
@@ -118,7 +131,7 @@ export class FlatOutput {
   private target(src: ArrayLike<unknown>): unknown[] | TypedArray {
     if (this.out === null) {
       const k = kindOf(src);
-      this.out = k !== KIND_ITEMS ? new (typedCtor(k))(this.total) : new Array(this.total);
+      this.out = k !== KIND_ITEMS ? new (typedCtor(k))(this.totalOf()) : new Array(this.totalOf());
     } else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
       this.out = Array.from(this.out as ArrayLike<unknown>);
     }
@@ -140,12 +153,12 @@ export class FlatOutput {
 export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCache, fn: F, opts: RunOptions<OutputOf<F>, R> = {}): Promise<{ output: R; diagnostics: Diagnostics }> {
   checkRunOptions('run', cache, fn, opts, true);
   const diag = newDiagnostics();
-  let flat: FlatOutput | null = null;
-  for await (const batch of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag, true)) {
-    flat ??= new FlatOutput(diag.totalPoints);
+  // Stored whole chunks of a typed output are read straight into it.
+  const flat = new FlatOutput(() => diag.totalPoints);
+  for await (const batch of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag, true, flat)) {
     for (const d of batch) if (d.output) flat.placeRows(d.output as ArrayLike<unknown>, d.outRows());
   }
-  const output = (flat?.value ?? []) as OutputOf<F>;
+  const output = flat.value as OutputOf<F>;
   return { output: (opts?.collate ? opts.collate(output) : output) as R, diagnostics: diag };
 }
 

@@ -22,6 +22,7 @@ import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
+import { KIND_ITEMS } from './payload.js';
 
 interface Block {
   readonly work: ChunkWork;
@@ -211,11 +212,22 @@ export class RunSession {
       }
       const core = this.view._core;
       const chunks = Uint32Array.from(list);
+      const sink = this.spec.sink;
+      const gather = sink?.typed() ?? null;
       let rd;
       try {
-        rd = this.plan.readMany(core.store, core.idBytes, chunks);
+        rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes);
       } catch (e) {
         throw fromNative(e, `${this.spec.label}: reading stored chunks`);
+      }
+      // The first typed chunks decide the output's dtype: later batches go straight into it.
+      if (sink && !gather) {
+        for (let k = 0; k < list.length; k++) {
+          if (rd.kinds[k]! !== KIND_ITEMS && rd.counts[k]! > 0) {
+            sink.expect(rd.kinds[k]!);
+            break;
+          }
+        }
       }
       this.reads = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i));
       if (this.reads.corrupt.length) this.diag.corruptRecords.push(...this.reads.corrupt);

@@ -36,6 +36,14 @@ export interface ChunkDone {
   outRows(): { starts: Uint32Array; len: number };
 }
 
+/** A run's flat output as the engine can fill it directly (see EngineSpec.sink). */
+export interface OutputSink {
+  /** The output's bytes and dtype while it is a typed array; null otherwise. */
+  typed(): { kind: number; bytes: Uint8Array } | null;
+  /** Stored chunks hold dtype `kind`: make the output that typed array if nothing decided it yet. */
+  expect(kind: number): void;
+}
+
 export interface EngineSpec {
   readonly view: ChunkCache;
   readonly label: string;
@@ -47,6 +55,11 @@ export interface EngineSpec {
   readonly execChunkSize: number;
   /** Keep and return outputs (read stored ones, keep computed ones). */
   readonly needOutputs: boolean;
+  /**
+   * The run's flat output, when it has one (run): stored whole chunks of its
+   * dtype are read straight into it, and their ChunkDone has no output.
+   */
+  readonly sink?: OutputSink;
   /** Commit a chunk before handing it out (iterate). */
   readonly durable: boolean;
   /** Given the plan's geometry: only these request indices of chunk i (sorted, unique); undefined: all. */

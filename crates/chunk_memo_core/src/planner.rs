@@ -237,6 +237,33 @@ impl Plan {
         self.chunk(i).iter().map(|b| b.sel.len() as u64).product()
     }
 
+    /// Where chunk `i`'s requested points go in the plan's flat output
+    /// (row-major over `shape`, first axis slowest): in request order they
+    /// are rows of `len` points (the last axis' selection in the chunk), row
+    /// `r` at output index `starts[r]` onwards.
+    pub fn out_rows(&self, i: usize) -> (Vec<u64>, usize) {
+        let c = self.chunk(i);
+        let n = c.len();
+        if n == 0 {
+            return (vec![0], 1);
+        }
+        let mut stride = vec![1u64; n];
+        for a in (0..n - 1).rev() {
+            stride[a] = stride[a + 1] * self.shape[a + 1] as u64;
+        }
+        let mut starts = vec![c[n - 1].sel_pos as u64];
+        for a in (0..n - 1).rev() {
+            let base = c[a].sel_pos as u64 * stride[a];
+            let mut next = Vec::with_capacity(starts.len() * c[a].sel.len());
+            for j in 0..c[a].sel.len() as u64 {
+                let x = base + j * stride[a];
+                next.extend(starts.iter().map(|s| x + s));
+            }
+            starts = next;
+        }
+        (starts, c[n - 1].sel.len())
+    }
+
     pub fn total_requested(&self) -> u64 {
         self.shape.iter().map(|&s| s as u64).product()
     }

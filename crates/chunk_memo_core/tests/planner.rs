@@ -142,6 +142,20 @@ fn check_plan(grid: &Grid, sel: &[Option<Vec<u32>>], plan: &Plan) {
         }
         let pts = product(&per_axis_points);
         assert_eq!(plan.requested(i), pts.len() as u64);
+        // Naive: each requested point's row-major index in the output (its
+        // position in each axis' selection, over the plan's shape), in
+        // request order, against the rows out_rows gives.
+        let want_out: Vec<u64> = pts
+            .iter()
+            .map(|p| {
+                p.iter().enumerate().fold(0u64, |acc, (a, &g)| {
+                    acc * u64::from(shape[a]) + chosen[a].iter().position(|&x| x == g).unwrap() as u64
+                })
+            })
+            .collect();
+        let (starts, len) = plan.out_rows(i);
+        let got_out: Vec<u64> = starts.iter().flat_map(|&s| (0..len as u64).map(move |k| s + k)).collect();
+        assert_eq!(got_out, want_out, "chunk {i}: output rows");
         for p in pts {
             *covered.entry(p).or_default() += 1;
         }

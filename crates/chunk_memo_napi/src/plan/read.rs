@@ -5,7 +5,8 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
-use chunk_memo_core::record::{RecordView, KIND_ITEMS};
+use chunk_memo_core::planner::Plan;
+use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
 use chunk_memo_core::store::{ChunkData, ChunkKey};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -46,6 +47,9 @@ pub(crate) fn chunk_data_to_js(d: ChunkData) -> Result<BindingChunkData> {
 /// few allocations whatever the number of chunks.
 #[napi(object)]
 pub struct BindingChunkBatch {
+    /// Per chunk: 1 when its outputs went straight into the gather output
+    /// (no data here).
+    pub gathered: Buffer,
     /// Per chunk: 0 = items (or nothing present), else a dtype code.
     pub kinds: Buffer,
     /// Per chunk: present points.
@@ -70,6 +74,7 @@ pub struct BindingChunkBatch {
 
 #[derive(Default)]
 pub struct ChunkBatch {
+    gathered: Vec<u8>,
     kinds: Vec<u8>,
     counts: Vec<u32>,
     present: Vec<u8>,
@@ -82,9 +87,19 @@ pub struct ChunkBatch {
 }
 
 impl ChunkBatch {
+    /// A whole chunk copied into the gather output: counted, no data.
+    fn push_gathered(&mut self, kind: u8, points: usize) {
+        self.gathered.push(1);
+        self.kinds.push(kind);
+        self.counts.push(points as u32);
+        self.present.resize(self.present.len() + points, 1);
+        self.starts.push(self.data.len() as u32);
+    }
+
     /// A chunk whose every point is present, from its own complete dense
     /// record (record order is request order).
     fn push_record(&mut self, v: &RecordView<'_>) {
+        self.gathered.push(0);
         let n = v.n;
         self.kinds.push(v.kind);
         self.counts.push(n as u32);
@@ -145,6 +160,7 @@ impl ChunkBatch {
     }
 
     fn push(&mut self, d: ChunkData) -> CoreResult<()> {
+        self.gathered.push(0);
         let count = d.present.iter().filter(|&&p| p).count();
         self.kinds.push(d.kind);
         self.counts.push(count as u32);
@@ -169,6 +185,7 @@ impl ChunkBatch {
 
 pub(crate) fn batch_to_js(b: ChunkBatch) -> Result<BindingChunkBatch> {
     Ok(BindingChunkBatch {
+        gathered: b.gathered.into(),
         kinds: b.kinds.into(),
         counts: b.counts.into(),
         present: b.present.into(),
@@ -194,47 +211,84 @@ impl BindingPlan {
         })
     }
 
-    pub(crate) fn read_many_op(
+    /// Reads chunks in one read transaction. With `gather`, whole chunks of
+    /// the gather's dtype are copied straight into its output (at their rows
+    /// of the plan's flat output) instead of into the batch.
+    pub(crate) fn read_many_in(
         &self,
         store: &BindingStore,
         cache_id: &[u8],
         chunks: &[u32],
-    ) -> CoreResult<impl FnOnce() -> CoreResult<ChunkBatch> + Send + 'static> {
+        mut gather: Option<Gather<'_>>,
+    ) -> CoreResult<ChunkBatch> {
         let chunks: Vec<usize> = chunks.iter().map(|&i| self.check(i)).collect::<CoreResult<_>>()?;
-        let me = self.share();
-        let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
-        Ok(move || {
-            let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
-            let mut bins = Vec::new();
-            let mut touched: Vec<ChunkKey> = Vec::new();
-            // One read transaction for the batch.
-            store.read(|s, t| {
-                for &i in &chunks {
-                    // A whole chunk requested in full: straight from its own
-                    // record (typed: its raw array, one copy).
-                    let (req, rec) = me.plan.chunk_bins_into(i, &mut bins);
-                    if req == rec && me.state.lock().unwrap().is_whole(i) {
-                        let key = me.grid.chunk_key(&bins);
-                        if s.read_whole_in(t, &cache, &key, |v| b.push_record(v))?.is_some() {
-                            b.check_size()?;
-                            touched.push(key);
-                            continue;
+        let (store, cache) = (&store.inner, id16(cache_id, "cache id")?);
+        let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
+        let mut bins = Vec::new();
+        let mut touched: Vec<ChunkKey> = Vec::new();
+        store.read(|s, t| {
+            for &i in &chunks {
+                // A whole chunk requested in full: straight from its own
+                // record (typed: its raw array, one copy).
+                let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
+                if req == rec && self.state.lock().unwrap().is_whole(i) {
+                    let key = self.grid.chunk_key(&bins);
+                    let done = s.read_whole_in(t, &cache, &key, |v| -> CoreResult<()> {
+                        match gather.as_mut() {
+                            Some(g) if g.kind == v.kind => {
+                                g.place(&self.plan, i, v.data())?;
+                                b.push_gathered(v.kind, v.n);
+                            }
+                            _ => b.push_record(v),
                         }
-                    }
-                    let r = me.resolution_in(s, t, &cache, i)?;
-                    if r.sources.is_empty() && r.corrupt.is_empty() {
-                        // Nothing stored: no read.
-                        b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
-                    } else {
-                        b.push(s.read_chunk_in(t, &cache, &r)?)?;
-                        touched.extend(r.sources.iter().map(|src| src.chunk));
+                        Ok(())
+                    })?;
+                    if let Some(r) = done {
+                        r?;
+                        b.check_size()?;
+                        touched.push(key);
+                        continue;
                     }
                 }
-                Ok(())
-            })?;
-            store.note_accesses(&cache, &touched);
-            Ok(b)
-        })
+                let r = self.resolution_in(s, t, &cache, i)?;
+                if r.sources.is_empty() && r.corrupt.is_empty() {
+                    // Nothing stored: no read.
+                    b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
+                } else {
+                    b.push(s.read_chunk_in(t, &cache, &r)?)?;
+                    touched.extend(r.sources.iter().map(|src| src.chunk));
+                }
+            }
+            Ok(())
+        })?;
+        store.note_accesses(&cache, &touched);
+        Ok(b)
+    }
+}
+
+/// The flat output of a run, for whole typed chunks to be copied into.
+pub(crate) struct Gather<'a> {
+    kind: u8,
+    width: usize,
+    out: &'a mut [u8],
+}
+
+impl Gather<'_> {
+    /// Copies chunk `i`'s outputs (`data`, request order) to its rows.
+    fn place(&mut self, plan: &Plan, i: usize, data: &[u8]) -> CoreResult<()> {
+        let (starts, len) = plan.out_rows(i);
+        let row = len * self.width;
+        if data.len() != starts.len() * row {
+            return Err(invalid("a gathered chunk's data does not match its rows"));
+        }
+        for (r, &start) in starts.iter().enumerate() {
+            let at = start as usize * self.width;
+            let Some(dst) = self.out.get_mut(at..at + row) else {
+                return Err(invalid("the gather output is smaller than the plan's output"));
+            };
+            dst.copy_from_slice(&data[r * row..(r + 1) * row]);
+        }
+        Ok(())
     }
 }
 
@@ -247,7 +301,10 @@ impl BindingPlan {
     }
 
     /// Reads the stored requested points of several chunks (one call for
-    /// the batch; see `BindingChunkBatch`).
+    /// the batch; see `BindingChunkBatch`). With `gatherKind` and
+    /// `gatherOut` (the bytes of the plan's flat output, a typed array of
+    /// that dtype), whole chunks of that dtype are copied straight to their
+    /// place in it and marked in `gathered`, with no data in the batch.
     #[napi]
     pub fn read_many(
         &self,
@@ -255,7 +312,25 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: Buffer,
         chunks: Uint32Array,
+        gather_kind: Option<u32>,
+        mut gather_out: Option<Uint8Array>,
     ) -> Result<BindingChunkBatch> {
-        batch_to_js(boundary(&env, || self.read_many_op(store, &cache_id, &chunks)?())?)
+        batch_to_js(boundary(&env, || {
+            let gather = match (gather_kind, gather_out.as_mut()) {
+                (Some(kind), Some(out)) => {
+                    let kind = u8::try_from(kind).map_err(|_| invalid(format!("gatherKind {kind} is not a dtype")))?;
+                    let Some(width) = kind_width(kind)? else {
+                        return Err(invalid("gatherKind must be a typed dtype, not items"));
+                    };
+                    // SAFETY: the call is synchronous, so JS cannot touch the
+                    // array while it is written; it is the caller's own
+                    // output, not shared with other threads.
+                    Some(Gather { kind, width, out: unsafe { out.as_mut() } })
+                }
+                (None, None) => None,
+                _ => return Err(invalid("give gatherKind and gatherOut together")),
+            };
+            self.read_many_in(store, &cache_id, &chunks, gather)
+        })?)
     }
 }
