@@ -5,7 +5,6 @@
  * blocks to free executors, stores each chunk when its points are done, and
  * waits for points that other processes hold.
  */
-import { createHash } from 'node:crypto';
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { blockPoints, cutBlock, iota, splitBlocks } from '../cache/blocks.js';
@@ -22,6 +21,7 @@ import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
+import { jobOf } from './job-of.js';
 import { KIND_ITEMS } from './payload.js';
 
 interface Block {
@@ -325,44 +325,9 @@ export class RunSession {
     this.done.push({ index: w.i, geo, output: w.output(), cachedPoints: w.cached, executedPoints: w.executed, outIndex: () => G.outIndices(geo), outRows: () => G.outRows(geo) });
   }
 
-  private jobFor(b: Block): ExecJob {
-    const { spec, view } = this;
-    const core = view._core;
-    const geo = b.work.geo;
-    const axes: Record<string, Value[]> = {};
-    const globals = core.axisOrder.map((_, k) => {
-      const sel = geo.sel[k]!;
-      const start = geo.start[k]!;
-      const pos = b.block[k]!;
-      const g = new Uint32Array(pos.length);
-      for (let j = 0; j < pos.length; j++) g[j] = start + sel[pos[j]!]!;
-      return g;
-    });
-    core.axisOrder.forEach((a, k) => {
-      if (view._pinned.has(a)) return;
-      const all = core.axisValues[a]!;
-      const g = globals[k]!;
-      const vals = new Array<Value>(g.length);
-      for (let j = 0; j < g.length; j++) vals[j] = all[g[j]!]!;
-      axes[a] = vals;
-    });
-    let key = '';
-    if (spec.jobKeys) {
-      // The same cache and points give the same key in every run.
-      const h = createHash('sha256');
-      h.update(core.idBytes);
-      core.axisOrder.forEach((a, k) => h.update(`\0${a}\0`).update(globals[k]!));
-      key = h.digest('hex').slice(0, 40);
-    }
-    return {
-      task: spec.task, params: view.params, axisOrder: view.axisOrder, axes, count: b.points.length, jobIndex: this.jobIndex++, key,
-      ...(spec.device !== undefined ? { device: spec.device } : {}),
-    };
-  }
-
   private dispatch(ex: EngineExecutor, b: Block): void {
     const { spec, diag } = this;
-    const job = this.jobFor(b);
+    const job = jobOf(this.spec, b.work.geo, b.block, b.points.length, this.jobIndex++);
     const w = b.work;
     w.pending--;
     w.inflight++;

@@ -1,0 +1,44 @@
+/** The exec job of one product block of a memo chunk: what an executor is sent. */
+import { createHash } from 'node:crypto';
+import type { ChunkGeo } from '../cache/geometry.js';
+import type { ExecJob } from '../task/job.js';
+import type { Value } from '../value.js';
+import type { EngineSpec } from './spec.js';
+
+/**
+ * The job computing the block `block` (per axis, positions in the chunk's
+ * selection) of the chunk `geo`: the points' axis values, and with
+ * `spec.jobKeys` a key that the same cache and points give in every run.
+ */
+export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike<number>[], count: number, jobIndex: number): ExecJob {
+  const view = spec.view;
+  const core = view._core;
+  const axes: Record<string, Value[]> = {};
+  const globals = core.axisOrder.map((_, k) => {
+    const sel = geo.sel[k]!;
+    const start = geo.start[k]!;
+    const pos = block[k]!;
+    const g = new Uint32Array(pos.length);
+    for (let j = 0; j < pos.length; j++) g[j] = start + sel[pos[j]!]!;
+    return g;
+  });
+  core.axisOrder.forEach((a, k) => {
+    if (view._pinned.has(a)) return;
+    const all = core.axisValues[a]!;
+    const g = globals[k]!;
+    const vals = new Array<Value>(g.length);
+    for (let j = 0; j < g.length; j++) vals[j] = all[g[j]!]!;
+    axes[a] = vals;
+  });
+  let key = '';
+  if (spec.jobKeys) {
+    const h = createHash('sha256');
+    h.update(core.idBytes);
+    core.axisOrder.forEach((a, k) => h.update(`\0${a}\0`).update(globals[k]!));
+    key = h.digest('hex').slice(0, 40);
+  }
+  return {
+    task: spec.task, params: view.params, axisOrder: view.axisOrder, axes, count, jobIndex, key,
+    ...(spec.device !== undefined ? { device: spec.device } : {}),
+  };
+}
