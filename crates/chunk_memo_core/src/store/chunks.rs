@@ -36,6 +36,26 @@ impl Store {
     /// noting the access (see [`Store::note_accesses`]).
     pub fn read_chunk_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
         let s = self;
+        // The chunk's own complete typed record serves every point in
+        // record order: its raw array, one copy.
+        if let [src] = res.sources.as_slice() {
+            if src.whole.is_some() {
+                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &src.chunk))?.map(RecordView::parse) {
+                    if v.kind != crate::record::KIND_ITEMS
+                        && v.is_complete()
+                        && !v.is_sparse()
+                        && v.n == res.requested as usize
+                    {
+                        return Ok(ChunkData {
+                            kind: v.kind,
+                            present: vec![true; v.n],
+                            data: v.data().to_vec(),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
         {
             let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
             let mut kind: Option<u8> = None;
