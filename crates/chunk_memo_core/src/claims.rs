@@ -276,17 +276,25 @@ impl Store {
         if entries.is_empty() {
             // Nobody claims this chunk: every point not stored is ours.
             let mut o = ClaimOutcome::default();
-            let mut granted = Vec::with_capacity(r.points.len());
-            for &q in &r.points {
-                if res.available > 0 && res.is_present(q as usize) {
-                    o.stored.push(q);
-                } else {
-                    o.granted.push(q);
-                    granted.push(positions[q as usize]);
+            let mut granted: Vec<u32>;
+            if res.available == 0 {
+                o.granted = r.points.clone();
+                granted = r.points.iter().map(|&q| positions[q as usize]).collect();
+            } else {
+                granted = Vec::with_capacity(r.points.len());
+                for &q in &r.points {
+                    if res.is_present(q as usize) {
+                        o.stored.push(q);
+                    } else {
+                        o.granted.push(q);
+                        granted.push(positions[q as usize]);
+                    }
                 }
             }
             if !granted.is_empty() {
-                granted.sort_unstable();
+                if !granted.is_sorted() {
+                    granted.sort_unstable();
+                }
                 granted.dedup();
                 let mine = Entry { owner: *live.me(), session: opts.session, at_ms: now, points: granted };
                 self.put_entries_in(t, &key, &[mine])?;
