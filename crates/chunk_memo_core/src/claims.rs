@@ -273,66 +273,46 @@ impl Store {
         let positions = ChunkGeometry::of(at.plan, r.chunk).record_positions();
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
-        if entries.is_empty() {
-            // Nobody claims this chunk: every point not stored is ours.
-            let mut o = ClaimOutcome::default();
-            let mut granted: Vec<u32>;
-            if res.available == 0 {
-                o.granted = r.points.clone();
-                granted = r.points.iter().map(|&q| positions[q as usize]).collect();
-            } else {
-                granted = Vec::with_capacity(r.points.len());
-                for &q in &r.points {
-                    if res.is_present(q as usize) {
-                        o.stored.push(q);
-                    } else {
-                        o.granted.push(q);
-                        granted.push(positions[q as usize]);
-                    }
-                }
-            }
-            if !granted.is_empty() {
-                if !granted.is_sorted() {
-                    granted.sort_unstable();
-                }
-                granted.dedup();
-                let mine = Entry { owner: *live.me(), session: opts.session, at_ms: now, points: granted };
-                self.put_entries_in(t, &key, &[mine])?;
-            }
-            o.resolution = res;
-            return Ok(o);
-        }
         let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
         let mut o = ClaimOutcome::default();
         let (mut granted, mut stored) = (Vec::new(), Vec::new());
-        for &q in &r.points {
-            let p = positions[q as usize];
-            if res.is_present(q as usize) {
-                o.stored.push(q);
-                stored.push(p);
-                continue;
-            }
-            let (mut mine, mut held, mut free) = (false, false, false);
-            for (e, c) in entries.iter().zip(&classes) {
-                if e.points.binary_search(&p).is_ok() {
-                    match c {
-                        Class::Mine => mine = true,
-                        Class::Held => held = true,
-                        Class::Free { .. } => free = true,
+        if entries.is_empty() && res.available == 0 {
+            // Nothing stored and nobody claims this chunk: every point is
+            // ours, in bulk.
+            o.granted = r.points.clone();
+            granted = r.points.iter().map(|&q| positions[q as usize]).collect();
+        } else {
+            for &q in &r.points {
+                let p = positions[q as usize];
+                if res.is_present(q as usize) {
+                    o.stored.push(q);
+                    stored.push(p);
+                    continue;
+                }
+                let (mut mine, mut held, mut free) = (false, false, false);
+                for (e, c) in entries.iter().zip(&classes) {
+                    if e.points.binary_search(&p).is_ok() {
+                        match c {
+                            Class::Mine => mine = true,
+                            Class::Held => held = true,
+                            Class::Free { .. } => free = true,
+                        }
                     }
                 }
-            }
-            if held && !mine {
-                o.held.push(q);
-                continue;
-            }
-            o.granted.push(q);
-            granted.push(p);
-            if free && !mine {
-                o.taken_over += 1;
+                if held && !mine {
+                    o.held.push(q);
+                    continue;
+                }
+                o.granted.push(q);
+                granted.push(p);
+                if free && !mine {
+                    o.taken_over += 1;
+                }
             }
         }
-        granted.sort_unstable();
+        if !granted.is_sorted() {
+            granted.sort_unstable();
+        }
         granted.dedup();
         stored.sort_unstable();
         let before = entries.clone();

@@ -125,22 +125,9 @@ impl RecordBuilder {
         if data.len() != n * w || n > u32::MAX as usize {
             return Err(CoreError::invalid(format!("typed data of {} bytes for {n} points of {w} bytes", data.len())));
         }
-        let bitmap = bitmap_len(n);
-        let mut out = Vec::with_capacity(HEADER + bitmap + data.len() + 8);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[kind, 0, 0, 0]);
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        let at = out.len();
-        out.resize(at + bitmap, 0);
-        out[at..at + n / 8].fill(0xff);
-        if !n.is_multiple_of(8) {
-            out[at + n / 8] = (1u8 << (n % 8)) - 1;
-        }
+        let mut out = dense_complete_head(kind, n, data.len());
         out.extend_from_slice(data);
-        let sum = xxh3_64(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
-        Ok(out)
+        Ok(seal(out))
     }
 
     /// The dense complete items record of `n` points packed with one
@@ -155,19 +142,8 @@ impl RecordBuilder {
         if offsets.windows(2).any(|w| w[0] > w[1]) || u32::try_from(body.len()).is_err() {
             return Err(CoreError::invalid("dense_items: offsets must not decrease, data under 4 GiB"));
         }
-        let bitmap = bitmap_len(n);
         let dict_bytes = pad4(4 + 4 + dict.len());
-        let mut out = Vec::with_capacity(HEADER + bitmap + dict_bytes + pad4(n * 2) + (n + 1) * 4 + body.len() + 8);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[KIND_ITEMS, 0, 0, 0]);
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        let at = out.len();
-        out.resize(at + bitmap, 0);
-        out[at..at + n / 8].fill(0xff);
-        if !n.is_multiple_of(8) {
-            out[at + n / 8] = (1u8 << (n % 8)) - 1;
-        }
+        let mut out = dense_complete_head(KIND_ITEMS, n, dict_bytes + pad4(n * 2) + (n + 1) * 4 + body.len());
         // One dictionary, used by every point (index 0).
         out.extend_from_slice(&1u32.to_le_bytes());
         out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
@@ -179,9 +155,7 @@ impl RecordBuilder {
             out.extend_from_slice(&(o - base).to_le_bytes());
         }
         out.extend_from_slice(body);
-        let sum = xxh3_64(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
-        Ok(out)
+        Ok(seal(out))
     }
 
     /// Serializes the record with its checksum, in the smaller of the dense
@@ -295,8 +269,31 @@ impl RecordBuilder {
                 }
             }
         }
-        let sum = xxh3_64(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
-        out
+        seal(out)
     }
+}
+
+/// Header and full presence bitmap of a dense record of `n` points, all
+/// present, with room for `body` more bytes and the checksum.
+fn dense_complete_head(kind: u8, n: usize, body: usize) -> Vec<u8> {
+    let bitmap = bitmap_len(n);
+    let mut out = Vec::with_capacity(HEADER + bitmap + body + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    let at = out.len();
+    out.resize(at + bitmap, 0);
+    out[at..at + n / 8].fill(0xff);
+    if !n.is_multiple_of(8) {
+        out[at + n / 8] = (1u8 << (n % 8)) - 1;
+    }
+    out
+}
+
+/// Appends the record checksum (xxh3 of everything before it).
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let sum = xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
 }

@@ -35,86 +35,80 @@ impl Store {
     /// [`Store::read_chunk`] in the caller's read transaction, without
     /// noting the access (see [`Store::note_accesses`]).
     pub fn read_chunk_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
-        let s = self;
         // The chunk's own complete typed record serves every point in
         // record order: its raw array, one copy.
         if let [src] = res.sources.as_slice() {
             if src.whole.is_some() {
-                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &src.chunk))?.map(RecordView::parse) {
-                    if v.kind != crate::record::KIND_ITEMS
-                        && v.is_complete()
-                        && !v.is_sparse()
-                        && v.n == res.requested as usize
-                    {
-                        return Ok(ChunkData {
-                            kind: v.kind,
-                            present: vec![true; v.n],
-                            data: v.data().to_vec(),
-                            ..Default::default()
-                        });
-                    }
+                let whole = self.read_whole_in(t, cache, &src.chunk, |v| {
+                    (v.kind != crate::record::KIND_ITEMS && v.n == res.requested as usize).then(|| ChunkData {
+                        kind: v.kind,
+                        present: vec![true; v.n],
+                        data: v.data().to_vec(),
+                        ..Default::default()
+                    })
+                })?;
+                if let Some(Some(d)) = whole {
+                    return Ok(d);
                 }
             }
         }
-        {
-            let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
-            let mut kind: Option<u8> = None;
-            let mut corrupt = Vec::new();
-            for src in &res.sources {
-                let Some(bytes) = s.records.get(t, &rkey(cache, &src.chunk))? else { continue };
-                let view = match RecordView::parse(bytes) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        corrupt.push((src.chunk, e.message));
-                        continue;
-                    }
-                };
-                // Points stored under another kind (the function changed its
-                // return type) are left out and recomputed by the caller.
-                if *kind.get_or_insert(view.kind) != view.kind {
+        let mut per: Vec<Option<(&[u8], &[u8])>> = vec![None; res.requested as usize];
+        let mut kind: Option<u8> = None;
+        let mut corrupt = Vec::new();
+        for src in &res.sources {
+            let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
+            let view = match RecordView::parse(bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    corrupt.push((src.chunk, e.message));
                     continue;
                 }
-                for (r, p) in src.pairs() {
-                    if (p as usize) < view.n && view.is_present(p as usize) {
-                        per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
-                    }
+            };
+            // Points stored under another kind (the function changed its
+            // return type) are left out and recomputed by the caller.
+            if *kind.get_or_insert(view.kind) != view.kind {
+                continue;
+            }
+            for (r, p) in src.pairs() {
+                if (p as usize) < view.n && view.is_present(p as usize) {
+                    per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
                 }
             }
-            let mut d = ChunkData { kind: kind.unwrap_or(0), corrupt, ..Default::default() };
-            d.present = per.iter().map(Option::is_some).collect();
-            let total: usize = per.iter().flatten().map(|b| b.0.len()).sum();
-            d.data.reserve_exact(total);
-            let items = d.kind == crate::record::KIND_ITEMS;
-            if items {
-                d.offsets.reserve_exact(per.len() + 1);
-                d.offsets.push(0);
-                d.point_dicts.reserve_exact(per.len());
-            }
-            let mut last: Option<(&[u8], u16)> = None;
-            for (b, dict) in per.iter().flatten() {
-                d.data.extend_from_slice(b);
-                if items {
-                    d.offsets.push(d.data.len() as u32);
-                    // Dictionaries are few; remember the last one seen.
-                    let idx = match last {
-                        Some((l, i)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => i,
-                        _ => {
-                            let i = match d.dicts.iter().position(|x| x.as_slice() == *dict) {
-                                Some(i) => i as u16,
-                                None => {
-                                    d.dicts.push(dict.to_vec());
-                                    (d.dicts.len() - 1) as u16
-                                }
-                            };
-                            last = Some((dict, i));
-                            i
-                        }
-                    };
-                    d.point_dicts.push(idx);
-                }
-            }
-            Ok(d)
         }
+        let mut d = ChunkData { kind: kind.unwrap_or(0), corrupt, ..Default::default() };
+        d.present = per.iter().map(Option::is_some).collect();
+        let total: usize = per.iter().flatten().map(|b| b.0.len()).sum();
+        d.data.reserve_exact(total);
+        let items = d.kind == crate::record::KIND_ITEMS;
+        if items {
+            d.offsets.reserve_exact(per.len() + 1);
+            d.offsets.push(0);
+            d.point_dicts.reserve_exact(per.len());
+        }
+        let mut last: Option<(&[u8], u16)> = None;
+        for (b, dict) in per.iter().flatten() {
+            d.data.extend_from_slice(b);
+            if items {
+                d.offsets.push(d.data.len() as u32);
+                // Dictionaries are few; remember the last one seen.
+                let idx = match last {
+                    Some((l, i)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => i,
+                    _ => {
+                        let i = match d.dicts.iter().position(|x| x.as_slice() == *dict) {
+                            Some(i) => i as u16,
+                            None => {
+                                d.dicts.push(dict.to_vec());
+                                (d.dicts.len() - 1) as u16
+                            }
+                        };
+                        last = Some((dict, i));
+                        i
+                    }
+                };
+                d.point_dicts.push(idx);
+            }
+        }
+        Ok(d)
     }
 }
 
