@@ -2,48 +2,21 @@
 //! release, stored points, leases, dead owners (a child process killed with
 //! SIGKILL) and concurrent claimers.
 
-use chunk_memo_core::canonical::{encode, value_hash, DType, Value};
+mod common;
+
+use chunk_memo_core::canonical::DType;
 use chunk_memo_core::claims::{ClaimOptions, ClaimOutcome, ClaimRequest, PlanRef};
 use chunk_memo_core::planner::{Axis, Grid, Plan};
 use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Store};
+use common::{vh, TempRoot};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const F64: u8 = DType::F64 as u8;
 const CACHE: CacheId = [7u8; 16];
 const CHILD_ENV: &str = "CHUNK_MEMO_CLAIMS_TEST_CHILD";
-
-struct TempRoot(PathBuf);
-
-impl TempRoot {
-    fn new(tag: &str) -> TempRoot {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "chunk-memo-claims-test-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempRoot(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn vh(i: i64) -> u64 {
-    value_hash(&encode(&Value::Int(i)).unwrap())
-}
 
 /// x: 0..10 in bins of 5, y: 0..4 in one bin: two chunks of 20 points.
 fn grid() -> Grid {

@@ -1,53 +1,27 @@
 //! Reliability of the store: a full disk (a small tmpfs), damaged index
 //! entries, in-use marks seen by other processes, sparse partial records.
 
-use chunk_memo_core::canonical::{encode, value_hash, DType, Value};
+mod common;
+
+use chunk_memo_core::canonical::DType;
 use chunk_memo_core::error::ErrorCode;
-use chunk_memo_core::planner::{Axis, Grid};
+use chunk_memo_core::planner::Grid;
 use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Resolution, Store};
-use std::path::{Path, PathBuf};
+use common::{axis, cache_id, TempRoot};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const F64: u8 = DType::F64 as u8;
 const BATCH: usize = 16;
 
-/// A unique directory under the system temp dir, removed on drop.
-struct TempRoot(PathBuf);
+/// Unmounts a tmpfs mounted on a test root when dropped (before the
+/// TempRoot, declared earlier, removes the directory).
+struct Unmount<'a>(&'a Path);
 
-impl TempRoot {
-    fn new(tag: &str) -> TempRoot {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "chunk-memo-rel-test-{}-{tag}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempRoot(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempRoot {
+impl Drop for Unmount<'_> {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).stderr(std::process::Stdio::null()).status();
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = Command::new("umount").arg("-l").arg(self.0).stderr(std::process::Stdio::null()).status();
     }
-}
-
-fn cache_id(n: u8) -> CacheId {
-    let mut id = [0u8; 16];
-    id[0] = 0xce;
-    id[15] = n;
-    id
-}
-
-fn axis(name: &str, n: i64, chunk: usize) -> Axis {
-    Axis { name: name.into(), hashes: (0..n).map(|i| value_hash(&encode(&Value::Int(i)).unwrap())).collect(), chunk }
 }
 
 fn resolve_all(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>]) -> Vec<Resolution> {
@@ -105,9 +79,10 @@ fn a_full_disk_is_store_full_and_keeps_what_was_committed() {
         println!("SKIPPED: mounting a 20 MiB tmpfs is not permitted here (needs root)");
         return;
     }
+    let _unmount = Unmount(root.path());
     let c = cache_id(1);
     // 400 chunks of 8,192 f64 (64 KiB each), written 16 per transaction.
-    let g = Grid::new(vec![axis("c", 400, 1), axis("x", 8192, 8192)]).unwrap();
+    let g = Grid::new(vec![axis("c", 0..400, 1), axis("x", 0..8192, 8192)]).unwrap();
     let mut committed = Vec::new();
     let mut full = None;
     {
@@ -185,13 +160,13 @@ fn damaged_index_entries_are_missing_reported_and_repaired() {
     let root = TempRoot::new("index");
     let store = Store::open(root.path()).unwrap();
     let c = cache_id(2);
-    let g4 = Grid::new(vec![axis("x", 8, 4), axis("y", 4, 4)]).unwrap();
+    let g4 = Grid::new(vec![axis("x", 0..8, 4), axis("y", 0..4, 4)]).unwrap();
     // Chunk 0 partial (5 of 16 points), chunk 1 complete.
     write_some(&store, &c, &g4, &[None, None], 0, &[0, 3, 5, 9, 15]);
     write_some(&store, &c, &g4, &[None, None], 1, &(0..16).collect::<Vec<_>>());
     let keys: Vec<_> = resolve_all(&store, &c, &g4, &[None, None]).iter().map(|r| r.key).collect();
     // The same points seen through another chunking (x in bins of 2).
-    let g2 = Grid::new(vec![axis("x", 8, 2), axis("y", 4, 2)]).unwrap();
+    let g2 = Grid::new(vec![axis("x", 0..8, 2), axis("y", 0..4, 2)]).unwrap();
     assert_eq!(available_points(&store, &c, &g2), (21, 0));
 
     let good: Vec<Vec<u8>> = keys.iter().map(|k| store.get_raw_index_for_tests(&c, k).unwrap().unwrap()).collect();
@@ -242,7 +217,7 @@ fn legacy_index_entries_without_checksum_are_read() {
     let root = TempRoot::new("legacy");
     let store = Store::open(root.path()).unwrap();
     let c = cache_id(3);
-    let g = Grid::new(vec![axis("x", 4, 4)]).unwrap();
+    let g = Grid::new(vec![axis("x", 0..4, 4)]).unwrap();
     write_some(&store, &c, &g, &[None], 0, &[1, 2]);
     let key = resolve_all(&store, &c, &g, &[None])[0].key;
     let v2 = store.get_raw_index_for_tests(&c, &key).unwrap().unwrap();
@@ -253,7 +228,7 @@ fn legacy_index_entries_without_checksum_are_read() {
     store.put_raw_index_for_tests(&c, &key, &v1).unwrap();
     assert!(store.verify(&c).unwrap().is_empty());
     assert_eq!(store.summary(&c).unwrap().points, 2);
-    let g2 = Grid::new(vec![axis("x", 4, 1)]).unwrap();
+    let g2 = Grid::new(vec![axis("x", 0..4, 1)]).unwrap();
     assert_eq!(available_points(&store, &c, &g2), (2, 0));
     // A version 2 entry whose version byte reads 1 is not taken as legacy.
     let mut fake = v2.clone();
@@ -358,7 +333,7 @@ fn a_huge_chunk_with_few_points_costs_its_points() {
     let store = Store::open(root.path()).unwrap();
     let c = cache_id(4);
     // One chunk of 10,000 x 10,000 points.
-    let g = Grid::new(vec![axis("x", 10_000, 10_000), axis("y", 10_000, 10_000)]).unwrap();
+    let g = Grid::new(vec![axis("x", 0..10_000, 10_000), axis("y", 0..10_000, 10_000)]).unwrap();
     let pts = [(0u32, 0u32), (1, 2), (9_999, 9_999), (5_000, 17), (17, 5_000), (4_242, 4_243)];
     for &(x, y) in &pts {
         write_some(&store, &c, &g, &[Some(vec![x]), Some(vec![y])], 0, &[0]);
