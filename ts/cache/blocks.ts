@@ -31,8 +31,8 @@ export function isIota(points: Uint32Array): boolean {
 function isWhole(dims: readonly number[], block: readonly ArrayLike<number>[]): boolean {
   for (let k = 0; k < dims.length; k++) {
     const pos = block[k]!;
-    if (pos.length !== dims[k]) return false;
-    if (pos instanceof Uint32Array ? !isIota(pos) : !Array.prototype.every.call(pos, (p: number, j: number) => p === j)) return false;
+    // Blocks are Uint32Arrays; anything else takes the general path.
+    if (pos.length !== dims[k] || !(pos instanceof Uint32Array) || !isIota(pos)) return false;
   }
   return true;
 }

@@ -26,9 +26,7 @@ impl Store {
     /// Reads the available requested points of a resolved chunk.
     pub fn read_chunk(&self, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
         let out = self.read(|s, t| s.read_chunk_in(t, cache, res))?;
-        for src in &res.sources {
-            self.note_access(cache, &src.chunk);
-        }
+        self.note_accesses(cache, &res.sources.iter().map(|src| src.chunk).collect::<Vec<_>>());
         Ok(out)
     }
 

@@ -117,10 +117,6 @@ impl Store {
         })
     }
 
-    pub(crate) fn note_access(&self, cache: &CacheId, chunk: &ChunkKey) {
-        self.note_accesses(cache, std::slice::from_ref(chunk));
-    }
-
     /// Notes reads of records of `cache` (access times for LRU eviction;
     /// written later, in batches).
     pub fn note_accesses(&self, cache: &CacheId, chunks: &[ChunkKey]) {
