@@ -176,7 +176,7 @@ export class ChunkWork {
 type ChunkBatch = ReturnType<BindingPlan['readMany']>;
 
 /** Chunks of fewer points than this on average are decoded a batch at a time. */
-const SMALL_CHUNK_POINTS = 64;
+const SMALL_CHUNK_POINTS = 1024;
 
 /**
  * Stored points of several chunks read in one native call (`plan.readMany`)
