@@ -109,9 +109,6 @@ pub struct Store {
 
 /// How often the map's pages are released after commits (ms).
 const RELEASE_PAGES_MS: u64 = 20;
-/// How often freed heap memory is returned to the OS after commits (ms).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_MS: u64 = 1000;
 
 /// Start and length of this process' mapping of `file` (LMDB does not
 /// report where it mapped the data file unless the address was fixed); on
@@ -353,15 +350,6 @@ impl Store {
                 .is_ok()
         {
             self.release_map_pages();
-            // Freed allocations of transactions go back to the OS too (glibc
-            // keeps them otherwise), less often: trimming walks the heap.
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            if now / TRIM_MS != last / TRIM_MS {
-                // SAFETY: malloc_trim has no preconditions.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }
         }
     }
 
