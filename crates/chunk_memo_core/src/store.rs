@@ -19,11 +19,13 @@
 //!
 //! Submodules: [`index`] (descriptors and totals), [`resolve`] (which stored
 //! points serve a planned chunk), [`chunks`] (reading and writing planned
-//! chunks), [`upkeep`] (raw records, deletion, access times, verification).
+//! chunks), [`upkeep`] (raw records, deletion, access times, verification),
+//! [`pages`] (the resident memory of the data file's mapping).
 
 mod chunks;
 mod index;
 mod inuse;
+mod pages;
 mod resolve;
 mod upkeep;
 
@@ -101,34 +103,8 @@ pub struct Store {
     // In-use marks of this process at this root.
     marks: Mutex<inuse::Marks>,
     next_mark: std::sync::atomic::AtomicU64,
-    // When the map's pages were last released (ms).
-    pages_released_ms: std::sync::atomic::AtomicU64,
-    // Where the data file is mapped: (map size, address, length).
-    data_map: Mutex<Option<(usize, usize, usize)>>,
-}
-
-/// How often the map's pages are released after commits (ms).
-const RELEASE_PAGES_MS: u64 = 20;
-
-/// Start and length of this process' mapping of `file` (LMDB does not
-/// report where it mapped the data file unless the address was fixed); on
-/// Linux from /proc/self/maps, elsewhere none.
-fn data_mapping(file: &Path) -> Option<(usize, usize)> {
-    let want = file.to_str()?;
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    for line in maps.lines() {
-        // "start-end perms offset dev inode   path"
-        let mut cols = line.splitn(6, ' ');
-        let range = cols.next()?;
-        let path = cols.nth(4).map(str::trim_start);
-        if path != Some(want) {
-            continue;
-        }
-        let (a, b) = range.split_once('-')?;
-        let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
-        return Some((a, b.checked_sub(a)?));
-    }
-    None
+    // Resident pages of the data file's mapping.
+    pages: pages::MapPages,
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Store>>> {
@@ -181,8 +157,7 @@ impl Store {
             pending_atime: Mutex::new(HashMap::new()),
             marks: Mutex::new(inuse::Marks::default()),
             next_mark: std::sync::atomic::AtomicU64::new(0),
-            pages_released_ms: std::sync::atomic::AtomicU64::new(0),
-            data_map: Mutex::new(None),
+            pages: pages::MapPages::new(),
         });
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(canon, Arc::downgrade(&store));
@@ -299,58 +274,6 @@ impl Store {
         // process is open.
         unsafe { self.env.resize(next)? };
         Ok(())
-    }
-
-    /// Drops this process' mapping of the data file's pages (they stay in
-    /// the OS page cache and come back on the next access). The map is read
-    /// only (LMDB writes through the file), so nothing can be lost; what
-    /// LMDB touched while reading, over a long run every page of a large
-    /// store, then stops counting towards this process' resident memory.
-    fn release_map_pages(&self) {
-        // Never waits: a resize in progress (or a caller inside a
-        // transaction) just skips this round.
-        let Ok(_g) = self.gate.try_read() else { return };
-        let info = self.env.info();
-        // LMDB's page size is the OS page size.
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(512);
-        let used = (info.last_page_number + 1).saturating_mul(page);
-        // The mapping moves only when the map is resized.
-        let mut cached = self.data_map.lock().unwrap();
-        let (addr, len) = match *cached {
-            Some((size, addr, len)) if size == info.map_size => (addr, len),
-            _ => {
-                let Some((addr, len)) = data_mapping(&self.path.join("data.mdb")) else { return };
-                *cached = Some((info.map_size, addr, len));
-                (addr, len)
-            }
-        };
-        let len = len.min(used);
-        if len == 0 {
-            return;
-        }
-        // SAFETY: the range lies within LMDB's shared, read-only file
-        // mapping, which the gate keeps from being remapped meanwhile;
-        // MADV_DONTNEED on such a mapping only drops page-table entries.
-        unsafe {
-            libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
-        }
-    }
-
-    /// After a transaction: releases the map's pages now and then (at most
-    /// every RELEASE_PAGES_MS), so resident memory does not grow with the
-    /// store, however much of it runs read or write.
-    fn after_io(&self) {
-        let now = now_ms();
-        let last = self.pages_released_ms.load(std::sync::atomic::Ordering::Relaxed);
-        if now.saturating_sub(last) >= RELEASE_PAGES_MS
-            && self
-                .pages_released_ms
-                .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
-                .is_ok()
-        {
-            self.release_map_pages();
-        }
     }
 
     // ----- metadata -----
