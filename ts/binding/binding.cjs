@@ -842,3 +842,4 @@ module.exports.canonicalDigestHex = nativeBinding.canonicalDigestHex
 module.exports.canonicalId = nativeBinding.canonicalId
 module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
 module.exports.hashValues = nativeBinding.hashValues
+module.exports.prefault = nativeBinding.prefault

@@ -381,3 +381,10 @@ export declare function checkRecordBytes(bytes: Buffer): BindingRecordInfo
  * encodings.
  */
 export declare function hashValues(concatenated: Buffer): Buffer
+
+/**
+ * Maps the pages of `bytes` (a freshly allocated output, about to be
+ * filled) in one call, so that its first fill takes no page faults.
+ * Returns whether it did (see `chunk_memo_core::memory::prefault`).
+ */
+export declare function prefault(bytes: Uint8Array): boolean

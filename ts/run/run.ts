@@ -13,6 +13,7 @@ import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { runEngine, runEngineBatches, type ChunkDone, type EngineExecutor } from './engine.js';
 import type { OutputSink } from './spec.js';
 import { kindOf, KIND_ITEMS, typedCtor } from './payload.js';
+import { native } from '../binding/native.js';
 import type { ProgressEvent } from './progress.js';
 
 export type { Diagnostics } from './diagnostics.js';
@@ -89,6 +90,21 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
   });
 }
 
+/** Typed outputs this large have their pages mapped before the first fill. */
+const PREFAULT_BYTES = 4 << 20;
+
+/**
+ * A zeroed typed output of `n` elements of dtype `kind`. A large
+ * one has its pages mapped in one native call before anything fills it:
+ * filling a lazily mapped 80 MB output otherwise takes 20,000 page faults,
+ * which cost about as much as the copy into it.
+ */
+function typedOutput(kind: number, n: number): TypedArray {
+  const out = new (typedCtor(kind))(n);
+  if (out.byteLength >= PREFAULT_BYTES) native.prefault(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+  return out;
+}
+
 /** @internal Places chunk outputs into the flat grid-ordered output; the engine may fill it directly (OutputSink). */
 export class FlatOutput implements OutputSink {
   private out: unknown[] | TypedArray | null = null;
@@ -102,7 +118,7 @@ export class FlatOutput implements OutputSink {
   }
 
   expect(kind: number): void {
-    if (this.out === null && kind !== KIND_ITEMS) this.out = new (typedCtor(kind))(this.totalOf());
+    if (this.out === null && kind !== KIND_ITEMS) this.out = typedOutput(kind, this.totalOf());
   }
 
   /** Places `src` (request order) by rows: row r of `len` points goes to `starts[r]` onwards (see PlanGeometry.outRows). */
@@ -131,7 +147,7 @@ export class FlatOutput implements OutputSink {
   private target(src: ArrayLike<unknown>): unknown[] | TypedArray {
     if (this.out === null) {
       const k = kindOf(src);
-      this.out = k !== KIND_ITEMS ? new (typedCtor(k))(this.totalOf()) : new Array(this.totalOf());
+      this.out = k !== KIND_ITEMS ? typedOutput(k, this.totalOf()) : new Array(this.totalOf());
     } else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
       this.out = Array.from(this.out as ArrayLike<unknown>);
     }

@@ -8,6 +8,7 @@
 //! * [`store`]: the LMDB environment registry and chunk store.
 //! * [`claims`], [`owner`]: work claims shared by the processes of a root
 //!   and the OS-lock liveness of their owners.
+//! * [`memory`]: prefaulting large outputs.
 //!
 //! Nothing here knows about N-API; the binding crate is a thin layer on top.
 
@@ -15,6 +16,7 @@ pub mod canonical;
 pub mod claims;
 pub mod error;
 pub mod import;
+pub mod memory;
 pub mod owner;
 pub mod planner;
 pub mod record;

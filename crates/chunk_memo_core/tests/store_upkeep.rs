@@ -202,6 +202,7 @@ fn points_keep_the_dictionary_of_their_write() {
     assert_eq!(d.offsets, vec![0, 1, 3, 5, 6]);
     assert_eq!(d.dicts, vec![b"D1".to_vec(), b"D2".to_vec()]);
     assert_eq!(d.point_dicts, vec![0, 1, 0, 1]);
+    assert_eq!(d, general_read(&store, &cache, &res[0]), "the whole-record read equals the point-by-point one");
     // Totals come from the index tails and agree with the descriptors.
     let sum = store.summary(&cache).unwrap();
     let descs = store.descriptors(&cache).unwrap();
@@ -210,4 +211,32 @@ fn points_keep_the_dictionary_of_their_write() {
     assert_eq!(sum.bytes, descs[0].1.bytes);
     assert_eq!(sum.last_write_ms, descs[0].1.updated_ms);
     assert_eq!(store.summary(&cache_id(78)).unwrap(), Default::default());
+}
+
+/// `res`'s points read point by point (the general path), not as a whole record.
+fn general_read(store: &Store, cache: &[u8; 16], res: &Resolution) -> ChunkData {
+    let mut r = res.clone();
+    for src in &mut r.sources {
+        assert!(src.whole.is_some(), "the resolution reads a whole record");
+        src.map = src.pairs();
+        src.whole = None;
+    }
+    store.read_chunk(cache, &r).unwrap()
+}
+
+#[test]
+fn whole_records_read_like_point_by_point_reads() {
+    let dir = TempRoot::new("whole");
+    let store = Store::open(dir.path()).unwrap();
+    let g = grid(vec![axis("a", 0..6, 3), axis("b", 0..5, 5)]);
+    let plan = g.plan(&all(&g)).unwrap();
+    for (n, kind) in [(1u8, KIND_ITEMS), (2, F64)] {
+        let cache = cache_id(90 + n);
+        fill(&store, &cache, &g, &all(&g), kind, 1);
+        for r in resolve(&store, &cache, &g, &plan) {
+            let whole = store.read_chunk(&cache, &r).unwrap();
+            assert_eq!(whole.present, vec![true; 15]);
+            assert_eq!(whole, general_read(&store, &cache, &r));
+        }
+    }
 }

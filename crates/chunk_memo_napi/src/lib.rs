@@ -11,6 +11,7 @@ pub mod errors;
 pub mod grid;
 pub mod hashing;
 pub mod import;
+pub mod memory;
 pub mod meta;
 pub mod plan;
 pub mod store;

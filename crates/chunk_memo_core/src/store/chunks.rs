@@ -8,7 +8,7 @@ use heed::{RoTxn, RwTxn, WithoutTls};
 
 /// Requested points of one chunk, read from the store: a presence flag per
 /// requested point and the bytes of the present ones, in request order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkData {
     pub kind: u8,
     pub present: Vec<bool>,
@@ -22,6 +22,25 @@ pub struct ChunkData {
     pub corrupt: Vec<(ChunkKey, String)>,
 }
 
+impl ChunkData {
+    /// Every point of a complete dense record, in record order; `None` for
+    /// an items record whose tables do not fit its data (read point by
+    /// point instead).
+    fn whole(v: &RecordView<'_>) -> Option<ChunkData> {
+        let mut d = ChunkData { kind: v.kind, present: vec![true; v.n], ..Default::default() };
+        if v.kind != crate::record::KIND_ITEMS {
+            d.data = v.data().to_vec();
+            return Some(d);
+        }
+        let items = v.dense_items()?;
+        d.data = items.data.to_vec();
+        d.offsets = items.offsets;
+        d.point_dicts = items.point_dicts;
+        d.dicts = items.dicts.iter().map(|x| x.to_vec()).collect();
+        Some(d)
+    }
+}
+
 impl Store {
     /// Reads the available requested points of a resolved chunk.
     pub fn read_chunk(&self, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
@@ -33,17 +52,12 @@ impl Store {
     /// [`Store::read_chunk`] in the caller's read transaction, without
     /// noting the access (see [`Store::note_accesses`]).
     pub fn read_chunk_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
-        // The chunk's own complete typed record serves every point in
-        // record order: its raw array, one copy.
+        // The chunk's own complete record serves every point in record
+        // order: its data area in one copy (and its tables, for items).
         if let [src] = res.sources.as_slice() {
             if src.whole.is_some() {
                 let whole = self.read_whole_in(t, cache, &src.chunk, |v| {
-                    (v.kind != crate::record::KIND_ITEMS && v.n == res.requested as usize).then(|| ChunkData {
-                        kind: v.kind,
-                        present: vec![true; v.n],
-                        data: v.data().to_vec(),
-                        ..Default::default()
-                    })
+                    (v.n == res.requested as usize).then(|| ChunkData::whole(v)).flatten()
                 })?;
                 if let Some(Some(d)) = whole {
                     return Ok(d);

@@ -111,6 +111,16 @@ impl ChunkBatch {
             return;
         }
         let base = self.data.len();
+        if let Some(items) = v.dense_items() {
+            // The data area in one copy; offsets are relative to the
+            // chunk's start, as the record's own are.
+            self.data.extend_from_slice(items.data);
+            self.offsets.extend_from_slice(&items.offsets);
+            let map: Vec<u16> = items.dicts.iter().map(|d| self.dict_index(d)).collect();
+            self.point_dicts.extend(items.point_dicts.iter().map(|&k| map[k as usize]));
+            self.starts.push(self.data.len() as u32);
+            return;
+        }
         self.offsets.reserve(n + 1);
         self.offsets.push(0);
         self.point_dicts.reserve(n);
