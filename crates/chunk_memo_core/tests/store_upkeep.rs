@@ -240,3 +240,29 @@ fn whole_records_read_like_point_by_point_reads() {
         }
     }
 }
+
+#[test]
+fn a_record_verified_by_a_resolution_is_trusted_only_in_its_snapshot() {
+    let root = TempRoot::new("snapshot");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(3);
+    let g = grid(vec![axis("x", 0..4, 4)]);
+    fill(&store, &c, &g, &all(&g), F64, 1);
+    let plan = g.plan(&all(&g)).unwrap();
+    let key = resolve(&store, &c, &g, &plan)[0].key;
+    let whole = |store: &Store, snapshot: u64| {
+        store
+            .read(|s, t| s.read_whole_in(t, &c, &key, Store::snapshot_id(t) == snapshot, |v| v.data().to_vec()))
+            .unwrap()
+    };
+    let snapshot = store.resolve_plan(&c, &g, &plan, &mut Catalog::default(), |_, _| {}).unwrap();
+    // The same snapshot: the record reads, as verified.
+    assert_eq!(whole(&store, snapshot).map(|d| d.len()), Some(32));
+    // Damaged after the resolution: a later snapshot, so verified again, and refused.
+    let mut bytes = store.get_record(&c, &key).unwrap().unwrap();
+    bytes[20] ^= 0x40;
+    store.put_raw_record_for_tests(&c, &key, &bytes).unwrap();
+    assert_eq!(whole(&store, snapshot), None, "a record damaged after the resolution is not trusted");
+    // Verification is what refuses it: trusted blindly, it would read.
+    assert!(store.read(|s, t| s.read_whole_in(t, &c, &key, true, |_| ())).unwrap().is_some());
+}

@@ -56,7 +56,7 @@ impl Store {
         // order: its data area in one copy (and its tables, for items).
         if let [src] = res.sources.as_slice() {
             if src.whole.is_some() {
-                let whole = self.read_whole_in(t, cache, &src.chunk, |v| {
+                let whole = self.read_whole_in(t, cache, &src.chunk, false, |v| {
                     (v.n == res.requested as usize).then(|| ChunkData::whole(v)).flatten()
                 })?;
                 if let Some(Some(d)) = whole {

@@ -107,7 +107,9 @@ impl Store {
     /// holds stored points or has something to report; every other chunk
     /// has nothing stored. When the cache has few records next to the
     /// plan's chunks, only the chunks their index entries touch are looked
-    /// at, so the cost follows the records, not the chunk count.
+    /// at, so the cost follows the records, not the chunk count. Returns
+    /// the snapshot it read ([`Store::snapshot_id`]): the records it found
+    /// whole were verified in that snapshot.
     pub fn resolve_plan(
         &self,
         cache: &CacheId,
@@ -115,7 +117,7 @@ impl Store {
         plan: &Plan,
         catalog: &mut Catalog,
         mut f: impl FnMut(usize, Found),
-    ) -> Result<()> {
+    ) -> Result<u64> {
         self.read(|s, t| {
             let mut bins = Vec::new();
             let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
@@ -136,27 +138,39 @@ impl Store {
                 Ok(())
             };
             match s.candidates(t, cache, grid, plan, catalog)? {
-                Some(list) => list.into_iter().try_for_each(|i| one(i, catalog)),
-                None => (0..plan.n_chunks).try_for_each(|i| one(i, catalog)),
+                Some(list) => list.into_iter().try_for_each(|i| one(i, catalog))?,
+                None => (0..plan.n_chunks).try_for_each(|i| one(i, catalog))?,
             }
+            Ok(Store::snapshot_id(t))
         })
+    }
+
+    /// The id of the snapshot a read transaction sees: two transactions
+    /// with the same id see the same bytes (no write was committed between
+    /// them), so what one verified the other need not verify again.
+    pub fn snapshot_id(t: &RoTxn<'_, WithoutTls>) -> u64 {
+        t.id() as u64
     }
 
     /// Calls `f` with the record of chunk `chunk` when it is complete and
     /// dense (its points in record order, as a whole chunk requested in
     /// full wants them), in the caller's read transaction; `None` when the
     /// record is absent, partial, sparse or does not parse (the caller then
-    /// takes the general path, which reports damage). The access is not
-    /// noted (see [`Store::note_accesses`]).
+    /// takes the general path, which reports damage). With `verified` (the
+    /// record was verified in this very snapshot, see
+    /// [`Store::snapshot_id`]) its checksum is not computed again. The
+    /// access is not noted (see [`Store::note_accesses`]).
     pub fn read_whole_in<R>(
         &self,
         t: &RoTxn<'_, WithoutTls>,
         cache: &CacheId,
         chunk: &ChunkKey,
+        verified: bool,
         f: impl FnOnce(&RecordView<'_>) -> R,
     ) -> Result<Option<R>> {
         let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
-        match RecordView::parse(bytes) {
+        let view = if verified { RecordView::parse_header(bytes) } else { RecordView::parse(bytes) };
+        match view {
             Ok(v) if v.is_complete() && !v.is_sparse() => Ok(Some(f(&v))),
             _ => Ok(None),
         }

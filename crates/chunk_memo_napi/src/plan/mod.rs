@@ -70,7 +70,7 @@ impl BindingPlan {
             let mut corrupt = Vec::new();
             let mut found: Vec<(usize, Resolution)> = Vec::new();
             let mut whole: Vec<usize> = Vec::new();
-            store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| match r {
+            let snapshot = store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| match r {
                 Found::Whole { requested } => {
                     avail[i] = requested;
                     whole.push(i);
@@ -86,6 +86,7 @@ impl BindingPlan {
             for i in whole {
                 st.set_whole(i);
             }
+            st.whole_verified_in = Some(snapshot);
             for (i, r) in found {
                 st.set(i, r);
             }

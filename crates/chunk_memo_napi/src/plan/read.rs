@@ -7,7 +7,7 @@ use crate::store::BindingStore;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::Plan;
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
-use chunk_memo_core::store::{ChunkData, ChunkKey};
+use chunk_memo_core::store::{ChunkData, ChunkKey, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -241,9 +241,13 @@ impl BindingPlan {
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
                 let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
-                if req == rec && self.state.lock().unwrap().is_whole(i) {
+                let (whole, verified) = {
+                    let st = self.state.lock().unwrap();
+                    (st.is_whole(i), st.whole_verified_in == Some(Store::snapshot_id(t)))
+                };
+                if req == rec && whole {
                     let key = self.grid.chunk_key(&bins);
-                    let done = s.read_whole_in(t, &cache, &key, |v| -> CoreResult<()> {
+                    let done = s.read_whole_in(t, &cache, &key, verified, |v| -> CoreResult<()> {
                         match gather.as_mut() {
                             Some(g) if g.kind == v.kind => {
                                 g.place(&self.plan, i, v.data())?;

@@ -16,6 +16,10 @@ pub(crate) struct PlanState {
     /// The resolutions of `KNOWN` chunks (partial, served by other
     /// records, or with damaged records).
     pub(super) known: HashMap<usize, Resolution>,
+    /// The snapshot in which the last whole-plan resolution verified the
+    /// records of its `WHOLE` chunks: a read in the same snapshot need not
+    /// verify them again.
+    pub(crate) whole_verified_in: Option<u64>,
 }
 
 /// Not resolved since the plan was made or the chunk was written.
@@ -29,7 +33,13 @@ const KNOWN: u8 = 3;
 
 impl PlanState {
     pub(crate) fn new(n_chunks: usize) -> PlanState {
-        PlanState { owner: None, catalog: Catalog::default(), flags: vec![UNKNOWN; n_chunks], known: HashMap::new() }
+        PlanState {
+            owner: None,
+            catalog: Catalog::default(),
+            flags: vec![UNKNOWN; n_chunks],
+            known: HashMap::new(),
+            whole_verified_in: None,
+        }
     }
 
     /// Drops cached resolutions made for another store or cache.
@@ -45,6 +55,7 @@ impl PlanState {
     pub(super) fn forget_all(&mut self) {
         self.flags.iter_mut().for_each(|f| *f = UNKNOWN);
         self.known.clear();
+        self.whole_verified_in = None;
     }
 
     /// Caches chunk `i`'s resolution.
