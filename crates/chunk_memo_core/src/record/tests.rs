@@ -64,6 +64,28 @@ fn corruption_detected() {
     assert!(RecordView::parse(&bytes[..5]).is_err());
 }
 
+#[test]
+fn dense_offsets_that_decrease_are_corruption() {
+    let mut b = RecordBuilder::new(KIND_ITEMS, 3).unwrap();
+    for (i, v) in [&b"ab"[..], b"c", b"de"].into_iter().enumerate() {
+        b.set(i, v).unwrap();
+    }
+    let good = b.finish();
+    let v = RecordView::parse(&good).unwrap();
+    let items = v.dense_items().unwrap();
+    assert_eq!((items.data, &items.offsets[..]), (&b"abcde"[..], &[0u32, 2, 3, 5][..]));
+    // Offsets 0, 2, 3, 5 become 0, 3, 2, 5, and the checksum is made to match.
+    let body = good.len() - 8;
+    let at = body - 5 - 16 + 4;
+    assert_eq!(&good[at..at + 8], &[2, 0, 0, 0, 3, 0, 0, 0]);
+    let mut bad = good[..body].to_vec();
+    bad[at] = 3;
+    bad[at + 4] = 2;
+    let sum = xxh3_64(&bad);
+    bad.extend_from_slice(&sum.to_le_bytes());
+    assert!(RecordView::parse(&bad).unwrap_err().message.contains("offsets decrease"));
+}
+
 /// A tiny deterministic generator (xorshift64*).
 struct Rng(u64);
 impl Rng {

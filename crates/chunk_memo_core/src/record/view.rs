@@ -108,7 +108,7 @@ impl<'a> RecordView<'a> {
                 if at(slots) != data.len() {
                     return Err(CoreError::corrupt("offsets do not match the data size"));
                 }
-                if sparse && (0..slots).any(|k| at(k) > at(k + 1)) {
+                if (0..slots).any(|k| at(k) > at(k + 1)) {
                     return Err(CoreError::corrupt("offsets decrease"));
                 }
                 (Some(offsets), data)
@@ -242,33 +242,28 @@ impl<'a> RecordView<'a> {
     }
 
     /// Every point of a dense items record as tables (see [`DenseItems`]);
-    /// `None` for typed and sparse records, and for tables that do not fit
-    /// the data area (then read point by point).
+    /// `None` for typed and sparse records. Parsing checked the tables:
+    /// offsets that never decrease up to the data's end, and a dictionary
+    /// for every present point.
     pub fn dense_items(&self) -> Option<DenseItems<'a>> {
         let (Some(o), None) = (self.offsets, self.indices) else { return None };
-        let offsets: Vec<u32> =
-            o[..(self.n + 1) * 4].chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let end = *offsets.last()? as usize;
-        if offsets[0] != 0 || end > self.data.len() || offsets.windows(2).any(|w| w[0] > w[1]) {
-            return None;
-        }
-        let mut dicts = self.dicts.clone();
-        if dicts.is_empty() {
-            // Plain msgpack throughout: every point names dictionary 0.
-            dicts.push(&[]);
-        }
-        let point_dicts: Vec<u16> =
-            self.point_dicts[..self.n * 2].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-        if point_dicts.iter().any(|&k| k as usize >= dicts.len()) {
-            return None;
-        }
-        Some(DenseItems { data: &self.data[..end], offsets, point_dicts, dicts })
+        Some(DenseItems {
+            data: self.data,
+            offsets: o[..(self.n + 1) * 4]
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            point_dicts: self.point_dicts[..self.n * 2]
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+            dicts: self.dicts.clone(),
+        })
     }
 }
 
-/// Every point of a dense items record, in record order: `data` holds the
-/// points' msgpack bytes back to back, point `i` at
-/// `offsets[i]..offsets[i+1]` (n+1 offsets from 0), packed with dictionary
+/// Every point of a dense items record, in record order: point `i` is
+/// `data[offsets[i]..offsets[i + 1]]` (n+1 offsets), packed with dictionary
 /// `dicts[point_dicts[i]]`.
 pub struct DenseItems<'a> {
     pub data: &'a [u8],

@@ -23,21 +23,19 @@ pub struct ChunkData {
 }
 
 impl ChunkData {
-    /// Every point of a complete dense record, in record order; `None` for
-    /// an items record whose tables do not fit its data (read point by
-    /// point instead).
-    fn whole(v: &RecordView<'_>) -> Option<ChunkData> {
+    /// Every point of a complete dense record, in record order.
+    fn whole(v: &RecordView<'_>) -> ChunkData {
         let mut d = ChunkData { kind: v.kind, present: vec![true; v.n], ..Default::default() };
-        if v.kind != crate::record::KIND_ITEMS {
-            d.data = v.data().to_vec();
-            return Some(d);
+        match v.dense_items() {
+            None => d.data = v.data().to_vec(),
+            Some(items) => {
+                d.data = items.data.to_vec();
+                d.offsets = items.offsets;
+                d.point_dicts = items.point_dicts;
+                d.dicts = items.dicts.iter().map(|x| x.to_vec()).collect();
+            }
         }
-        let items = v.dense_items()?;
-        d.data = items.data.to_vec();
-        d.offsets = items.offsets;
-        d.point_dicts = items.point_dicts;
-        d.dicts = items.dicts.iter().map(|x| x.to_vec()).collect();
-        Some(d)
+        d
     }
 }
 
@@ -57,7 +55,7 @@ impl Store {
         if let [src] = res.sources.as_slice() {
             if src.whole.is_some() {
                 let whole = self.read_whole_in(t, cache, &src.chunk, false, |v| {
-                    (v.n == res.requested as usize).then(|| ChunkData::whole(v)).flatten()
+                    (v.n == res.requested as usize).then(|| ChunkData::whole(v))
                 })?;
                 if let Some(Some(d)) = whole {
                     return Ok(d);

@@ -97,50 +97,41 @@ impl ChunkBatch {
     }
 
     /// A chunk whose every point is present, from its own complete dense
-    /// record (record order is request order).
+    /// record (record order is request order): its data area in one copy.
     fn push_record(&mut self, v: &RecordView<'_>) {
+        self.present.resize(self.present.len() + v.n, 1);
+        match v.dense_items() {
+            None => self.append::<&[u8]>(v.kind, v.n, v.data(), &[], &[], &[]),
+            Some(items) => self.append(KIND_ITEMS, v.n, items.data, &items.offsets, &items.dicts, &items.point_dicts),
+        }
+    }
+
+    /// Appends one chunk's `count` present points (their presence bytes are
+    /// the caller's): `data`, aligned after a typed chunk, and for items
+    /// their `offsets` (count+1, relative to `data`), dictionaries and
+    /// per-point dictionary indices, mapped to the batch's dictionaries.
+    fn append<D: AsRef<[u8]>>(
+        &mut self,
+        kind: u8,
+        count: usize,
+        data: &[u8],
+        offsets: &[u32],
+        dicts: &[D],
+        point_dicts: &[u16],
+    ) {
         self.gathered.push(0);
-        let n = v.n;
-        self.kinds.push(v.kind);
-        self.counts.push(n as u32);
-        self.present.resize(self.present.len() + n, 1);
-        if v.kind != KIND_ITEMS {
-            self.data.extend_from_slice(v.data());
+        self.kinds.push(kind);
+        self.counts.push(count as u32);
+        self.data.extend_from_slice(data);
+        if kind != KIND_ITEMS {
             self.align();
-            self.starts.push(self.data.len() as u32);
-            return;
-        }
-        let base = self.data.len();
-        if let Some(items) = v.dense_items() {
-            // The data area in one copy; offsets are relative to the
-            // chunk's start, as the record's own are.
-            self.data.extend_from_slice(items.data);
-            self.offsets.extend_from_slice(&items.offsets);
-            let map: Vec<u16> = items.dicts.iter().map(|d| self.dict_index(d)).collect();
-            self.point_dicts.extend(items.point_dicts.iter().map(|&k| map[k as usize]));
-            self.starts.push(self.data.len() as u32);
-            return;
-        }
-        self.offsets.reserve(n + 1);
-        self.offsets.push(0);
-        self.point_dicts.reserve(n);
-        // Dictionaries are few; remember the last one seen.
-        let mut last: Option<(&[u8], u16)> = None;
-        for p in 0..n {
-            self.data.extend_from_slice(v.point(p));
-            self.offsets.push((self.data.len() - base) as u32);
-            let dict = v.point_dict(p);
-            let idx = match last {
-                Some((l, k)) if l.as_ptr() == dict.as_ptr() && l.len() == dict.len() => k,
-                _ => {
-                    let k = self.dict_index(dict);
-                    last = Some((dict, k));
-                    k
-                }
-            };
-            self.point_dicts.push(idx);
         }
         self.starts.push(self.data.len() as u32);
+        if kind == KIND_ITEMS && count > 0 {
+            self.offsets.extend_from_slice(offsets);
+            let map: Vec<u16> = dicts.iter().map(|x| self.dict_index(x.as_ref())).collect();
+            self.point_dicts.extend(point_dicts.iter().map(|&k| map[k as usize]));
+        }
     }
 
     /// Index of `dict` in the batch's dictionaries (added when new).
@@ -170,24 +161,10 @@ impl ChunkBatch {
     }
 
     fn push(&mut self, d: ChunkData) -> CoreResult<()> {
-        self.gathered.push(0);
         let count = d.present.iter().filter(|&&p| p).count();
-        self.kinds.push(d.kind);
-        self.counts.push(count as u32);
         self.present.extend(d.present.iter().map(|&p| u8::from(p)));
-        self.data.extend_from_slice(&d.data);
-        if d.kind != KIND_ITEMS {
-            self.align();
-        }
-        if u32::try_from(self.data.len()).is_err() {
-            return Err(invalid("a read batch over 4 GiB"));
-        }
-        self.starts.push(self.data.len() as u32);
-        if d.kind == KIND_ITEMS && count > 0 {
-            self.offsets.extend_from_slice(&d.offsets);
-            let map: Vec<u16> = d.dicts.iter().map(|x| self.dict_index(x)).collect();
-            self.point_dicts.extend(d.point_dicts.iter().map(|&k| map[k as usize]));
-        }
+        self.append(d.kind, count, &d.data, &d.offsets, &d.dicts, &d.point_dicts);
+        self.check_size()?;
         self.corrupt.extend(d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))));
         Ok(())
     }
@@ -237,15 +214,14 @@ impl BindingPlan {
         let mut bins = Vec::new();
         let mut touched: Vec<ChunkKey> = Vec::new();
         store.read(|s, t| {
+            // Records the plan's resolution verified in this very snapshot
+            // are not verified again.
+            let verified = self.state.lock().unwrap().whole_verified_in == Some(Store::snapshot_id(t));
             for &i in &chunks {
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
                 let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
-                let (whole, verified) = {
-                    let st = self.state.lock().unwrap();
-                    (st.is_whole(i), st.whole_verified_in == Some(Store::snapshot_id(t)))
-                };
-                if req == rec && whole {
+                if req == rec && self.state.lock().unwrap().is_whole(i) {
                     let key = self.grid.chunk_key(&bins);
                     let done = s.read_whole_in(t, &cache, &key, verified, |v| -> CoreResult<()> {
                         match gather.as_mut() {
