@@ -90,18 +90,15 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
   });
 }
 
-/** Typed outputs this large have their pages mapped before the first fill. */
-const PREFAULT_BYTES = 4 << 20;
-
 /**
- * A zeroed typed output of `n` elements of dtype `kind`. A large
- * one has its pages mapped in one native call before anything fills it:
- * filling a lazily mapped 80 MB output otherwise takes 20,000 page faults,
- * which cost about as much as the copy into it.
+ * A zeroed typed output of `n` elements of dtype `kind`, its pages mapped in
+ * one native call before anything fills it (for outputs of a few MB and
+ * more): filling a lazily mapped 80 MB output otherwise takes 20,000 page
+ * faults, which cost about as much as the copy into it.
  */
 function typedOutput(kind: number, n: number): TypedArray {
   const out = new (typedCtor(kind))(n);
-  if (out.byteLength >= PREFAULT_BYTES) native.prefault(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+  native.prefault(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
   return out;
 }
 

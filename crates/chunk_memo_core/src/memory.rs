@@ -7,8 +7,9 @@
 //! before the fill saves the faults' trap and bookkeeping costs (huge pages
 //! would save more, but the kernel may stall to compact memory for them).
 
-/// Pages (4 KiB here; whatever the OS uses) below which prefaulting is not worth a call.
-const MIN_BYTES: usize = 1 << 20;
+/// Buffers smaller than this are left to fault in as they fill (a few
+/// hundred page faults cost less than the call).
+const MIN_BYTES: usize = 4 << 20;
 
 /// Populates (allocates and maps, writable) the page-aligned part of `buf`
 /// in one call (`MADV_POPULATE_WRITE`, Linux 5.14 and later), so that
@@ -26,7 +27,8 @@ pub fn prefault(buf: &mut [u8]) -> bool {
     end > first && populate(first, end - first)
 }
 
-fn page_size() -> usize {
+/// The OS page size (LMDB's page size too).
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(512)
 }

@@ -37,8 +37,7 @@ pub(super) struct MapPages {
 
 impl MapPages {
     pub(super) fn new() -> MapPages {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(512);
+        let page = crate::memory::page_size();
         let mb = std::env::var("CHUNK_MEMO_MAP_RESIDENT_MB").ok().and_then(|s| s.trim().parse::<u64>().ok());
         MapPages {
             checked_ms: AtomicU64::new(0),
@@ -81,7 +80,8 @@ fn data_mapping(file: &Path) -> Option<(usize, usize)> {
 impl Store {
     /// After a transaction: at most every [`CHECK_MS`], releases the map's
     /// pages when the process mapped in more than the budget since the last
-    /// release (always, where the resident size cannot be read).
+    /// release. Where /proc cannot be read, the mapping cannot be found
+    /// either: nothing is released.
     pub(super) fn after_io(&self) {
         let p = &self.pages;
         let now = super::now_ms();
@@ -89,10 +89,7 @@ impl Store {
         if now.saturating_sub(last) < CHECK_MS || p.checked_ms.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
             return;
         }
-        let Some(cur) = file_resident_pages() else {
-            self.release_map_pages();
-            return;
-        };
+        let Some(cur) = file_resident_pages() else { return };
         let floor = p.floor.fetch_min(cur, Relaxed).min(cur);
         if cur - floor <= p.budget_pages {
             return;
