@@ -310,9 +310,7 @@ impl Store {
                 }
             }
         }
-        if !granted.is_sorted() {
-            granted.sort_unstable();
-        }
+        granted.sort_unstable();
         granted.dedup();
         stored.sort_unstable();
         let before = entries.clone();
