@@ -842,4 +842,5 @@ module.exports.canonicalDigestHex = nativeBinding.canonicalDigestHex
 module.exports.canonicalId = nativeBinding.canonicalId
 module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
 module.exports.hashValues = nativeBinding.hashValues
+module.exports.orderKeys = nativeBinding.orderKeys
 module.exports.prefault = nativeBinding.prefault

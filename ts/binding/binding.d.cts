@@ -11,8 +11,13 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** A grid: axis names, value hashes and chunk sizes. */
 export declare class BindingGrid {
-  /** `hashes[i]` holds u64 LE value hashes of axis `names[i]`. */
-  constructor(names: Array<string>, hashes: Array<Buffer>, chunks: Array<number>)
+  /**
+   * `hashes[i]` holds u64 LE value hashes of axis `names[i]`; `order[i]`,
+   * when given, the u32 LE order keys of its values (`orderKeys`), which
+   * chunk keys then start with. `keyOf`: a stored record's 16-byte key,
+   * for a grid of that record's own layout; its chunk keys start like it.
+   */
+  constructor(names: Array<string>, hashes: Array<Buffer>, chunks: Array<number>, order?: Array<Buffer> | undefined | null, keyOf?: Buffer | undefined | null)
   /** Number of memo chunks of the whole grid. */
   get chunkCount(): number
   /** Plans a selection: per axis `null` (all) or sorted distinct indices. */
@@ -381,6 +386,12 @@ export declare function checkRecordBytes(bytes: Buffer): BindingRecordInfo
  * encodings.
  */
 export declare function hashValues(concatenated: Buffer): Buffer
+
+/**
+ * Order keys (u32 little-endian, 4 bytes each) of concatenated canonical
+ * encodings (`canonical::order_key`): what a grid's chunk keys start with.
+ */
+export declare function orderKeys(concatenated: Buffer): Buffer
 
 /**
  * Maps the pages of `bytes` (a freshly allocated output, about to be

@@ -8,7 +8,7 @@ import { encodeCanonical } from '../canonical/encode.js';
 import { CacheNotFoundError, ClosedError, DuplicateAxisValueError, InvalidOptionError, SelectionError, fromNative } from '../errors/index.js';
 import { codeIdentity } from './code-digest.js';
 import type { Params, Value } from '../value.js';
-import { hashList, hashOne, ValueIndex } from './grid.js';
+import { hashAxis, hashList, hashOne, ValueIndex } from './grid.js';
 import { META_FORMAT, packMeta, unpackMeta, type CacheMeta } from './meta.js';
 import { describeValue, normalizeAxisList, normalizeChunkSpec, normalizeOpenOptions, type OpenOptions } from './options.js';
 import { openStore } from './stores.js';
@@ -41,13 +41,15 @@ function buildCore(args: {
   verbose: 0 | 1 | 2; maxBytes: number | undefined; sharedRoots: string[];
 }, where = 'ChunkCache.open'): CacheCore {
   const { id, idBytes } = cacheIdOf(args.params, args.cacheVersion, args.code);
-  const hashes = args.axisOrder.map((a) => hashList(args.axisValues[a]!, `axisValues.${a}`));
+  const axes = args.axisOrder.map((a) => hashAxis(args.axisValues[a]!, `axisValues.${a}`));
+  const hashes = axes.map((x) => x.hashes);
   let grid: BindingGrid;
   try {
     grid = new native.BindingGrid(
       args.axisOrder,
       hashes.map((h) => Buffer.from(h.buffer, h.byteOffset, h.byteLength)),
       args.axisOrder.map((a) => args.chunkSpec[a]!),
+      axes.map((x) => x.order),
     );
   } catch (e) {
     const err = fromNative(e, where);

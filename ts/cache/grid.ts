@@ -12,6 +12,19 @@ export function hashList(values: readonly Value[], where: string): BigUint64Arra
   return out;
 }
 
+/**
+ * u64 value hashes and u32 order keys (what chunk keys start with, so that
+ * neighbouring chunks are stored side by side) of an axis' values.
+ */
+export function hashAxis(values: readonly Value[], where: string): { hashes: BigUint64Array; order: Buffer } {
+  const bytes = encodeConcatenated(values, (i) => `${where}[${i}]`);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const h = native.hashValues(buf);
+  const hashes = new BigUint64Array(h.length / 8);
+  new Uint8Array(hashes.buffer).set(h);
+  return { hashes, order: native.orderKeys(buf) };
+}
+
 export function hashOne(value: Value, where: string): bigint {
   const b = encodeCanonical(value, where);
   const h = native.hashValues(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

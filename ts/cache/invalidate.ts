@@ -26,6 +26,8 @@ export interface InvalidateResult {
 interface KeptWrite {
   /** Layout of the new record: axis names and u64 LE value hashes. */
   axes: Array<{ name: string; hashes: Buffer }>;
+  /** A record's own layout: its key (the new record is written under it). */
+  key?: Buffer;
   kind: number;
   /** Block point indices of the kept points, per dictionary group. */
   groups: Array<{ points: Uint32Array; offsets: Uint32Array; data: Buffer; dict: Buffer }>;
@@ -39,17 +41,19 @@ function hashesOf(b: Buffer): BigUint64Array {
 }
 
 /** A one-chunk plan over exactly a layout (axis names and value hashes). */
-function blockPlan(axes: ReadonlyArray<{ name: string; hashes: Buffer }>) {
+function blockPlan(axes: ReadonlyArray<{ name: string; hashes: Buffer }>, keyOf?: Buffer) {
   const grid = new native.BindingGrid(
     axes.map((a) => a.name),
     axes.map((a) => a.hashes),
     axes.map((a) => Math.max(1, a.hashes.length >> 3)),
+    undefined,
+    keyOf,
   );
   return grid.plan(axes.map(() => null));
 }
 
 /** The plan of a record's own layout (its key is the record's). */
-const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes);
+const recordPlan = (desc: BindingDescriptor) => blockPlan(desc.axes, desc.chunk);
 
 /** @internal `cache.invalidate()` of a cache or view (see the module comment). */
 export function invalidateView(cache: ViewState): InvalidateResult {
@@ -165,7 +169,7 @@ function splitRecord(store: BindingStore, id: Buffer, desc: BindingDescriptor, m
   }
   if (keptHere.length === 0) return { blocks, rewrite: null };
   keptHere.sort((x, y) => x - y);
-  const rewrite = { axes: desc.axes, kind: rd.kind, groups: stored.groups(keptHere).map((g) => ({ ...g, points: Uint32Array.from(g.points, (b) => keptHere[b]!) })) };
+  const rewrite = { axes: desc.axes, key: desc.chunk, kind: rd.kind, groups: stored.groups(keptHere).map((g) => ({ ...g, points: Uint32Array.from(g.points, (b) => keptHere[b]!) })) };
   return { blocks, rewrite };
 }
 
@@ -234,7 +238,7 @@ function moveAndDelete(store: BindingStore, id: Buffer, existing: Set<string>, b
     plan.writeBatch(store, id, writesOf(b));
   }
   if (whole.length) store.deleteRecords(id, whole);
-  for (const r of rewrite) blockPlan(r.axes).writeBatch(store, id, writesOf(r));
+  for (const r of rewrite) blockPlan(r.axes, r.key).writeBatch(store, id, writesOf(r));
   const drop = [...new Map(made.map((k) => [k.toString('hex'), k])).values()];
   if (drop.length) store.deleteRecords(id, drop);
 }

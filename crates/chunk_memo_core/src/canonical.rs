@@ -260,6 +260,49 @@ pub fn value_hash(canonical: &[u8]) -> u64 {
     u64::from_le_bytes(d[..8].try_into().unwrap())
 }
 
+/// Order key of one value (docs/canonical-encoding.md §3.1): a `u32` that
+/// follows the order of numbers (INT, FLOAT and DATE alike) and of the first
+/// bytes of strings and byte strings, and is 0 for every other type. Values
+/// that sort close together get close keys; the key only places records near
+/// each other in the store (chunk keys start with it) and identifies nothing.
+pub fn order_key(canonical: &[u8]) -> u32 {
+    let f64_at = |b: &[u8]| b.get(1..9).map(|x| f64::from_le_bytes(x.try_into().unwrap()));
+    let number = match canonical.first() {
+        Some(&tag::INT) => canonical.get(1..9).map(|x| i64::from_le_bytes(x.try_into().unwrap()) as f64),
+        Some(&tag::FLOAT) | Some(&tag::DATE) => f64_at(canonical),
+        Some(&tag::STRING) | Some(&tag::BYTES) => {
+            let mut head = [0u8; 4];
+            let body = canonical.get(5..).unwrap_or(&[]);
+            let n = body.len().min(4);
+            head[..n].copy_from_slice(&body[..n]);
+            return u32::from_be_bytes(head);
+        }
+        _ => None,
+    };
+    match number {
+        // IEEE 754 bits made to sort as unsigned integers: negatives
+        // flipped whole, positives with the sign bit set.
+        Some(x) => {
+            let bits = x.to_bits();
+            let sortable = if bits >> 63 == 1 { !bits } else { bits | 1 << 63 };
+            (sortable >> 32) as u32
+        }
+        None => 0,
+    }
+}
+
+/// [`order_key`] of each of a buffer of concatenated canonical encodings.
+pub fn order_keys_concatenated(buf: &[u8]) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let end = skip(buf, pos)?;
+        out.push(order_key(&buf[pos..end]));
+        pos = end;
+    }
+    Ok(out)
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
@@ -344,6 +387,25 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_keys_follow_numbers_and_string_heads() {
+        let key = |v: Value| order_key(&encode(&v).unwrap());
+        let sorted = [-1e300, -2.5, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0, 3.0, 1000.0, 1e6, 1e300, f64::INFINITY];
+        let keys: Vec<u32> = sorted.iter().map(|&x| key(Value::Float(x))).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{keys:?}");
+        // Small integers are told apart (up to 2^20), and ints order like floats.
+        let ints: Vec<u32> = (0..(1 << 20)).step_by(997).map(|i| key(Value::Int(i))).collect();
+        assert!(ints.windows(2).all(|w| w[0] < w[1]));
+        assert!(key(Value::Int(2)) < key(Value::Float(2.5)) && key(Value::Float(2.5)) < key(Value::Int(3)));
+        assert!(key(Value::Str("apple".into())) < key(Value::Str("banana".into())));
+        assert_eq!(key(Value::Str("ab".into())), u32::from_be_bytes(*b"ab\0\0"));
+        assert_eq!(key(Value::Array(vec![Value::Int(5)])), 0);
+        assert_eq!(key(Value::Null), 0);
+        let mut buf = encode(&Value::Int(7)).unwrap();
+        buf.extend(encode(&Value::Str("z".into())).unwrap());
+        assert_eq!(order_keys_concatenated(&buf).unwrap(), vec![key(Value::Int(7)), key(Value::Str("z".into()))]);
+    }
 
     #[test]
     fn integral_floats_are_ints() {

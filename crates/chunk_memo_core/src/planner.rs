@@ -25,6 +25,19 @@ pub struct Axis {
 pub struct Grid {
     pub axes: Vec<Axis>,
     bin_digests: Vec<Vec<[u8; 32]>>,
+    /// What chunk keys start with.
+    prefix: KeyPrefix,
+}
+
+/// The first 6 bytes of chunk keys ([`Grid::chunk_key`]).
+#[derive(Debug, Clone)]
+enum KeyPrefix {
+    /// The digest's own bytes (a grid without order keys).
+    Digest,
+    /// Per axis, the order key of each value.
+    Order(Vec<Vec<u32>>),
+    /// Given bytes: a grid of one stored record's layout, keyed like it.
+    Fixed([u8; 6]),
 }
 
 /// A bin of one axis touched by a selection.
@@ -78,7 +91,7 @@ impl Grid {
             let digests = a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect();
             bin_digests.push(digests);
         }
-        Ok(Grid { axes, bin_digests })
+        Ok(Grid { axes, bin_digests, prefix: KeyPrefix::Digest })
     }
 
     pub fn n_points(&self) -> u64 {
@@ -103,10 +116,38 @@ impl Grid {
         &a.hashes[s..e]
     }
 
-    /// Key of the memo chunk with the given bin per axis: a digest of the
-    /// axis names and value hashes of its bins, in grid order. It depends on
-    /// the chunk's contents only, so the same chunk of two caches or two
-    /// opens has the same key.
+    /// Gives the grid the order keys of its values
+    /// ([`crate::canonical::order_key`], one list per axis, each as long as
+    /// the axis): chunk keys then start with the order of their first
+    /// values, so chunks close in grid order are stored close together.
+    pub fn with_order_keys(mut self, order: Vec<Vec<u32>>) -> Result<Grid> {
+        if order.len() != self.axes.len() || order.iter().zip(&self.axes).any(|(o, a)| o.len() != a.hashes.len()) {
+            return Err(CoreError::invalid("order keys must give one key per axis value"));
+        }
+        self.prefix = KeyPrefix::Order(order);
+        Ok(self)
+    }
+
+    /// Makes every chunk key start with `key`'s first 6 bytes: for a grid
+    /// of one record's own layout (its axes and values as stored), whose
+    /// chunk key then equals the record's key when the record has that
+    /// layout, whether it was written with or without order keys.
+    pub fn with_key_prefix_of(mut self, key: &[u8; 16]) -> Grid {
+        let mut p = [0u8; 6];
+        p.copy_from_slice(&key[..6]);
+        self.prefix = KeyPrefix::Fixed(p);
+        self
+    }
+
+    /// Key of the memo chunk with the given bin per axis (16 bytes): a
+    /// digest of the axis names and value hashes of its bins, in grid order.
+    /// It depends on the chunk's contents only, so the same chunk of two
+    /// caches or two opens has the same key. With order keys, its first 6
+    /// bytes are replaced by the order key of the chunk's first value on
+    /// axis 0 (4 bytes, big-endian) and the top half of that on axis 1
+    /// (docs/canonical-encoding.md §3): LMDB keeps keys sorted, so records
+    /// of neighbouring chunks share pages, and a run that walks the grid
+    /// touches few of them.
     pub fn chunk_key(&self, bins: &[u32]) -> [u8; 16] {
         let mut h = blake3::Hasher::new();
         h.update(DOMAIN);
@@ -116,6 +157,16 @@ impl Grid {
         }
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        match &self.prefix {
+            KeyPrefix::Digest => {}
+            KeyPrefix::Order(order) => {
+                let first =
+                    |a: usize| order.get(a).zip(bins.get(a)).map_or(0, |(o, &b)| o[b as usize * self.axes[a].chunk]);
+                out[..4].copy_from_slice(&first(0).to_be_bytes());
+                out[4..6].copy_from_slice(&((first(1) >> 16) as u16).to_be_bytes());
+            }
+            KeyPrefix::Fixed(p) => out[..6].copy_from_slice(p),
+        }
         out
     }
 

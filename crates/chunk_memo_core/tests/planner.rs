@@ -380,3 +380,55 @@ fn missing_blocks_common_shapes_are_few_blocks() {
     assert_eq!(check_blocks(&[], &[true]), 1);
     assert_eq!(check_blocks(&[], &[false]), 0);
 }
+
+/// A numeric axis: value hashes and order keys of `values`.
+fn numeric_axis(name: &str, values: impl Iterator<Item = i64>, chunk: usize) -> (Axis, Vec<u32>) {
+    let enc: Vec<Vec<u8>> = values
+        .map(|v| chunk_memo_core::canonical::encode(&chunk_memo_core::canonical::Value::Int(v)).unwrap())
+        .collect();
+    let hashes = enc.iter().map(|e| chunk_memo_core::canonical::value_hash(e)).collect();
+    let order = enc.iter().map(|e| chunk_memo_core::canonical::order_key(e)).collect();
+    (Axis { name: name.into(), hashes, chunk }, order)
+}
+
+#[test]
+fn chunk_keys_with_order_keys_sort_like_the_grid() {
+    // One axis of 5,000 one-value chunks, and a 40 x 300 grid: the keys of
+    // chunks in grid order are sorted (so LMDB stores them side by side).
+    let (a, oa) = numeric_axis("a", 0..5000, 1);
+    let g = Grid::new(vec![a.clone()]).unwrap().with_order_keys(vec![oa.clone()]).unwrap();
+    let keys: Vec<[u8; 16]> = (0..5000).map(|b| g.chunk_key(&[b])).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "1-D keys follow grid order");
+    // The order prefix replaces the first 6 bytes only; without order keys the key is the plain digest.
+    let plain = Grid::new(vec![a]).unwrap();
+    for b in [0u32, 17, 4999] {
+        assert_eq!(g.chunk_key(&[b])[6..], plain.chunk_key(&[b])[6..]);
+        assert_ne!(g.chunk_key(&[b])[..6], plain.chunk_key(&[b])[..6]);
+    }
+    let (x, ox) = numeric_axis("x", 0..40, 1);
+    let (y, oy) = numeric_axis("y", (0..300).map(|v| v * 1000), 1);
+    let g2 = Grid::new(vec![x.clone(), y.clone()]).unwrap().with_order_keys(vec![ox.clone(), oy.clone()]).unwrap();
+    // Axis 1 contributes only its top 16 bits, so keys are not strictly in
+    // grid order, but every run of 256 consecutive chunks occupies a narrow
+    // slice of the sorted keys (its records share pages).
+    let walk: Vec<[u8; 16]> = (0..40).flat_map(|i| (0..300).map(move |j| [i, j])).map(|b| g2.chunk_key(&b)).collect();
+    let mut sorted = walk.clone();
+    sorted.sort();
+    let rank = |k: &[u8; 16]| sorted.binary_search(k).unwrap();
+    for w in walk.chunks(256) {
+        let (lo, hi) = w.iter().fold((usize::MAX, 0), |(lo, hi), k| (lo.min(rank(k)), hi.max(rank(k))));
+        assert!(hi - lo < 2 * w.len(), "256 neighbours spread over {} keys", hi - lo);
+    }
+    let plain2 = Grid::new(vec![x.clone(), y.clone()]).unwrap();
+    let mut p2: Vec<[u8; 16]> = (0..300).map(|j| plain2.chunk_key(&[0, j])).collect();
+    let first: Vec<[u8; 16]> = p2[..256].to_vec();
+    p2.sort();
+    let spread = first.iter().map(|k| p2.binary_search(k).unwrap()).max().unwrap()
+        - first.iter().map(|k| p2.binary_search(k).unwrap()).min().unwrap();
+    assert!(spread > 256, "without order keys neighbours scatter ({spread})");
+    // The same contents give the same key under another chunking that has the bin.
+    let (x2, ox2) = numeric_axis("x", 0..80, 1);
+    let g3 = Grid::new(vec![x2, y]).unwrap().with_order_keys(vec![ox2, oy]).unwrap();
+    assert_eq!(g2.chunk_key(&[7, 123]), g3.chunk_key(&[7, 123]));
+    assert!(Grid::new(vec![x]).unwrap().with_order_keys(vec![vec![0; 3]]).is_err(), "one key per value");
+}

@@ -32,9 +32,19 @@ pub struct BindingAxisPlan {
 
 #[napi]
 impl BindingGrid {
-    /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`.
+    /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`; `order[i]`,
+    /// when given, the u32 LE order keys of its values (`orderKeys`), which
+    /// chunk keys then start with. `keyOf`: a stored record's 16-byte key,
+    /// for a grid of that record's own layout; its chunk keys start like it.
     #[napi(constructor)]
-    pub fn new(env: Env, names: Vec<String>, hashes: Vec<Buffer>, chunks: Vec<u32>) -> Result<BindingGrid> {
+    pub fn new(
+        env: Env,
+        names: Vec<String>,
+        hashes: Vec<Buffer>,
+        chunks: Vec<u32>,
+        order: Option<Vec<Buffer>>,
+        key_of: Option<Buffer>,
+    ) -> Result<BindingGrid> {
         boundary(&env, || {
             if names.len() != hashes.len() || names.len() != chunks.len() {
                 return Err(invalid("names, hashes and chunks differ in length"));
@@ -49,7 +59,19 @@ impl BindingGrid {
                     chunk: chunk as usize,
                 })
                 .collect();
-            Ok(BindingGrid { inner: Arc::new(Grid::new(axes)?) })
+            let mut grid = Grid::new(axes)?;
+            if let Some(order) = order {
+                let keys = order
+                    .iter()
+                    .map(|b| b.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect())
+                    .collect();
+                grid = grid.with_order_keys(keys)?;
+            }
+            if let Some(k) = key_of {
+                let k: [u8; 16] = k.as_ref().try_into().map_err(|_| invalid("keyOf must be a 16-byte chunk key"))?;
+                grid = grid.with_key_prefix_of(&k);
+            }
+            Ok(BindingGrid { inner: Arc::new(grid) })
         })
     }
 

@@ -33,3 +33,17 @@ pub fn hash_values(env: Env, concatenated: Buffer) -> Result<Buffer> {
         Ok(out.into())
     })
 }
+
+/// Order keys (u32 little-endian, 4 bytes each) of concatenated canonical
+/// encodings (`canonical::order_key`): what a grid's chunk keys start with.
+#[napi]
+pub fn order_keys(env: Env, concatenated: Buffer) -> Result<Buffer> {
+    boundary(&env, || {
+        let ks = canonical::order_keys_concatenated(&concatenated)?;
+        let mut out = Vec::with_capacity(ks.len() * 4);
+        for k in ks {
+            out.extend_from_slice(&k.to_le_bytes());
+        }
+        Ok(out.into())
+    })
+}
