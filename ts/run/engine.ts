@@ -13,7 +13,7 @@
  */
 import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
-import { RunSession } from './session.js';
+import { DONE_BATCH, RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
 import { beginRun } from './lifecycle.js';
 import { checkCodeChange } from '../cache/code-record.js';
@@ -91,15 +91,28 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
   let backoff = 2;
   let lastYield = performance.now();
   for (;;) {
-    // Hand out finished chunks first: a consumer that stops early stops the run.
-    if (s.done.length) {
-      const batch = s.done.splice(0, s.done.length);
-      if (spec.durable && batch.some((d) => d.executedPoints > 0)) s.batcher.flush();
-      yield batch;
+    // Hand out finished chunks first: a consumer that stops early stops the
+    // run. Chunks done synchronously go out DONE_BATCH at a time.
+    if (s.done.length && (spec.durable || s.done.length >= DONE_BATCH)) {
+      yield* handOut(spec, s);
       continue;
     }
     if (spec.signal?.aborted) s.aborted = true;
+    const before = s.dispatched;
     if (s.failure === null && !s.aborted) s.fill();
+    if (s.inflight.size === 0 && s.dispatched > before && s.failure === null) {
+      // Exec calls that returned synchronously: go on without a promise,
+      // letting timers, signals and I/O in every YIELD_MS.
+      if (spec.yieldEvery && performance.now() - lastYield >= YIELD_MS) {
+        await new Promise((r) => setTimeout(r, 0));
+        lastYield = performance.now();
+      }
+      continue;
+    }
+    if (s.done.length) {
+      yield* handOut(spec, s);
+      continue;
+    }
     if (s.inflight.size > 0) {
       await held(Promise.race(s.inflight));
       if (spec.yieldEvery && performance.now() - lastYield >= YIELD_MS) {
@@ -109,7 +122,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
       continue;
     }
     if (s.failure !== null || s.aborted) return;
-    if (s.done.length || s.hasWork) continue;
+    if (s.hasWork) continue;
     if (!s.isWaiting) return;
     // Everything left is held by other processes: commit ours, then poll.
     s.batcher.flush();
@@ -119,6 +132,13 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
       backoff = Math.min(backoff * 2, 250);
     }
   }
+}
+
+/** Yields the finished chunks as one batch (committed first when the consumer needs them durable). */
+function* handOut(spec: EngineSpec, s: RunSession): Generator<ChunkDone[]> {
+  const batch = s.done.splice(0, s.done.length);
+  if (spec.durable && batch.some((d) => d.executedPoints > 0)) s.batcher.flush();
+  yield batch;
 }
 
 /** Whatever completed is stored, also on failure or abort; the run's claims are released. */

@@ -22,7 +22,10 @@ import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
 import { jobOf } from './job-of.js';
+import { Fifo } from './fifo.js';
 import { KIND_ITEMS } from './payload.js';
+
+const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
 
 interface Block {
   readonly work: ChunkWork;
@@ -40,6 +43,9 @@ const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
 const CLAIM_MAX_POINTS = 1 << 20;
 
+/** Finished chunks handed out together at most (and chunks opened while that many wait). */
+export const DONE_BATCH = 64;
+
 /** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
 const READ_BATCH_CHUNKS = 1024;
 const READ_BATCH_POINTS = 1 << 16;
@@ -54,8 +60,8 @@ export class RunSession {
   readonly claims: ClaimSession;
   private readonly open = new Map<number, ChunkWork>();
   private readonly waiting = new Set<ChunkWork>();
-  private readonly candidates: Block[] = [];
-  private readonly granted: Block[] = [];
+  private readonly candidates = new Fifo<Block>((b) => b.points.length);
+  private readonly granted = new Fifo<Block>((b) => b.points.length);
   /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
   private readonly neededOf: Array<Uint32Array | null> | null;
   /** Stored points of the chunks about to be opened (one batched read). */
@@ -117,6 +123,11 @@ export class RunSession {
     return this.granted.length > 0 || this.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
   }
 
+  /** Exec calls started so far. */
+  get dispatched(): number {
+    return this.jobIndex;
+  }
+
   get isWaiting(): boolean {
     return this.waiting.size > 0;
   }
@@ -133,7 +144,7 @@ export class RunSession {
         this.claimBatch();
         if (this.granted.length === 0) continue;
       }
-      if (!this.room(this.granted[0]!.points.length)) return;
+      if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
     }
@@ -151,12 +162,9 @@ export class RunSession {
   /** Opens chunks until a claim batch is worth a transaction. */
   private openChunks(): void {
     const want = this.claimWant();
-    let pts = 0;
-    for (const c of this.candidates) pts += c.points.length;
-    while ((this.candidates.length < want.blocks || pts < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < 64) {
-      const before = this.candidates.length;
+    const c = this.candidates;
+    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH) {
       this.openChunk(this.nextChunk++);
-      for (let j = before; j < this.candidates.length; j++) pts += this.candidates[j]!.points.length;
     }
   }
 
@@ -339,34 +347,56 @@ export class RunSession {
     if (this.firstDispatch === 0) this.firstDispatch = performance.now();
     if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs);
     const te = performance.now();
-    const p = (async () => {
+    let started: Promise<JobOutput>;
+    if (ex.runSync) {
+      // The calling thread: a function that returns synchronously completes
+      // here, without a promise per exec call.
+      let r: JobOutput | Promise<JobOutput>;
       try {
-        const out = checkOutputs(await raceAbort(ex.run(job, spec.signal), spec.signal), job.count, () => `${spec.label}: chunk ${w.i} at ${describeBlock(job.axes as Record<string, Value[]>)}`);
-        if (this.failure === null) {
-          w.place(b.points, out as JobOutput);
-          this.pointsComputed += job.count;
-          this.buffered += job.count;
-          diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, this.buffered);
-        }
+        r = ex.runSync(job);
       } catch (e) {
-        if (this.failure === null && !(this.aborted && this.isAbort(e))) this.failure = this.wrapExecError(e, w.i, job);
-      } finally {
-        this.lastExecMs = performance.now() - te;
-        diag.timings.execMs += this.lastExecMs;
-        ex.busy--;
-        w.inflight--;
-        this.inflightPoints -= job.count;
-        if (this.failure === null) {
-          try {
-            this.settle(w);
-          } catch (e) {
-            this.failure ??= e;
-          }
-        }
+        return this.complete(ex, b, job, te, undefined, e, true);
       }
-    })();
+      if (!isThenable(r)) return this.complete(ex, b, job, te, r, undefined, false);
+      started = raceAbort(Promise.resolve(r), spec.signal);
+    } else started = raceAbort(ex.run(job, spec.signal), spec.signal);
+    const p = started.then(
+      (out) => this.complete(ex, b, job, te, out, undefined, false),
+      (e) => this.complete(ex, b, job, te, undefined, e, true),
+    );
     this.inflight.add(p);
     void p.finally(() => this.inflight.delete(p));
+  }
+
+  /** An exec call ended (`failed`: with the error `e`): its outputs are placed and its chunk settled. */
+  private complete(ex: EngineExecutor, b: Block, job: ExecJob, te: number, out: unknown, e: unknown, failed: boolean): void {
+    const { spec, diag } = this;
+    const w = b.work;
+    try {
+      if (failed) throw e;
+      const checked = checkOutputs(out, job.count, () => `${spec.label}: chunk ${w.i} at ${describeBlock(job.axes as Record<string, Value[]>)}`);
+      if (this.failure === null) {
+        w.place(b.points, checked as JobOutput);
+        this.pointsComputed += job.count;
+        this.buffered += job.count;
+        if (this.buffered > diag.maxBufferedPoints) diag.maxBufferedPoints = this.buffered;
+      }
+    } catch (err) {
+      if (this.failure === null && !(this.aborted && this.isAbort(err))) this.failure = this.wrapExecError(err, w.i, job);
+    } finally {
+      this.lastExecMs = performance.now() - te;
+      diag.timings.execMs += this.lastExecMs;
+      ex.busy--;
+      w.inflight--;
+      this.inflightPoints -= job.count;
+      if (this.failure === null) {
+        try {
+          this.settle(w);
+        } catch (err) {
+          this.failure ??= err;
+        }
+      }
+    }
   }
 
   private wrapExecError(e: unknown, i: number, job: ExecJob): unknown {

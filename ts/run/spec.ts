@@ -20,6 +20,12 @@ export interface EngineExecutor {
   readonly stats: ExecutorStats;
   busy: number;
   run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput>;
+  /**
+   * Runs the job on the calling thread and returns its output, or a promise
+   * of it when the function is async (the calling-thread executor of serial
+   * runs): a synchronous result completes the job without a promise.
+   */
+  runSync?(job: ExecJob): JobOutput | Promise<JobOutput>;
 }
 
 /** A memo chunk whose requested points are all available. */
