@@ -246,6 +246,38 @@ test('typed (kind 8 = f64): complete and partial chunks round trip as raw little
   throwsCode(t, () => writeItems(plan, store, id, 0, [0]), 'ERR_INVALID_ARGUMENT');
 });
 
+test('writeFlat stores a range of a flat batch (items with offsets and a dictionary, typed raw) like writeBatch; bad arrays are refused', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('flat');
+  const plan = grid().plan([null, null]);
+  // Chunk 0: items points 0..2 (no dictionary); chunk 2: typed f64 points 4, 5; chunk 1: items 7, 8 with a dictionary.
+  const a = items([label(0, 0), label(0, 1), label(0, 2)]);
+  const c = items([label(1, 7), label(1, 8)]);
+  const f = buf(Float64Array.of(4.5, 5.5));
+  const data = Buffer.concat([a.data, f, c.data]);
+  const dict = Buffer.from([0x90]);
+  const args = (from: number, to: number) =>
+    [store, id, Uint32Array.of(0, 2, 1), Uint8Array.of(0, 8, 0), Uint32Array.of(3, 5, 7), Uint32Array.of(0, 1, 2, 4, 5, 7, 8),
+      Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(a.data.length, a.data.length + 16, data.length), data, Uint32Array.of(0, 0, 1), [dict], from, to] as const;
+  // Only chunks 1..3 of the batch (plan chunks 2 and 1): chunk 0 stays unwritten.
+  plan.writeFlat(...args(1, 3));
+  t.deepEqual(Array.from(grid().plan([null, null]).resolve(store, id).available), [0, 2, 2]);
+  plan.writeFlat(...args(0, 1));
+  const reader = grid().plan([null, null]);
+  t.deepEqual(Array.from(reader.resolve(store, id).available), [3, 2, 2]);
+  t.deepEqual(itemsOf(reader.read(store, id, 0)).slice(0, 4), [label(0, 0), label(0, 1), label(0, 2), null]);
+  const one = reader.read(store, id, 1);
+  t.deepEqual(itemsOf(one).slice(6, 9), [null, label(1, 7), label(1, 8)]);
+  t.deepEqual(one.dicts, [dict]);
+  const typed = reader.read(store, id, 2);
+  t.deepEqual([...new Float64Array(Uint8Array.from(typed.data).buffer)], [4.5, 5.5]);
+  // Arrays that disagree, a range outside them, ends past the data: ERR_INVALID_ARGUMENT, nothing written.
+  const bad = args(0, 3) as unknown as unknown[];
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 3 ? Uint8Array.of(0) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 12 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 7 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+});
+
 test('writeBatch writes several chunks in one call; readMany reads them in one call and agrees with read', (t) => {
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('batch');
@@ -445,24 +477,25 @@ test('a truncated record is never returned as data', (t) => {
 
 test.serial('the public API crosses the binding once per chunk or batch, not per point', async (t) => {
   const root = tempRoot(t);
-  type M = 'read' | 'readMany' | 'write' | 'writeBatch';
+  type M = 'read' | 'readMany' | 'write' | 'writeBatch' | 'writeFlat';
   const proto = native.BindingPlan.prototype as unknown as Record<M, (...a: unknown[]) => unknown>;
-  const counts = { read: 0, readMany: 0, chunksRead: 0, write: 0, writeBatch: 0, chunksWritten: 0 };
-  const orig = { read: proto.read, readMany: proto.readMany, write: proto.write, writeBatch: proto.writeBatch };
-  for (const m of ['read', 'readMany', 'write', 'writeBatch'] as const) {
+  const counts = { read: 0, readMany: 0, chunksRead: 0, write: 0, writeBatch: 0, writeFlat: 0, chunksWritten: 0 };
+  const orig = { read: proto.read, readMany: proto.readMany, write: proto.write, writeBatch: proto.writeBatch, writeFlat: proto.writeFlat };
+  for (const m of ['read', 'readMany', 'write', 'writeBatch', 'writeFlat'] as const) {
     proto[m] = function (this: unknown, ...a: unknown[]) {
       counts[m]++;
       if (m === 'read') counts.chunksRead++;
       if (m === 'readMany') counts.chunksRead += (a[2] as Uint32Array).length;
       if (m === 'write') counts.chunksWritten++;
       if (m === 'writeBatch') counts.chunksWritten += (a[2] as unknown[]).length;
+      if (m === 'writeFlat') counts.chunksWritten += (a[12] as number) - (a[11] as number);
       return orig[m].apply(this, a);
     };
   }
   t.teardown(() => {
     Object.assign(proto, orig);
   });
-  const crossings = () => counts.write + counts.writeBatch;
+  const crossings = () => counts.write + counts.writeBatch + counts.writeFlat;
   const readCrossings = () => counts.read + counts.readMany;
   const nChunks = 5;
   const size = 10_000;
@@ -491,6 +524,7 @@ test.serial('the public API crosses the binding once per chunk or batch, not per
   counts.chunksRead = 0;
   counts.write = 0;
   counts.writeBatch = 0;
+  counts.writeFlat = 0;
   counts.chunksWritten = 0;
   const objs = () =>
     ChunkCache.open({ root, params: { test: 'objects' }, axisValues: { x: range(3 * size) }, chunkSpec: { x: size } });

@@ -12,20 +12,123 @@
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
+import { ByteSink, encodeInto, KIND_ITEMS } from './payload.js';
 
+/** What a chunk computed and has not stored yet: its points (request indices) and their outputs. */
 export interface PendingWrite {
   chunk: number;
   kind: number;
   points: Uint32Array;
-  offsets: Uint32Array;
-  data: Buffer;
-  /** Items: the dictionary the points were packed with. */
-  dict: Buffer;
+  vals: ArrayLike<unknown>;
+}
+
+/** A growing Uint32Array. */
+class U32s {
+  a = new Uint32Array(1024);
+  n = 0;
+  reserve(k: number): void {
+    if (this.n + k <= this.a.length) return;
+    const g = new Uint32Array(Math.max(this.a.length * 2, this.n + k));
+    g.set(this.a.subarray(0, this.n));
+    this.a = g;
+  }
+  view(): Uint32Array {
+    return this.a.subarray(0, this.n);
+  }
+}
+
+/**
+ * The pending writes of a batch, encoded as they come into flat arrays:
+ * one native call stores them all (no object or buffer per chunk crosses
+ * N-API). Chunk k's points are points[pointEnds[k-1]..pointEnds[k]], its
+ * bytes data[dataEnds[k-1]..dataEnds[k]]; items chunks add their n+1
+ * offsets (relative to their bytes) to `offsets`, in chunk order; dictOf[k]
+ * is 0 or 1 + the index of its dictionary in `dicts`.
+ */
+class FlatWrites {
+  chunks: number[] = [];
+  kinds: number[] = [];
+  pointEnds: number[] = [];
+  dataEnds: number[] = [];
+  dictOf: number[] = [];
+  dicts: Buffer[] = [];
+  private readonly dictIndex = new Map<string, number>();
+  readonly points = new U32s();
+  readonly offsets = new U32s();
+  sink = new ByteSink(1 << 16);
+  get length(): number {
+    return this.chunks.length;
+  }
+
+  get bytes(): number {
+    return this.sink.at + 4 * (this.points.n + this.offsets.n);
+  }
+
+  add(w: PendingWrite): void {
+    const n = w.points.length;
+    // Encode first: a value that fails to encode leaves the batch as it was.
+    const at = this.sink.at;
+    let dict: Buffer;
+    try {
+      if (w.kind === KIND_ITEMS) {
+        this.offsets.reserve(n + 1);
+        dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a, this.offsets.n);
+      } else dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a);
+    } catch (e) {
+      this.sink.at = at;
+      throw e;
+    }
+    if (w.kind === KIND_ITEMS) this.offsets.n += n + 1;
+    this.dataEnds.push(this.sink.at);
+    this.chunks.push(w.chunk);
+    this.kinds.push(w.kind);
+    this.points.reserve(n);
+    this.points.a.set(w.points, this.points.n);
+    this.points.n += n;
+    this.pointEnds.push(this.points.n);
+    if (dict.length === 0) this.dictOf.push(0);
+    else {
+      const key = dict.toString('latin1');
+      let d = this.dictIndex.get(key);
+      if (d === undefined) {
+        d = this.dicts.push(dict) - 1;
+        this.dictIndex.set(key, d);
+      }
+      this.dictOf.push(d + 1);
+    }
+  }
+
+  /** Stores chunks [from, to) of the batch in one transaction. */
+  commit(plan: BindingPlan, store: BindingStore, cacheId: Buffer, from: number, to: number): void {
+    plan.writeFlat(
+      store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), this.points.view(),
+      this.offsets.view(), Uint32Array.from(this.dataEnds), this.sink.bytes(), Uint32Array.from(this.dictOf), this.dicts, from, to,
+    );
+  }
+
+  /** Points of chunks [from, to). */
+  pointsOf(from: number, to: number): number {
+    return (this.pointEnds[to - 1] ?? 0) - (from > 0 ? this.pointEnds[from - 1]! : 0);
+  }
+
+  /** Empties the batch, keeping its buffers unless they grew large. */
+  clear(): void {
+    this.chunks = [];
+    this.kinds = [];
+    this.pointEnds = [];
+    this.dataEnds = [];
+    this.dictOf = [];
+    this.dicts = [];
+    this.dictIndex.clear();
+    this.points.n = 0;
+    this.offsets.n = 0;
+    if (this.sink.data.length > 8 << 20) this.sink = new ByteSink(1 << 16);
+    else this.sink.at = 0;
+  }
 }
 
 export class WriteBatcher {
-  private pending: PendingWrite[] = [];
-  private bytes = 0;
+  private readonly pending = new FlatWrites();
   private since = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerError: unknown = null;
@@ -63,9 +166,8 @@ export class WriteBatcher {
       }, this.maxDelayMs);
       this.timer.unref();
     }
-    this.pending.push(w);
-    this.bytes += w.data.length + w.points.byteLength + w.offsets.byteLength;
-    if (this.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.flush();
+    this.pending.add(w);
+    if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.flush();
   }
 
   /**
@@ -88,20 +190,19 @@ export class WriteBatcher {
       this.timerError = null;
       throw e;
     }
-    if (this.pending.length === 0) return;
     const batch = this.pending;
-    this.pending = [];
-    this.bytes = 0;
+    const n = batch.length;
+    if (n === 0) return;
     const t = performance.now();
     try {
-      this.commit(batch);
+      this.commit(0, n);
     } catch (e) {
-      const err = fromNative(e, `${this.label}: storing ${batch.length} chunks`);
+      const err = fromNative(e, `${this.label}: storing ${n} chunks`);
       // A full store: keep as much finished work as still fits, chunk by chunk.
-      if (err.code === 'ERR_STORE_FULL' && batch.length > 1) {
-        for (const w of batch) {
+      if (err.code === 'ERR_STORE_FULL' && n > 1) {
+        for (let k = 0; k < n; k++) {
           try {
-            this.commit([w]);
+            this.commit(k, k + 1);
           } catch {
             break;
           }
@@ -109,18 +210,15 @@ export class WriteBatcher {
       }
       throw err;
     } finally {
+      batch.clear();
       this.writeMs += performance.now() - t;
     }
   }
 
-  private commit(batch: PendingWrite[]): void {
+  private commit(from: number, to: number): void {
     // The transaction also releases every claim on the points it stores.
-    this.plan.writeBatch(this.store, this.cacheId, batch);
+    this.pending.commit(this.plan, this.store, this.cacheId, from, to);
     this.commits++;
-    if (this.onCommit) {
-      let n = 0;
-      for (const w of batch) n += w.points.length;
-      this.onCommit(n);
-    }
+    this.onCommit?.(this.pending.pointsOf(from, to));
   }
 }

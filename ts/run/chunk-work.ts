@@ -10,7 +10,7 @@ import type { ChunkGeo } from '../cache/geometry.js';
 import { isIota } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
-import { decodeOutputs, encodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
+import { decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
@@ -125,7 +125,7 @@ export class ChunkWork {
     for (let j = 0; j < n; j++) arr[points[j]!] = (out as ArrayLike<unknown>)[j];
   }
 
-  /** The write of what this run computed and has not written yet (null: nothing). */
+  /** What this run computed and has not written yet (null: nothing); the batcher encodes it. */
   takeWrite(): PendingWrite | null {
     if (this.parts.length === 0) return null;
     const kind = this.kind === -1 ? KIND_ITEMS : this.kind;
@@ -145,10 +145,9 @@ export class ChunkWork {
       }
       vals = kind !== KIND_ITEMS ? (typedCtor(kind) as unknown as { from(v: unknown[]): TypedArray }).from(all) : all;
     }
-    const enc = encodeOutputs(vals, kind);
     this.parts = [];
     this.partPoints = 0;
-    return { chunk: this.i, kind, points, offsets: enc.offsets, data: enc.data, dict: enc.dict };
+    return { chunk: this.i, kind, points, vals };
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */

@@ -59,11 +59,48 @@ export interface Encoded {
   dict: Buffer;
 }
 
-/** Encodes the outputs of `n` points. */
-export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
+/**
+ * A growing byte area with the offset of each value in it: where outputs
+ * are encoded (one sink per chunk, or one per write batch for many chunks).
+ */
+export class ByteSink {
+  data: Buffer;
+  at = 0;
+  constructor(initial = 256) {
+    this.data = Buffer.allocUnsafe(initial);
+  }
+
+  /** Room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.at + n <= this.data.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.at + n));
+    this.data.copy(grown, 0, 0, this.at);
+    this.data = grown;
+  }
+
+  /** Appends the bytes of a view. */
+  append(v: ArrayBufferView): void {
+    this.reserve(v.byteLength);
+    this.data.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), this.at);
+    this.at += v.byteLength;
+  }
+
+  /** The bytes written so far (a view, not a copy). */
+  bytes(): Buffer {
+    return this.data.subarray(0, this.at);
+  }
+}
+
+/**
+ * Encodes the outputs of `out.length` points at the end of `sink`: typed
+ * outputs as their raw elements, items one msgpack value per point with
+ * `offsets[offAt..offAt+n]` (relative to where this write starts) set. Returns the
+ * dictionary the items were packed with (empty: none).
+ */
+export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink, offsets: Uint32Array, offAt = 0): Buffer {
   if (kind !== KIND_ITEMS) {
-    const ta = out as unknown as TypedArray;
-    return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength), dict: EMPTY };
+    sink.append(out as unknown as TypedArray);
+    return EMPTY;
   }
   // Numbers, strings, booleans and null pack the same with or without
   // record structures: the shared packer, no dictionary.
@@ -74,44 +111,56 @@ export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
     const t = typeof v;
     primitive = v === null || t === 'number' || t === 'string' || t === 'boolean';
   }
-  if (primitive) return { kind, ...packEach(plain, out), dict: EMPTY };
+  if (primitive) {
+    packEach(plain, out, sink, offsets, offAt);
+    return EMPTY;
+  }
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];
   const packr = new Packr({ useRecords: true, structures, moreTypes: true, variableMapSize: true });
-  const packed = packEach(packr, out);
-  return { kind, ...packed, dict: structures.length ? plain.pack(structures.map((x) => [...(x as unknown[])])) : EMPTY };
+  packEach(packr, out, sink, offsets, offAt);
+  return structures.length ? plain.pack(structures.map((x) => [...(x as unknown[])])) : EMPTY;
+}
+
+/** Encodes the outputs of `n` points. */
+export function encodeOutputs(out: ArrayLike<unknown>, kind: number): Encoded {
+  if (kind !== KIND_ITEMS) {
+    const ta = out as unknown as TypedArray;
+    return { kind, offsets: new Uint32Array(0), data: Buffer.from(ta.buffer, ta.byteOffset, ta.byteLength), dict: EMPTY };
+  }
+  const sink = new ByteSink(Math.max(64, out.length * 16));
+  const offsets = new Uint32Array(out.length + 1);
+  const dict = encodeInto(out, kind, sink, offsets);
+  return { kind, offsets, data: sink.bytes(), dict };
 }
 
 /** What `pack` gives in REUSE_BUFFER_MODE: the packer's own buffer, the value at start..end. */
 type Packed = Buffer & { start: number; end: number };
 
 /**
- * Packs each value of `out` into one buffer, with the offset of each: the
- * packer writes into its own buffer and each value is copied out (no
- * Buffer object per point).
+ * Packs each value of `out` at the end of `sink`, with the offset of each
+ * (relative to where the first one starts): the packer writes into its own
+ * buffer and each value is copied out (no Buffer object per point).
  */
-function packEach(packr: Packr, out: ArrayLike<unknown>): { offsets: Uint32Array; data: Buffer } {
+function packEach(packr: Packr, out: ArrayLike<unknown>, sink: ByteSink, offsets: Uint32Array, offAt: number): void {
   const n = out.length;
-  const offsets = new Uint32Array(n + 1);
-  let data = Buffer.allocUnsafe(Math.max(64, n * 16));
-  let at = 0;
+  const base = sink.at;
+  offsets[offAt] = 0;
   for (let i = 0; i < n; i++) {
     const t = packr.pack(out[i], REUSE_BUFFER_MODE) as Packed;
     const len = t.end - t.start;
-    if (at + len > data.length) {
-      const grown = Buffer.allocUnsafe(Math.max(data.length * 2, at + len));
-      data.copy(grown, 0, 0, at);
-      data = grown;
-    }
+    sink.reserve(len);
+    const data = sink.data;
+    let at = sink.at;
     if (len <= 32) for (let k = t.start; k < t.end; k++) data[at++] = t[k]!;
     else {
       t.copy(data, at, t.start, t.end);
       at += len;
     }
-    offsets[i + 1] = at;
+    sink.at = at;
+    offsets[offAt + i + 1] = at - base;
   }
-  return { offsets, data: data.subarray(0, at) };
 }
 
 /**

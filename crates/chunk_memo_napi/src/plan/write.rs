@@ -2,7 +2,7 @@
 //! each merged with what is stored.
 
 use super::BindingPlan;
-use crate::errors::{boundary, CoreResult};
+use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::store::{ChunkGeometry, ChunkWrite, Resolution};
@@ -128,6 +128,77 @@ impl BindingPlan {
         writes: Vec<BindingChunkWrite>,
     ) -> Result<()> {
         boundary(&env, || self.batch_op(store, &cache_id, writes)?())
+    }
+
+    /// Writes new points of chunks `from..to` of a flat batch in one
+    /// transaction (one crossing for the batch, nothing per chunk): chunk k
+    /// is plan chunk `chunks[k]` of record kind `kinds[k]`; its points are
+    /// `points[pointEnds[k-1]..pointEnds[k]]` and its bytes
+    /// `data[dataEnds[k-1]..dataEnds[k]]`; an items chunk of n points takes
+    /// the next n+1 `offsets` (relative to its bytes; items chunks in batch
+    /// order); `dictOf[k]` is 0 (no dictionary) or 1 + an index into `dicts`.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_flat(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        chunks: Uint32Array,
+        kinds: Uint8Array,
+        point_ends: Uint32Array,
+        points: Uint32Array,
+        offsets: Uint32Array,
+        data_ends: Uint32Array,
+        data: Buffer,
+        dict_of: Uint32Array,
+        dicts: Vec<Buffer>,
+        from: u32,
+        to: u32,
+    ) -> Result<()> {
+        boundary(&env, || {
+            let n = chunks.len();
+            let (from, to) = (from as usize, to as usize);
+            if [kinds.len(), point_ends.len(), data_ends.len(), dict_of.len()].iter().any(|&l| l != n)
+                || from > to
+                || to > n
+            {
+                return Err(invalid("writeFlat: the per-chunk arrays differ in length or the range is outside them"));
+            }
+            let bad = || invalid("writeFlat: point, offset or byte ranges outside their arrays");
+            let mut owned = Vec::with_capacity(to - from);
+            let mut off_at = 0usize;
+            for k in 0..to {
+                let items = kinds[k] == chunk_memo_core::record::KIND_ITEMS;
+                let p0 = if k == 0 { 0 } else { point_ends[k - 1] as usize };
+                let p1 = point_ends[k] as usize;
+                let count = p1.checked_sub(p0).ok_or_else(bad)?;
+                let offs = if items {
+                    let o = offsets.get(off_at..off_at + count + 1).ok_or_else(bad)?;
+                    off_at += count + 1;
+                    o
+                } else {
+                    &[][..]
+                };
+                if k < from {
+                    continue;
+                }
+                let d0 = if k == 0 { 0 } else { data_ends[k - 1] as usize };
+                let dict = match dict_of[k] {
+                    0 => Vec::new(),
+                    d => dicts.get(d as usize - 1).ok_or_else(bad)?.to_vec(),
+                };
+                owned.push(OwnedWrite {
+                    chunk: self.check(chunks[k])?,
+                    kind: kinds[k],
+                    points: points.get(p0..p1).ok_or_else(bad)?.to_vec(),
+                    offsets: offs.to_vec(),
+                    data: data.get(d0..data_ends[k] as usize).ok_or_else(bad)?.to_vec(),
+                    dict,
+                });
+            }
+            self.owned_batch_op(store, &cache_id, owned)?()
+        })
     }
 
     /// Writes new points of chunk `i`: `points` are requested-point
