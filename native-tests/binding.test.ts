@@ -256,9 +256,9 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   const f = buf(Float64Array.of(4.5, 5.5));
   const data = Buffer.concat([a.data, f, c.data]);
   const dict = Buffer.from([0x90]);
-  const args = (from: number, to: number) =>
+  const args = (from: number, to: number): Parameters<typeof plan.writeFlat> =>
     [store, id, Uint32Array.of(0, 2, 1), Uint8Array.of(0, 8, 0), Uint32Array.of(3, 5, 7), Uint32Array.of(0, 1, 2, 4, 5, 7, 8),
-      Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(a.data.length, a.data.length + 16, data.length), data, Uint32Array.of(0, 0, 1), [dict], from, to] as const;
+      Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(a.data.length, a.data.length + 16, data.length), data, Uint32Array.of(0, 0, 1), [dict], from, to];
   // Only chunks 1..3 of the batch (plan chunks 2 and 1): chunk 0 stays unwritten.
   plan.writeFlat(...args(1, 3));
   t.deepEqual(Array.from(grid().plan([null, null]).resolve(store, id).available), [0, 2, 2]);
@@ -272,7 +272,7 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   const typed = reader.read(store, id, 2);
   t.deepEqual([...new Float64Array(Uint8Array.from(typed.data).buffer)], [4.5, 5.5]);
   // Arrays that disagree, a range outside them, ends past the data: ERR_INVALID_ARGUMENT, nothing written.
-  const bad = args(0, 3) as unknown as unknown[];
+  const bad: unknown[] = args(0, 3);
   throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 3 ? Uint8Array.of(0) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 12 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 7 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
