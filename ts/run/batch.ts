@@ -174,9 +174,9 @@ export class WriteBatcher {
    * Called before an exec call that may take long: commits what is pending
    * when the last exec call was slow or the pending writes are old enough.
    */
-  beforeExec(lastExecMs: number): void {
+  beforeExec(lastExecMs: number, now = performance.now()): void {
     if (this.pending.length === 0) return;
-    if (lastExecMs >= 50 || performance.now() - this.since >= this.maxDelayMs) this.flush();
+    if (lastExecMs >= 50 || now - this.since >= this.maxDelayMs) this.flush();
   }
 
   /** Commits everything pending in one transaction. */

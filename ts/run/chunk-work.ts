@@ -32,8 +32,8 @@ export class ChunkWork {
   pending = 0;
   /** Exec blocks running. */
   inflight = 0;
-  /** Points other processes hold claims on. */
-  readonly held = new Set<number>();
+  /** Points other processes hold claims on (made when a claim finds some). */
+  held: Set<number> | null = null;
   /** Computed blocks not yet written: request indices (block order) and outputs. */
   private parts: Array<{ points: Uint32Array; out: JobOutput }> = [];
   private partPoints = 0;
@@ -48,8 +48,10 @@ export class ChunkWork {
 
   /** Selected positions per axis (the chunk's request shape). */
   get dims(): number[] {
-    return this.geo.sel.map((s) => s.length);
+    return (this.shape ??= this.geo.sel.map((s) => s.length));
   }
+
+  private shape: number[] | null = null;
 
   /** True when nothing is queued or running for this chunk. */
   get idle(): boolean {

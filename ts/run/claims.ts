@@ -20,32 +20,53 @@ export interface ClaimOutcome {
 
 const NONE = new Uint32Array(0);
 
+/** The answer of one claim call, entry by entry (in the order of the request). */
+export interface ClaimResults {
+  readonly length: number;
+  /** Points taken over from dead owners or expired leases, over all entries. */
+  readonly takenOver: number;
+  /** True when entry k got every point it asked for (the common case, no outcome object needed). */
+  whole(k: number): boolean;
+  outcome(k: number): ClaimOutcome;
+}
+
 /**
  * One claim transaction through `claimFlat` (flat arrays in and out): an
- * entry granted whole keeps its own points array, so a batch of chunks
- * granted whole costs no array per chunk.
+ * entry granted whole costs no array or object; the outcome of any other is
+ * built when asked for.
  */
-function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: number[], merged: Uint32Array[], leaseMs: number | null): ClaimOutcome[] {
-  const ends = new Uint32Array(merged.length);
+function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null): ClaimResults {
+  const n = merged.length;
+  const ends = new Uint32Array(n);
   let total = 0;
-  for (let k = 0; k < merged.length; k++) ends[k] = total += merged[k]!.length;
+  for (let k = 0; k < n; k++) ends[k] = total += merged[k]!.length;
   const flat = new Uint32Array(total);
-  for (let k = 0, at = 0; k < merged.length; k++) {
+  for (let k = 0, at = 0; k < n; k++) {
     flat.set(merged[k]!, at);
     at += merged[k]!.length;
   }
   const r = plan.claimFlat(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs);
-  const out = new Array<ClaimOutcome>(merged.length);
-  for (let k = 0, at = 0; k < merged.length; k++) {
-    const pts = merged[k]!;
-    if (r.whole[k]) out[k] = { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
-    else {
+  let takenOver = 0;
+  for (let k = 0; k < n; k++) takenOver += r.takenOver[k]!;
+  return {
+    length: n,
+    takenOver,
+    whole: (k) => r.whole[k] === 1,
+    outcome: (k) => {
+      const pts = merged[k]!;
+      if (r.whole[k]) return { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
+      const at = k === 0 ? 0 : ends[k - 1]!;
       const st = r.state.subarray(at, at + pts.length);
-      out[k] = { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };
-    }
-    at += pts.length;
-  }
-  return out;
+      return { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };
+    },
+  };
+}
+
+/** Claim results from outcomes built in JS. */
+function resultsOf(out: ClaimOutcome[], points: Uint32Array[]): ClaimResults {
+  let takenOver = 0;
+  for (const o of out) takenOver += o.takenOver;
+  return { length: out.length, takenOver, whole: (k) => out[k]!.granted.length === points[k]!.length, outcome: (k) => out[k]! };
 }
 
 let nextSession = 1;
@@ -70,17 +91,23 @@ export class ClaimSession {
    * Entries of one chunk are merged into one request (the store then reads
    * and rewrites that chunk's claims once) and the answer is split back.
    */
-  claim(chunks: number[], points: Uint32Array[]): ClaimOutcome[] {
+  claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
+    this.claimed = true;
+    let increasing = true;
+    for (let k = 1; k < chunks.length && increasing; k++) increasing = chunks[k]! > chunks[k - 1]!;
+    // One entry per chunk (a sweep claiming in grid order): as asked.
+    if (increasing) return this.flat(chunks, points);
     const order: number[] = [];
     const byChunk = new Map<number, number[]>();
-    chunks.forEach((c, n) => {
+    for (let n = 0; n < chunks.length; n++) {
+      const c = chunks[n]!;
       const list = byChunk.get(c);
       if (list) list.push(n);
       else {
         byChunk.set(c, [n]);
         order.push(c);
       }
-    });
+    }
     const merged = order.map((c) => {
       const entries = byChunk.get(c)!;
       if (entries.length === 1) return points[entries[0]!]!;
@@ -94,17 +121,11 @@ export class ClaimSession {
       }
       return all.sort();
     });
-    let res: ClaimOutcome[];
-    this.claimed = true;
-    try {
-      res = claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null);
-    } catch (e) {
-      throw fromNative(e, `${this.label}: claiming work`);
-    }
+    const res = this.flat(order, merged);
     const out = new Array<ClaimOutcome>(chunks.length);
     order.forEach((c, k) => {
       const entries = byChunk.get(c)!;
-      const r = res[k]!;
+      const r = res.outcome(k);
       if (entries.length === 1) {
         out[entries[0]!] = r;
         return;
@@ -121,7 +142,15 @@ export class ClaimSession {
         };
       });
     });
-    return out;
+    return resultsOf(out, points);
+  }
+
+  private flat(order: ArrayLike<number>, merged: Uint32Array[]): ClaimResults {
+    try {
+      return claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null);
+    } catch (e) {
+      throw fromNative(e, `${this.label}: claiming work`);
+    }
   }
 
   /** Releases every claim of this run still held (also after failures). */

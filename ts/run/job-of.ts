@@ -14,27 +14,30 @@ export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike
   const view = spec.view;
   const core = view._core;
   const axes: Record<string, Value[]> = {};
-  const globals = core.axisOrder.map((_, k) => {
+  // Global value index of each block position per axis (kept for the job key).
+  const globals: Uint32Array[] | null = spec.jobKeys ? [] : null;
+  const order = core.axisOrder;
+  for (let k = 0; k < order.length; k++) {
+    const a = order[k]!;
     const sel = geo.sel[k]!;
     const start = geo.start[k]!;
     const pos = block[k]!;
-    const g = new Uint32Array(pos.length);
-    for (let j = 0; j < pos.length; j++) g[j] = start + sel[pos[j]!]!;
-    return g;
-  });
-  core.axisOrder.forEach((a, k) => {
-    if (view._pinned.has(a)) return;
+    if (globals) {
+      const g = new Uint32Array(pos.length);
+      for (let j = 0; j < pos.length; j++) g[j] = start + sel[pos[j]!]!;
+      globals.push(g);
+    }
+    if (view._pinned.has(a)) continue;
     const all = core.axisValues[a]!;
-    const g = globals[k]!;
-    const vals = new Array<Value>(g.length);
-    for (let j = 0; j < g.length; j++) vals[j] = all[g[j]!]!;
+    const vals = new Array<Value>(pos.length);
+    for (let j = 0; j < pos.length; j++) vals[j] = all[start + sel[pos[j]!]!]!;
     axes[a] = vals;
-  });
+  }
   let key = '';
   if (spec.jobKeys) {
     const h = createHash('sha256');
     h.update(core.idBytes);
-    core.axisOrder.forEach((a, k) => h.update(`\0${a}\0`).update(globals[k]!));
+    order.forEach((a, k) => h.update(`\0${a}\0`).update(globals![k]!));
     key = h.digest('hex').slice(0, 40);
   }
   return {

@@ -16,7 +16,7 @@ import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
 import { ChunkWork, ReadBatch } from './chunk-work.js';
-import { ClaimSession, type ClaimOutcome } from './claims.js';
+import { ClaimSession, type ClaimOutcome, type ClaimResults } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
@@ -255,23 +255,33 @@ export class RunSession {
       batch.push(c);
       pts += c.points.length;
     }
-    const res = this.claim(batch.map((b) => b.work), batch.map((b) => b.points));
-    batch.forEach((b, n) => {
-      b.work.pending--;
-      const r = res[n]!;
-      if (r.granted.length === b.points.length) {
-        b.work.pending++;
-        this.granted.push(b);
-      } else this.absorb(b.work, b.points, r);
-    });
-    for (const w of new Set(batch.map((b) => b.work))) this.settle(w);
+    const chunks = new Uint32Array(batch.length);
+    const points = new Array<Uint32Array>(batch.length);
+    for (let n = 0; n < batch.length; n++) {
+      chunks[n] = batch[n]!.work.i;
+      points[n] = batch[n]!.points;
+    }
+    const res = this.claim(chunks, points);
+    let last: ChunkWork | null = null;
+    for (let n = 0; n < batch.length; n++) {
+      const b = batch[n]!;
+      if (res.whole(n)) this.granted.push(b);
+      else {
+        b.work.pending--;
+        this.absorb(b.work, b.points, res.outcome(n));
+      }
+      // A chunk's blocks are queued together: settle each chunk once, after its last block.
+      if (last !== null && last !== b.work) this.settle(last);
+      last = b.work;
+    }
+    if (last !== null) this.settle(last);
   }
 
-  private claim(works: ChunkWork[], points: Uint32Array[]): ClaimOutcome[] {
+  private claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
     const tc = performance.now();
-    const res = this.claims.claim(works.map((w) => w.i), points);
+    const res = this.claims.claim(chunks, points);
     this.diag.claimMs += performance.now() - tc;
-    for (const r of res) this.diag.takenOverPoints += r.takenOver;
+    this.diag.takenOverPoints += res.takenOver;
     return res;
   }
 
@@ -279,9 +289,10 @@ export class RunSession {
   private absorb(w: ChunkWork, points: Uint32Array, r: ClaimOutcome): void {
     const granted = new Set(r.granted);
     const stored = new Set(r.stored);
+    const held = (w.held ??= new Set<number>());
     for (const p of points) {
-      if (granted.has(p) || stored.has(p)) w.held.delete(p);
-      else w.held.add(p);
+      if (granted.has(p) || stored.has(p)) held.delete(p);
+      else held.add(p);
     }
     if (r.stored.length) {
       w.landed += r.stored.length;
@@ -302,7 +313,7 @@ export class RunSession {
   private settle(w: ChunkWork): void {
     if (!w.idle) return;
     this.writeComputed(w);
-    if (w.held.size > 0) this.waiting.add(w);
+    if (w.held && w.held.size > 0) this.waiting.add(w);
     else this.emit(w);
   }
 
@@ -345,8 +356,8 @@ export class RunSession {
     diag.execChunks++;
     this.inflightPoints += job.count;
     if (this.firstDispatch === 0) this.firstDispatch = performance.now();
-    if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs);
     const te = performance.now();
+    if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs, te);
     let started: Promise<JobOutput>;
     if (ex.runSync) {
       // The calling thread: a function that returns synchronously completes
@@ -423,11 +434,11 @@ export class RunSession {
   pollWaiting(): boolean {
     const list = [...this.waiting];
     if (list.length === 0) return false;
-    const points = list.map((w) => Uint32Array.from([...w.held].sort((x, y) => x - y)));
-    const res = this.claim(list, points);
+    const points = list.map((w) => Uint32Array.from([...w.held!].sort((x, y) => x - y)));
+    const res = this.claim(list.map((w) => w.i), points);
     let progressed = false;
     list.forEach((w, n) => {
-      const r = res[n]!;
+      const r = res.outcome(n);
       if (r.stored.length || r.granted.length) progressed = true;
       this.waiting.delete(w);
       this.absorb(w, points[n]!, r);
