@@ -43,6 +43,15 @@ const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
 const CLAIM_MAX_POINTS = 1 << 20;
 
+/**
+ * Chunks open at once at most (read, queued, claimed or computing; those
+ * waiting for other processes are not counted, so a run keeps finding
+ * unclaimed work): the run's bookkeeping stays small and short-lived
+ * whatever the chunk count, so tiny chunks do not fill the heap with
+ * objects that outlive a young-generation collection.
+ */
+const MAX_OPEN_CHUNKS = 1024;
+
 /** Finished chunks handed out together at most (and chunks opened while that many wait). */
 export const DONE_BATCH = 64;
 
@@ -163,7 +172,7 @@ export class RunSession {
   private openChunks(): void {
     const want = this.claimWant();
     const c = this.candidates;
-    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH) {
+    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
       this.openChunk(this.nextChunk++);
     }
   }
