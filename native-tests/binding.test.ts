@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { native, type BindingPlan, type BindingStore, type BindingChunkData } from '../ts/binding/native.js';
 import { encodeCanonical } from '../ts/canonical/encode.js';
 import { ChunkCache, run, pointwise } from '../ts/index.js';
+import { AxisBins } from '../ts/cache/geometry.js';
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -150,18 +151,32 @@ test('grid and plan geometry', (t) => {
   const plan = g.plan([null, null]);
   t.is(plan.chunkCount, 3);
   t.deepEqual(plan.shape, [10, 3]);
+  // Whole axes list nothing per bin; AxisBins answers from values and chunk size.
   const d = plan.describe();
-  t.deepEqual(Array.from(d[0]!.bin), [0, 1, 2]);
-  t.deepEqual(Array.from(d[0]!.len), [4, 4, 2]);
-  t.deepEqual(Array.from(d[0]!.start), [0, 4, 8]);
-  t.deepEqual(Array.from(d[1]!.bin), [0]);
+  t.like(d[0], { whole: true, values: 10, chunk: 4 });
+  t.is(d[0]!.bin.length, 0);
+  const x = new AxisBins(d[0]!);
+  t.is(x.count, 3);
+  t.deepEqual([0, 1, 2].map((b) => [x.bin(b), x.start(b), x.selPos(b), x.selCount(b), [...x.sel(b)]]), [
+    [0, 0, 0, 4, [0, 1, 2, 3]],
+    [1, 4, 4, 4, [0, 1, 2, 3]],
+    [2, 8, 8, 2, [0, 1]],
+  ]);
+  t.is(new AxisBins(d[1]!).count, 1);
   t.is(plan.chunkKey(0).length, 16);
   t.not(plan.chunkKey(0).toString('hex'), plan.chunkKey(1).toString('hex'));
   // A selection touching bins 0 and 2 only.
   const sub = g.plan([Uint32Array.of(1, 9), Uint32Array.of(2)]);
   t.is(sub.chunkCount, 2);
   t.deepEqual(sub.shape, [2, 1]);
-  t.deepEqual(Array.from(sub.describe()[0]!.bin), [0, 2]);
+  const sd = sub.describe()[0]!;
+  t.false(sd.whole);
+  t.deepEqual(Array.from(sd.bin), [0, 2]);
+  const sx = new AxisBins(sd);
+  t.deepEqual([0, 1].map((b) => [sx.bin(b), sx.start(b), sx.selPos(b), sx.selCount(b), [...sx.sel(b)]]), [
+    [0, 0, 0, 1, [1]],
+    [2, 8, 1, 1, [1]],
+  ]);
   t.is(sub.chunkKey(1).toString('hex'), plan.chunkKey(2).toString('hex'));
   const dup = throwsCode(t, () => new native.BindingGrid(['x'], [hashesOf([7, 1, 1])], [1]), 'ERR_DUPLICATE_AXIS_VALUE');
   t.like(dup, { axis: 'x', first: 1, second: 2 });

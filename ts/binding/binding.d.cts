@@ -70,7 +70,8 @@ export declare class BindingPlan {
   get shape(): Array<number>
   /**
    * Touched bins per axis; chunk `i` is the mixed-radix combination of
-   * them, first axis slowest.
+   * them, first axis slowest. Whole axes list nothing per bin (see
+   * `BindingAxisPlan`).
    */
   describe(): Array<BindingAxisPlan>
   /** Key (16 bytes) of chunk `i`'s record. */
@@ -193,8 +194,15 @@ export interface BindingAccess {
   ms: number
 }
 
-/** Touched bins of one axis of a plan. */
+/**
+ * Touched bins of one axis of a plan. A whole axis (`whole`: every value
+ * selected) lists nothing per bin: bin b starts at value b x `chunk`, holds
+ * up to `chunk` of its `values` and selects all of them.
+ */
 export interface BindingAxisPlan {
+  whole: boolean
+  values: number
+  chunk: number
   bin: Uint32Array
   start: Uint32Array
   len: Uint32Array

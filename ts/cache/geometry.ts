@@ -4,6 +4,7 @@
  * per-axis positions; product blocks within a chunk are in blocks.ts).
  */
 import type { BindingAxisPlan, BindingPlan } from '../binding/native.js';
+import { iota } from './blocks.js';
 
 export interface ChunkGeo {
   /** Per axis: bin number. */
@@ -18,46 +19,81 @@ export interface ChunkGeo {
   points: number;
 }
 
+/**
+ * The bins one axis of a plan touches: the arrays of `plan.describe()`, or
+ * for a whole axis (every value selected, nothing listed per bin) the same
+ * answers by arithmetic.
+ */
+export class AxisBins {
+  /** Number of bins touched. */
+  readonly count: number;
+  private readonly selStart: Uint32Array | null;
+
+  constructor(private readonly ax: BindingAxisPlan) {
+    this.count = ax.whole ? Math.ceil(ax.values / ax.chunk) : ax.bin.length;
+    if (ax.whole) this.selStart = null;
+    else {
+      const s = new Uint32Array(this.count + 1);
+      for (let b = 0; b < this.count; b++) s[b + 1] = s[b]! + ax.selCount[b]!;
+      this.selStart = s;
+    }
+  }
+
+  /** Bin number along the axis of touched bin b. */
+  bin(b: number): number {
+    return this.ax.whole ? b : this.ax.bin[b]!;
+  }
+
+  /** Global index of the bin's first value. */
+  start(b: number): number {
+    return this.ax.whole ? b * this.ax.chunk : this.ax.start[b]!;
+  }
+
+  /** Position in the axis' selection of the bin's first selected offset. */
+  selPos(b: number): number {
+    return this.ax.whole ? b * this.ax.chunk : this.ax.selPos[b]!;
+  }
+
+  /** Number of selected offsets of the bin. */
+  selCount(b: number): number {
+    return this.ax.whole ? Math.min(this.ax.chunk, this.ax.values - b * this.ax.chunk) : this.ax.selCount[b]!;
+  }
+
+  /** Selected offsets inside the bin (read only: may be shared). */
+  sel(b: number): Uint32Array {
+    return this.selStart ? this.ax.sel.subarray(this.selStart[b]!, this.selStart[b + 1]!) : iota(this.selCount(b));
+  }
+}
+
 export class PlanGeometry {
-  readonly axes: BindingAxisPlan[];
+  readonly axes: AxisBins[];
   readonly shape: number[];
   readonly total: number;
   readonly chunkCount: number;
-  private readonly selStart: number[][];
   /** Flat output stride of each axis. */
   readonly outStride: number[];
 
   constructor(plan: BindingPlan) {
-    this.axes = plan.describe();
+    this.axes = plan.describe().map((ax) => new AxisBins(ax));
     this.shape = plan.shape;
     this.total = this.shape.reduce((a, b) => a * b, 1);
     this.chunkCount = plan.chunkCount;
-    this.selStart = this.axes.map((ax) => {
-      const s = [0];
-      for (const c of ax.selCount) s.push(s[s.length - 1]! + c);
-      return s;
-    });
     this.outStride = this.shape.map(() => 1);
     for (let a = this.shape.length - 2; a >= 0; a--) this.outStride[a] = this.outStride[a + 1]! * this.shape[a + 1]!;
   }
 
   chunk(i: number): ChunkGeo {
     const n = this.axes.length;
-    const choice = new Array<number>(n);
+    const geo: ChunkGeo = { bins: new Array(n), start: new Array(n), sel: new Array(n), selPos: new Array(n), points: 1 };
     for (let a = n - 1; a >= 0; a--) {
-      const m = this.axes[a]!.bin.length;
-      choice[a] = i % m;
-      i = Math.floor(i / m);
-    }
-    const geo: ChunkGeo = { bins: [], start: [], sel: [], selPos: [], points: 1 };
-    for (let a = 0; a < n; a++) {
       const ax = this.axes[a]!;
-      const b = choice[a]!;
-      geo.bins.push(ax.bin[b]!);
-      geo.start.push(ax.start[b]!);
-      geo.selPos.push(ax.selPos[b]!);
-      geo.sel.push(ax.sel.subarray(this.selStart[a]![b]!, this.selStart[a]![b + 1]!));
-      geo.points *= ax.selCount[b]!;
+      const b = i % ax.count;
+      i = Math.floor(i / ax.count);
+      geo.bins[a] = ax.bin(b);
+      geo.start[a] = ax.start(b);
+      geo.selPos[a] = ax.selPos(b);
+      geo.sel[a] = ax.sel(b);
+      geo.points *= ax.selCount(b);
     }
     return geo;
   }
@@ -67,9 +103,8 @@ export class PlanGeometry {
     let n = 1;
     for (let a = this.axes.length - 1; a >= 0; a--) {
       const ax = this.axes[a]!;
-      const m = ax.bin.length;
-      n *= ax.selCount[i % m]!;
-      i = Math.floor(i / m);
+      n *= ax.selCount(i % ax.count);
+      i = Math.floor(i / ax.count);
     }
     return n;
   }

@@ -11,7 +11,7 @@ import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkCache } from './cache.js';
 import { openStore } from './stores.js';
 import { fromNative } from '../errors/index.js';
-import { PlanGeometry } from './geometry.js';
+import { AxisBins, PlanGeometry } from './geometry.js';
 import { hashesOf, isCacheRoot } from './root.js';
 
 /** What a fill from shared roots copied. */
@@ -35,20 +35,20 @@ export function fillFromShared(cache: ChunkCache, plan: BindingPlan): SharedFill
   } catch (e) {
     throw fromNative(e, 'sharedRoots');
   }
-  const axes = plan.describe();
+  const axes = plan.describe().map((ax) => new AxisBins(ax));
   const n = core.axisOrder.length;
   // Per axis: requested value hash -> position of its bin in the plan.
   const binOf: Map<bigint, number>[] = axes.map((ax, k) => {
     const m = new Map<bigint, number>();
     const hashes = core.hashes[k]!;
-    let off = 0;
-    for (let b = 0; b < ax.bin.length; b++) {
-      for (let j = 0; j < ax.selCount[b]!; j++) m.set(hashes[ax.start[b]! + ax.sel[off + j]!]!, b);
-      off += ax.selCount[b]!;
+    for (let b = 0; b < ax.count; b++) {
+      const start = ax.start(b);
+      const sel = ax.sel(b);
+      for (let j = 0; j < sel.length; j++) m.set(hashes[start + sel[j]!]!, b);
     }
     return m;
   });
-  const radix = axes.map((ax) => ax.bin.length);
+  const radix = axes.map((ax) => ax.count);
   const G = new PlanGeometry(plan);
   // Requested points per chunk, to compare with what is available locally.
   const requested = Array.from({ length: plan.chunkCount }, (_, i) => G.chunk(i).points);

@@ -85,9 +85,10 @@ export function locateItems(plan: ItemPlan, G: PlanGeometry): ItemTargets {
   const selIndex = core.axisOrder.map((_, k) => new Map((view._sel[k] as number[]).map((g, pos) => [g, pos])));
   const binOf = G.axes.map((ax) => {
     const m = new Map<number, number>();
-    ax.selPos.forEach((p, b) => {
-      for (let j = 0; j < ax.selCount[b]!; j++) m.set(p + j, b);
-    });
+    for (let b = 0; b < ax.count; b++) {
+      const p = ax.selPos(b);
+      for (let j = 0; j < ax.selCount(b); j++) m.set(p + j, b);
+    }
     return m;
   });
   points.forEach((p, n) => {
@@ -96,8 +97,9 @@ export function locateItems(plan: ItemPlan, G: PlanGeometry): ItemTargets {
     for (let k = 0; k < p.length; k++) {
       const pos = selIndex[k]!.get(p[k]!)!;
       const b = binOf[k]!.get(pos)!;
-      chunk = chunk * G.axes[k]!.bin.length + b;
-      r = r * G.axes[k]!.selCount[b]! + (pos - G.axes[k]!.selPos[b]!);
+      const ax = G.axes[k]!;
+      chunk = chunk * ax.count + b;
+      r = r * ax.selCount(b) + (pos - ax.selPos(b));
     }
     byChunk[chunk]!.push({ r, out: n });
   });

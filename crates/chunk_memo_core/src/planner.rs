@@ -19,8 +19,8 @@ pub struct Axis {
     pub chunk: usize,
 }
 
-/// A grid with its bins. Bin digests are computed once and combined into
-/// chunk keys.
+/// A grid with its bins. Bin digests are computed once (bins of one value:
+/// when needed) and combined into chunk keys.
 #[derive(Debug, Clone)]
 pub struct Grid {
     pub axes: Vec<Axis>,
@@ -40,9 +40,9 @@ enum KeyPrefix {
     Fixed([u8; 6]),
 }
 
-/// A bin of one axis touched by a selection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BinSel {
+/// A bin of one axis touched by a selection, as [`AxisPlan::get`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinRef<'a> {
     /// Bin number along the axis.
     pub bin: u32,
     /// Global index of the bin's first value.
@@ -50,16 +50,86 @@ pub struct BinSel {
     /// Number of values in the bin.
     pub len: u32,
     /// Selected offsets inside the bin (sorted).
-    pub sel: Vec<u32>,
+    pub sel: &'a [u32],
     /// Position, in the axis' selection list, of the first selected offset.
     pub sel_pos: u32,
+}
+
+/// The bins one axis of a plan touches. A whole axis (every value selected)
+/// stores nothing per bin: its bins follow from the axis length and chunk
+/// size, so planning a million one-value bins costs no memory per bin.
+#[derive(Debug, Clone)]
+pub struct AxisPlan {
+    /// Bins touched by a selection of some values (empty for a whole axis).
+    bins: Vec<BinSel>,
+    /// A whole axis: (values, chunk size).
+    whole: Option<(u32, u32)>,
+    /// 0, 1, ..., up to the chunk size: the selection of a whole axis' bins.
+    iota: Vec<u32>,
+}
+
+impl AxisPlan {
+    fn whole(len: u32, chunk: u32) -> AxisPlan {
+        AxisPlan { bins: Vec::new(), whole: Some((len, chunk)), iota: (0..chunk.min(len)).collect() }
+    }
+
+    /// Number of bins touched.
+    pub fn len(&self) -> usize {
+        match self.whole {
+            Some((n, c)) => n.div_ceil(c) as usize,
+            None => self.bins.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// For a whole axis (every value selected): its number of values and
+    /// chunk size, from which its bins follow.
+    pub fn whole_dims(&self) -> Option<(u32, u32)> {
+        self.whole
+    }
+
+    /// Touched bin number `b` (0-based among the touched bins).
+    pub fn get(&self, b: usize) -> BinRef<'_> {
+        match self.whole {
+            Some((n, c)) => {
+                let start = b as u32 * c;
+                let len = c.min(n - start);
+                BinRef { bin: b as u32, start, len, sel: &self.iota[..len as usize], sel_pos: start }
+            }
+            None => {
+                let x = &self.bins[b];
+                BinRef { bin: x.bin, start: x.start, len: x.len, sel: &x.sel, sel_pos: x.sel_pos }
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = BinRef<'_>> + '_ {
+        (0..self.len()).map(|b| self.get(b))
+    }
+
+    pub fn last(&self) -> Option<BinRef<'_>> {
+        self.len().checked_sub(1).map(|b| self.get(b))
+    }
+}
+
+/// A bin touched by a selection of some values of an axis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BinSel {
+    bin: u32,
+    start: u32,
+    len: u32,
+    sel: Vec<u32>,
+    sel_pos: u32,
 }
 
 /// The chunks a selection touches.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Per axis, the bins touched (in order).
-    pub axes: Vec<Vec<BinSel>>,
+    pub axes: Vec<AxisPlan>,
     /// Per axis, the number of selected indices (the output grid's shape).
     pub shape: Vec<u32>,
     pub n_chunks: usize,
@@ -88,7 +158,13 @@ impl Grid {
                     }));
                 }
             }
-            let digests = a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect();
+            // Bins of one value are hashed when a key needs them: a million
+            // of them would otherwise hold 32 MB of digests.
+            let digests = if a.chunk == 1 {
+                Vec::new()
+            } else {
+                a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect()
+            };
             bin_digests.push(digests);
         }
         Ok(Grid { axes, bin_digests, prefix: KeyPrefix::Digest })
@@ -153,7 +229,10 @@ impl Grid {
         h.update(DOMAIN);
         h.update(b"chunk");
         for (axis, &b) in bins.iter().enumerate() {
-            h.update(&self.bin_digests[axis][b as usize]);
+            match self.bin_digests[axis].get(b as usize) {
+                Some(d) => h.update(d),
+                None => h.update(&bin_digest(&self.axes[axis].name, self.bin_hashes(axis, b))),
+            };
         }
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.finalize().as_bytes()[..16]);
@@ -188,15 +267,9 @@ impl Grid {
             let mut bins: Vec<BinSel> = Vec::new();
             match sel {
                 None => {
-                    let mut start = 0u32;
-                    let mut bin = 0u32;
-                    while start < len {
-                        let blen = chunk.min(len - start);
-                        bins.push(BinSel { bin, start, len: blen, sel: (0..blen).collect(), sel_pos: start });
-                        start += blen;
-                        bin += 1;
-                    }
+                    axes.push(AxisPlan::whole(len, chunk));
                     shape.push(len);
+                    continue;
                 }
                 Some(idx) => {
                     let mut prev: Option<u32> = None;
@@ -230,7 +303,7 @@ impl Grid {
                     shape.push(idx.len() as u32);
                 }
             }
-            axes.push(bins);
+            axes.push(AxisPlan { bins, whole: None, iota: Vec::new() });
         }
         let n_chunks = axes.iter().map(|b| b.len()).product();
         Ok(Plan { axes, shape, n_chunks })
@@ -269,7 +342,7 @@ impl Plan {
         let (mut req, mut rec) = (1u64, 1u64);
         for a in (0..n).rev() {
             let m = self.axes[a].len();
-            let b = &self.axes[a][i % m];
+            let b = self.axes[a].get(i % m);
             i /= m;
             bins[a] = b.bin;
             req *= b.sel.len() as u64;
@@ -278,9 +351,9 @@ impl Plan {
         (req, rec)
     }
 
-    /// The `BinSel` of each axis for chunk `i`.
-    pub fn chunk(&self, i: usize) -> Vec<&BinSel> {
-        self.chunk_bins(i).iter().enumerate().map(|(a, &b)| &self.axes[a][b]).collect()
+    /// The bin of each axis for chunk `i`.
+    pub fn chunk(&self, i: usize) -> Vec<BinRef<'_>> {
+        self.chunk_bins(i).iter().enumerate().map(|(a, &b)| self.axes[a].get(b)).collect()
     }
 
     /// Number of requested points in chunk `i`.
@@ -334,7 +407,7 @@ impl ChunkGeometry {
         let c = plan.chunk(i);
         ChunkGeometry {
             bins: c.iter().map(|b| b.bin).collect(),
-            sel: c.iter().map(|b| b.sel.clone()).collect(),
+            sel: c.iter().map(|b| b.sel.to_vec()).collect(),
             lens: c.iter().map(|b| b.len).collect(),
         }
     }

@@ -16,9 +16,14 @@ pub struct BindingGrid {
     pub(crate) inner: Arc<Grid>,
 }
 
-/// Touched bins of one axis of a plan.
+/// Touched bins of one axis of a plan. A whole axis (`whole`: every value
+/// selected) lists nothing per bin: bin b starts at value b x `chunk`, holds
+/// up to `chunk` of its `values` and selects all of them.
 #[napi(object)]
 pub struct BindingAxisPlan {
+    pub whole: bool,
+    pub values: u32,
+    pub chunk: u32,
     pub bin: Uint32Array,
     pub start: Uint32Array,
     pub len: Uint32Array,

@@ -225,7 +225,7 @@ impl Store {
             }
             for (pb, b) in plan.axes[a].iter().enumerate() {
                 let base = b.bin as usize * axis.chunk;
-                for &o in &b.sel {
+                for &o in b.sel {
                     let Some(ds) = inv.get(&axis.hashes[base + o as usize]) else { continue };
                     for &d in ds {
                         let e = touch.entry(d).or_insert_with(|| vec![Vec::new(); na]);

@@ -172,19 +172,39 @@ impl BindingPlan {
     }
 
     /// Touched bins per axis; chunk `i` is the mixed-radix combination of
-    /// them, first axis slowest.
+    /// them, first axis slowest. Whole axes list nothing per bin (see
+    /// `BindingAxisPlan`).
     #[napi]
     pub fn describe(&self) -> Vec<BindingAxisPlan> {
         self.plan
             .axes
             .iter()
-            .map(|bins| BindingAxisPlan {
-                bin: bins.iter().map(|b| b.bin).collect::<Vec<u32>>().into(),
-                start: bins.iter().map(|b| b.start).collect::<Vec<u32>>().into(),
-                len: bins.iter().map(|b| b.len).collect::<Vec<u32>>().into(),
-                sel_pos: bins.iter().map(|b| b.sel_pos).collect::<Vec<u32>>().into(),
-                sel_count: bins.iter().map(|b| b.sel.len() as u32).collect::<Vec<u32>>().into(),
-                sel: bins.iter().flat_map(|b| b.sel.iter().copied()).collect::<Vec<u32>>().into(),
+            .map(|bins| {
+                if let Some((values, chunk)) = bins.whole_dims() {
+                    let none = || Uint32Array::from(Vec::<u32>::new());
+                    return BindingAxisPlan {
+                        whole: true,
+                        values,
+                        chunk,
+                        bin: none(),
+                        start: none(),
+                        len: none(),
+                        sel_pos: none(),
+                        sel_count: none(),
+                        sel: none(),
+                    };
+                }
+                BindingAxisPlan {
+                    whole: false,
+                    values: 0,
+                    chunk: 0,
+                    bin: bins.iter().map(|b| b.bin).collect::<Vec<u32>>().into(),
+                    start: bins.iter().map(|b| b.start).collect::<Vec<u32>>().into(),
+                    len: bins.iter().map(|b| b.len).collect::<Vec<u32>>().into(),
+                    sel_pos: bins.iter().map(|b| b.sel_pos).collect::<Vec<u32>>().into(),
+                    sel_count: bins.iter().map(|b| b.sel.len() as u32).collect::<Vec<u32>>().into(),
+                    sel: bins.iter().flat_map(|b| b.sel.iter().copied()).collect::<Vec<u32>>().into(),
+                }
             })
             .collect()
     }
