@@ -269,11 +269,12 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   const a = items([label(0, 0), label(0, 1), label(0, 2)]);
   const c = items([label(1, 7), label(1, 8)]);
   const f = buf(Float64Array.of(4.5, 5.5));
-  const data = Buffer.concat([a.data, f, c.data]);
+  // The typed chunk's bytes come as a buffer of their own (part 1); the items share part 0.
+  const data = Buffer.concat([a.data, c.data]);
   const dict = Buffer.from([0x90]);
   const args = (from: number, to: number): Parameters<typeof plan.writeFlat> =>
     [store, id, Uint32Array.of(0, 2, 1), Uint8Array.of(0, 8, 0), Uint32Array.of(3, 5, 7), Uint32Array.of(0, 1, 2, 4, 5, 7, 8),
-      Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(a.data.length, a.data.length + 16, data.length), data, Uint32Array.of(0, 0, 1), [dict], from, to];
+      Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(0, 1, 0), Uint32Array.of(a.data.length, 16, data.length), [data, f], Uint32Array.of(0, 0, 1), [dict], from, to];
   // Only chunks 1..3 of the batch (plan chunks 2 and 1): chunk 0 stays unwritten.
   plan.writeFlat(...args(1, 3));
   t.deepEqual(Array.from(grid().plan([null, null]).resolve(store, id).available), [0, 2, 2]);
@@ -289,8 +290,8 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   // Arrays that disagree, a range outside them, ends past the data: ERR_INVALID_ARGUMENT, nothing written.
   const bad: unknown[] = args(0, 3);
   throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 3 ? Uint8Array.of(0) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
-  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 12 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
-  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 7 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 13 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 8 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
 });
 
 test('writeBatch writes several chunks in one call; readMany reads them in one call and agrees with read', (t) => {
@@ -503,7 +504,7 @@ test.serial('the public API crosses the binding once per chunk or batch, not per
       if (m === 'readMany') counts.chunksRead += (a[2] as Uint32Array).length;
       if (m === 'write') counts.chunksWritten++;
       if (m === 'writeBatch') counts.chunksWritten += (a[2] as unknown[]).length;
-      if (m === 'writeFlat') counts.chunksWritten += (a[12] as number) - (a[11] as number);
+      if (m === 'writeFlat') counts.chunksWritten += (a[13] as number) - (a[12] as number);
       return orig[m].apply(this, a);
     };
   }

@@ -22,6 +22,11 @@ export interface PendingWrite {
   vals: ArrayLike<unknown>;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** Typed outputs of at least this many bytes are passed as they are, not copied into a batch. */
+const OWN_PART_BYTES = 4096;
+
 /** A growing Uint32Array. */
 class U32s {
   a = new Uint32Array(1024);
@@ -41,7 +46,8 @@ class U32s {
  * The pending writes of a batch, encoded as they come into flat arrays:
  * one native call stores them all (no object or buffer per chunk crosses
  * N-API). Chunk k's points are points[pointEnds[k-1]..pointEnds[k]], its
- * bytes data[dataEnds[k-1]..dataEnds[k]]; items chunks add their n+1
+ * bytes lie in part partOf[k] (the batch's sink, or for a large typed output
+ * the output's own bytes, not copied) up to dataEnds[k]; items chunks add their n+1
  * offsets (relative to their bytes) to `offsets`, in chunk order; dictOf[k]
  * is 0 or 1 + the index of its dictionary in `dicts`.
  */
@@ -49,7 +55,10 @@ class FlatWrites {
   chunks: number[] = [];
   kinds: number[] = [];
   pointEnds: number[] = [];
+  partOf: number[] = [];
   dataEnds: number[] = [];
+  /** Typed outputs of their own (part k + 1; part 0 is the sink). */
+  private parts: Buffer[] = [];
   dictOf: number[] = [];
   dicts: Buffer[] = [];
   private readonly dictIndex = new Map<string, number>();
@@ -61,25 +70,37 @@ class FlatWrites {
   }
 
   get bytes(): number {
-    return this.sink.at + 4 * (this.points.n + this.offsets.n);
+    return this.sink.at + this.partBytes + 4 * (this.points.n + this.offsets.n);
   }
+
+  private partBytes = 0;
 
   add(w: PendingWrite): void {
     const n = w.points.length;
     // Encode first: a value that fails to encode leaves the batch as it was.
     const at = this.sink.at;
-    let dict: Buffer;
-    try {
-      if (w.kind === KIND_ITEMS) {
-        this.offsets.reserve(n + 1);
-        dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a, this.offsets.n);
-      } else dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a);
-    } catch (e) {
-      this.sink.at = at;
-      throw e;
+    let dict: Buffer = EMPTY;
+    if (w.kind !== KIND_ITEMS && (w.vals as unknown as ArrayBufferView).byteLength >= OWN_PART_BYTES) {
+      // A large typed output goes as it is (no copy into the sink).
+      const v = w.vals as unknown as ArrayBufferView;
+      this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      this.partBytes += v.byteLength;
+      this.partOf.push(this.parts.length);
+      this.dataEnds.push(v.byteLength);
+    } else {
+      try {
+        if (w.kind === KIND_ITEMS) {
+          this.offsets.reserve(n + 1);
+          dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a, this.offsets.n);
+        } else dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a);
+      } catch (e) {
+        this.sink.at = at;
+        throw e;
+      }
+      if (w.kind === KIND_ITEMS) this.offsets.n += n + 1;
+      this.partOf.push(0);
+      this.dataEnds.push(this.sink.at);
     }
-    if (w.kind === KIND_ITEMS) this.offsets.n += n + 1;
-    this.dataEnds.push(this.sink.at);
     this.chunks.push(w.chunk);
     this.kinds.push(w.kind);
     this.points.reserve(n);
@@ -102,7 +123,7 @@ class FlatWrites {
   commit(plan: BindingPlan, store: BindingStore, cacheId: Buffer, from: number, to: number): void {
     plan.writeFlat(
       store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), this.points.view(),
-      this.offsets.view(), Uint32Array.from(this.dataEnds), this.sink.bytes(), Uint32Array.from(this.dictOf), this.dicts, from, to,
+      this.offsets.view(), Uint32Array.from(this.partOf), Uint32Array.from(this.dataEnds), [this.sink.bytes(), ...this.parts], Uint32Array.from(this.dictOf), this.dicts, from, to,
     );
   }
 
@@ -116,7 +137,10 @@ class FlatWrites {
     this.chunks = [];
     this.kinds = [];
     this.pointEnds = [];
+    this.partOf = [];
     this.dataEnds = [];
+    this.parts = [];
+    this.partBytes = 0;
     this.dictOf = [];
     this.dicts = [];
     this.dictIndex.clear();

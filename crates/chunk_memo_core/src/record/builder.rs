@@ -119,15 +119,27 @@ impl RecordBuilder {
     /// `data` (raw little-endian elements in record order): what a builder
     /// with every point set would finish to, in one pass over the data.
     pub fn dense_typed(kind: u8, n: usize, data: &[u8]) -> Result<Vec<u8>> {
+        let (mut out, sum) = Self::dense_typed_parts(kind, n, data)?;
+        out.extend_from_slice(data);
+        out.extend_from_slice(&sum.to_le_bytes());
+        Ok(out)
+    }
+
+    /// [`RecordBuilder::dense_typed`] in parts, for writing straight into
+    /// the store's page (no record-sized copy): the record is `head`, then
+    /// `data`, then the checksum `sum` (8 bytes, little-endian).
+    pub fn dense_typed_parts(kind: u8, n: usize, data: &[u8]) -> Result<(Vec<u8>, u64)> {
         let Some(w) = kind_width(kind)? else {
             return Err(CoreError::invalid("dense_typed needs a typed kind"));
         };
         if data.len() != n * w || n > u32::MAX as usize {
             return Err(CoreError::invalid(format!("typed data of {} bytes for {n} points of {w} bytes", data.len())));
         }
-        let mut out = dense_complete_head(kind, n, data.len());
-        out.extend_from_slice(data);
-        Ok(seal(out))
+        let head = dense_complete_head(kind, n, 0);
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&head);
+        h.update(data);
+        Ok((head, h.digest()))
     }
 
     /// The dense complete items record of `n` points packed with one

@@ -5,6 +5,7 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::planner::{ChunkGeometry, Grid};
 use crate::record::{RecordBuilder, RecordView};
 use heed::{RoTxn, RwTxn, WithoutTls};
+use std::io::Write;
 
 /// Requested points of one chunk, read from the store: a presence flag per
 /// requested point and the bytes of the present ones, in request order.
@@ -200,10 +201,29 @@ impl Store {
         } else {
             Some(self.merged_record(t, cache, &key, w, old, &positions, width)?)
         };
-        let (bytes, present) = match (&builder, width) {
-            (None, Some(_)) => (RecordBuilder::dense_typed(w.kind, n, w.data)?, n),
-            (None, None) => (RecordBuilder::dense_items(n, w.offsets, w.data, w.dict)?, n),
-            (Some(b), _) => (b.finish(), b.present()),
+        // A whole typed chunk is written straight into its LMDB page (head,
+        // the caller's bytes, checksum): no record-sized copy.
+        let (record_len, present) = match (&builder, width) {
+            (None, Some(_)) => {
+                let (head, sum) = RecordBuilder::dense_typed_parts(w.kind, n, w.data)?;
+                let len = head.len() + w.data.len() + 8;
+                self.records.put_reserved(t, &rk, len, |r| {
+                    r.write_all(&head)?;
+                    r.write_all(w.data)?;
+                    r.write_all(&sum.to_le_bytes())
+                })?;
+                (len, n)
+            }
+            (None, None) => {
+                let bytes = RecordBuilder::dense_items(n, w.offsets, w.data, w.dict)?;
+                self.records.put(t, &rk, &bytes)?;
+                (bytes.len(), n)
+            }
+            (Some(b), _) => {
+                let bytes = b.finish();
+                self.records.put(t, &rk, &bytes)?;
+                (bytes.len(), b.present())
+            }
         };
         let desc = Descriptor {
             axes: w
@@ -215,10 +235,9 @@ impl Store {
                 .collect(),
             n: n as u32,
             present: present as u32,
-            bytes: bytes.len() as u64,
+            bytes: record_len as u64,
             updated_ms: now_ms(),
         };
-        self.records.put(t, &rk, &bytes)?;
         self.index.put(t, &rk, &desc.encode())?;
         // Stored points need no claim: released in this transaction.
         match &builder {

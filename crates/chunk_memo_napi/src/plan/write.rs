@@ -74,7 +74,8 @@ impl BindingPlan {
         self.owned_batch_op(store, cache_id, owned)
     }
 
-    /// Writes chunks in one transaction, each merged with what is stored.
+    /// Writes chunks in one transaction, each merged with what is stored
+    /// (owned data: the operation may run on another thread).
     pub(crate) fn owned_batch_op(
         &self,
         store: &BindingStore,
@@ -84,21 +85,10 @@ impl BindingPlan {
         let me = self.share();
         let (store, cache) = (store.inner.clone(), id16(cache_id, "cache id")?);
         Ok(move || {
-            let res: Vec<Option<Resolution>> = {
-                let mut st = me.state.lock().unwrap();
-                st.bind(&store, &cache);
-                // Only resolutions through other records matter to a write.
-                owned.iter().map(|w| st.known.get(&w.chunk).cloned()).collect()
-            };
-            let geos: Vec<ChunkGeometry> = owned.iter().map(|w| ChunkGeometry::of(&me.plan, w.chunk)).collect();
-            let writes: Vec<ChunkWrite<'_>> = owned
+            let parts: Vec<WritePart<'_>> = owned
                 .iter()
-                .zip(&geos)
-                .zip(&res)
-                .map(|((w, geo), r)| ChunkWrite {
-                    geo,
-                    grid: &me.grid,
-                    res: r.as_ref(),
+                .map(|w| WritePart {
+                    chunk: w.chunk,
                     kind: w.kind,
                     points: &w.points,
                     offsets: &w.offsets,
@@ -106,14 +96,56 @@ impl BindingPlan {
                     dict: &w.dict,
                 })
                 .collect();
-            store.write_chunks(&cache, &writes)?;
-            let mut st = me.state.lock().unwrap();
-            for w in &owned {
-                st.forget(w.chunk);
-            }
-            Ok(())
+            me.write_parts(&store, &cache, &parts)
         })
     }
+
+    /// Writes chunks in one transaction, each merged with what is stored.
+    fn write_parts(
+        &self,
+        store: &chunk_memo_core::store::Store,
+        cache: &[u8; 16],
+        parts: &[WritePart<'_>],
+    ) -> CoreResult<()> {
+        let res: Vec<Option<Resolution>> = {
+            let mut st = self.state.lock().unwrap();
+            st.bind(store, cache);
+            // Only resolutions through other records matter to a write.
+            parts.iter().map(|w| st.known.get(&w.chunk).cloned()).collect()
+        };
+        let geos: Vec<ChunkGeometry> = parts.iter().map(|w| ChunkGeometry::of(&self.plan, w.chunk)).collect();
+        let writes: Vec<ChunkWrite<'_>> = parts
+            .iter()
+            .zip(&geos)
+            .zip(&res)
+            .map(|((w, geo), r)| ChunkWrite {
+                geo,
+                grid: &self.grid,
+                res: r.as_ref(),
+                kind: w.kind,
+                points: w.points,
+                offsets: w.offsets,
+                data: w.data,
+                dict: w.dict,
+            })
+            .collect();
+        store.write_chunks(cache, &writes)?;
+        let mut st = self.state.lock().unwrap();
+        for w in parts {
+            st.forget(w.chunk);
+        }
+        Ok(())
+    }
+}
+
+/// New points of one chunk, borrowed from the caller's buffers.
+struct WritePart<'a> {
+    chunk: usize,
+    kind: u8,
+    points: &'a [u32],
+    offsets: &'a [u32],
+    data: &'a [u8],
+    dict: &'a [u8],
 }
 
 #[napi]
@@ -133,8 +165,11 @@ impl BindingPlan {
     /// Writes new points of chunks `from..to` of a flat batch in one
     /// transaction (one crossing for the batch, nothing per chunk): chunk k
     /// is plan chunk `chunks[k]` of record kind `kinds[k]`; its points are
-    /// `points[pointEnds[k-1]..pointEnds[k]]` and its bytes
-    /// `data[dataEnds[k-1]..dataEnds[k]]`; an items chunk of n points takes
+    /// `points[pointEnds[k-1]..pointEnds[k]]` and its bytes lie in buffer
+    /// `data[partOf[k]]`, up to `dataEnds[k]`, from the end of the previous
+    /// chunk in the same buffer (0 for the first chunk of a buffer:
+    /// large typed outputs come as buffers of their own, not copied into
+    /// the batch's); an items chunk of n points takes
     /// the next n+1 `offsets` (relative to its bytes; items chunks in batch
     /// order); `dictOf[k]` is 0 (no dictionary) or 1 + an index into `dicts`.
     #[napi]
@@ -149,8 +184,9 @@ impl BindingPlan {
         point_ends: Uint32Array,
         points: Uint32Array,
         offsets: Uint32Array,
+        part_of: Uint32Array,
         data_ends: Uint32Array,
-        data: Buffer,
+        data: Vec<Buffer>,
         dict_of: Uint32Array,
         dicts: Vec<Buffer>,
         from: u32,
@@ -168,6 +204,8 @@ impl BindingPlan {
             let bad = || invalid("writeFlat: point, offset or byte ranges outside their arrays");
             let mut owned = Vec::with_capacity(to - from);
             let mut off_at = 0usize;
+            // Where the next chunk's bytes start, per buffer.
+            let mut part_at = vec![0usize; data.len()];
             for k in 0..to {
                 let items = kinds[k] == chunk_memo_core::record::KIND_ITEMS;
                 let p0 = if k == 0 { 0 } else { point_ends[k - 1] as usize };
@@ -180,24 +218,26 @@ impl BindingPlan {
                 } else {
                     &[][..]
                 };
+                let p = part_of[k] as usize;
+                let part = data.get(p).ok_or_else(bad)?;
+                let d0 = std::mem::replace(&mut part_at[p], data_ends[k] as usize);
                 if k < from {
                     continue;
                 }
-                let d0 = if k == 0 { 0 } else { data_ends[k - 1] as usize };
-                let dict = match dict_of[k] {
-                    0 => Vec::new(),
-                    d => dicts.get(d as usize - 1).ok_or_else(bad)?.to_vec(),
+                let dict: &[u8] = match dict_of[k] {
+                    0 => &[],
+                    d => dicts.get(d as usize - 1).ok_or_else(bad)?,
                 };
-                owned.push(OwnedWrite {
+                owned.push(WritePart {
                     chunk: self.check(chunks[k])?,
                     kind: kinds[k],
-                    points: points.get(p0..p1).ok_or_else(bad)?.to_vec(),
-                    offsets: offs.to_vec(),
-                    data: data.get(d0..data_ends[k] as usize).ok_or_else(bad)?.to_vec(),
+                    points: points.get(p0..p1).ok_or_else(bad)?,
+                    offsets: offs,
+                    data: part.get(d0..data_ends[k] as usize).ok_or_else(bad)?,
                     dict,
                 });
             }
-            self.owned_batch_op(store, &cache_id, owned)?()
+            self.write_parts(&store.inner, &id16(&cache_id, "cache id")?, &owned)
         })
     }
 
