@@ -375,6 +375,13 @@ impl Store {
         self.put_entries_in(t, key, &entries)
     }
 
+    /// Removes every claim on a chunk whose points are all stored now, in
+    /// the caller's transaction (nothing to decode).
+    pub(crate) fn release_all_in(&self, t: &mut RwTxn<'_>, key: &[u8; 32]) -> Result<()> {
+        self.claims.delete(t, key)?;
+        Ok(())
+    }
+
     /// Rewrites every claims value through `f`; returns the points removed.
     fn rewrite_all_in(&self, t: &mut RwTxn<'_>, mut f: impl FnMut(&Entry) -> bool) -> Result<u64> {
         let mut changes: Vec<(Vec<u8>, Vec<Entry>)> = Vec::new();

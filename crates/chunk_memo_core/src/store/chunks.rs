@@ -241,7 +241,7 @@ impl Store {
         self.index.put(t, &rk, &desc.encode())?;
         // Stored points need no claim: released in this transaction.
         match &builder {
-            None => self.release_stored_in(t, &rk, |_| true),
+            None => self.release_all_in(t, &rk),
             Some(b) => self.release_stored_in(t, &rk, |p| b.is_set(p)),
         }
     }
