@@ -261,22 +261,21 @@ pub fn value_hash(canonical: &[u8]) -> u64 {
 }
 
 /// Order key of one value (docs/canonical-encoding.md §3.1): a `u32` that
-/// follows the order of numbers (INT, FLOAT and DATE alike) and of the first
-/// bytes of strings and byte strings, and is 0 for every other type. Values
-/// that sort close together get close keys; the key only places records near
-/// each other in the store (chunk keys start with it) and identifies nothing.
+/// follows the order of numbers (INT, FLOAT and DATE alike); for a string
+/// with digits, the number its last run of digits spells (within a family of
+/// strings that differ only there: `sample_000123`, `sample_000124`, ...);
+/// for other strings and byte strings their first bytes; 0 for every other
+/// type. Values that come close together get close keys; the key only
+/// places records near each other in the store (chunk keys start with it)
+/// and identifies nothing.
 pub fn order_key(canonical: &[u8]) -> u32 {
     let f64_at = |b: &[u8]| b.get(1..9).map(|x| f64::from_le_bytes(x.try_into().unwrap()));
+    let body = canonical.get(5..).unwrap_or(&[]);
     let number = match canonical.first() {
         Some(&tag::INT) => canonical.get(1..9).map(|x| i64::from_le_bytes(x.try_into().unwrap()) as f64),
         Some(&tag::FLOAT) | Some(&tag::DATE) => f64_at(canonical),
-        Some(&tag::STRING) | Some(&tag::BYTES) => {
-            let mut head = [0u8; 4];
-            let body = canonical.get(5..).unwrap_or(&[]);
-            let n = body.len().min(4);
-            head[..n].copy_from_slice(&body[..n]);
-            return u32::from_be_bytes(head);
-        }
+        Some(&tag::STRING) => return numbered_key(body).unwrap_or_else(|| head_key(body)),
+        Some(&tag::BYTES) => return head_key(body),
         _ => None,
     };
     match number {
@@ -289,6 +288,27 @@ pub fn order_key(canonical: &[u8]) -> u32 {
         }
         None => 0,
     }
+}
+
+/// The first 4 bytes, big-endian, zero padded.
+fn head_key(body: &[u8]) -> u32 {
+    let mut head = [0u8; 4];
+    let n = body.len().min(4);
+    head[..n].copy_from_slice(&body[..n]);
+    u32::from_be_bytes(head)
+}
+
+/// A string with ASCII digits: the top 16 bits of FNV-1a (32-bit) of its
+/// bytes outside the last run of digits, then that run's value modulo 2^16.
+fn numbered_key(body: &[u8]) -> Option<u32> {
+    let end = body.iter().rposition(u8::is_ascii_digit)? + 1;
+    let start = body[..end].iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
+    let mut fnv: u32 = 0x811c_9dc5;
+    for &b in body[..start].iter().chain(&body[end..]) {
+        fnv = (fnv ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    let run = body[start..end].iter().fold(0u32, |v, &d| (v * 10 + u32::from(d - b'0')) & 0xffff);
+    Some((fnv >> 16) << 16 | run)
 }
 
 /// [`order_key`] of each of a buffer of concatenated canonical encodings.
@@ -400,6 +420,14 @@ mod tests {
         assert!(key(Value::Int(2)) < key(Value::Float(2.5)) && key(Value::Float(2.5)) < key(Value::Int(3)));
         assert!(key(Value::Str("apple".into())) < key(Value::Str("banana".into())));
         assert_eq!(key(Value::Str("ab".into())), u32::from_be_bytes(*b"ab\0\0"));
+        // Numbered strings: one family shares the top half, the number follows.
+        let s = |x: &str| key(Value::Str(x.into()));
+        assert_eq!(s("sample_000124"), s("sample_000123") + 1);
+        assert_eq!(s("img_0042.png") >> 16, s("img_0007.png") >> 16);
+        assert_eq!(s("img_0042.png") & 0xffff, 42);
+        assert_eq!(s("run7") & 0xffff, 7);
+        assert_ne!(s("sample_1") >> 16, s("other_1") >> 16);
+        assert_eq!(s("x65537") & 0xffff, 1, "the run's value modulo 2^16");
         assert_eq!(key(Value::Array(vec![Value::Int(5)])), 0);
         assert_eq!(key(Value::Null), 0);
         let mut buf = encode(&Value::Int(7)).unwrap();
