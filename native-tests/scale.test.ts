@@ -265,7 +265,7 @@ test.serial('a run over a store larger than the resident budget releases the dat
   // Every record was read, every index entry and record written: without
   // releasing, the whole file would be resident.
   t.true(big.peakKb < big.fileKb / 2, `resident at most ${big.peakKb} kB of a ${Math.round(big.fileKb)} kB data file`);
-  // The default budget (32 MB) is larger than this store: its pages stay
+  // The default budget (16 MB) is larger than this store: its pages stay
   // mapped rather than being faulted in again and again.
   const small = await warmResident(40_000);
   t.is(small.executed, 0);

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 /// (reading it costs about 2 µs).
 const CHECK_MS: u64 = 1;
 /// Resident pages of the map allowed before they are released.
-const DEFAULT_BUDGET_MB: u64 = 32;
+const DEFAULT_BUDGET_MB: u64 = 16;
 
 pub(super) struct MapPages {
     /// When the resident size was last checked (ms).
