@@ -9,13 +9,14 @@ import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { blockPoints, cutBlock, iota, splitBlocks } from '../cache/blocks.js';
 import { describeBlock, describeValue } from '../describe.js';
-import { ChunkMemoError, ExecError, fromNative } from '../errors/index.js';
+import { ChunkMemoError, ExecError } from '../errors/index.js';
 import { raceAbort } from './abort.js';
 import { checkOutputs } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
-import { ChunkWork, ReadBatch } from './chunk-work.js';
+import { ChunkWork } from './chunk-work.js';
+import { ReadAhead } from './read-ahead.js';
 import { ClaimSession, type ClaimOutcome, type ClaimResults } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
@@ -23,7 +24,6 @@ import type { PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
 import { jobOf } from './job-of.js';
 import { Fifo } from './fifo.js';
-import { KIND_ITEMS } from './payload.js';
 
 const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
 
@@ -55,9 +55,6 @@ const MAX_OPEN_CHUNKS = 1024;
 /** Finished chunks handed out together at most (and chunks opened while that many wait). */
 export const DONE_BATCH = 64;
 
-/** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
-const READ_BATCH_CHUNKS = 1024;
-const READ_BATCH_POINTS = 1 << 16;
 
 export class RunSession {
   readonly done: ChunkDone[] = [];
@@ -74,7 +71,7 @@ export class RunSession {
   /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
   private readonly neededOf: Array<Uint32Array | null> | null;
   /** Stored points of the chunks about to be opened (one batched read). */
-  private reads: ReadBatch | null = null;
+  private readonly reads: ReadAhead;
   private readonly capacity: number;
   private nextChunk = 0;
   private jobIndex = 0;
@@ -121,6 +118,7 @@ export class RunSession {
       onProgress: spec.onProgress, verbose: core.verbose,
     });
     this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, (n) => this.progress.committed(n));
+    this.reads = new ReadAhead(spec, plan, resolved, G, this.neededOf, diag);
   }
 
   private get view(): ChunkCache {
@@ -188,7 +186,7 @@ export class RunSession {
     let missing: Uint32Array[][];
     if (!need) {
       w.cached = avail;
-      if (avail > 0 && spec.needOutputs) this.readAhead(w);
+      if (avail > 0 && spec.needOutputs) this.reads.applyTo(w);
       // Nothing stored: the whole chunk is one block (no native call needed).
       missing = avail === 0 ? [w.dims.map((d) => iota(d))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
@@ -209,49 +207,6 @@ export class RunSession {
     if (w.pending === 0) return this.emit(w);
     this.open.set(i, w);
     this.largestChunk = Math.max(this.largestChunk, w.geo.points);
-  }
-
-  /**
-   * Gives `w` its stored points from a batched read: chunk `w.i` and the next
-   * chunks with stored points (up to READ_BATCH_CHUNKS chunks and
-   * READ_BATCH_POINTS points) are read in one native call.
-   */
-  private readAhead(w: ChunkWork): void {
-    if (!this.reads?.has(w.i)) {
-      const tr = performance.now();
-      const { G, resolved } = this;
-      const list: number[] = [];
-      let pts = 0;
-      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < READ_BATCH_POINTS); j++) {
-        if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
-        list.push(j);
-        pts += G.chunkPoints(j);
-      }
-      const core = this.view._core;
-      const chunks = Uint32Array.from(list);
-      const sink = this.spec.sink;
-      const gather = sink?.typed() ?? null;
-      let rd;
-      try {
-        rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes);
-      } catch (e) {
-        throw fromNative(e, `${this.spec.label}: reading stored chunks`);
-      }
-      // The first typed chunks decide the output's dtype: later batches go straight into it.
-      if (sink && !gather) {
-        for (let k = 0; k < list.length; k++) {
-          if (rd.kinds[k]! !== KIND_ITEMS && rd.counts[k]! > 0) {
-            sink.expect(rd.kinds[k]!);
-            break;
-          }
-        }
-      }
-      this.reads = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i));
-      if (this.reads.corrupt.length) this.diag.corruptRecords.push(...this.reads.corrupt);
-      this.reads.has(w.i);
-      this.diag.timings.readMs += performance.now() - tr;
-    }
-    this.reads!.applyTo(w);
   }
 
   /** Claims the next candidates (a small batch) and queues granted work. */

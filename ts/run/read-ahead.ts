@@ -1,0 +1,74 @@
+/**
+ * Batched reads of stored chunks for a run: when a chunk with stored points
+ * is opened, it and the next chunks with stored points are read in one
+ * native call (`plan.readMany`), straight into the run's typed output where
+ * it has one, and handed to their `ChunkWork`s as they are opened.
+ */
+import type { BindingPlan, BindingResolved } from '../binding/native.js';
+import type { PlanGeometry } from '../cache/geometry.js';
+import { fromNative } from '../errors/index.js';
+import { type ChunkWork, ReadBatch } from './chunk-work.js';
+import type { Diagnostics } from './diagnostics.js';
+import { KIND_ITEMS } from './payload.js';
+import type { EngineSpec } from './spec.js';
+
+/** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
+const READ_BATCH_CHUNKS = 1024;
+const READ_BATCH_POINTS = 1 << 16;
+
+export class ReadAhead {
+  private batch: ReadBatch | null = null;
+
+  constructor(
+    private readonly spec: EngineSpec,
+    private readonly plan: BindingPlan,
+    private readonly resolved: BindingResolved,
+    private readonly G: PlanGeometry,
+    /** Per chunk, the request indices a run of given points needs (those chunks are read on their own). */
+    private readonly neededOf: Array<Uint32Array | null> | null,
+    private readonly diag: Diagnostics,
+  ) {}
+
+  /**
+   * Gives `w` its stored points from a batched read: chunk `w.i` and the next
+   * chunks with stored points (up to READ_BATCH_CHUNKS chunks and
+   * READ_BATCH_POINTS points) are read in one native call.
+   */
+  applyTo(w: ChunkWork): void {
+    if (!this.batch?.has(w.i)) {
+      const tr = performance.now();
+      const { G, resolved, spec } = this;
+      const list: number[] = [];
+      let pts = 0;
+      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < READ_BATCH_POINTS); j++) {
+        if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
+        list.push(j);
+        pts += G.chunkPoints(j);
+      }
+      const core = spec.view._core;
+      const chunks = Uint32Array.from(list);
+      const sink = spec.sink;
+      const gather = sink?.typed() ?? null;
+      let rd;
+      try {
+        rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes);
+      } catch (e) {
+        throw fromNative(e, `${spec.label}: reading stored chunks`);
+      }
+      // The first typed chunks decide the output's dtype: later batches go straight into it.
+      if (sink && !gather) {
+        for (let k = 0; k < list.length; k++) {
+          if (rd.kinds[k]! !== KIND_ITEMS && rd.counts[k]! > 0) {
+            sink.expect(rd.kinds[k]!);
+            break;
+          }
+        }
+      }
+      this.batch = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i));
+      if (this.batch.corrupt.length) this.diag.corruptRecords.push(...this.batch.corrupt);
+      this.batch.has(w.i);
+      this.diag.timings.readMs += performance.now() - tr;
+    }
+    this.batch!.applyTo(w);
+  }
+}
