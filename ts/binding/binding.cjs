@@ -841,6 +841,6 @@ module.exports.BindingStore = nativeBinding.BindingStore
 module.exports.canonicalDigestHex = nativeBinding.canonicalDigestHex
 module.exports.canonicalId = nativeBinding.canonicalId
 module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
+module.exports.hashAxisValues = nativeBinding.hashAxisValues
 module.exports.hashValues = nativeBinding.hashValues
-module.exports.orderKeys = nativeBinding.orderKeys
 module.exports.prefault = nativeBinding.prefault

@@ -13,7 +13,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class BindingGrid {
   /**
    * `hashes[i]` holds u64 LE value hashes of axis `names[i]`; `order[i]`,
-   * when given, the u32 LE order keys of its values (`orderKeys`), which
+   * when given, the u32 LE order keys of its values (`hashAxisValues`), which
    * chunk keys then start with. `keyOf`: a stored record's 16-byte key,
    * for a grid of that record's own layout; its chunk keys start like it.
    */
@@ -195,6 +195,16 @@ export declare class BindingStore {
 export interface BindingAccess {
   chunk: Buffer
   ms: number
+}
+
+/**
+ * An axis' values, hashed: `hashes` (u64 LE each, as `hashValues`) and
+ * `order`, their order keys (u32 LE each, `canonical::order_key`: what a
+ * grid's chunk keys start with).
+ */
+export interface BindingAxisHashes {
+  hashes: Buffer
+  order: Buffer
 }
 
 /**
@@ -403,16 +413,16 @@ export declare function canonicalId(canonicalBytes: Buffer): Buffer
 export declare function checkRecordBytes(bytes: Buffer): BindingRecordInfo
 
 /**
+ * Value hashes and order keys of concatenated canonical encodings, in one
+ * pass over them.
+ */
+export declare function hashAxisValues(concatenated: Buffer): BindingAxisHashes
+
+/**
  * Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
  * encodings.
  */
 export declare function hashValues(concatenated: Buffer): Buffer
-
-/**
- * Order keys (u32 little-endian, 4 bytes each) of concatenated canonical
- * encodings (`canonical::order_key`): what a grid's chunk keys start with.
- */
-export declare function orderKeys(concatenated: Buffer): Buffer
 
 /**
  * Maps the pages of `bytes` (a freshly allocated output, about to be

@@ -3,26 +3,32 @@ import { encodeCanonical, encodeConcatenated } from '../canonical/encode.js';
 import { native } from '../binding/native.js';
 import type { Value } from '../value.js';
 
-/** u64 value hashes of a list of values (one native call). */
-export function hashList(values: readonly Value[], where: string): BigUint64Array {
+/** The canonical encodings of a list of values, concatenated (what the hashing calls take). */
+function encodeList(values: readonly Value[], where: string): Buffer {
   const bytes = encodeConcatenated(values, (i) => `${where}[${i}]`);
-  const h = native.hashValues(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** u64 LE hashes as bigints (an aligned copy). */
+function bigints(h: Buffer): BigUint64Array {
   const out = new BigUint64Array(h.length / 8);
   new Uint8Array(out.buffer).set(h);
   return out;
 }
 
+/** u64 value hashes of a list of values (one native call). */
+export function hashList(values: readonly Value[], where: string): BigUint64Array {
+  return bigints(native.hashValues(encodeList(values, where)));
+}
+
 /**
  * u64 value hashes and u32 order keys (what chunk keys start with, so that
- * neighbouring chunks are stored side by side) of an axis' values.
+ * neighbouring chunks are stored side by side) of an axis' values, in one
+ * native call.
  */
 export function hashAxis(values: readonly Value[], where: string): { hashes: BigUint64Array; order: Buffer } {
-  const bytes = encodeConcatenated(values, (i) => `${where}[${i}]`);
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const h = native.hashValues(buf);
-  const hashes = new BigUint64Array(h.length / 8);
-  new Uint8Array(hashes.buffer).set(h);
-  return { hashes, order: native.orderKeys(buf) };
+  const h = native.hashAxisValues(encodeList(values, where));
+  return { hashes: bigints(h.hashes), order: h.order };
 }
 
 export function hashOne(value: Value, where: string): bigint {

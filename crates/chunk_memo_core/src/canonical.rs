@@ -315,14 +315,7 @@ fn numbered_key(body: &[u8]) -> Option<u32> {
 
 /// [`order_key`] of each of a buffer of concatenated canonical encodings.
 pub fn order_keys_concatenated(buf: &[u8]) -> Result<Vec<u32>> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let end = skip(buf, pos)?;
-        out.push(order_key(&buf[pos..end]));
-        pos = end;
-    }
-    Ok(out)
+    Ok(split_concatenated(buf)?.into_iter().map(order_key).collect())
 }
 
 /// Lowercase hex.
@@ -336,17 +329,22 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Splits a buffer of concatenated canonical encodings into items, checking
-/// each is well formed, and returns the value hash of each.
-pub fn hash_concatenated(buf: &[u8]) -> Result<Vec<u64>> {
+/// Splits a buffer of concatenated canonical encodings into its items,
+/// checking each is well formed.
+pub fn split_concatenated(buf: &[u8]) -> Result<Vec<&[u8]>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
         let end = skip(buf, pos)?;
-        out.push(value_hash(&buf[pos..end]));
+        out.push(&buf[pos..end]);
         pos = end;
     }
     Ok(out)
+}
+
+/// The value hash of each of a buffer of concatenated canonical encodings.
+pub fn hash_concatenated(buf: &[u8]) -> Result<Vec<u64>> {
+    Ok(split_concatenated(buf)?.into_iter().map(value_hash).collect())
 }
 
 fn take_u32(buf: &[u8], pos: usize) -> Result<usize> {

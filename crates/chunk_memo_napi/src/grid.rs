@@ -38,7 +38,7 @@ pub struct BindingAxisPlan {
 #[napi]
 impl BindingGrid {
     /// `hashes[i]` holds u64 LE value hashes of axis `names[i]`; `order[i]`,
-    /// when given, the u32 LE order keys of its values (`orderKeys`), which
+    /// when given, the u32 LE order keys of its values (`hashAxisValues`), which
     /// chunk keys then start with. `keyOf`: a stored record's 16-byte key,
     /// for a grid of that record's own layout; its chunk keys start like it.
     #[napi(constructor)]

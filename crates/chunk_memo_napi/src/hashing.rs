@@ -20,30 +20,40 @@ pub fn canonical_id(canonical_bytes: Buffer) -> Buffer {
     canonical::id16(&canonical_bytes).to_vec().into()
 }
 
+/// Little-endian bytes of each value, one after another.
+fn packed<T: Copy, const N: usize>(xs: impl Iterator<Item = T>, le: impl Fn(T) -> [u8; N]) -> Buffer {
+    let mut out = Vec::with_capacity(xs.size_hint().0 * N);
+    for x in xs {
+        out.extend_from_slice(&le(x));
+    }
+    out.into()
+}
+
 /// Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
 /// encodings.
 #[napi]
 pub fn hash_values(env: Env, concatenated: Buffer) -> Result<Buffer> {
-    boundary(&env, || {
-        let hs = canonical::hash_concatenated(&concatenated)?;
-        let mut out = Vec::with_capacity(hs.len() * 8);
-        for h in hs {
-            out.extend_from_slice(&h.to_le_bytes());
-        }
-        Ok(out.into())
-    })
+    boundary(&env, || Ok(packed(canonical::hash_concatenated(&concatenated)?.into_iter(), u64::to_le_bytes)))
 }
 
-/// Order keys (u32 little-endian, 4 bytes each) of concatenated canonical
-/// encodings (`canonical::order_key`): what a grid's chunk keys start with.
+/// An axis' values, hashed: `hashes` (u64 LE each, as `hashValues`) and
+/// `order`, their order keys (u32 LE each, `canonical::order_key`: what a
+/// grid's chunk keys start with).
+#[napi(object)]
+pub struct BindingAxisHashes {
+    pub hashes: Buffer,
+    pub order: Buffer,
+}
+
+/// Value hashes and order keys of concatenated canonical encodings, in one
+/// pass over them.
 #[napi]
-pub fn order_keys(env: Env, concatenated: Buffer) -> Result<Buffer> {
+pub fn hash_axis_values(env: Env, concatenated: Buffer) -> Result<BindingAxisHashes> {
     boundary(&env, || {
-        let ks = canonical::order_keys_concatenated(&concatenated)?;
-        let mut out = Vec::with_capacity(ks.len() * 4);
-        for k in ks {
-            out.extend_from_slice(&k.to_le_bytes());
-        }
-        Ok(out.into())
+        let items = canonical::split_concatenated(&concatenated)?;
+        Ok(BindingAxisHashes {
+            hashes: packed(items.iter().map(|e| canonical::value_hash(e)), u64::to_le_bytes),
+            order: packed(items.iter().map(|e| canonical::order_key(e)), u32::to_le_bytes),
+        })
     })
 }
