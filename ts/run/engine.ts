@@ -90,6 +90,13 @@ export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkD
 async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[]> {
   let backoff = 2;
   let lastYield = performance.now();
+  // Serial runs let timers, signals and I/O in every YIELD_MS (checked
+  // without awaiting: a synchronous exec call costs no promise).
+  const pauseDue = (): boolean => spec.yieldEvery && performance.now() - lastYield >= YIELD_MS;
+  const pause = async (): Promise<void> => {
+    await new Promise((r) => setTimeout(r, 0));
+    lastYield = performance.now();
+  };
   for (;;) {
     // Hand out finished chunks first: a consumer that stops early stops the
     // run. Chunks done synchronously go out DONE_BATCH at a time.
@@ -101,12 +108,8 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     const before = s.dispatched;
     if (s.failure === null && !s.aborted) s.fill();
     if (s.inflight.size === 0 && s.dispatched > before && s.failure === null) {
-      // Exec calls that returned synchronously: go on without a promise,
-      // letting timers, signals and I/O in every YIELD_MS.
-      if (spec.yieldEvery && performance.now() - lastYield >= YIELD_MS) {
-        await new Promise((r) => setTimeout(r, 0));
-        lastYield = performance.now();
-      }
+      // Exec calls that returned synchronously: go on without a promise.
+      if (pauseDue()) await pause();
       continue;
     }
     if (s.done.length) {
@@ -115,10 +118,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     }
     if (s.inflight.size > 0) {
       await held(Promise.race(s.inflight));
-      if (spec.yieldEvery && performance.now() - lastYield >= YIELD_MS) {
-        await new Promise((r) => setTimeout(r, 0));
-        lastYield = performance.now();
-      }
+      if (pauseDue()) await pause();
       continue;
     }
     if (s.failure !== null || s.aborted) return;

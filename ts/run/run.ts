@@ -81,8 +81,8 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
     concurrency: 1,
     busy: 0,
     stats: { label: 'calling thread', execChunks: 0, points: 0 },
-    run: async (job) => (await fn(job.params, job.axes as Record<string, Value[]>, base)) as never,
     runSync: (job) => fn(job.params, job.axes as Record<string, Value[]>, base) as never,
+    run: async (job) => await inline.runSync!(job),
   };
   return (batches ? runEngineBatches : runEngine)({
     view: cache, label, task: { kind: 'local', id: 0 }, fn, executors: [inline], execChunkSize: Infinity, needOutputs, durable,
