@@ -27,6 +27,9 @@ const EMPTY = Buffer.alloc(0);
 /** Typed outputs of at least this many bytes are passed as they are, not copied into a batch. */
 const OWN_PART_BYTES = 4096;
 
+/** `writeFlat`'s arguments before the chunk range. */
+type FlatArgs = Parameters<BindingPlan['writeFlat']> extends [...infer A, number, number] ? A : never;
+
 /** A growing Uint32Array. */
 class U32s {
   a = new Uint32Array(1024);
@@ -57,8 +60,9 @@ class FlatWrites {
   pointEnds: number[] = [];
   partOf: number[] = [];
   dataEnds: number[] = [];
-  /** Typed outputs of their own (part k + 1; part 0 is the sink). */
+  /** Typed outputs of their own (part k + 1; part 0 is the sink), and their bytes. */
   private parts: Buffer[] = [];
+  private partBytes = 0;
   dictOf: number[] = [];
   dicts: Buffer[] = [];
   private readonly dictIndex = new Map<string, number>();
@@ -72,8 +76,6 @@ class FlatWrites {
   get bytes(): number {
     return this.sink.at + this.partBytes + 4 * (this.points.n + this.offsets.n);
   }
-
-  private partBytes = 0;
 
   add(w: PendingWrite): void {
     const n = w.points.length;
@@ -119,12 +121,15 @@ class FlatWrites {
     }
   }
 
-  /** Stores chunks [from, to) of the batch in one transaction. */
-  commit(plan: BindingPlan, store: BindingStore, cacheId: Buffer, from: number, to: number): void {
-    plan.writeFlat(
+  /**
+   * The batch as `writeFlat` takes it, chunk range aside: made once per
+   * commit, also when a full store commits it chunk by chunk.
+   */
+  flat(store: BindingStore, cacheId: Buffer): FlatArgs {
+    return [
       store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), this.points.view(),
-      this.offsets.view(), Uint32Array.from(this.partOf), Uint32Array.from(this.dataEnds), [this.sink.bytes(), ...this.parts], Uint32Array.from(this.dictOf), this.dicts, from, to,
-    );
+      this.offsets.view(), Uint32Array.from(this.partOf), Uint32Array.from(this.dataEnds), [this.sink.bytes(), ...this.parts], Uint32Array.from(this.dictOf), this.dicts,
+    ];
   }
 
   /** Points of chunks [from, to). */
@@ -218,15 +223,16 @@ export class WriteBatcher {
     const n = batch.length;
     if (n === 0) return;
     const t = performance.now();
+    const args = batch.flat(this.store, this.cacheId);
     try {
-      this.commit(0, n);
+      this.commit(args, 0, n);
     } catch (e) {
       const err = fromNative(e, `${this.label}: storing ${n} chunks`);
       // A full store: keep as much finished work as still fits, chunk by chunk.
       if (err.code === 'ERR_STORE_FULL' && n > 1) {
         for (let k = 0; k < n; k++) {
           try {
-            this.commit(k, k + 1);
+            this.commit(args, k, k + 1);
           } catch {
             break;
           }
@@ -239,9 +245,9 @@ export class WriteBatcher {
     }
   }
 
-  private commit(from: number, to: number): void {
+  private commit(args: FlatArgs, from: number, to: number): void {
     // The transaction also releases every claim on the points it stores.
-    this.pending.commit(this.plan, this.store, this.cacheId, from, to);
+    this.plan.writeFlat(...args, from, to);
     this.commits++;
     this.onCommit?.(this.pending.pointsOf(from, to));
   }
