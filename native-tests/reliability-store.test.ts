@@ -7,7 +7,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
-import { ChunkCache, read, run, verify, type ChunkFn } from '../ts/index.js';
+import { ChunkCache, iterate, read, run, runStreaming, verify, type ChunkFn } from '../ts/index.js';
 import { native } from '../ts/binding/native.js';
 import { freshRoot } from './helpers/grid.js';
 
@@ -201,4 +201,55 @@ test('a 4096 x 4096 chunk holding a few points is a record of a few hundred byte
   t.is(again.diagnostics.executedPoints, 2, 'only the 2 points never stored are computed');
   t.deepEqual(Array.from(again.output as Float64Array), [10002, 10456, 1230002, 1230456]);
   t.deepEqual(store.verify(idBytes), []);
+});
+
+/**
+ * Flips a byte in the data of `cache`'s stored record number `nth` (in key
+ * order), `back` bytes before its checksum: its structure still parses,
+ * its checksum no longer matches.
+ */
+function damageData(cache: ChunkCache, nth: number, back: number): void {
+  const { store, idBytes: id } = cache._core;
+  const key = store.descriptors(id).map((d) => d.chunk).sort(Buffer.compare)[nth]!;
+  const raw = Buffer.from(store.getRecord(id, key)!);
+  raw[raw.length - 8 - back]! ^= 0x5a;
+  store.putRawRecordForTests(id, key, raw);
+}
+
+test('a record whose data went bad is caught as a warm run reads it: that chunk is computed again, every other one read', async (t) => {
+  const root = freshRoot();
+  const axisValues = { c: Array.from({ length: 6 }, (_, i) => i), x: Array.from({ length: PER_CHUNK }, (_, i) => i) };
+  const chunkSpec = { c: 1, x: PER_CHUNK };
+  const expected = fullFn({}, axisValues, { axisOrder: ['c', 'x'] }) as Float64Array;
+  const objectsFn: ChunkFn = (_p, axes) => (axes.c as number[]).flatMap((c) => (axes.x as number[]).map((x) => ({ c, x })));
+
+  // Typed outputs, gathered straight into the run's output: the damage is
+  // in the record's second 32 KiB stretch, found while it is copied.
+  const typed = ChunkCache.open({ root, params: { test: 'read-damage-typed' }, axisValues, chunkSpec });
+  await run(typed, fullFn);
+  damageData(typed, 3, 40_000);
+  const events: Array<{ pointsDone: number; pointsTotal: number; cachedPoints: number }> = [];
+  const r = await run(typed, fullFn, { onProgress: (e) => events.push(e) });
+  t.deepEqual(r.output, expected);
+  t.is(r.diagnostics.executedPoints, PER_CHUNK);
+  t.is(r.diagnostics.cachedPoints, 5 * PER_CHUNK);
+  t.is(r.diagnostics.corruptRecords.length, 1);
+  t.regex(r.diagnostics.corruptRecords[0]!, /checksum/);
+  const last = events.at(-1)!;
+  t.deepEqual([last.pointsDone, last.pointsTotal, last.cachedPoints], [PER_CHUNK, PER_CHUNK, 5 * PER_CHUNK]);
+  t.true(verify(root).ok);
+  t.is((await run(typed, fullFn)).diagnostics.executedPoints, 0);
+
+  // Objects, read through `iterate` (no typed output to gather into).
+  const objects = ChunkCache.open({ root, params: { test: 'read-damage-objects' }, axisValues, chunkSpec });
+  await runStreaming(objects, objectsFn);
+  damageData(objects, 1, 100);
+  let executed = 0;
+  for await (const chunk of iterate(objects, objectsFn)) {
+    const c = chunk.axisValues.c![0] as number;
+    t.deepEqual(chunk.output, axisValues.x.map((x) => ({ c, x })));
+    executed += chunk.executedPoints;
+  }
+  t.is(executed, PER_CHUNK);
+  t.true(verify(root).ok);
 });

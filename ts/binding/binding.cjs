@@ -844,3 +844,4 @@ module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
 module.exports.hashAxisValues = nativeBinding.hashAxisValues
 module.exports.hashValues = nativeBinding.hashValues
 module.exports.prefault = nativeBinding.prefault
+module.exports.prefaultInBackground = nativeBinding.prefaultInBackground

@@ -79,8 +79,16 @@ export declare class BindingPlan {
   describe(): Array<BindingAxisPlan>
   /** Key (16 bytes) of chunk `i`'s record. */
   chunkKey(i: number): Buffer
-  /** Resolves every chunk against the store: stored points per chunk. */
-  resolve(store: BindingStore, cacheId: Buffer): BindingResolved
+  /**
+   * Resolves every chunk against the store: stored points per chunk.
+   * With `verify` false (default true), the records that serve whole
+   * chunks are checked for their structure only, and `readMany` verifies
+   * each as it reads it (one pass over the bytes, not two): a caller
+   * that reads the chunks it was told are stored must then compute the
+   * points a read did not return (a damaged record, reported in the
+   * read's `corrupt`).
+   */
+  resolve(store: BindingStore, cacheId: Buffer, verify?: boolean | undefined | null): BindingResolved
 }
 
 /**
@@ -392,6 +400,12 @@ export interface BindingRepair {
 export interface BindingResolved {
   available: Uint32Array
   corrupt: Array<string>
+  /**
+   * The output kind every chunk served whole by its own record holds,
+   * when there are such chunks and they agree (a run can make its
+   * output before it reads any).
+   */
+  wholeKind?: number
 }
 
 /** Totals of one cache's records. */
@@ -430,3 +444,11 @@ export declare function hashValues(concatenated: Buffer): Buffer
  * Returns whether it did (see `chunk_memo_core::memory::prefault`).
  */
 export declare function prefault(bytes: Uint8Array): boolean
+
+/**
+ * `prefault` on the libuv pool: the pages of a fresh output are mapped by
+ * another thread while the calling thread starts filling it (a fill that
+ * overtakes the mapping faults its pages itself). Resolves to whether it
+ * mapped them.
+ */
+export declare function prefaultInBackground(bytes: Uint8Array): Promise<boolean>

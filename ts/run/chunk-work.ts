@@ -234,13 +234,16 @@ export class ReadBatch {
     }
   }
 
-  /** Gives the next chunk's stored points to `w` (after `has(w.i)`). */
-  applyTo(w: ChunkWork): void {
+  /** Gives the next chunk's stored points to `w` (after `has(w.i)`); returns their number. */
+  applyTo(w: ChunkWork): number {
     const k = this.next++;
     const { rd } = this;
     const count = rd.counts[k]!;
-    if (count === 0) return;
-    if (rd.gathered[k]) return w.applyGathered(rd.kinds[k]!);
+    if (count === 0) return 0;
+    if (rd.gathered[k]) {
+      w.applyGathered(rd.kinds[k]!);
+      return count;
+    }
     const present = rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
     let vals: ArrayLike<unknown>;
     if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, rd.data, rd.starts[k]!, count);
@@ -257,5 +260,6 @@ export class ReadBatch {
       vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
     }
     w.applyRead(rd.kinds[k]!, present, count, vals);
+    return count;
   }
 }

@@ -15,6 +15,7 @@ import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { DONE_BATCH, RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
+import { KIND_ITEMS } from './payload.js';
 import { beginRun } from './lifecycle.js';
 import { checkCodeChange } from '../cache/code-record.js';
 
@@ -63,12 +64,16 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
 export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkDone[], Diagnostics> {
   const diag = spec.diag ?? newDiagnostics();
   const t0 = performance.now();
-  const run = beginRun(spec.view, spec.label);
+  // A run that reads every stored chunk of the whole view verifies records as it reads them (openChunk).
+  const run = beginRun(spec.view, spec.label, spec.needOutputs && !spec.needed);
   const { plan, resolved, geometry } = run;
   try {
     if (spec.fn) checkCodeChange(spec.view, spec.fn, spec.label);
     diag.corruptRecords.push(...resolved.corrupt);
     const s = new RunSession(spec, plan, resolved, geometry, diag);
+    // Whole stored chunks of one dtype: the output is made (and its pages
+    // mapped in the background) before the first read, which gathers into it.
+    if (spec.sink && resolved.wholeKind !== undefined && resolved.wholeKind !== KIND_ITEMS) spec.sink.expect(resolved.wholeKind);
     diag.timings.planMs += performance.now() - t0;
     try {
       yield* loop(spec, s);

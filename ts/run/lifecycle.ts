@@ -22,8 +22,14 @@ export interface ResolvedRun {
   end(): void;
 }
 
-/** Plans a view and resolves every chunk against the store, with the before-run steps. */
-export function beginRun(cache: ChunkCache, where: string): ResolvedRun {
+/**
+ * Plans a view and resolves every chunk against the store, with the
+ * before-run steps. With `verifyOnRead`, records serving whole chunks are
+ * verified as they are read, not here (one pass over their bytes): the
+ * caller reads every chunk the resolution found stored and computes what a
+ * read did not return (see `BindingPlan.resolve`).
+ */
+export function beginRun(cache: ChunkCache, where: string, verifyOnRead = false): ResolvedRun {
   const core = cache._check();
   const plan = planOf(cache);
   const release = markInUse(cache);
@@ -45,7 +51,7 @@ export function beginRun(cache: ChunkCache, where: string): ResolvedRun {
   };
   try {
     if (core.sharedRoots.length) fillFromShared(cache, plan);
-    return { plan, resolved: plan.resolve(core.store, core.idBytes), geometry: new PlanGeometry(plan), end };
+    return { plan, resolved: plan.resolve(core.store, core.idBytes, !verifyOnRead), geometry: new PlanGeometry(plan), end };
   } catch (e) {
     end();
     throw fromNative(e, where);

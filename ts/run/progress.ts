@@ -41,7 +41,16 @@ export class Progress {
   pointsDone = 0;
   waitedPoints = 0;
   chunksDone = 0;
-  constructor(private readonly s: ProgressSetup) {}
+  private readonly s: { -readonly [K in keyof ProgressSetup]: ProgressSetup[K] };
+  constructor(setup: ProgressSetup) {
+    this.s = { ...setup };
+  }
+
+  /** `points` the run counted as stored turned out damaged when read: they are computed. */
+  unstored(points: number): void {
+    this.s.pointsTotal += points;
+    this.s.cachedPoints -= points;
+  }
 
   event(): ProgressEvent {
     const elapsedMs = performance.now() - this.t0;

@@ -15,6 +15,8 @@ import type { EngineSpec } from './spec.js';
 /** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
 const READ_BATCH_CHUNKS = 1024;
 const READ_BATCH_POINTS = 1 << 16;
+/** Points of a batch gathered straight into the run's typed output (no batch memory): fewer, larger calls. */
+const GATHER_BATCH_POINTS = 1 << 20;
 
 export class ReadAhead {
   private batch: ReadBatch | null = null;
@@ -32,23 +34,26 @@ export class ReadAhead {
   /**
    * Gives `w` its stored points from a batched read: chunk `w.i` and the next
    * chunks with stored points (up to READ_BATCH_CHUNKS chunks and
-   * READ_BATCH_POINTS points) are read in one native call.
+   * READ_BATCH_POINTS points) are read in one native call. Returns the
+   * number of points read: fewer than the resolution counted when a record
+   * turned out damaged (reported in the diagnostics).
    */
-  applyTo(w: ChunkWork): void {
+  applyTo(w: ChunkWork): number {
     if (!this.batch?.has(w.i)) {
       const tr = performance.now();
       const { G, resolved, spec } = this;
       const list: number[] = [];
       let pts = 0;
-      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < READ_BATCH_POINTS); j++) {
+      const sink = spec.sink;
+      const gather = sink?.typed() ?? null;
+      const most = gather ? GATHER_BATCH_POINTS : READ_BATCH_POINTS;
+      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < most); j++) {
         if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
         list.push(j);
         pts += G.chunkPoints(j);
       }
       const core = spec.view._core;
       const chunks = Uint32Array.from(list);
-      const sink = spec.sink;
-      const gather = sink?.typed() ?? null;
       let rd;
       try {
         rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes);
@@ -69,6 +74,6 @@ export class ReadAhead {
       this.batch.has(w.i);
       this.diag.timings.readMs += performance.now() - tr;
     }
-    this.batch!.applyTo(w);
+    return this.batch!.applyTo(w);
   }
 }

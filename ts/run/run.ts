@@ -92,14 +92,17 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
 }
 
 /**
- * A zeroed typed output of `n` elements of dtype `kind`, its pages mapped in
- * one native call before anything fills it (for outputs of a few MB and
- * more): filling a lazily mapped 80 MB output otherwise takes 20,000 page
- * faults, which cost about as much as the copy into it.
+ * A zeroed typed output of `n` elements of dtype `kind`, its pages mapped by
+ * a thread of the libuv pool while this thread fills it (for outputs of a
+ * few MB and more): filling a lazily mapped 80 MB output otherwise takes
+ * 20,000 page faults, which cost about as much as the copy into it, and
+ * mapping them first on this thread would still cost their time here.
  */
 function typedOutput(kind: number, n: number): TypedArray {
   const out = new (typedCtor(kind))(n);
-  native.prefault(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+  native.prefaultInBackground(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)).catch(() => {
+    // Only an optimisation: unmapped pages fault in as they fill.
+  });
   return out;
 }
 

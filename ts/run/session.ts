@@ -182,11 +182,21 @@ export class RunSession {
     const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
     const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs);
-    const avail = this.resolved.available[i]!;
+    let avail = this.resolved.available[i]!;
     let missing: Uint32Array[][];
     if (!need) {
+      if (avail > 0 && spec.needOutputs) {
+        const got = this.reads.applyTo(w);
+        // A record found damaged as it was read (the resolution left
+        // verifying it to the read): its points are computed like missing
+        // ones (the read resolved the chunk again for plan.missing).
+        if (got < avail) {
+          this.toCompute += avail - got;
+          this.progress.unstored(avail - got);
+          avail = got;
+        }
+      }
       w.cached = avail;
-      if (avail > 0 && spec.needOutputs) this.reads.applyTo(w);
       // Nothing stored: the whole chunk is one block (no native call needed).
       missing = avail === 0 ? [w.dims.map((d) => iota(d))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {

@@ -12,9 +12,9 @@ fn plan_available(store: &Store, c: &CacheId, g: &Grid, plan: &Plan) -> Vec<u32>
     let mut out = vec![0u32; plan.n_chunks];
     let mut catalog = Catalog::default();
     store
-        .resolve_plan(c, g, plan, &mut catalog, |i, found| {
+        .resolve_plan(c, g, plan, &mut catalog, true, |i, found| {
             out[i] = match found {
-                Found::Whole { requested } => requested,
+                Found::Whole { requested, .. } => requested,
                 Found::Other(r) => {
                     assert!(r.available > 0 || !r.corrupt.is_empty(), "chunk {i} reported with nothing");
                     r.available

@@ -2,7 +2,11 @@
 
 use super::{bitmap_len, kind_width, FLAG_SPARSE, HEADER, MAGIC, MAGIC_SPARSE};
 use crate::error::{CoreError, Result};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+/// Bytes hashed at a time by [`RecordView::verify_taking_data`]: a stretch
+/// is still in the first-level caches when it is handed over.
+const STRETCH: usize = 32 << 10;
 
 /// A parsed, borrowed record.
 #[derive(Debug, Clone)]
@@ -235,6 +239,33 @@ impl<'a> RecordView<'a> {
     /// present elements in index order when sparse).
     pub fn data(&self) -> &'a [u8] {
         self.data
+    }
+
+    /// Verifies the checksum of `bytes`, the record this view was parsed
+    /// from with [`RecordView::parse_header`], handing `take` each stretch
+    /// of the data (its offset in [`RecordView::data`] and its bytes) right
+    /// after hashing it, while the stretch is still in cache: a caller that
+    /// copies the data out reads the record once instead of twice. Returns
+    /// false when the checksum does not match (or `bytes` is not this
+    /// view's record); `take` has then been given bytes to discard.
+    pub fn verify_taking_data(&self, bytes: &[u8], mut take: impl FnMut(usize, &[u8])) -> bool {
+        let Some(body_len) = bytes.len().checked_sub(8) else { return false };
+        let Some(head_len) = body_len.checked_sub(self.data.len()) else { return false };
+        let mut h = Xxh3::new();
+        h.update(&bytes[..head_len]);
+        for (k, stretch) in self.data.chunks(STRETCH).enumerate() {
+            h.update(stretch);
+            take(k * STRETCH, stretch);
+        }
+        // The data is the body's tail: hashing it from the view is hashing
+        // the record only when the view was parsed from these very bytes.
+        std::ptr::eq(self.data.as_ptr(), bytes[head_len..].as_ptr()) && h.digest().to_le_bytes() == bytes[body_len..]
+    }
+
+    /// Verifies the checksum of `bytes`, the record this view was parsed
+    /// from with [`RecordView::parse_header`].
+    pub fn verify(&self, bytes: &[u8]) -> bool {
+        self.verify_taking_data(bytes, |_, _| {})
     }
 
     pub fn is_complete(&self) -> bool {

@@ -78,8 +78,9 @@ pub struct Catalog {
 #[derive(Debug)]
 pub enum Found {
     /// The chunk's own complete record serves all its `requested` points
-    /// (the resolution follows from the geometry; nothing was built).
-    Whole { requested: u32 },
+    /// (the resolution follows from the geometry; nothing was built); it
+    /// holds outputs of `kind`.
+    Whole { requested: u32, kind: u8 },
     /// Anything else with stored points or something to report.
     Other(Resolution),
 }
@@ -108,26 +109,33 @@ impl Store {
     /// has nothing stored. When the cache has few records next to the
     /// plan's chunks, only the chunks their index entries touch are looked
     /// at, so the cost follows the records, not the chunk count. Returns
-    /// the snapshot it read ([`Store::snapshot_id`]): the records it found
-    /// whole were verified in that snapshot.
+    /// the snapshot it read ([`Store::snapshot_id`]): with `verify`, the
+    /// records it found whole were verified in that snapshot. Without it,
+    /// a whole chunk's own record is checked for its structure only (its
+    /// header, one page): a caller that reads every such record next
+    /// verifies each while it reads it, one pass over the bytes instead of
+    /// two, and must treat a record that fails then as missing.
     pub fn resolve_plan(
         &self,
         cache: &CacheId,
         grid: &Grid,
         plan: &Plan,
         catalog: &mut Catalog,
+        verify: bool,
         mut f: impl FnMut(usize, Found),
     ) -> Result<u64> {
         self.read(|s, t| {
             let mut bins = Vec::new();
             let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
                 // Fast path without building the geometry: the chunk's own
-                // record is complete (checksum verified, as in resolve_one).
+                // record is complete (its checksum verified as in
+                // resolve_one, unless the caller verifies it as it reads).
                 let (req, rec) = plan.chunk_bins_into(i, &mut bins);
                 let key = grid.chunk_key(&bins);
-                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+                let parse = |b| if verify { RecordView::parse(b) } else { RecordView::parse_header(b) };
+                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(parse) {
                     if v.is_complete() && v.n as u64 == rec {
-                        f(i, Found::Whole { requested: req as u32 });
+                        f(i, Found::Whole { requested: req as u32, kind: v.kind });
                         return Ok(());
                     }
                 }
@@ -155,8 +163,9 @@ impl Store {
     /// Calls `f` with the record of chunk `chunk` when it is complete and
     /// dense (its points in record order, as a whole chunk requested in
     /// full wants them), in the caller's read transaction; `None` when the
-    /// record is absent, partial, sparse or does not parse (the caller then
-    /// takes the general path, which reports damage). With `verified` (the
+    /// record is absent, partial, sparse, or damaged (does not parse or
+    /// fails its checksum; the caller then takes the general path, which
+    /// reports damage). With `verified` (the
     /// record was verified in this very snapshot, see
     /// [`Store::snapshot_id`]) its checksum is not computed again. The
     /// access is not noted (see [`Store::note_accesses`]).
@@ -168,10 +177,25 @@ impl Store {
         verified: bool,
         f: impl FnOnce(&RecordView<'_>) -> R,
     ) -> Result<Option<R>> {
+        Ok(self
+            .read_whole_unverified_in(t, cache, chunk, |v, bytes| (verified || v.verify(bytes)).then(|| f(v)))?
+            .flatten())
+    }
+
+    /// [`Store::read_whole_in`] with the record's structure checked but not
+    /// its checksum: `f` gets the view and the record's bytes and must
+    /// verify them ([`RecordView::verify_taking_data`] verifies while the
+    /// data is copied out, one pass over the bytes).
+    pub fn read_whole_unverified_in<R>(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        chunk: &ChunkKey,
+        f: impl FnOnce(&RecordView<'_>, &[u8]) -> R,
+    ) -> Result<Option<R>> {
         let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
-        let view = if verified { RecordView::parse_header(bytes) } else { RecordView::parse(bytes) };
-        match view {
-            Ok(v) if v.is_complete() && !v.is_sparse() => Ok(Some(f(&v))),
+        match RecordView::parse_header(bytes) {
+            Ok(v) if v.is_complete() && !v.is_sparse() => Ok(Some(f(&v, bytes))),
             _ => Ok(None),
         }
     }

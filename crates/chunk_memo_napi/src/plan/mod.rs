@@ -34,10 +34,10 @@ pub struct BindingPlan {
     pub(crate) state: Arc<Mutex<PlanState>>,
 }
 
-pub(crate) type Resolved = (Vec<u32>, Vec<String>);
+pub(crate) type Resolved = (Vec<u32>, Vec<String>, Option<u8>);
 
 pub(crate) fn resolved_to_js(r: Resolved) -> Result<BindingResolved> {
-    Ok(BindingResolved { available: r.0.into(), corrupt: r.1 })
+    Ok(BindingResolved { available: r.0.into(), corrupt: r.1, whole_kind: r.2.map(u32::from) })
 }
 
 /// Per chunk: how many requested points are stored.
@@ -45,6 +45,10 @@ pub(crate) fn resolved_to_js(r: Resolved) -> Result<BindingResolved> {
 pub struct BindingResolved {
     pub available: Uint32Array,
     pub corrupt: Vec<String>,
+    /// The output kind every chunk served whole by its own record holds,
+    /// when there are such chunks and they agree (a run can make its
+    /// output before it reads any).
+    pub whole_kind: Option<u32>,
 }
 
 impl BindingPlan {
@@ -52,6 +56,7 @@ impl BindingPlan {
         &self,
         store: &BindingStore,
         cache_id: &[u8],
+        verify: bool,
     ) -> CoreResult<impl FnOnce() -> CoreResult<Resolved> + Send + 'static> {
         let (store, grid, plan, state, cache) = (
             store.inner.clone(),
@@ -70,10 +75,13 @@ impl BindingPlan {
             let mut corrupt = Vec::new();
             let mut found: Vec<(usize, Resolution)> = Vec::new();
             let mut whole: Vec<usize> = Vec::new();
-            let snapshot = store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, |i, r| match r {
-                Found::Whole { requested } => {
+            // The kind the whole chunks share: None before the first, Some(None) once two differ.
+            let mut kinds: Option<Option<u8>> = None;
+            let snapshot = store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, verify, |i, r| match r {
+                Found::Whole { requested, kind } => {
                     avail[i] = requested;
                     whole.push(i);
+                    kinds = Some(kinds.map_or(Some(kind), |k| k.filter(|&k| k == kind)));
                 }
                 Found::Other(r) => {
                     avail[i] = r.available;
@@ -86,7 +94,8 @@ impl BindingPlan {
             for i in whole {
                 st.set_whole(i);
             }
-            st.whole_verified_in = Some(snapshot);
+            // Unverified whole records are verified by the reads that serve them.
+            st.whole_verified_in = verify.then_some(snapshot);
             for (i, r) in found {
                 st.set(i, r);
             }
@@ -94,7 +103,7 @@ impl BindingPlan {
             // not see: a plan kept for a status would hold it until a late
             // GC. A later per-chunk resolution loads it again when needed.
             st.catalog = Catalog::default();
-            Ok((avail, corrupt))
+            Ok((avail, corrupt, kinds.flatten()))
         })
     }
 
@@ -219,8 +228,20 @@ impl BindingPlan {
     }
 
     /// Resolves every chunk against the store: stored points per chunk.
+    /// With `verify` false (default true), the records that serve whole
+    /// chunks are checked for their structure only, and `readMany` verifies
+    /// each as it reads it (one pass over the bytes, not two): a caller
+    /// that reads the chunks it was told are stored must then compute the
+    /// points a read did not return (a damaged record, reported in the
+    /// read's `corrupt`).
     #[napi]
-    pub fn resolve(&self, env: Env, store: &BindingStore, cache_id: Buffer) -> Result<BindingResolved> {
-        resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id)?())?)
+    pub fn resolve(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        verify: Option<bool>,
+    ) -> Result<BindingResolved> {
+        resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id, verify.unwrap_or(true))?())?)
     }
 }

@@ -215,39 +215,53 @@ impl BindingPlan {
         let mut touched: Vec<ChunkKey> = Vec::new();
         store.read(|s, t| {
             // Records the plan's resolution verified in this very snapshot
-            // are not verified again.
+            // are not verified again; others are verified as they are read
+            // (gathered ones while they are copied: one pass).
             let verified = self.state.lock().unwrap().whole_verified_in == Some(Store::snapshot_id(t));
             for &i in &chunks {
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
                 let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
+                let mut resolved_again = false;
                 if req == rec && self.state.lock().unwrap().is_whole(i) {
                     let key = self.grid.chunk_key(&bins);
-                    let done = s.read_whole_in(t, &cache, &key, verified, |v| -> CoreResult<()> {
+                    let read = s.read_whole_unverified_in(t, &cache, &key, |v, bytes| -> CoreResult<bool> {
                         match gather.as_mut() {
                             Some(g) if g.kind == v.kind => {
-                                g.place(&self.plan, i, v.data())?;
+                                if !g.place(&self.plan, i, v, (!verified).then_some(bytes))? {
+                                    return Ok(false);
+                                }
                                 b.push_gathered(v.kind, v.n);
                             }
+                            _ if !verified && !v.verify(bytes) => return Ok(false),
                             _ => b.push_record(v),
                         }
-                        Ok(())
+                        Ok(true)
                     })?;
-                    if let Some(r) = done {
-                        r?;
+                    if read.transpose()? == Some(true) {
                         b.check_size()?;
                         touched.push(key);
                         continue;
                     }
+                    // Damaged, or changed since the plan was resolved: the
+                    // chunk is resolved again below, which reports the
+                    // damage and serves what other records hold.
+                    self.state.lock().unwrap().forget(i);
+                    resolved_again = true;
                 }
                 let r = self.resolution_in(s, t, &cache, i)?;
-                if r.sources.is_empty() && r.corrupt.is_empty() {
+                let mut d = if r.sources.is_empty() && r.corrupt.is_empty() {
                     // Nothing stored: no read.
-                    b.push(ChunkData { present: vec![false; r.requested as usize], ..Default::default() })?;
+                    ChunkData { present: vec![false; r.requested as usize], ..Default::default() }
                 } else {
-                    b.push(s.read_chunk_in(t, &cache, &r)?)?;
                     touched.extend(r.sources.iter().map(|src| src.chunk));
+                    s.read_chunk_in(t, &cache, &r)?
+                };
+                if resolved_again {
+                    // Damage the plan's resolution did not see (and so did not report).
+                    d.corrupt.extend(r.corrupt);
                 }
+                b.push(d)?;
             }
             Ok(())
         })?;
@@ -264,21 +278,41 @@ pub(crate) struct Gather<'a> {
 }
 
 impl Gather<'_> {
-    /// Copies chunk `i`'s outputs (`data`, request order) to its rows.
-    fn place(&mut self, plan: &Plan, i: usize, data: &[u8]) -> CoreResult<()> {
+    /// Copies chunk `i`'s outputs (`v`'s data, request order) to its rows.
+    /// With `verify` (the record's bytes), the record's checksum is checked
+    /// as the data is copied, stretch by stretch; false when it does not
+    /// match (the rows then hold bytes the caller must overwrite).
+    fn place(&mut self, plan: &Plan, i: usize, v: &RecordView<'_>, verify: Option<&[u8]>) -> CoreResult<bool> {
         let (starts, len) = plan.out_rows(i);
         let row = len * self.width;
+        let data = v.data();
         if data.len() != starts.len() * row {
             return Err(invalid("a gathered chunk's data does not match its rows"));
         }
-        for (r, &start) in starts.iter().enumerate() {
-            let at = start as usize * self.width;
-            let Some(dst) = self.out.get_mut(at..at + row) else {
-                return Err(invalid("the gather output is smaller than the plan's output"));
-            };
-            dst.copy_from_slice(&data[r * row..(r + 1) * row]);
+        if starts.iter().any(|&s| s as usize * self.width + row > self.out.len()) {
+            return Err(invalid("the gather output is smaller than the plan's output"));
         }
-        Ok(())
+        let (out, width) = (&mut *self.out, self.width);
+        // Bytes `bytes` at `off` of the data go to their rows (a stretch may
+        // span several rows, or part of one).
+        let mut copy = |mut off: usize, mut bytes: &[u8]| {
+            while !bytes.is_empty() {
+                let (r, in_row) = (off / row, off % row);
+                let n = bytes.len().min(row - in_row);
+                let at = starts[r] as usize * width + in_row;
+                out[at..at + n].copy_from_slice(&bytes[..n]);
+                (off, bytes) = (off + n, &bytes[n..]);
+            }
+        };
+        Ok(match verify {
+            Some(record) => v.verify_taking_data(record, copy),
+            None => {
+                if row > 0 {
+                    copy(0, data);
+                }
+                true
+            }
+        })
     }
 }
 
