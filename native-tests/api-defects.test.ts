@@ -227,6 +227,11 @@ test('object outputs of different shapes written by several runs into one chunk 
   t.is(full.diagnostics.partialChunks, 1);
   const want = gridPoints(['x', 'y'], axisValues).map((p) => shape(p.x as number, p.y as number));
   t.deepEqual(full.output, want);
+  // Warm, the merged record whole (decoded straight into the run's output, dictionary run by dictionary run).
+  const warm = await run(cache, () => {
+    throw new Error('must not run');
+  });
+  t.deepEqual(warm.output, want);
   const other = ChunkCache.open({ root, axisValues, chunkSpec: { x: 4, y: 2 }, axisOrder: ['y', 'x'] });
   const again = await run(other, () => {
     throw new Error('must not run');

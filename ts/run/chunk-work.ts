@@ -10,7 +10,7 @@ import type { ChunkGeo } from '../cache/geometry.js';
 import { isIota } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
-import { decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
+import { decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
@@ -201,6 +201,8 @@ export class ReadBatch {
     readonly chunks: Uint32Array,
     private readonly rd: ChunkBatch,
     points: (i: number) => number,
+    /** The run's flat output while it is a plain array, and a chunk's rows in it: complete items chunks are decoded straight there. */
+    private readonly into: { out: unknown[]; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
   ) {
     const n = chunks.length;
     this.corrupt = rd.corrupt;
@@ -257,7 +259,14 @@ export class ReadBatch {
       const pd = this.itemsAt;
       this.itemsAt += count;
       this.itemsChunks++;
-      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
+      const pointDicts = rd.pointDicts.subarray(pd, pd + count);
+      const offsets = rd.offsets.subarray(at, at + count + 1);
+      if (this.into && count === w.geo.points && !w.needed) {
+        decodeItemsInto(this.into.out, this.into.rows(w.geo), data, count, rd.dicts, pointDicts, offsets);
+        w.applyGathered(KIND_ITEMS);
+        return count;
+      }
+      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, pointDicts, offsets);
     }
     w.applyRead(rd.kinds[k]!, present, count, vals);
     return count;

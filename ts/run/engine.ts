@@ -15,7 +15,6 @@ import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { DONE_BATCH, RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
-import { KIND_ITEMS } from './payload.js';
 import { beginRun } from './lifecycle.js';
 import { checkCodeChange } from '../cache/code-record.js';
 
@@ -71,9 +70,10 @@ export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkD
     if (spec.fn) checkCodeChange(spec.view, spec.fn, spec.label);
     diag.corruptRecords.push(...resolved.corrupt);
     const s = new RunSession(spec, plan, resolved, geometry, diag);
-    // Whole stored chunks of one dtype: the output is made (and its pages
-    // mapped in the background) before the first read, which gathers into it.
-    if (spec.sink && resolved.wholeKind !== undefined && resolved.wholeKind !== KIND_ITEMS) spec.sink.expect(resolved.wholeKind);
+    // Whole stored chunks of one kind: the output is made (a typed one's
+    // pages mapped in the background) before the first read, which gathers
+    // or decodes into it.
+    if (spec.sink && resolved.wholeKind !== undefined) spec.sink.expect(resolved.wholeKind);
     diag.timings.planMs += performance.now() - t0;
     try {
       yield* loop(spec, s);

@@ -192,6 +192,36 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
 }
 
 /**
+ * Decodes `count` items points (as `decodeOutputs`) straight into `out`, in
+ * rows: row r of `len` points goes to `starts[r]` onwards (a chunk's place
+ * in a run's flat output), with no array of the chunk's own in between.
+ */
+export function decodeItemsInto(out: unknown[], rows: { starts: Uint32Array; len: number }, data: Buffer, count: number, dicts: Buffer[], pointDicts: Uint16Array, offsets: Uint32Array): void {
+  const { starts, len } = rows;
+  let r = 0;
+  let k = 0;
+  let at = starts[0]!;
+  const put = (v: unknown): void => {
+    out[at + k] = v;
+    if (++k === len) {
+      k = 0;
+      at = starts[++r]!;
+    }
+  };
+  if (dicts.length <= 1) {
+    unpackrFor(dicts[0] ?? EMPTY).unpackMultiple(data, put);
+    return;
+  }
+  // Several dictionaries: runs of points sharing one.
+  for (let i = 0; i < count; ) {
+    let j = i + 1;
+    while (j < count && pointDicts[j] === pointDicts[i]) j++;
+    unpackrFor(dicts[pointDicts[i]!]!).unpackMultiple(data.subarray(offsets[i]!, offsets[j]!), put);
+    i = j;
+  }
+}
+
+/**
  * The `count` elements of dtype `kind` at `start` of `data`, as a typed array
  * over the same memory when aligned (a batch read pads typed chunks to 8
  * bytes), else copied.

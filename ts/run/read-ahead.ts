@@ -69,7 +69,8 @@ export class ReadAhead {
           }
         }
       }
-      this.batch = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i));
+      const items = sink?.items() ?? null;
+      this.batch = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i), items && { out: items, rows: (geo) => G.outRows(geo) });
       if (this.batch.corrupt.length) this.diag.corruptRecords.push(...this.batch.corrupt);
       this.batch.has(w.i);
       this.diag.timings.readMs += performance.now() - tr;

@@ -118,8 +118,12 @@ export class FlatOutput implements OutputSink {
     return { kind: kindOf(o), bytes: new Uint8Array(o.buffer, o.byteOffset, o.byteLength) };
   }
 
+  items(): unknown[] | null {
+    return Array.isArray(this.out) ? this.out : null;
+  }
+
   expect(kind: number): void {
-    if (this.out === null && kind !== KIND_ITEMS) this.out = typedOutput(kind, this.totalOf());
+    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.totalOf()) : typedOutput(kind, this.totalOf());
   }
 
   /** Places `src` (request order) by rows: row r of `len` points goes to `starts[r]` onwards (see PlanGeometry.outRows). */

@@ -46,7 +46,9 @@ export interface ChunkDone {
 export interface OutputSink {
   /** The output's bytes and dtype while it is a typed array; null otherwise. */
   typed(): { kind: number; bytes: Uint8Array } | null;
-  /** Stored chunks hold dtype `kind`: make the output that typed array if nothing decided it yet. */
+  /** The output while it is a plain array; null otherwise (stored items chunks are decoded straight into it). */
+  items(): unknown[] | null;
+  /** Stored chunks hold `kind`: make the output that typed array (items: a plain array) if nothing decided it yet. */
   expect(kind: number): void;
 }
 

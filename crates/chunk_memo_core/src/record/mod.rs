@@ -53,7 +53,7 @@ mod builder;
 mod view;
 
 pub use builder::RecordBuilder;
-pub use view::{DenseItems, RecordView};
+pub use view::{DenseItems, RecordHead, RecordView};
 
 use crate::canonical::DType;
 use crate::error::{CoreError, Result};

@@ -8,6 +8,15 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 /// is still in the first-level caches when it is handed over.
 const STRETCH: usize = 32 << 10;
 
+/// A record's head (see [`RecordView::parse_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead {
+    pub kind: u8,
+    pub n: usize,
+    pub present: usize,
+    pub sparse: bool,
+}
+
 /// A parsed, borrowed record.
 #[derive(Debug, Clone)]
 pub struct RecordView<'a> {
@@ -35,6 +44,30 @@ impl<'a> RecordView<'a> {
             return Err(CoreError::corrupt("record checksum mismatch"));
         }
         Self::parse_unchecked(body)
+    }
+
+    /// The record's head alone (kind, point counts, form), without its
+    /// tables or checksum: constant time, for a resolution that leaves the
+    /// rest to the read that follows ([`RecordView::parse_header`] then
+    /// checks the structure and [`RecordView::verify_taking_data`] the
+    /// checksum).
+    pub fn parse_head(bytes: &[u8]) -> Result<RecordHead> {
+        if bytes.len() < HEADER + 8 {
+            return Err(CoreError::corrupt("bad record header"));
+        }
+        let sparse = match &bytes[..4] {
+            m if m == MAGIC => false,
+            m if m == MAGIC_SPARSE && bytes[5] == FLAG_SPARSE => true,
+            _ => return Err(CoreError::corrupt("bad record header")),
+        };
+        let kind = bytes[4];
+        kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
+        let n = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let present = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        if present > n {
+            return Err(CoreError::corrupt("more points present than the record holds"));
+        }
+        Ok(RecordHead { kind, n, present, sparse })
     }
 
     /// Parses the structure without hashing the body (for presence checks on
@@ -136,6 +169,11 @@ impl<'a> RecordView<'a> {
             }
         }
         Ok(v)
+    }
+
+    /// The record's head.
+    pub fn head(&self) -> RecordHead {
+        RecordHead { kind: self.kind, n: self.n, present: self.present, sparse: self.is_sparse() }
     }
 
     /// Whether the record is in the sparse form.

@@ -111,8 +111,8 @@ impl Store {
     /// at, so the cost follows the records, not the chunk count. Returns
     /// the snapshot it read ([`Store::snapshot_id`]): with `verify`, the
     /// records it found whole were verified in that snapshot. Without it,
-    /// a whole chunk's own record is checked for its structure only (its
-    /// header, one page): a caller that reads every such record next
+    /// a whole chunk's own record is looked at for its head only (constant
+    /// time, one page): a caller that reads every such record next
     /// verifies each while it reads it, one pass over the bytes instead of
     /// two, and must treat a record that fails then as missing.
     pub fn resolve_plan(
@@ -128,13 +128,13 @@ impl Store {
             let mut bins = Vec::new();
             let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
                 // Fast path without building the geometry: the chunk's own
-                // record is complete (its checksum verified as in
-                // resolve_one, unless the caller verifies it as it reads).
+                // record is complete (parsed and its checksum verified as in
+                // resolve_one, unless the caller does both as it reads).
                 let (req, rec) = plan.chunk_bins_into(i, &mut bins);
                 let key = grid.chunk_key(&bins);
-                let parse = |b| if verify { RecordView::parse(b) } else { RecordView::parse_header(b) };
-                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(parse) {
-                    if v.is_complete() && v.n as u64 == rec {
+                let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
+                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(head) {
+                    if v.present == v.n && !v.sparse && v.n as u64 == rec {
                         f(i, Found::Whole { requested: req as u32, kind: v.kind });
                         return Ok(());
                     }
