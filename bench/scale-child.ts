@@ -8,11 +8,12 @@
  * - `per-chunk`: `run` over n one-point chunks, cold then warm (one run each);
  * - `stream`: a cold `runStreaming` over n one-point chunks (one run);
  * - `typed`: n points (a x b, 1000 chunks) of Float64Array outputs: cold run
- *   (each repetition in a fresh root), the same bytes written raw to LMDB in
- *   one transaction, warm run, the plain LMDB read loop over the records, and
- *   a 1% subset (medians of `reps`, default 3);
+ *   (each repetition in a fresh root) in turns with the same bytes written
+ *   raw to LMDB in one transaction, warm run in turns with the plain LMDB
+ *   read loop over the records, and a 1% subset (medians of `reps`,
+ *   default 3);
  * - `objects`: n points of `{ a, b, v }` objects: cold run (one run), warm
- *   run, and the floor of warm: `decodeOutputs` of the same msgpack bytes
+ *   run in turns with its floor, `decodeOutputs` of the same msgpack bytes
  *   into the same objects; for cold, `encodeOutputs` of each chunk (one pass)
  *   and a raw write of those bytes (medians of `reps`, default 3).
  */
@@ -45,16 +46,28 @@ const rawStore = () => ChunkCache.open({ root: newRoot(), params: { bench: 'scal
 
 /** Median of `reps` timings of `fn` (ms). */
 async function median(reps: number, fn: () => unknown): Promise<number> {
-  const s: number[] = [];
+  return (await medians(reps, [fn]))[0]!;
+}
+
+/**
+ * Medians of `reps` timings of each of `fns` (ms), taken in turns (each
+ * repetition times every function once): a measurement and its ceiling or
+ * floor see the same state of the machine, whose disk and memory speeds
+ * drift over seconds.
+ */
+async function medians(reps: number, fns: Array<() => unknown>): Promise<number[]> {
+  const s: number[][] = fns.map(() => []);
   for (let i = 0; i < reps; i++) {
-    // Each repetition starts from a collected heap (children run with
-    // --expose-gc), so garbage of the previous one is not charged to it.
-    (globalThis as { gc?: () => void }).gc?.();
-    const t = performance.now();
-    await fn();
-    s.push(since(t));
+    for (let f = 0; f < fns.length; f++) {
+      // Each timing starts from a collected heap (children run with
+      // --expose-gc), so garbage of the previous one is not charged to it.
+      (globalThis as { gc?: () => void }).gc?.();
+      const t = performance.now();
+      await fns[f]!();
+      s[f]!.push(since(t));
+    }
   }
-  return s.sort((x, y) => x - y)[Math.floor(reps / 2)]!;
+  return s.map((x) => x.sort((a, b) => a - b)[Math.floor(reps / 2)]!);
 }
 
 async function perChunk(n: number): Promise<object> {
@@ -97,15 +110,6 @@ function gridOf(n: number): { A: number; B: number; ca: number; chunks: number; 
 async function typed(n: number, reps: number): Promise<object> {
   const g = gridOf(n);
   const open = (): ChunkCache => ChunkCache.open({ root: newRoot(), params: { bench: 'scale-typed' }, axisValues: { a: range(g.A), b: range(g.B) }, chunkSpec: { a: g.ca, b: g.B } });
-  // Cold: compute and store everything, each repetition in a fresh root; the last one is read warm below.
-  let cache!: ChunkCache;
-  let coldOut!: Float64Array;
-  const coldMs = await median(reps, async () => {
-    cache = open();
-    const c = await run(cache, floats as ChunkFn);
-    check(c.diagnostics.executedPoints === n && c.diagnostics.totalChunks === g.chunks, 'typed cold run: wrong counts');
-    coldOut = c.output as Float64Array;
-  });
   // The write ceiling: the same output bytes, one blob per chunk, written raw in one transaction (a fresh root, like the cold run's).
   const blobs: Uint8Array[] = [];
   let bytes = 0;
@@ -115,21 +119,36 @@ async function typed(n: number, reps: number): Promise<object> {
     bytes += f.byteLength;
   }
   check(bytes === n * 8, 'typed blobs: wrong size');
-  const rawWriteMs = await median(reps, () => rawStore().writeRawRecords(randomBytes(16), blobs));
+  // Cold: compute and store everything, each repetition in a fresh root
+  // (the last one is read warm below), in turns with the raw write.
+  let cache!: ChunkCache;
+  let coldOut!: Float64Array;
+  const [coldMs, rawWriteMs] = await medians(reps, [
+    async () => {
+      cache = open();
+      const c = await run(cache, floats as ChunkFn);
+      check(c.diagnostics.executedPoints === n && c.diagnostics.totalChunks === g.chunks, 'typed cold run: wrong counts');
+      coldOut = c.output as Float64Array;
+    },
+    () => rawStore().writeRawRecords(randomBytes(16), blobs),
+  ]);
   blobs.length = 0;
-  // Warm: everything read back.
-  let warmOut: Float64Array | undefined;
-  const warmMs = await median(reps, async () => {
-    const w = await run(cache, floats as ChunkFn);
-    check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed warm run executed points');
-    warmOut = w.output as Float64Array;
-  });
-  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed warm output differs from cold');
-  // The read ceiling: a plain LMDB read loop over the same records, touching every byte.
+  // Warm: everything read back, in turns with the read ceiling: a plain
+  // LMDB read loop over the same records, touching every byte.
   const store = cache._core.store;
   const [records, recordBytes] = store.scanRecords(cache._core.idBytes);
   check(records === g.chunks && recordBytes! >= bytes, `typed read loop: ${records} records, ${recordBytes} bytes`);
-  const readLoopMs = await median(reps, () => store.scanRecords(cache._core.idBytes));
+  let warmOut: Float64Array | undefined;
+  const [warmMs, readLoopMs] = await medians(reps, [
+    async () => {
+      warmOut = undefined;
+      const w = await run(cache, floats as ChunkFn);
+      check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed warm run executed points');
+      warmOut = w.output as Float64Array;
+    },
+    () => store.scanRecords(cache._core.idBytes),
+  ]);
+  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed warm output differs from cold');
   // A 1% subset: every 10th value of each axis (touches every chunk).
   const view = cache.select({ indices: { a: { step: 10 }, b: { step: 10 } } });
   const subsetMs = await median(reps, async () => {
@@ -148,13 +167,6 @@ async function objectRows(n: number, reps: number): Promise<object> {
   check(c.diagnostics.executedPoints === n, 'objects cold run: wrong counts');
   c.output = [];
   const lastV = (g.A - 1) * 0.5 + g.B - 1;
-  const warmMs = await median(reps, async () => {
-    const w = await run(cache, objects as ChunkFn);
-    check(w.diagnostics.executedPoints === 0, 'objects warm run executed points');
-    const out = w.output as Array<{ a: number; b: number; v: number }>;
-    const last = out[n - 1]!;
-    check(out.length === n && last.a === g.A - 1 && last.b === g.B - 1 && last.v === lastV, 'objects warm run: wrong output');
-  });
   // The floors: encode each chunk's outputs (as a write does), write those bytes raw, and decode them back into objects.
   const enc: Array<{ data: Buffer; dict: Buffer }> = [];
   let encodeMs = 0;
@@ -168,14 +180,24 @@ async function objectRows(n: number, reps: number): Promise<object> {
     bytes += e.data.length;
   }
   const rawWriteMs = await median(reps, () => rawStore().writeRawRecords(randomBytes(16), enc.map((e) => e.data)));
-  // Decoded arrays are kept until the repetition ends, as a run's output keeps every object.
+  // Warm, in turns with the decode floor. Decoded arrays are kept until
+  // the repetition ends, as a run's output keeps every object.
   const per = n / g.chunks;
-  const decodeMs = await median(reps, () => {
-    const kept: unknown[] = new Array(g.chunks);
-    for (let i = 0; i < g.chunks; i++) kept[i] = decodeOutputs(KIND_ITEMS, enc[i]!.data, per, [enc[i]!.dict]);
-    const lastChunk = kept[g.chunks - 1] as Array<{ v: number }>;
-    check(lastChunk.length === per && lastChunk[per - 1]!.v === lastV, 'objects decode floor: wrong output');
-  });
+  const [warmMs, decodeMs] = await medians(reps, [
+    async () => {
+      const w = await run(cache, objects as ChunkFn);
+      check(w.diagnostics.executedPoints === 0, 'objects warm run executed points');
+      const out = w.output as Array<{ a: number; b: number; v: number }>;
+      const last = out[n - 1]!;
+      check(out.length === n && last.a === g.A - 1 && last.b === g.B - 1 && last.v === lastV, 'objects warm run: wrong output');
+    },
+    () => {
+      const kept: unknown[] = new Array(g.chunks);
+      for (let i = 0; i < g.chunks; i++) kept[i] = decodeOutputs(KIND_ITEMS, enc[i]!.data, per, [enc[i]!.dict]);
+      const lastChunk = kept[g.chunks - 1] as Array<{ v: number }>;
+      check(lastChunk.length === per && lastChunk[per - 1]!.v === lastV, 'objects decode floor: wrong output');
+    },
+  ]);
   return { coldMs, warmMs, encodeMs, rawWriteMs, decodeMs, bytes, peakMb: peakMb() };
 }
 

@@ -116,11 +116,11 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   const mb = fmt(t.bytes / 2 ** 20, 0);
   add({
     bench: `run cold, ${grid}, Float64Array`, value: fmt(t.coldMs), unit: 'ms', target: '≤ 2x raw LMDB write',
-    note: `${of(t.coldMs, t.rawWriteMs, 'ceiling')}: the same ${mb} MB written raw to LMDB (one blob per chunk, one transaction) ${fmt(t.rawWriteMs)} ms; ${pps(t.coldMs)}; medians of 3, each cold run in a fresh root`,
+    note: `${of(t.coldMs, t.rawWriteMs, 'ceiling')}: the same ${mb} MB written raw to LMDB (one blob per chunk, one transaction) ${fmt(t.rawWriteMs)} ms; ${pps(t.coldMs)}; medians of 3 taken in turns with the ceiling, each cold run in a fresh root`,
   });
   add({
     bench: `run warm, ${grid}, Float64Array`, value: fmt(t.warmMs), unit: 'ms', target: '≤ 2x LMDB read loop',
-    note: `${of(t.warmMs, t.readLoopMs, 'ceiling')}: plain LMDB read loop over the same ${count(t.chunks)} records (${fmt(t.recordBytes / 2 ** 20, 0)} MB, every byte touched) ${fmt(t.readLoopMs)} ms; ${pps(t.warmMs)}; medians of 3`,
+    note: `${of(t.warmMs, t.readLoopMs, 'ceiling')}: plain LMDB read loop over the same ${count(t.chunks)} records (${fmt(t.recordBytes / 2 ** 20, 0)} MB, every byte touched) ${fmt(t.readLoopMs)} ms; ${pps(t.warmMs)}; medians of 3 taken in turns`,
   });
   add({
     bench: `run 1% subset (every 10th value per axis), ${grid}, Float64Array`, value: fmt(t.subsetMs), unit: 'ms', target: '≤ 2x LMDB read loop',
@@ -133,7 +133,7 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   });
   add({
     bench: `run warm, ${grid}, objects {a,b,v}`, value: fmt(o.warmMs), unit: 'ms', target: '≤ 1.5x JS decode',
-    note: `${of(o.warmMs, o.decodeMs, 'floor')}: decodeOutputs of the same msgpack bytes into the same objects (all kept) ${fmt(o.decodeMs)} ms; ${pps(o.warmMs)}; medians of 3; child with an 8 GB heap, peak RSS ${fmt(o.peakMb, 0)} MB`,
+    note: `${of(o.warmMs, o.decodeMs, 'floor')}: decodeOutputs of the same msgpack bytes into the same objects (all kept) ${fmt(o.decodeMs)} ms; ${pps(o.warmMs)}; medians of 3 taken in turns; child with an 8 GB heap, peak RSS ${fmt(o.peakMb, 0)} MB`,
   });
 }
 

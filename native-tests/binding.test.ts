@@ -610,3 +610,26 @@ test('store calls: metadata, records, descriptors, verify, access times, deletio
   t.is(store.deleteCache(id), 1);
   t.deepEqual(store.descriptors(id), []);
 });
+
+test('claimFlat claims whole chunks without point lists, like listed ones; bad whole entries are refused', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('claim-whole');
+  const plan = grid().plan([null, null]);
+  const u32 = (a: number[]) => Uint32Array.from(a);
+  const none = new Uint32Array(0);
+  // Session 1: chunk 0 whole (no points listed), chunk 1 by list.
+  const a = plan.claimFlat(store, id, 1, u32([0, 1]), u32([0, 12]), u32(Array.from({ length: 12 }, (_, i) => i)), null, Uint8Array.from([1, 0]));
+  t.deepEqual([...a.whole], [1, 1]);
+  t.is(a.state.length, 0);
+  t.is(store.claimCount(), 24);
+  // Session 2 asks for chunk 0 whole and chunk 2 whole: chunk 0 is held
+  // point by point (state in request order), chunk 2 is granted.
+  writeItems(plan, store, id, 0, [0, 1]);
+  const b = plan.claimFlat(store, id, 2, u32([0, 2]), u32([0, 0]), none, null, Uint8Array.from([1, 1]));
+  t.deepEqual([...b.whole], [0, 1]);
+  t.deepEqual([...b.state], [1, 1, ...Array(10).fill(2)]);
+  t.deepEqual([...b.available], [2, 0]);
+  // A whole entry with points listed, or a whole array of the wrong length.
+  t.throws(() => plan.claimFlat(store, id, 3, u32([2]), u32([1]), u32([0]), null, Uint8Array.from([1])), { message: /claimed whole lists no points/ });
+  t.throws(() => plan.claimFlat(store, id, 3, u32([2]), u32([0]), none, null, Uint8Array.from([1, 1])), { message: /one byte per chunk entry/ });
+});

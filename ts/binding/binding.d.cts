@@ -29,9 +29,11 @@ export declare class BindingPlan {
   /**
    * Claims points of many chunks in one write transaction, flat arrays
    * in and out (see `BindingClaimBatch`): chunk `chunks[k]` claims
-   * `points[ends[k-1]..ends[k]]`.
+   * `points[ends[k-1]..ends[k]]`, or every requested point of the chunk
+   * when `whole[k]` is 1 (its range of `points` is then empty: a whole
+   * chunk is claimed without a list of its points).
    */
-  claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null): BindingClaimBatch
+  claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null, whole?: Uint8Array | undefined | null): BindingClaimBatch
   /** One byte per requested point of chunk `i`: 1 when stored. */
   presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
   /** Missing points of chunk `i` as disjoint product blocks. */
@@ -325,11 +327,15 @@ export interface BindingChunkWrite {
  * arrays per chunk (a batch of a thousand chunks is three allocations).
  */
 export interface BindingClaimBatch {
-  /** Per point of `points`, in order: 0 granted, 1 stored, 2 held. */
+  /**
+   * Per requested point of each entry not granted whole, entry after
+   * entry in order (an entry claimed whole counts every requested point
+   * of its chunk, in request order): 0 granted, 1 stored, 2 held.
+   */
   state: Buffer
   /**
-   * Per chunk: 1 when every one of its points was granted (its `state`
-   * bytes are all 0).
+   * Per entry: 1 when every one of its points was granted (it has no
+   * `state` bytes).
    */
   whole: Buffer
   /** Per chunk: granted points taken over from dead owners or expired leases. */

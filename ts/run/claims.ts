@@ -6,6 +6,7 @@
  * transaction that stores their outputs, and all at once when it ends.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
+import { isIota } from '../cache/blocks.js';
 import { fromNative } from '../errors/index.js';
 
 /** What a claim call gives for one requested set of points of a chunk. */
@@ -32,22 +33,36 @@ export interface ClaimResults {
 
 /**
  * One claim transaction through `claimFlat` (flat arrays in and out): an
- * entry granted whole costs no array or object; the outcome of any other is
- * built when asked for.
+ * entry for every point of its chunk is claimed whole, with no list of its
+ * points; an entry granted whole costs no array or object; the outcome of
+ * any other is built when asked for.
  */
-function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null): ClaimResults {
+function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null, pointsOf: (chunk: number) => number): ClaimResults {
   const n = merged.length;
   const ends = new Uint32Array(n);
+  const asWhole = new Uint8Array(n);
   let total = 0;
-  for (let k = 0; k < n; k++) ends[k] = total += merged[k]!.length;
+  for (let k = 0; k < n; k++) {
+    const pts = merged[k]!;
+    if (pts.length === pointsOf(order[k]!) && isIota(pts)) asWhole[k] = 1;
+    else total += pts.length;
+    ends[k] = total;
+  }
   const flat = new Uint32Array(total);
   for (let k = 0, at = 0; k < n; k++) {
+    if (asWhole[k]) continue;
     flat.set(merged[k]!, at);
     at += merged[k]!.length;
   }
-  const r = plan.claimFlat(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs);
+  const r = plan.claimFlat(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs, asWhole);
   let takenOver = 0;
-  for (let k = 0; k < n; k++) takenOver += r.takenOver[k]!;
+  // Where each entry not granted whole starts in r.state.
+  const stateAt = new Uint32Array(n);
+  for (let k = 0, at = 0; k < n; k++) {
+    takenOver += r.takenOver[k]!;
+    stateAt[k] = at;
+    if (!r.whole[k]) at += merged[k]!.length;
+  }
   return {
     length: n,
     takenOver,
@@ -55,7 +70,7 @@ function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, sess
     outcome: (k) => {
       const pts = merged[k]!;
       if (r.whole[k]) return { granted: pts, stored: NONE, takenOver: r.takenOver[k]! };
-      const at = k === 0 ? 0 : ends[k - 1]!;
+      const at = stateAt[k]!;
       const st = r.state.subarray(at, at + pts.length);
       return { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };
     },
@@ -84,6 +99,8 @@ export class ClaimSession {
     private readonly cacheId: Buffer,
     private readonly label: string,
     private readonly leaseMs: number | undefined,
+    /** Requested points of chunk i (an entry asking for all of them is claimed whole). */
+    private readonly pointsOf: (chunk: number) => number,
   ) {}
 
   /**
@@ -147,7 +164,7 @@ export class ClaimSession {
 
   private flat(order: ArrayLike<number>, merged: Uint32Array[]): ClaimResults {
     try {
-      return claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null);
+      return claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null, this.pointsOf);
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }

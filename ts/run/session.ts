@@ -112,7 +112,7 @@ export class RunSession {
     }
     diag.totalPoints = total;
     diag.totalChunks = G.chunkCount;
-    this.claims = new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs);
+    this.claims = new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs, (i) => G.chunkPoints(i));
     this.progress = new Progress({
       label: spec.label, cacheId: core.id.slice(0, 8), pointsTotal: this.toCompute, cachedPoints: reused, chunksTotal: G.chunkCount,
       onProgress: spec.onProgress, verbose: core.verbose,

@@ -146,6 +146,21 @@ pub struct ClaimRequest {
     pub chunk: usize,
     /// Requested-point indices (request order), distinct.
     pub points: Vec<u32>,
+    /// Every requested point of the chunk (`points` is then ignored): a
+    /// whole chunk claimed with no list of its points.
+    pub whole: bool,
+}
+
+impl ClaimRequest {
+    /// Points `points` (request indices, distinct) of chunk `chunk`.
+    pub fn points(chunk: usize, points: Vec<u32>) -> ClaimRequest {
+        ClaimRequest { chunk, points, whole: false }
+    }
+
+    /// Every requested point of chunk `chunk`.
+    pub fn whole(chunk: usize) -> ClaimRequest {
+        ClaimRequest { chunk, points: Vec::new(), whole: true }
+    }
 }
 
 /// The answer for one [`ClaimRequest`]; every point of the request is in
@@ -234,9 +249,17 @@ impl Store {
                 let entries = s.entries_in(t, &rkey(at.cache, &res.key))?;
                 let classes: Vec<Class> =
                     entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, &mut live)).collect();
-                let positions = ChunkGeometry::of(at.plan, r.chunk).record_positions();
+                let geo = ChunkGeometry::of(at.plan, r.chunk);
+                let positions = geo.record_positions();
+                let all: Vec<u32>;
+                let points = if r.whole {
+                    all = (0..geo.requested() as u32).collect();
+                    &all
+                } else {
+                    &r.points
+                };
                 let mut o = ClaimOutcome::default();
-                for &q in &r.points {
+                for &q in points {
                     if res.is_present(q as usize) {
                         o.stored.push(q);
                         continue;
@@ -270,7 +293,18 @@ impl Store {
         r: &ClaimRequest,
     ) -> Result<ClaimOutcome> {
         let res = self.resolve_one(t, at.cache, at.grid, at.plan, r.chunk, catalog)?;
-        let positions = ChunkGeometry::of(at.plan, r.chunk).record_positions();
+        // Request index q is record position q when the chunk is requested
+        // in full; else the positions come from the geometry.
+        let geo = ChunkGeometry::of(at.plan, r.chunk);
+        let positions = (geo.requested() != geo.record_points()).then(|| geo.record_positions());
+        let position = |q: u32| positions.as_ref().map_or(q, |p| p[q as usize]);
+        let all: Vec<u32>;
+        let points = if r.whole {
+            all = (0..geo.requested() as u32).collect();
+            &all
+        } else {
+            &r.points
+        };
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
         let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
@@ -279,11 +313,11 @@ impl Store {
         if entries.is_empty() && res.available == 0 {
             // Nothing stored and nobody claims this chunk: every point is
             // ours, in bulk.
-            o.granted = r.points.clone();
-            granted = r.points.iter().map(|&q| positions[q as usize]).collect();
+            granted = points.iter().map(|&q| position(q)).collect();
+            o.granted = points.clone();
         } else {
-            for &q in &r.points {
-                let p = positions[q as usize];
+            for &q in points {
+                let p = position(q);
                 if res.is_present(q as usize) {
                     o.stored.push(q);
                     stored.push(p);
@@ -469,6 +503,9 @@ fn check_request(at: &PlanRef<'_>, r: &ClaimRequest) -> Result<()> {
         return Err(CoreError::invalid(format!("chunk {} out of range", r.chunk)));
     }
     let req = at.plan.requested(r.chunk);
+    if r.whole {
+        return Ok(());
+    }
     if let Some(&bad) = r.points.iter().find(|&&p| p as u64 >= req) {
         return Err(CoreError::invalid(format!("point {bad} out of range for a chunk of {req} requested points")));
     }

@@ -28,7 +28,7 @@ fn grid() -> Grid {
 }
 
 fn all(plan: &Plan, chunk: usize) -> ClaimRequest {
-    ClaimRequest { chunk, points: (0..plan.requested(chunk) as u32).collect() }
+    ClaimRequest::points(chunk, (0..plan.requested(chunk) as u32).collect())
 }
 
 fn claim(
@@ -135,7 +135,7 @@ fn an_expired_lease_is_taken_over_and_counted() {
     let store = Store::open(root.path()).unwrap();
     let g = grid();
     let plan = g.plan(&[None, None]).unwrap();
-    claim_one(&store, &g, &plan, 1, ClaimRequest { chunk: 1, points: vec![0, 1, 2, 3] });
+    claim_one(&store, &g, &plan, 1, ClaimRequest::points(1, vec![0, 1, 2, 3]));
     let fresh = claim(&store, &g, &plan, 2, Some(60_000), &[all(&plan, 1)]).pop().unwrap();
     assert_eq!((fresh.granted.len(), fresh.held.len(), fresh.taken_over), (16, 4, 0));
     std::thread::sleep(std::time::Duration::from_millis(30));
@@ -156,8 +156,8 @@ fn bad_requests_are_refused() {
     let plan = g.plan(&[None, None]).unwrap();
     let at = PlanRef { cache: &CACHE, grid: &g, plan: &plan };
     let opts = ClaimOptions::default();
-    assert!(store.claim(&at, &mut Catalog::default(), opts, &[ClaimRequest { chunk: 2, points: vec![] }]).is_err());
-    assert!(store.claim(&at, &mut Catalog::default(), opts, &[ClaimRequest { chunk: 0, points: vec![20] }]).is_err());
+    assert!(store.claim(&at, &mut Catalog::default(), opts, &[ClaimRequest::points(2, vec![])]).is_err());
+    assert!(store.claim(&at, &mut Catalog::default(), opts, &[ClaimRequest::points(0, vec![20])]).is_err());
     assert_eq!(store.claim_count().unwrap(), 0);
 }
 
@@ -275,7 +275,7 @@ fn concurrent_sessions_are_granted_each_point_once() {
                     let chunk = ((k + round) % plan.n_chunks as u64) as usize;
                     let start = ((round * 37 + k * 101) % 300) as u32;
                     let points: Vec<u32> = (start..start + 60).map(|p| p % 300).collect();
-                    let o = claim(&store, &g, &plan, k, None, &[ClaimRequest { chunk, points }]).pop().unwrap();
+                    let o = claim(&store, &g, &plan, k, None, &[ClaimRequest::points(chunk, points)]).pop().unwrap();
                     granted.extend(o.granted.iter().map(|&p| (chunk, p)));
                 }
                 for chunk in 0..plan.n_chunks {
@@ -301,4 +301,48 @@ fn concurrent_sessions_are_granted_each_point_once() {
         store.release_session(k).unwrap();
     }
     assert_eq!(store.claim_count().unwrap(), 0);
+}
+
+#[test]
+fn whole_chunk_requests_claim_like_full_point_lists() {
+    let root = TempRoot::new("whole");
+    let store = Store::open(root.path()).unwrap();
+    let g = grid();
+    let plan = g.plan(&[None, None]).unwrap();
+    // Nothing stored, nobody claims: every point granted, and recorded as
+    // claims another session's point list runs into.
+    let a = claim_one(&store, &g, &plan, 1, ClaimRequest::whole(0));
+    assert_eq!(a.granted, (0..20).collect::<Vec<_>>());
+    assert_eq!(store.claim_count().unwrap(), 20);
+    let b = claim_one(&store, &g, &plan, 2, all(&plan, 0));
+    assert_eq!(b.held, (0..20).collect::<Vec<_>>());
+    // Some points stored: a whole request of another session splits into
+    // stored, held (session 1's) and granted exactly like a list would.
+    write(&store, &g, &plan, 1, &[0, 1, 2]);
+    claim_one(&store, &g, &plan, 1, ClaimRequest::points(1, vec![3, 4]));
+    let c = claim_one(&store, &g, &plan, 3, ClaimRequest::whole(1));
+    assert_eq!(c.stored, vec![0, 1, 2]);
+    assert_eq!(c.held, vec![3, 4]);
+    assert_eq!(c.granted, (5..20).collect::<Vec<_>>());
+    let at = PlanRef { cache: &CACHE, grid: &g, plan: &plan };
+    let st = store
+        .claim_status(
+            &at,
+            &mut Catalog::default(),
+            ClaimOptions { session: 3, lease_ms: None },
+            &[ClaimRequest::whole(1)],
+        )
+        .unwrap();
+    assert_eq!((st[0].stored.len(), st[0].held.len(), st[0].granted.len()), (3, 2, 15));
+    // A selection that requests part of each chunk: a whole request claims
+    // the record positions of the selected points only.
+    let root = TempRoot::new("whole-sub");
+    let store = Store::open(root.path()).unwrap();
+    let sub = g.plan(&[Some(vec![6, 8]), Some(vec![1, 3])]).unwrap();
+    let d = claim_one(&store, &g, &sub, 4, ClaimRequest::whole(0));
+    assert_eq!(d.granted, vec![0, 1, 2, 3]);
+    let e = claim_one(&store, &g, &plan, 5, all(&plan, 1));
+    let pos = |x: u32, y: u32| (x - 5) * 4 + y;
+    assert_eq!(e.held, vec![pos(6, 1), pos(6, 3), pos(8, 1), pos(8, 3)]);
+    assert_eq!(e.granted.len(), 16);
 }

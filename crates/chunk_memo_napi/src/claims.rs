@@ -54,15 +54,25 @@ fn options(session: f64, lease_ms: Option<f64>) -> CoreResult<ClaimOptions> {
 /// arrays per chunk (a batch of a thousand chunks is three allocations).
 #[napi(object)]
 pub struct BindingClaimBatch {
-    /// Per point of `points`, in order: 0 granted, 1 stored, 2 held.
+    /// Per requested point of each entry not granted whole, entry after
+    /// entry in order (an entry claimed whole counts every requested point
+    /// of its chunk, in request order): 0 granted, 1 stored, 2 held.
     pub state: Buffer,
-    /// Per chunk: 1 when every one of its points was granted (its `state`
-    /// bytes are all 0).
+    /// Per entry: 1 when every one of its points was granted (it has no
+    /// `state` bytes).
     pub whole: Buffer,
     /// Per chunk: granted points taken over from dead owners or expired leases.
     pub taken_over: Uint32Array,
     /// Per chunk: stored points of the whole chunk.
     pub available: Uint32Array,
+}
+
+/// The entries of a `claimFlat` call (see there).
+struct FlatEntries<'a> {
+    chunks: &'a [u32],
+    ends: &'a [u32],
+    points: &'a [u32],
+    whole: Option<&'a [u8]>,
 }
 
 impl BindingPlan {
@@ -73,13 +83,14 @@ impl BindingPlan {
         &self,
         store: &BindingStore,
         cache_id: &[u8],
-        chunks: &[u32],
-        ends: &[u32],
-        points: &[u32],
+        FlatEntries { chunks, ends, points, whole }: FlatEntries<'_>,
         opts: ClaimOptions,
     ) -> CoreResult<BindingClaimBatch> {
         if chunks.len() != ends.len() || ends.last().map_or(0, |&e| e as usize) != points.len() {
             return Err(invalid("chunks, ends and points do not agree"));
+        }
+        if whole.is_some_and(|w| w.len() != chunks.len()) {
+            return Err(invalid("whole must have one byte per chunk entry"));
         }
         let mut start = 0usize;
         let mut requests = Vec::with_capacity(chunks.len());
@@ -88,7 +99,12 @@ impl BindingPlan {
             if e < start || e > points.len() {
                 return Err(invalid("ends must not decrease"));
             }
-            requests.push(ClaimRequest { chunk: self.check(c)?, points: points[start..e].to_vec() });
+            let chunk = self.check(c)?;
+            requests.push(match whole.map_or(0, |w| w[requests.len()]) {
+                0 => ClaimRequest::points(chunk, points[start..e].to_vec()),
+                _ if e == start => ClaimRequest::whole(chunk),
+                _ => return Err(invalid("an entry claimed whole lists no points")),
+            });
             start = e;
         }
         let cache = id16(cache_id, "cache id")?;
@@ -96,7 +112,7 @@ impl BindingPlan {
         st.bind(&store.inner, &cache);
         let at = PlanRef { cache: &cache, grid: &self.grid, plan: &self.plan };
         let outcomes = store.inner.claim(&at, &mut st.catalog, opts, &requests)?;
-        let mut state = Vec::with_capacity(points.len());
+        let mut state = Vec::new();
         let mut taken_over = Vec::with_capacity(chunks.len());
         let mut available = Vec::with_capacity(chunks.len());
         let mut whole = Vec::with_capacity(chunks.len());
@@ -104,12 +120,11 @@ impl BindingPlan {
             // Each list is the request's points in order, less the others.
             let granted_whole = o.stored.is_empty() && o.held.is_empty();
             whole.push(u8::from(granted_whole));
-            if granted_whole {
-                // The common case: no per-point work.
-                state.resize(state.len() + r.points.len(), 0u8);
-            } else {
+            // The common case, granted whole, needs no per-point state.
+            if !granted_whole {
+                let n = if r.whole { self.plan.requested(r.chunk) as u32 } else { r.points.len() as u32 };
                 let (mut s, mut h) = (0, 0);
-                for &q in &r.points {
+                for q in (0..n).map(|j| if r.whole { j } else { r.points[j as usize] }) {
                     if o.stored.get(s) == Some(&q) {
                         state.push(1u8);
                         s += 1;
@@ -138,7 +153,9 @@ impl BindingPlan {
 impl BindingPlan {
     /// Claims points of many chunks in one write transaction, flat arrays
     /// in and out (see `BindingClaimBatch`): chunk `chunks[k]` claims
-    /// `points[ends[k-1]..ends[k]]`.
+    /// `points[ends[k-1]..ends[k]]`, or every requested point of the chunk
+    /// when `whole[k]` is 1 (its range of `points` is then empty: a whole
+    /// chunk is claimed without a list of its points).
     #[napi]
     #[allow(clippy::too_many_arguments)]
     pub fn claim_flat(
@@ -151,8 +168,12 @@ impl BindingPlan {
         ends: Uint32Array,
         points: Uint32Array,
         lease_ms: Option<f64>,
+        whole: Option<Uint8Array>,
     ) -> Result<BindingClaimBatch> {
-        boundary(&env, || self.claim_flat_op(store, &cache_id, &chunks, &ends, &points, options(session, lease_ms)?))
+        boundary(&env, || {
+            let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
+            self.claim_flat_op(store, &cache_id, entries, options(session, lease_ms)?)
+        })
     }
 }
 
