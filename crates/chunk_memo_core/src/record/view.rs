@@ -52,18 +52,27 @@ impl<'a> RecordView<'a> {
     /// checks the structure and [`RecordView::verify_taking_data`] the
     /// checksum).
     pub fn parse_head(bytes: &[u8]) -> Result<RecordHead> {
-        if bytes.len() < HEADER + 8 {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        Self::head_of(&bytes[..bytes.len() - 8])
+    }
+
+    /// The head of a record's body (without its checksum): magic, form,
+    /// kind and point counts checked.
+    fn head_of(body: &[u8]) -> Result<RecordHead> {
+        if body.len() < HEADER {
             return Err(CoreError::corrupt("bad record header"));
         }
-        let sparse = match &bytes[..4] {
+        let sparse = match &body[..4] {
             m if m == MAGIC => false,
-            m if m == MAGIC_SPARSE && bytes[5] == FLAG_SPARSE => true,
+            m if m == MAGIC_SPARSE && body[5] == FLAG_SPARSE => true,
             _ => return Err(CoreError::corrupt("bad record header")),
         };
-        let kind = bytes[4];
+        let kind = body[4];
         kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
-        let n = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-        let present = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let n = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
+        let present = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
         if present > n {
             return Err(CoreError::corrupt("more points present than the record holds"));
         }
@@ -80,23 +89,10 @@ impl<'a> RecordView<'a> {
     }
 
     fn parse_unchecked(body: &'a [u8]) -> Result<RecordView<'a>> {
-        if body.len() < HEADER {
-            return Err(CoreError::corrupt("bad record header"));
-        }
-        let sparse = match &body[..4] {
-            m if m == MAGIC => false,
-            m if m == MAGIC_SPARSE && body[5] == FLAG_SPARSE => true,
-            _ => return Err(CoreError::corrupt("bad record header")),
-        };
-        let kind = body[4];
-        let n = u32::from_le_bytes(body[8..12].try_into().unwrap()) as usize;
-        let present = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
+        let RecordHead { kind, n, present, sparse } = Self::head_of(body)?;
         // Slots: the points that have a dictionary index, an offset, an
         // element (every point when dense, the present ones when sparse).
         let slots = if sparse { present } else { n };
-        if present > n {
-            return Err(CoreError::corrupt("more points present than the record holds"));
-        }
         let mut pos = HEADER;
         let (bitmap, indices): (&[u8], Option<&[u8]>) = if sparse {
             let il = present.checked_mul(4).ok_or_else(|| CoreError::corrupt("truncated point indices"))?;
@@ -117,7 +113,7 @@ impl<'a> RecordView<'a> {
             pos += bl;
             (b, None)
         };
-        let width = kind_width(kind).map_err(|_| CoreError::corrupt(format!("unknown kind {kind}")))?;
+        let width = kind_width(kind)?;
         let mut dicts = Vec::new();
         let mut point_dicts: &[u8] = &[];
         if width.is_none() {
