@@ -12,6 +12,7 @@ export const KIND_ITEMS = 0;
 const plain = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
 const plainUnpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' });
 const EMPTY = Buffer.alloc(0);
+const ONE_ROW = Uint32Array.of(0);
 
 // Unpackrs by dictionary content; chunks written by the same function share
 // one, so msgpackr's compiled readers are reused across chunks.
@@ -171,17 +172,9 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
   if (kind === KIND_ITEMS) {
     if (count === 0) return [];
     if (dicts.length <= 1) return unpackrFor(dicts[0] ?? EMPTY).unpackMultiple(data) as unknown[];
-    // Several dictionaries (points merged from several writes): decode runs
-    // of points sharing one.
+    // Several dictionaries (points merged from several writes): one row of all the points.
     const out: unknown[] = new Array(count);
-    let i = 0;
-    while (i < count) {
-      let j = i + 1;
-      while (j < count && pointDicts![j] === pointDicts![i]) j++;
-      const vals = unpackrFor(dicts[pointDicts![i]!]!).unpackMultiple(data.subarray(offsets![i]!, offsets![j]!)) as unknown[];
-      for (let k = 0; k < vals.length; k++) out[i + k] = vals[k];
-      i = j;
-    }
+    decodeItemsInto(out, { starts: ONE_ROW, len: count }, data, count, dicts, pointDicts!, offsets!);
     return out;
   }
   const C = typedCtor(kind);

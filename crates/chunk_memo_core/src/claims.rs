@@ -29,6 +29,7 @@ use crate::owner::{Liveness, OwnerId};
 use crate::planner::{Grid, Plan};
 use crate::store::{now_ms, rkey, CacheId, Catalog, ChunkGeometry, Resolution, Store};
 use heed::{RoTxn, RwTxn, WithoutTls};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// One (owner, session)'s claims on one chunk.
@@ -161,6 +162,16 @@ impl ClaimRequest {
     pub fn whole(chunk: usize) -> ClaimRequest {
         ClaimRequest { chunk, points: Vec::new(), whole: true }
     }
+
+    /// The request indices asked for, in order (a whole request: every
+    /// requested point of the chunk in `plan`).
+    pub fn requested_points(&self, plan: &Plan) -> Cow<'_, [u32]> {
+        if self.whole {
+            Cow::Owned((0..plan.requested(self.chunk) as u32).collect())
+        } else {
+            Cow::Borrowed(&self.points)
+        }
+    }
 }
 
 /// The answer for one [`ClaimRequest`]; every point of the request is in
@@ -249,17 +260,9 @@ impl Store {
                 let entries = s.entries_in(t, &rkey(at.cache, &res.key))?;
                 let classes: Vec<Class> =
                     entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, &mut live)).collect();
-                let geo = ChunkGeometry::of(at.plan, r.chunk);
-                let positions = geo.record_positions();
-                let all: Vec<u32>;
-                let points = if r.whole {
-                    all = (0..geo.requested() as u32).collect();
-                    &all
-                } else {
-                    &r.points
-                };
+                let positions = ChunkGeometry::of(at.plan, r.chunk).record_positions();
                 let mut o = ClaimOutcome::default();
-                for &q in points {
+                for &q in r.requested_points(at.plan).iter() {
                     if res.is_present(q as usize) {
                         o.stored.push(q);
                         continue;
@@ -298,13 +301,7 @@ impl Store {
         let geo = ChunkGeometry::of(at.plan, r.chunk);
         let positions = (geo.requested() != geo.record_points()).then(|| geo.record_positions());
         let position = |q: u32| positions.as_ref().map_or(q, |p| p[q as usize]);
-        let all: Vec<u32>;
-        let points = if r.whole {
-            all = (0..geo.requested() as u32).collect();
-            &all
-        } else {
-            &r.points
-        };
+        let points = r.requested_points(at.plan);
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
         let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
@@ -314,9 +311,9 @@ impl Store {
             // Nothing stored and nobody claims this chunk: every point is
             // ours, in bulk.
             granted = points.iter().map(|&q| position(q)).collect();
-            o.granted = points.clone();
+            o.granted = points.into_owned();
         } else {
-            for &q in points {
+            for &q in points.iter() {
                 let p = position(q);
                 if res.is_present(q as usize) {
                     o.stored.push(q);

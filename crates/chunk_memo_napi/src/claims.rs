@@ -122,9 +122,8 @@ impl BindingPlan {
             whole.push(u8::from(granted_whole));
             // The common case, granted whole, needs no per-point state.
             if !granted_whole {
-                let n = if r.whole { self.plan.requested(r.chunk) as u32 } else { r.points.len() as u32 };
                 let (mut s, mut h) = (0, 0);
-                for q in (0..n).map(|j| if r.whole { j } else { r.points[j as usize] }) {
+                for &q in r.requested_points(&self.plan).iter() {
                     if o.stored.get(s) == Some(&q) {
                         state.push(1u8);
                         s += 1;
