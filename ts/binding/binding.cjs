@@ -843,5 +843,4 @@ module.exports.canonicalId = nativeBinding.canonicalId
 module.exports.checkRecordBytes = nativeBinding.checkRecordBytes
 module.exports.hashAxisValues = nativeBinding.hashAxisValues
 module.exports.hashValues = nativeBinding.hashValues
-module.exports.prefault = nativeBinding.prefault
 module.exports.prefaultInBackground = nativeBinding.prefaultInBackground

@@ -446,14 +446,8 @@ export declare function hashValues(concatenated: Buffer): Buffer
 
 /**
  * Maps the pages of `bytes` (a freshly allocated output, about to be
- * filled) in one call, so that its first fill takes no page faults.
- * Returns whether it did (see `chunk_memo_core::memory::prefault`).
- */
-export declare function prefault(bytes: Uint8Array): boolean
-
-/**
- * `prefault` on the libuv pool: the pages of a fresh output are mapped by
- * another thread while the calling thread starts filling it (a fill that
+ * filled; see `chunk_memo_core::memory::prefault`) on the libuv pool: they
+ * are mapped by another thread while the calling thread starts filling it (a fill that
  * overtakes the mapping faults its pages itself). Resolves to whether it
  * mapped them.
  */

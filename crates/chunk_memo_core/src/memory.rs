@@ -3,9 +3,10 @@
 //! A run's typed output is allocated by JS and then filled once, from stored
 //! chunks or computed ones. A fresh allocation of many MB is mapped lazily,
 //! so that first fill takes a page fault per 4 KiB page, which costs about
-//! as much as the copy itself. Populating the pages in one system call
-//! before the fill saves the faults' trap and bookkeeping costs (huge pages
-//! would save more, but the kernel may stall to compact memory for them).
+//! as much as the copy itself. Populating the pages in one system call (the
+//! binding makes it on the libuv pool while the run fills the output) saves
+//! the faults' trap and bookkeeping costs (huge pages would save more, but
+//! the kernel may stall to compact memory for them).
 
 /// Buffers smaller than this are left to fault in as they fill (a few
 /// hundred page faults cost less than the call).

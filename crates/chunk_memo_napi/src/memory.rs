@@ -3,16 +3,6 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-/// Maps the pages of `bytes` (a freshly allocated output, about to be
-/// filled) in one call, so that its first fill takes no page faults.
-/// Returns whether it did (see `chunk_memo_core::memory::prefault`).
-#[napi]
-pub fn prefault(mut bytes: Uint8Array) -> bool {
-    // SAFETY: the call is synchronous; populating pages never changes the
-    // contents, so aliasing JS views are unaffected.
-    chunk_memo_core::memory::prefault(unsafe { bytes.as_mut() })
-}
-
 /// The work of `prefaultInBackground`: holds the array (and so keeps its
 /// memory alive) until the pages are mapped.
 pub struct Prefault {
@@ -33,8 +23,9 @@ impl Task for Prefault {
     }
 }
 
-/// `prefault` on the libuv pool: the pages of a fresh output are mapped by
-/// another thread while the calling thread starts filling it (a fill that
+/// Maps the pages of `bytes` (a freshly allocated output, about to be
+/// filled; see `chunk_memo_core::memory::prefault`) on the libuv pool: they
+/// are mapped by another thread while the calling thread starts filling it (a fill that
 /// overtakes the mapping faults its pages itself). Resolves to whether it
 /// mapped them.
 #[napi(ts_return_type = "Promise<boolean>")]
