@@ -261,7 +261,7 @@ export class ReadBatch {
       this.itemsChunks++;
       const pointDicts = rd.pointDicts.subarray(pd, pd + count);
       const offsets = rd.offsets.subarray(at, at + count + 1);
-      if (this.into && count === w.geo.points && !w.needed) {
+      if (this.into && count === w.geo.points) {
         decodeItemsInto(this.into.out, this.into.rows(w.geo), data, count, rd.dicts, pointDicts, offsets);
         w.applyGathered(KIND_ITEMS);
         return count;
