@@ -67,6 +67,7 @@ async function medians(reps: number, fns: Array<() => unknown>): Promise<number[
       s[f]!.push(since(t));
     }
   }
+  if (process.env.SCALE_SAMPLES) console.error(JSON.stringify(s.map((x) => x.map((v) => Math.round(v)))));
   return s.map((x) => x.sort((a, b) => a - b)[Math.floor(reps / 2)]!);
 }
 

@@ -74,6 +74,8 @@ function child<T>(mode: string, n: number, opts: { reps?: number; heapMb?: numbe
   const args = [...process.execArgv, '--expose-gc', ...(opts.heapMb ? [`--max-old-space-size=${opts.heapMb}`] : []), script, mode, String(n), String(opts.reps ?? 3)];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`scale child ${mode} ${n} failed (${r.status ?? r.signal}): ${r.stderr}`);
+  // SCALE_SAMPLES=1: the children print every timing of their medians.
+  if (process.env.SCALE_SAMPLES) process.stderr.write(`${mode}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 

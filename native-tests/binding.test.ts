@@ -273,7 +273,7 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   const data = Buffer.concat([a.data, c.data]);
   const dict = Buffer.from([0x90]);
   const args = (from: number, to: number): Parameters<typeof plan.writeFlat> =>
-    [store, id, Uint32Array.of(0, 2, 1), Uint8Array.of(0, 8, 0), Uint32Array.of(3, 5, 7), Uint32Array.of(0, 1, 2, 4, 5, 7, 8),
+    [store, id, Uint32Array.of(0, 2, 1), Uint8Array.of(0, 8, 0), Uint32Array.of(3, 5, 7), Uint8Array.of(0, 0, 0), Uint32Array.of(0, 1, 2, 4, 5, 7, 8),
       Uint32Array.from([...a.offsets, ...c.offsets]), Uint32Array.of(0, 1, 0), Uint32Array.of(a.data.length, 16, data.length), [data, f], Uint32Array.of(0, 0, 1), [dict], from, to];
   // Only chunks 1..3 of the batch (plan chunks 2 and 1): chunk 0 stays unwritten.
   plan.writeFlat(...args(1, 3));
@@ -290,8 +290,42 @@ test('writeFlat stores a range of a flat batch (items with offsets and a diction
   // Arrays that disagree, a range outside them, ends past the data: ERR_INVALID_ARGUMENT, nothing written.
   const bad: unknown[] = args(0, 3);
   throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 3 ? Uint8Array.of(0) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
-  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 13 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
-  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 8 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 14 ? 4 : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => plan.writeFlat(...(bad.map((x, k) => (k === 9 ? Uint32Array.of(1, 2, 9999) : x)) as unknown as Parameters<typeof plan.writeFlat>)), 'ERR_INVALID_ARGUMENT');
+});
+
+test('writeFlat takes whole chunks without point lists (in record order, or a selection merged by request order); bad whole flags are refused', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('flat-whole');
+  const plan = grid().plan([null, null]);
+  // Plan chunks 0 (4 x 3 points) and 2 (2 x 3), whole: no points listed.
+  const f0 = Float64Array.from({ length: 12 }, (_, k) => k + 0.5);
+  const f2 = Float64Array.from({ length: 6 }, (_, k) => 100 + k);
+  type Args = Parameters<typeof plan.writeFlat>;
+  const whole = (chunks: number[], parts: Float64Array[], flags = chunks.map(() => 1), listed: number[] = []): Args => [
+    store, id, Uint32Array.from(chunks), Uint8Array.from(chunks.map(() => 8)), Uint32Array.from(chunks.map(() => listed.length)), Uint8Array.from(flags),
+    Uint32Array.from(listed), new Uint32Array(0), Uint32Array.from(parts.map((_, k) => k + 1)), Uint32Array.from(parts.map((f) => f.byteLength)),
+    [Buffer.alloc(0), ...parts.map(buf)], Uint32Array.from(chunks.map(() => 0)), [], 0, chunks.length,
+  ];
+  plan.writeFlat(...whole([0, 2], [f0, f2]));
+  const reader = grid().plan([null, null]);
+  t.deepEqual(Array.from(reader.resolve(store, id).available), [12, 0, 6]);
+  const valuesOf = (d: { data: Buffer }): number[] => [...new Float64Array(Uint8Array.from(d.data).buffer)];
+  t.deepEqual(valuesOf(reader.read(store, id, 0)), [...f0]);
+  t.deepEqual(valuesOf(reader.read(store, id, 2)), [...f2]);
+  // A selection (x 1, 3 of the first bin, y 0, 2): its four points in request order land at record positions 3, 5, 9, 11.
+  const sub = grid().plan([Uint32Array.of(1, 3, 9), Uint32Array.of(0, 2)]);
+  const id2 = idOf('flat-whole-sub');
+  sub.writeFlat(...(whole([0], [Float64Array.of(1, 2, 3, 4)]).map((x, k) => (k === 1 ? id2 : x)) as Args));
+  const got = grid().plan([null, null]).read(store, id2, 0);
+  t.deepEqual(Array.from(got.present).flatMap((p, k) => (p ? [k] : [])), [3, 5, 9, 11]);
+  t.deepEqual(valuesOf(got), [1, 2, 3, 4]);
+  // A whole chunk with points listed, a flag other than 0 or 1, or bytes for another count: refused, nothing written.
+  const fresh = grid().plan([null, null]);
+  throwsCode(t, () => fresh.writeFlat(...whole([1], [f0], [1], [0])), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => fresh.writeFlat(...whole([1], [f0], [2])), 'ERR_INVALID_ARGUMENT');
+  throwsCode(t, () => fresh.writeFlat(...whole([1], [f2])), 'ERR_INVALID_ARGUMENT');
+  t.is(grid().plan([null, null]).resolve(store, id).available[1], 0);
 });
 
 test('writeBatch writes several chunks in one call; readMany reads them in one call and agrees with read', (t) => {
@@ -504,7 +538,7 @@ test.serial('the public API crosses the binding once per chunk or batch, not per
       if (m === 'readMany') counts.chunksRead += (a[2] as Uint32Array).length;
       if (m === 'write') counts.chunksWritten++;
       if (m === 'writeBatch') counts.chunksWritten += (a[2] as unknown[]).length;
-      if (m === 'writeFlat') counts.chunksWritten += (a[13] as number) - (a[12] as number);
+      if (m === 'writeFlat') counts.chunksWritten += (a[14] as number) - (a[13] as number);
       return orig[m].apply(this, a);
     };
   }

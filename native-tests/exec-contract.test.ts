@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChunkCache, defineTask, memoize, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
+import { ChunkCache, defineTask, iterate, memoize, pointwise, run, runParallel, runStreaming, type ChunkFn, type MapFn } from '../ts/index.js';
 import { closeWorkerPools } from '../ts/parallel/pools.js';
 import { productMix } from './fixtures/tasks.js';
 import { prng } from './helpers/grid.js';
@@ -232,4 +232,42 @@ test('memoize: extras named in ignore reach the function but not the identity', 
   const c = await f({ scale: 4, device: 'gpu1' });
   t.is(c.diagnostics.executedPoints, 2);
   t.deepEqual(seen.slice(2), ['gpu1', 'gpu1']);
+});
+
+test('a function that reuses its output buffer (typed or an array) stores and returns what each call computed, in the serial runners', async (t) => {
+  const a = Array.from({ length: 12 }, (_, i) => i);
+  const b = Array.from({ length: 40 }, (_, i) => i);
+  const expected = a.flatMap((x) => b.map((y) => x * 100 + y));
+  // One buffer for every call: each call overwrites what the previous one returned.
+  const shared = new Float64Array(4 * 40);
+  const sharedItems: unknown[] = [];
+  const typedFn: ChunkFn = (_p, axes) => {
+    const out = shared.subarray(0, axes.a!.length * axes.b!.length);
+    let k = 0;
+    for (const x of axes.a as number[]) for (const y of axes.b as number[]) out[k++] = x * 100 + y;
+    return out;
+  };
+  const itemsFn: ChunkFn = (_p, axes) => {
+    sharedItems.length = 0;
+    for (const x of axes.a as number[]) for (const y of axes.b as number[]) sharedItems.push(x * 100 + y);
+    return sharedItems;
+  };
+  const open = (chunkSpec: Record<string, number>) => ChunkCache.open({ root: freshRoot(), axisValues: { a, b }, chunkSpec });
+  for (const [name, fn] of [['typed', typedFn], ['items', itemsFn]] as const) {
+    // Whole chunks (straight into run's output) and chunks that split the last axis (rows apart).
+    for (const chunkSpec of [{ a: 4, b: 40 }, { a: 4, b: 16 }]) {
+      const label = `${name} ${JSON.stringify(chunkSpec)}`;
+      const cold = open(chunkSpec);
+      t.deepEqual(Array.from((await run(cold, fn)).output as ArrayLike<number>), expected, `${label}: run cold`);
+      t.deepEqual(Array.from((await run(cold, fn)).output as ArrayLike<number>), expected, `${label}: run warm`);
+      const streamed = open(chunkSpec);
+      await runStreaming(streamed, fn);
+      t.deepEqual(Array.from((await run(streamed, fn)).output as ArrayLike<number>), expected, `${label}: runStreaming, read back`);
+      const it = open(chunkSpec);
+      const got: number[] = new Array(expected.length);
+      for await (const c of iterate(it, fn)) (c.output as ArrayLike<number>).length && Array.from(c.output as ArrayLike<number>).forEach((v, k) => (got[c.outIndex[k]!] = v));
+      t.deepEqual(got, expected, `${label}: iterate`);
+      t.deepEqual(Array.from((await run(it, fn)).output as ArrayLike<number>), expected, `${label}: iterate, read back`);
+    }
+  }
 });

@@ -54,7 +54,8 @@ export declare class BindingPlan {
    * Writes new points of chunks `from..to` of a flat batch in one
    * transaction (one crossing for the batch, nothing per chunk): chunk k
    * is plan chunk `chunks[k]` of record kind `kinds[k]`; its points are
-   * `points[pointEnds[k-1]..pointEnds[k]]` and its bytes lie in buffer
+   * `points[pointEnds[k-1]..pointEnds[k]]`, or with `whole[k]` = 1 every
+   * requested point in request order (then none are listed), and its bytes lie in buffer
    * `data[partOf[k]]`, up to `dataEnds[k]`, from the end of the previous
    * chunk in the same buffer (0 for the first chunk of a buffer:
    * large typed outputs come as buffers of their own, not copied into
@@ -62,7 +63,7 @@ export declare class BindingPlan {
    * the next n+1 `offsets` (relative to its bytes; items chunks in batch
    * order); `dictOf[k]` is 0 (no dictionary) or 1 + an index into `dicts`.
    */
-  writeFlat(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, kinds: Uint8Array, pointEnds: Uint32Array, points: Uint32Array, offsets: Uint32Array, partOf: Uint32Array, dataEnds: Uint32Array, data: Array<Buffer>, dictOf: Uint32Array, dicts: Array<Buffer>, from: number, to: number): void
+  writeFlat(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, kinds: Uint8Array, pointEnds: Uint32Array, whole: Uint8Array, points: Uint32Array, offsets: Uint32Array, partOf: Uint32Array, dataEnds: Uint32Array, data: Array<Buffer>, dictOf: Uint32Array, dicts: Array<Buffer>, from: number, to: number): void
   /**
    * Writes new points of chunk `i`: `points` are requested-point
    * indices; items give `offsets` (points+1) into `data` and the

@@ -54,8 +54,8 @@ export type ProcessesOption =
     };
 
 /** An engine executor around a function that runs a job. */
-export function executorOf(label: string, concurrency: number, run: (job: ExecJob, signal?: AbortSignal) => Promise<JobOutput>): EngineExecutor {
-  return { concurrency, busy: 0, stats: { label, execChunks: 0, points: 0 }, run };
+export function executorOf(label: string, concurrency: number, run: (job: ExecJob, signal?: AbortSignal) => Promise<JobOutput>, freshOutputs = false): EngineExecutor {
+  return { concurrency, busy: 0, stats: { label, execChunks: 0, points: 0 }, run, freshOutputs };
 }
 
 /**
@@ -88,7 +88,8 @@ const BUNDLE_POINTS = 32;
  */
 function poolExecutor(label: string, pool: JobPool, workers: number, execChunkSize: number, prepare: (job: ExecJob) => ExecJob = (j) => j): EngineExecutor {
   const per = execChunkSize > BUNDLE_MAX_SIZE ? 1 : Math.ceil(BUNDLE_POINTS / execChunkSize);
-  if (per === 1) return executorOf(label, workers, (job, signal) => pool.run(prepare(job), signal));
+  // Outputs come as copies from the workers or processes: nothing else holds them.
+  if (per === 1) return executorOf(label, workers, (job, signal) => pool.run(prepare(job), signal), true);
   let queue: Array<{ job: ExecJob; signal: AbortSignal | undefined; resolve: (v: JobOutput) => void; reject: (e: unknown) => void }> = [];
   const flush = (): void => {
     const q = queue;
@@ -101,11 +102,15 @@ function poolExecutor(label: string, pool: JobPool, workers: number, execChunkSi
       });
     }
   };
-  return executorOf(label, workers * per, (job, signal) =>
-    new Promise<JobOutput>((resolve, reject) => {
-      if (queue.length === 0) queueMicrotask(flush);
-      queue.push({ job: prepare(job), signal, resolve, reject });
-    }),
+  return executorOf(
+    label,
+    workers * per,
+    (job, signal) =>
+      new Promise<JobOutput>((resolve, reject) => {
+        if (queue.length === 0) queueMicrotask(flush);
+        queue.push({ job: prepare(job), signal, resolve, reject });
+      }),
+    true,
   );
 }
 

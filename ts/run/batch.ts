@@ -20,6 +20,8 @@ export interface PendingWrite {
   kind: number;
   points: Uint32Array;
   vals: ArrayLike<unknown>;
+  /** `points` are every requested point of the chunk in request order (not copied into the batch). */
+  whole?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -48,7 +50,8 @@ class U32s {
 /**
  * The pending writes of a batch, encoded as they come into flat arrays:
  * one native call stores them all (no object or buffer per chunk crosses
- * N-API). Chunk k's points are points[pointEnds[k-1]..pointEnds[k]], its
+ * N-API). Chunk k's points are points[pointEnds[k-1]..pointEnds[k]] (none
+ * listed when whole[k] is 1: every requested point in request order), its
  * bytes lie in part partOf[k] (the batch's sink, or for a large typed output
  * the output's own bytes, not copied) up to dataEnds[k]; items chunks add their n+1
  * offsets (relative to their bytes) to `offsets`, in chunk order; dictOf[k]
@@ -58,6 +61,9 @@ class FlatWrites {
   chunks: number[] = [];
   kinds: number[] = [];
   pointEnds: number[] = [];
+  whole: number[] = [];
+  /** Points given up to and including chunk k (listed or whole). */
+  private givenEnds: number[] = [];
   partOf: number[] = [];
   dataEnds: number[] = [];
   /** Typed outputs of their own (part k + 1; part 0 is the sink), and their bytes. */
@@ -105,10 +111,15 @@ class FlatWrites {
     }
     this.chunks.push(w.chunk);
     this.kinds.push(w.kind);
-    this.points.reserve(n);
-    this.points.a.set(w.points, this.points.n);
-    this.points.n += n;
+    if (w.whole) this.whole.push(1);
+    else {
+      this.whole.push(0);
+      this.points.reserve(n);
+      this.points.a.set(w.points, this.points.n);
+      this.points.n += n;
+    }
     this.pointEnds.push(this.points.n);
+    this.givenEnds.push((this.givenEnds.at(-1) ?? 0) + n);
     if (dict.length === 0) this.dictOf.push(0);
     else {
       const key = dict.toString('latin1');
@@ -127,14 +138,14 @@ class FlatWrites {
    */
   flat(store: BindingStore, cacheId: Buffer): FlatArgs {
     return [
-      store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), this.points.view(),
+      store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), Uint8Array.from(this.whole), this.points.view(),
       this.offsets.view(), Uint32Array.from(this.partOf), Uint32Array.from(this.dataEnds), [this.sink.bytes(), ...this.parts], Uint32Array.from(this.dictOf), this.dicts,
     ];
   }
 
   /** Points of chunks [from, to). */
   pointsOf(from: number, to: number): number {
-    return (this.pointEnds[to - 1] ?? 0) - (from > 0 ? this.pointEnds[from - 1]! : 0);
+    return (this.givenEnds[to - 1] ?? 0) - (from > 0 ? this.givenEnds[from - 1]! : 0);
   }
 
   /** Empties the batch, keeping its buffers unless they grew large. */
@@ -142,6 +153,8 @@ class FlatWrites {
     this.chunks = [];
     this.kinds = [];
     this.pointEnds = [];
+    this.whole = [];
+    this.givenEnds = [];
     this.partOf = [];
     this.dataEnds = [];
     this.parts = [];

@@ -10,6 +10,7 @@ import type { ChunkGeo } from '../cache/geometry.js';
 import { isIota } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
+import type { OutputSink } from './spec.js';
 import { decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
@@ -44,6 +45,8 @@ export class ChunkWork {
     /** Only these request indices (sorted, unique); null: all. */
     readonly needed: Uint32Array | null,
     private readonly keepOutputs: boolean,
+    /** The run's flat output and a chunk's rows in it: a chunk computed in one block is placed there at once. */
+    private readonly into: { sink: OutputSink; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
   ) {}
 
   /** Selected positions per axis (the chunk's request shape). */
@@ -56,6 +59,11 @@ export class ChunkWork {
   /** True when nothing is queued or running for this chunk. */
   get idle(): boolean {
     return this.pending === 0 && this.inflight === 0;
+  }
+
+  /** True when the exec block being placed is the chunk's last one (its write is encoded right after). */
+  private get idleAfter(): boolean {
+    return this.pending === 0 && this.inflight <= 1;
   }
 
   /** Points computed and not yet written. */
@@ -99,8 +107,14 @@ export class ChunkWork {
     }
   }
 
-  /** Takes the outputs of an exec block whose points are `points` (request indices, block order). */
-  place(points: Uint32Array, out: JobOutput): void {
+  /**
+   * Takes the outputs of an exec block whose points are `points` (request
+   * indices, block order). Unless `fresh` (new memory nobody else holds),
+   * typed outputs and arrays are not kept as they are: a function may reuse
+   * its output buffer on its next call, so they go to the run's flat output
+   * at once or are copied.
+   */
+  place(points: Uint32Array, out: JobOutput, fresh = false): void {
     const kind = kindOf(out);
     if (kind === KIND_ITEMS) {
       for (let j = 0; j < points.length; j++) {
@@ -112,14 +126,25 @@ export class ChunkWork {
         }
       }
     }
-    this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     const n = points.length;
+    const whole = n === this.geo.points && this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isIota(points);
+    // A chunk computed in one block goes straight to the run's flat output;
+    // its write keeps what the output hands back (no copy of typed rows that lie together).
+    const own = whole && this.keepOutputs && this.into ? this.into.sink.placeChunk(out as ArrayLike<unknown>, this.into.rows(this.geo)) : null;
+    if (own) {
+      this.placed = true;
+      out = own as JobOutput;
+    } else if (!fresh && (kind !== KIND_ITEMS || this.keepOutputs || !this.idleAfter)) {
+      // Kept past this exec call (typed parts are written at the batch's commit): a copy.
+      out = copyOf(out);
+    }
+    this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     this.parts.push({ points, out });
     this.partPoints += n;
     this.executed += n;
-    if (!this.keepOutputs) return;
+    if (!this.keepOutputs || own) return;
     // One block with every point, in request order: its outputs are the chunk's.
-    if (n === this.geo.points && this.out === null && this.single === null && isIota(points)) {
+    if (whole) {
       this.single = out as unknown[] | TypedArray;
       return;
     }
@@ -149,7 +174,7 @@ export class ChunkWork {
     }
     this.parts = [];
     this.partPoints = 0;
-    return { chunk: this.i, kind, points, vals };
+    return { chunk: this.i, kind, points, vals, whole: points.length === this.geo.points && isIota(points) };
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
@@ -172,6 +197,14 @@ export class ChunkWork {
     } else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
     return this.out as unknown[];
   }
+}
+
+/** `TypedArray.prototype.slice`: a copy also for a Buffer (whose own `slice` is a view). */
+const typedSlice = Object.getPrototypeOf(Uint8Array.prototype).slice as (this: TypedArray) => TypedArray;
+
+/** A copy of an exec output (an array or a typed array). */
+function copyOf(out: JobOutput): JobOutput {
+  return (Array.isArray(out) ? out.slice() : typedSlice.call(out as TypedArray)) as JobOutput;
 }
 
 type ChunkBatch = ReturnType<BindingPlan['readMany']>;

@@ -126,6 +126,19 @@ export class FlatOutput implements OutputSink {
     if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.totalOf()) : typedOutput(kind, this.totalOf());
   }
 
+  placeChunk(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): ArrayLike<unknown> | null {
+    const kind = kindOf(src);
+    this.expect(kind);
+    const o = this.out!;
+    if ((kind === KIND_ITEMS) !== Array.isArray(o) || (kind !== KIND_ITEMS && kindOf(o) !== kind)) return null;
+    this.placeRows(src, rows);
+    if (kind === KIND_ITEMS) return src; // encoded by the write before the next exec call
+    const { starts, len } = rows;
+    const first = starts[0]!;
+    for (let r = 1; r < starts.length; r++) if (starts[r] !== first + r * len) return Object.getPrototypeOf(Uint8Array.prototype).slice.call(src) as TypedArray;
+    return (o as TypedArray).subarray(first, first + starts.length * len);
+  }
+
   /** Places `src` (request order) by rows: row r of `len` points goes to `starts[r]` onwards (see PlanGeometry.outRows). */
   placeRows(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): void {
     const dst = this.target(src);

@@ -82,6 +82,8 @@ export class RunSession {
   private lastExecMs = 0;
   private firstDispatch = 0;
   private pointsComputed = 0;
+  /** The run's flat output, for chunks computed in one block (ChunkWork.place). */
+  private readonly into: ConstructorParameters<typeof ChunkWork>[4];
 
   constructor(
     private readonly spec: EngineSpec,
@@ -119,6 +121,7 @@ export class RunSession {
     });
     this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, (n) => this.progress.committed(n));
     this.reads = new ReadAhead(spec, plan, resolved, G, this.neededOf, diag);
+    this.into = spec.sink ? { sink: spec.sink, rows: (geo) => G.outRows(geo) } : null;
   }
 
   private get view(): ChunkCache {
@@ -181,7 +184,7 @@ export class RunSession {
     const core = view._core;
     const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
-    const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs);
+    const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs, this.into);
     let avail = this.resolved.available[i]!;
     let missing: Uint32Array[][];
     if (!need) {
@@ -361,7 +364,7 @@ export class RunSession {
       if (failed) throw e;
       const checked = checkOutputs(out, job.count, () => `${spec.label}: chunk ${w.i} at ${describeBlock(job.axes as Record<string, Value[]>)}`);
       if (this.failure === null) {
-        w.place(b.points, checked as JobOutput);
+        w.place(b.points, checked as JobOutput, ex.freshOutputs === true);
         this.pointsComputed += job.count;
         this.buffered += job.count;
         if (this.buffered > diag.maxBufferedPoints) diag.maxBufferedPoints = this.buffered;

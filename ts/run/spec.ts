@@ -26,6 +26,14 @@ export interface EngineExecutor {
    * runs): a synchronous result completes the job without a promise.
    */
   runSync?(job: ExecJob): JobOutput | Promise<JobOutput>;
+  /**
+   * Its outputs are new memory nobody else holds (copies that came from a
+   * worker or a process): kept as they are. Otherwise (a function on this
+   * thread, a user executor) typed outputs and arrays are copied when
+   * received, so a function that reuses its output buffer from call to call
+   * stores and returns what each call computed.
+   */
+  readonly freshOutputs?: boolean;
 }
 
 /** A memo chunk whose requested points are all available. */
@@ -50,6 +58,15 @@ export interface OutputSink {
   items(): unknown[] | null;
   /** Stored chunks hold `kind`: make the output that typed array (items: a plain array) if nothing decided it yet. */
   expect(kind: number): void;
+  /**
+   * Places a whole chunk's computed outputs (request order) at their rows,
+   * once the output is or becomes an array of their kind; returns what a
+   * write of them may keep until it commits (memory of the run's, not the
+   * function's): for typed rows that lie together, the output's own
+   * elements; otherwise a copy. Null when the output has another kind (the
+   * chunk's outputs are then placed when it is handed out).
+   */
+  placeChunk(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): ArrayLike<unknown> | null;
 }
 
 export interface EngineSpec {

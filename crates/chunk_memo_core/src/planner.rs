@@ -420,6 +420,16 @@ impl ChunkGeometry {
         self.lens.iter().map(|&l| l as usize).product()
     }
 
+    /// True when the chunk requests every point of its bins in record
+    /// order (each axis selects 0, 1, ..., len-1): request index = record
+    /// position.
+    pub fn selects_whole_bins(&self) -> bool {
+        self.sel
+            .iter()
+            .zip(&self.lens)
+            .all(|(s, &len)| s.len() == len as usize && s.iter().enumerate().all(|(j, &x)| x as usize == j))
+    }
+
     /// Record position (in the chunk's own layout) of each requested point.
     pub fn record_positions(&self) -> Vec<u32> {
         let mut out = vec![0u32];

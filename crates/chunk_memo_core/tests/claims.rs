@@ -7,7 +7,7 @@ mod common;
 use chunk_memo_core::canonical::DType;
 use chunk_memo_core::claims::{ClaimOptions, ClaimOutcome, ClaimRequest, PlanRef};
 use chunk_memo_core::planner::{Axis, Grid, Plan};
-use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Store};
+use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Store, WritePoints};
 use common::{vh, TempRoot};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -51,7 +51,16 @@ fn claim_one(store: &Store, g: &Grid, plan: &Plan, session: u64, req: ClaimReque
 fn write(store: &Store, g: &Grid, plan: &Plan, chunk: usize, points: &[u32]) {
     let geo = ChunkGeometry::of(plan, chunk);
     let data: Vec<u8> = points.iter().flat_map(|&p| f64::from(p).to_le_bytes()).collect();
-    let w = ChunkWrite { geo: &geo, grid: g, res: None, kind: F64, points, offsets: &[], data: &data, dict: &[] };
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: g,
+        res: None,
+        kind: F64,
+        points: WritePoints::Given(points),
+        offsets: &[],
+        data: &data,
+        dict: &[],
+    };
     store.write_chunks(&CACHE, &[w]).unwrap();
 }
 

@@ -6,7 +6,7 @@ mod common;
 use chunk_memo_core::canonical::DType;
 use chunk_memo_core::error::ErrorCode;
 use chunk_memo_core::planner::Grid;
-use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Resolution, Store};
+use chunk_memo_core::store::{CacheId, Catalog, ChunkGeometry, ChunkWrite, Resolution, Store, WritePoints};
 use common::{axis, cache_id, TempRoot};
 use std::path::Path;
 use std::process::Command;
@@ -53,7 +53,7 @@ fn write_full(store: &Store, c: &CacheId, g: &Grid, chunks: &[usize]) -> chunk_m
             grid: g,
             res: None,
             kind: F64,
-            points: &b.0,
+            points: WritePoints::Given(&b.0),
             offsets: &[],
             data: &b.1,
             dict: &[],
@@ -140,8 +140,16 @@ fn write_some(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>], i:
     let geo = ChunkGeometry::of(&plan, i);
     let pos = geo.record_positions();
     let data: Vec<u8> = points.iter().flat_map(|&r| f64_of(1000 + i, pos[r as usize] as usize)).collect();
-    let w =
-        ChunkWrite { geo: &geo, grid: g, res: Some(&res[0]), kind: F64, points, offsets: &[], data: &data, dict: &[] };
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: g,
+        res: Some(&res[0]),
+        kind: F64,
+        points: WritePoints::Given(points),
+        offsets: &[],
+        data: &data,
+        dict: &[],
+    };
     store.write_chunks(c, &[w]).unwrap();
 }
 

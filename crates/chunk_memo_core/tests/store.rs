@@ -64,7 +64,7 @@ fn typed_f64_record_round_trip() {
         grid: &g,
         res: Some(&res[0]),
         kind: KIND_ITEMS,
-        points: &[0],
+        points: WritePoints::Given(&[0]),
         offsets: &[0, 1],
         data: b"x",
         dict: &[],
@@ -72,12 +72,90 @@ fn typed_f64_record_round_trip() {
     let err = store.write_chunks(&c, &[w]).unwrap_err();
     assert!(err.message.contains("cacheVersion"), "{}", err.message);
     // Wrong sizes are refused before anything is written.
-    let w =
-        ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[0], offsets: &[], data: &[0; 4], dict: &[] };
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: None,
+        kind: F64,
+        points: WritePoints::Given(&[0]),
+        offsets: &[],
+        data: &[0; 4],
+        dict: &[],
+    };
     assert!(store.write_chunks(&c, &[w]).is_err());
-    let w =
-        ChunkWrite { geo: &geo, grid: &g, res: None, kind: F64, points: &[99], offsets: &[], data: &[0; 8], dict: &[] };
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: None,
+        kind: F64,
+        points: WritePoints::Given(&[99]),
+        offsets: &[],
+        data: &[0; 8],
+        dict: &[],
+    };
     assert!(store.write_chunks(&c, &[w]).is_err());
+}
+
+#[test]
+fn whole_chunk_writes_store_what_listed_points_store() {
+    // Every requested point without a list (WritePoints::All) gives the
+    // same records as the same points listed: for a chunk selecting whole
+    // bins (dense) and for a selection inside bins (merged by request order).
+    let g = grid(vec![axis("a", 0..7, 3), axis("b", 0..4, 4)]);
+    for sel in [all(&g), vec![Some(vec![0, 2, 4]), Some(vec![1, 3])]] {
+        let plan = g.plan(&sel).unwrap();
+        let records = |whole: bool| {
+            let root = TempRoot::new("whole-write");
+            let store = Store::open(root.path()).unwrap();
+            let c = cache_id(1);
+            for i in 0..plan.n_chunks {
+                let geo = ChunkGeometry::of(&plan, i);
+                let req = geo.requested();
+                let listed: Vec<u32> = (0..req as u32).collect();
+                let data: Vec<u8> = (0..req).flat_map(|j| (i as f64 * 100.0 + j as f64).to_le_bytes()).collect();
+                let points = if whole { WritePoints::All } else { WritePoints::Given(&listed) };
+                let w = ChunkWrite {
+                    geo: &geo,
+                    grid: &g,
+                    res: None,
+                    kind: F64,
+                    points,
+                    offsets: &[],
+                    data: &data,
+                    dict: &[],
+                };
+                store.write_chunks(&c, &[w]).unwrap();
+            }
+            let res = resolve(&store, &c, &g, &plan);
+            let got: Vec<(Vec<bool>, Vec<u8>)> = res
+                .iter()
+                .map(|r| {
+                    let d = store.read_chunk(&c, r).unwrap();
+                    (d.present.clone(), d.data.clone())
+                })
+                .collect();
+            (got, store.descriptors(&c).unwrap().into_iter().map(|(_, d)| (d.n, d.present)).collect::<Vec<_>>())
+        };
+        assert_eq!(records(true), records(false));
+        let (chunks, _) = records(true);
+        assert!(chunks.iter().all(|(present, _)| present.iter().all(|&p| p)));
+    }
+    // A whole write with bytes for another number of points is refused.
+    let root = TempRoot::new("whole-write-bad");
+    let store = Store::open(root.path()).unwrap();
+    let plan = g.plan(&all(&g)).unwrap();
+    let geo = ChunkGeometry::of(&plan, 0);
+    let w = ChunkWrite {
+        geo: &geo,
+        grid: &g,
+        res: None,
+        kind: F64,
+        points: WritePoints::All,
+        offsets: &[],
+        data: &[0; 8],
+        dict: &[],
+    };
+    assert!(store.write_chunks(&cache_id(1), &[w]).is_err());
 }
 
 #[test]

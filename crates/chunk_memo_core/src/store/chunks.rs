@@ -129,14 +129,42 @@ pub struct ChunkWrite<'a> {
     pub grid: &'a Grid,
     pub res: Option<&'a Resolution>,
     pub kind: u8,
-    /// Requested-point indices (request order) of the points given.
-    pub points: &'a [u32],
-    /// Items: points.len()+1 offsets into `data`. Typed: empty.
+    /// Which requested points the write gives.
+    pub points: WritePoints<'a>,
+    /// Items: one offset per point given, plus one, into `data`. Typed: empty.
     pub offsets: &'a [u32],
     pub data: &'a [u8],
     /// Items: the dictionary every point of this write was packed with
     /// (empty for plain msgpack).
     pub dict: &'a [u8],
+}
+
+/// The requested points a [`ChunkWrite`] gives outputs for.
+#[derive(Clone, Copy, Debug)]
+pub enum WritePoints<'a> {
+    /// Every requested point of the chunk, in request order (no list: a
+    /// whole chunk computed at once).
+    All,
+    /// These requested-point indices, in the order of the outputs.
+    Given(&'a [u32]),
+}
+
+impl WritePoints<'_> {
+    /// How many points are given, for a chunk of `requested` points.
+    pub fn count(&self, requested: usize) -> usize {
+        match self {
+            WritePoints::All => requested,
+            WritePoints::Given(p) => p.len(),
+        }
+    }
+
+    /// The request index of the `j`-th point given.
+    fn at(&self, j: usize) -> u32 {
+        match self {
+            WritePoints::All => j as u32,
+            WritePoints::Given(p) => p[j],
+        }
+    }
 }
 
 impl Store {
@@ -149,14 +177,17 @@ impl Store {
         for w in writes {
             let width = crate::record::kind_width(w.kind)?;
             let req = w.geo.requested();
-            if let Some(&bad) = w.points.iter().find(|&&p| p as usize >= req) {
-                return Err(CoreError::invalid(format!(
-                    "point {bad} out of range for a chunk of {req} requested points"
-                )));
+            if let WritePoints::Given(points) = w.points {
+                if let Some(&bad) = points.iter().find(|&&p| p as usize >= req) {
+                    return Err(CoreError::invalid(format!(
+                        "point {bad} out of range for a chunk of {req} requested points"
+                    )));
+                }
             }
+            let count = w.points.count(req);
             match width {
                 None => {
-                    if w.offsets.len() != w.points.len() + 1 || *w.offsets.last().unwrap() as usize != w.data.len() {
+                    if w.offsets.len() != count + 1 || *w.offsets.last().unwrap() as usize != w.data.len() {
                         return Err(CoreError::invalid("item offsets do not match the points and data"));
                     }
                     if w.offsets.windows(2).any(|x| x[0] > x[1]) {
@@ -164,11 +195,10 @@ impl Store {
                     }
                 }
                 Some(sz) => {
-                    if w.data.len() != w.points.len() * sz {
+                    if w.data.len() != count * sz {
                         return Err(CoreError::invalid(format!(
-                            "typed data of {} bytes for {} points of {sz} bytes",
-                            w.data.len(),
-                            w.points.len()
+                            "typed data of {} bytes for {count} points of {sz} bytes",
+                            w.data.len()
                         )));
                     }
                 }
@@ -186,20 +216,23 @@ impl Store {
         let key = w.grid.chunk_key(&w.geo.bins);
         let rk = rkey(cache, &key);
         let n = w.geo.record_points();
-        let positions = w.geo.record_positions();
         let width = crate::record::kind_width(w.kind)?;
         let old = self.records.get(t, &rk)?.map(RecordView::parse);
         let fresh = !matches!(old, Some(Ok(ref v)) if v.n == n);
         // Every point of the chunk, in record order, and nothing stored: the
-        // dense record straight from the data (no builder).
-        let builder = if fresh
-            && n > 0
-            && w.points.len() == n
-            && w.points.iter().enumerate().all(|(j, &r)| positions[r as usize] as usize == j)
-        {
+        // dense record straight from the data (no builder). A whole chunk
+        // whose selection is its bins in order needs no positions at all.
+        let in_record_order = || match w.points {
+            WritePoints::All => w.geo.selects_whole_bins(),
+            WritePoints::Given(points) => {
+                let positions = w.geo.record_positions();
+                points.len() == n && points.iter().enumerate().all(|(j, &r)| positions[r as usize] as usize == j)
+            }
+        };
+        let builder = if fresh && n > 0 && in_record_order() {
             None
         } else {
-            Some(self.merged_record(t, cache, &key, w, old, &positions, width)?)
+            Some(self.merged_record(t, cache, &key, w, old, &w.geo.record_positions(), width)?)
         };
         // A whole typed chunk is written straight into its LMDB page (head,
         // the caller's bytes, checksum): no record-sized copy.
@@ -278,7 +311,8 @@ impl Store {
             // Absent, corrupt or of another layout: start afresh.
             _ => RecordBuilder::new(w.kind, n)?,
         };
-        for (j, &r) in w.points.iter().enumerate() {
+        for j in 0..w.points.count(w.geo.requested()) {
+            let r = w.points.at(j);
             let bytes = match width {
                 None => &w.data[w.offsets[j] as usize..w.offsets[j + 1] as usize],
                 Some(sz) => &w.data[j * sz..(j + 1) * sz],

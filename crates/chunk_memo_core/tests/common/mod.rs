@@ -7,7 +7,9 @@
 pub use chunk_memo_core::canonical::{encode, value_hash, DType, Value};
 pub use chunk_memo_core::planner::{Axis, Grid, Plan};
 pub use chunk_memo_core::record::KIND_ITEMS;
-pub use chunk_memo_core::store::{CacheId, Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Store};
+pub use chunk_memo_core::store::{
+    CacheId, Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Store, WritePoints,
+};
 pub use std::path::{Path, PathBuf};
 pub use std::sync::atomic::{AtomicUsize, Ordering};
 pub use std::sync::Arc;
@@ -152,7 +154,7 @@ pub fn write_points(
             grid: g,
             res: Some(&res[i]),
             kind,
-            points: &b.0,
+            points: WritePoints::Given(&b.0),
             offsets: &b.1,
             data: &b.2,
             dict: &[],

@@ -5,7 +5,7 @@ use super::BindingPlan;
 use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
-use chunk_memo_core::store::{ChunkGeometry, ChunkWrite, Resolution};
+use chunk_memo_core::store::{ChunkGeometry, ChunkWrite, Resolution, WritePoints};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -90,7 +90,7 @@ impl BindingPlan {
                 .map(|w| WritePart {
                     chunk: w.chunk,
                     kind: w.kind,
-                    points: &w.points,
+                    points: WritePoints::Given(&w.points),
                     offsets: &w.offsets,
                     data: &w.data,
                     dict: &w.dict,
@@ -142,7 +142,7 @@ impl BindingPlan {
 struct WritePart<'a> {
     chunk: usize,
     kind: u8,
-    points: &'a [u32],
+    points: WritePoints<'a>,
     offsets: &'a [u32],
     data: &'a [u8],
     dict: &'a [u8],
@@ -165,7 +165,8 @@ impl BindingPlan {
     /// Writes new points of chunks `from..to` of a flat batch in one
     /// transaction (one crossing for the batch, nothing per chunk): chunk k
     /// is plan chunk `chunks[k]` of record kind `kinds[k]`; its points are
-    /// `points[pointEnds[k-1]..pointEnds[k]]` and its bytes lie in buffer
+    /// `points[pointEnds[k-1]..pointEnds[k]]`, or with `whole[k]` = 1 every
+    /// requested point in request order (then none are listed), and its bytes lie in buffer
     /// `data[partOf[k]]`, up to `dataEnds[k]`, from the end of the previous
     /// chunk in the same buffer (0 for the first chunk of a buffer:
     /// large typed outputs come as buffers of their own, not copied into
@@ -182,6 +183,7 @@ impl BindingPlan {
         chunks: Uint32Array,
         kinds: Uint8Array,
         point_ends: Uint32Array,
+        whole: Uint8Array,
         points: Uint32Array,
         offsets: Uint32Array,
         part_of: Uint32Array,
@@ -195,7 +197,7 @@ impl BindingPlan {
         boundary(&env, || {
             let n = chunks.len();
             let (from, to) = (from as usize, to as usize);
-            if [kinds.len(), point_ends.len(), data_ends.len(), dict_of.len()].iter().any(|&l| l != n)
+            if [kinds.len(), point_ends.len(), whole.len(), data_ends.len(), dict_of.len()].iter().any(|&l| l != n)
                 || from > to
                 || to > n
             {
@@ -210,7 +212,13 @@ impl BindingPlan {
                 let items = kinds[k] == chunk_memo_core::record::KIND_ITEMS;
                 let p0 = if k == 0 { 0 } else { point_ends[k - 1] as usize };
                 let p1 = point_ends[k] as usize;
-                let count = p1.checked_sub(p0).ok_or_else(bad)?;
+                let listed = p1.checked_sub(p0).ok_or_else(bad)?;
+                let chunk = self.check(chunks[k])?;
+                let (points, count) = match whole[k] {
+                    0 => (WritePoints::Given(points.get(p0..p1).ok_or_else(bad)?), listed),
+                    1 if listed == 0 => (WritePoints::All, self.plan.requested(chunk) as usize),
+                    _ => return Err(invalid("writeFlat: whole[k] must be 0, or 1 with no points listed for chunk k")),
+                };
                 let offs = if items {
                     let o = offsets.get(off_at..off_at + count + 1).ok_or_else(bad)?;
                     off_at += count + 1;
@@ -229,9 +237,9 @@ impl BindingPlan {
                     d => dicts.get(d as usize - 1).ok_or_else(bad)?,
                 };
                 owned.push(WritePart {
-                    chunk: self.check(chunks[k])?,
+                    chunk,
                     kind: kinds[k],
-                    points: points.get(p0..p1).ok_or_else(bad)?,
+                    points,
                     offsets: offs,
                     data: part.get(d0..data_ends[k] as usize).ok_or_else(bad)?,
                     dict,
