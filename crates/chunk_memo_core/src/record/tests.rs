@@ -86,6 +86,28 @@ fn dense_offsets_that_decrease_are_corruption() {
     assert!(RecordView::parse(&bad).unwrap_err().message.contains("offsets decrease"));
 }
 
+#[test]
+fn a_point_naming_a_missing_dictionary_is_corruption() {
+    let mut b = RecordBuilder::new(KIND_ITEMS, 3).unwrap();
+    b.set_in(0, b"p0", b"dictA").unwrap();
+    b.set_in(1, b"p1", b"dictB").unwrap();
+    b.set_in(2, b"p2", b"dictA").unwrap();
+    let good = b.finish();
+    let v = RecordView::parse(&good).unwrap();
+    assert_eq!((v.dicts().len(), v.point_dict(1)), (2, &b"dictB"[..]));
+    // From the end: checksum, data (6 bytes), 4 offsets, 3 dictionary
+    // indices padded to 8 bytes; point 1's index (1) becomes 2 (no such
+    // dictionary), the checksum made to match.
+    let body = good.len() - 8;
+    let at = body - 6 - 16 - 8 + 2;
+    assert_eq!(&good[at..at + 2], &[1, 0]);
+    let mut bad = good[..body].to_vec();
+    bad[at] = 2;
+    let sum = xxh3_64(&bad);
+    bad.extend_from_slice(&sum.to_le_bytes());
+    assert!(RecordView::parse(&bad).unwrap_err().message.contains("missing dictionary"));
+}
+
 /// A tiny deterministic generator (xorshift64*).
 struct Rng(u64);
 impl Rng {

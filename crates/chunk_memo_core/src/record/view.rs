@@ -141,7 +141,14 @@ impl<'a> RecordView<'a> {
                 if at(slots) != data.len() {
                     return Err(CoreError::corrupt("offsets do not match the data size"));
                 }
-                if (0..slots).any(|k| at(k) > at(k + 1)) {
+                // One branch-free pass (records are parsed on every read).
+                let (mut prev, mut decreased) = (0u32, false);
+                for c in offsets.chunks_exact(4) {
+                    let x = u32::from_le_bytes(c.try_into().unwrap());
+                    decreased |= x < prev;
+                    prev = x;
+                }
+                if decreased {
                     return Err(CoreError::corrupt("offsets decrease"));
                 }
                 (Some(offsets), data)
@@ -156,9 +163,17 @@ impl<'a> RecordView<'a> {
         };
         let v = RecordView { kind, n, present, bitmap, indices, dicts, point_dicts, offsets, data };
         if v.offsets.is_some() {
+            // Every stored point names one of the dictionaries: a pass over
+            // the raw indices, presence looked up only for an index out of range.
+            let ndicts = v.dicts.len();
+            let mut out_of_range = v.point_dicts[..slots * 2]
+                .chunks_exact(2)
+                .enumerate()
+                .filter(|(_, d)| u16::from_le_bytes([d[0], d[1]]) as usize >= ndicts)
+                .map(|(k, _)| k);
             let bad = match v.indices {
-                Some(_) => (0..slots).any(|k| v.slot_dict(k) as usize >= v.dicts.len()),
-                None => (0..n).any(|i| v.is_present(i) && v.slot_dict(i) as usize >= v.dicts.len()),
+                Some(_) => out_of_range.next().is_some(),
+                None => out_of_range.any(|i| v.is_present(i)),
             };
             if bad {
                 return Err(CoreError::corrupt("point names a missing dictionary"));
