@@ -50,28 +50,40 @@ const VERSION: u8 = 1;
 fn encode(entries: &[Entry]) -> Vec<u8> {
     let mut out = vec![VERSION];
     for e in entries {
-        out.extend_from_slice(&e.owner);
-        out.extend_from_slice(&e.session.to_le_bytes());
-        out.extend_from_slice(&e.at_ms.to_le_bytes());
-        let at = out.len();
-        out.extend_from_slice(&0u32.to_le_bytes());
-        let mut n = 0u32;
-        let mut i = 0;
-        while i < e.points.len() {
-            let start = e.points[i];
-            let mut end = start + 1;
-            i += 1;
-            while i < e.points.len() && e.points[i] == end {
-                end += 1;
-                i += 1;
-            }
-            out.extend_from_slice(&start.to_le_bytes());
-            out.extend_from_slice(&end.to_le_bytes());
-            n += 1;
-        }
-        out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        encode_entry(&mut out, e.owner, e.session, e.at_ms, ranges(&e.points));
     }
     out
+}
+
+/// The runs of consecutive values of sorted `points`, as [start, end) ranges.
+fn ranges(points: &[u32]) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = *points.get(i)?;
+        let mut end = start + 1;
+        i += 1;
+        while i < points.len() && points[i] == end {
+            end += 1;
+            i += 1;
+        }
+        Some((start, end))
+    })
+}
+
+/// Appends one entry: owner, session, claim time, and its points as ranges.
+fn encode_entry(out: &mut Vec<u8>, owner: OwnerId, session: u64, at_ms: u64, ranges: impl Iterator<Item = (u32, u32)>) {
+    out.extend_from_slice(&owner);
+    out.extend_from_slice(&session.to_le_bytes());
+    out.extend_from_slice(&at_ms.to_le_bytes());
+    let at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut n = 0u32;
+    for (start, end) in ranges {
+        out.extend_from_slice(&start.to_le_bytes());
+        out.extend_from_slice(&end.to_le_bytes());
+        n += 1;
+    }
+    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
 fn decode(b: &[u8]) -> Result<Vec<Entry>> {
@@ -301,11 +313,24 @@ impl Store {
         let geo = ChunkGeometry::of(at.plan, r.chunk);
         let positions = (geo.requested() != geo.record_points()).then(|| geo.record_positions());
         let position = |q: u32| positions.as_ref().map_or(q, |p| p[q as usize]);
-        let points = r.requested_points(at.plan);
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
-        let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
         let mut o = ClaimOutcome::default();
+        if r.whole && entries.is_empty() && res.available == 0 && positions.is_none() {
+            // A whole chunk in its record's order, nothing stored and nobody
+            // claiming it: one range of positions, no point lists to merge.
+            let n = geo.requested() as u32;
+            if n > 0 {
+                let mut value = vec![VERSION];
+                encode_entry(&mut value, *live.me(), opts.session, now, std::iter::once((0, n)));
+                self.claims.put(t, &key, &value)?;
+            }
+            o.granted = (0..n).collect();
+            o.resolution = res;
+            return Ok(o);
+        }
+        let points = r.requested_points(at.plan);
+        let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
         let (mut granted, mut stored) = (Vec::new(), Vec::new());
         if entries.is_empty() && res.available == 0 {
             // Nothing stored and nobody claims this chunk: every point is
