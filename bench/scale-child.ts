@@ -16,6 +16,10 @@
  *   run in turns with its floor, `decodeOutputs` of the same msgpack bytes
  *   into the same objects; for cold, `encodeOutputs` of each chunk (one pass)
  *   and a raw write of those bytes (medians of `reps`, default 3).
+ *
+ * With SCALE_SAMPLES=1 in the environment, every timing behind a median is
+ * printed to stderr (bench/scale.ts passes it on), to tell a slow run of the
+ * measurement from a slow run of its ceiling.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
