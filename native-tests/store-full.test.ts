@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { runStreaming, run } from '../ts/index.js';
 import { native } from '../ts/binding/native.js';
 import { freshRoot } from './helpers/grid.js';
-import { FULL_CHUNKS, FULL_PER_CHUNK, fullFn, openFull } from './fixtures/full-sweep.js';
+import { FULL_CHUNKS, FULL_PER_CHUNK, fullFn, openFull, unevenFn } from './fixtures/full-sweep.js';
 
 const writer = fileURLToPath(new URL('./fixtures/full-writer.ts', import.meta.url));
 
@@ -43,4 +43,31 @@ test('a full store is a clear ERR_STORE_FULL; the map grows until then and nothi
     t.is(out[FULL_PER_CHUNK * 3 + 7], 3 * 1e4 + 7);
     t.is(out[FULL_PER_CHUNK * (FULL_CHUNKS - 1) + 1999], (FULL_CHUNKS - 1) * 1e4 + 1999);
   })();
+});
+
+test('a full store keeps the chunks of a failed batch that fit, also after one that does not', async (t) => {
+  const root = freshRoot();
+  // Chunk 0 (about 600 KB) cannot fit in a map capped at 512 KiB; some of the others (tens of KB each) can.
+  const r = spawnSync(process.execPath, ['--import', 'tsx', writer, root, 'uneven'], {
+    encoding: 'utf8',
+    env: { ...process.env, CHUNK_MEMO_MAP_SIZE: String(256 * 1024), CHUNK_MEMO_MAX_MAP_SIZE: String(512 * 1024) },
+  });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^ERR_STORE_FULL /m);
+  const cache = openFull(root);
+  const st = cache.status();
+  const stored = st.cached.map((e) => e.axisValues.c![0] as number);
+  t.true(stored.length > 0, 'chunks after the one that did not fit are stored');
+  t.false(stored.includes(0));
+  t.is(st.partial.length, 0);
+  t.is(st.cachedPoints, stored.length * FULL_PER_CHUNK);
+  // Without the cap only the chunks that did not fit are computed again.
+  const seen = new Set<number>();
+  const d = await runStreaming(cache, (p, axes, ctx) => {
+    for (const c of axes.c as number[]) seen.add(c);
+    return unevenFn(p, axes, ctx);
+  });
+  t.is(d.executedPoints, (FULL_CHUNKS - stored.length) * FULL_PER_CHUNK);
+  t.true(seen.has(0));
+  t.false(stored.some((c) => seen.has(c)));
 });

@@ -241,13 +241,14 @@ export class WriteBatcher {
       this.commit(args, 0, n);
     } catch (e) {
       const err = fromNative(e, `${this.label}: storing ${n} chunks`);
-      // A full store: keep as much finished work as still fits, chunk by chunk.
+      // A full store: keep as much finished work as still fits, chunk by
+      // chunk (a chunk too large to fit does not stop the smaller ones after it).
       if (err.code === 'ERR_STORE_FULL' && n > 1) {
         for (let k = 0; k < n; k++) {
           try {
             this.commit(args, k, k + 1);
           } catch {
-            break;
+            // This chunk's points stay missing: a later run computes them.
           }
         }
       }
