@@ -5,7 +5,8 @@
  * stdout) with the timings in ms and the peak RSS in MB.
  *
  * `node dist/bench/scale-child.js <mode> <n> [reps]` with mode:
- * - `per-chunk`: `run` over n one-point chunks, cold then warm (one run each);
+ * - `per-chunk`: `run` over n one-point chunks, cold then warm (one run each),
+ *   and the times of opening the cache (an axis of n values) and reopening it;
  * - `stream`: a cold `runStreaming` over n one-point chunks (one run);
  * - `typed`: n points (a x b, 1000 chunks) of Float64Array outputs: cold run
  *   (each repetition in a fresh root) in turns with the same bytes written
@@ -76,8 +77,12 @@ async function medians(reps: number, fns: Array<() => unknown>): Promise<number[
 }
 
 async function perChunk(n: number): Promise<object> {
-  const cache = ChunkCache.open({ root: newRoot(), axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
+  const root = newRoot();
+  const axis = range(n);
   let t = performance.now();
+  const cache = ChunkCache.open({ root, axisValues: { a: axis }, chunkSpec: { a: 1 } });
+  const openMs = since(t);
+  t = performance.now();
   const c = await run(cache, trivial);
   const coldMs = since(t);
   check(c.diagnostics.executedPoints === n && c.diagnostics.executedChunks === n, 'per-chunk cold run did not execute every chunk');
@@ -86,7 +91,11 @@ async function perChunk(n: number): Promise<object> {
   const warmMs = since(t);
   check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedChunks === n, 'per-chunk warm run executed points');
   check((w.output as number[])[n - 1] === 2 * (n - 1), 'per-chunk warm run: wrong output');
-  return { coldMs, warmMs, peakMb: peakMb() };
+  // Opening the same grid again (a script run a second time).
+  t = performance.now();
+  ChunkCache.open({ root, axisValues: { a: axis }, chunkSpec: { a: 1 } }).close();
+  const reopenMs = since(t);
+  return { coldMs, warmMs, openMs, reopenMs, peakMb: peakMb() };
 }
 
 async function stream(n: number): Promise<object> {

@@ -86,7 +86,7 @@ const of = (value: number, ceiling: number, what: string): string => {
   return `${x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}x of ${what}`;
 };
 
-interface PerChunk { coldMs: number; warmMs: number; peakMb: number }
+interface PerChunk { coldMs: number; warmMs: number; openMs: number; reopenMs: number; peakMb: number }
 interface Stream { ms: number; peakMb: number }
 interface Typed { chunks: number; coldMs: number; rawWriteMs: number; warmMs: number; readLoopMs: number; subsetMs: number; bytes: number; recordBytes: number; peakMb: number }
 interface Objects { coldMs: number; warmMs: number; encodeMs: number; rawWriteMs: number; decodeMs: number; bytes: number; peakMb: number }
@@ -102,6 +102,8 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   const [cold, warm] = [(q.coldMs * 1000) / nBig, (q.warmMs * 1000) / nBig];
   add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, cold`, value: fmt(cold), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(cold, 10, 'goal')}; run, trivial function, one run in a child process` });
   add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, warm`, value: fmt(warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `${of(warm, 5, 'goal')}; one run; the child's peak RSS over cold and warm ${fmt(q.peakMb, 0)} MB` });
+  add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, first open`, value: fmt(q.openMs), unit: 'ms', target: '', note: `hashes every value, checks for duplicates, stores the grid; one run in the child above` });
+  add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again, as a script run a second time; one run` });
 
   const side = quick ? 300 : 1000;
   const s = statusOf(side, quick ? 2 : 5);

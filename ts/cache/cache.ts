@@ -102,7 +102,7 @@ function mergeMeta(core: CacheCore): void {
       for (const a of core.axisOrder) {
         const old = meta.axisValues[a] ?? [];
         // The common case, reopening the same grid: nothing to hash.
-        if (a in meta.axisValues && Buffer.compare(encodeCanonical(old), encodeCanonical(core.axisValues[a])) === 0) continue;
+        if (a in meta.axisValues && sameValues(old, core.axisValues[a]!)) continue;
         const have = new Set(hashList(old, `meta.${a}`));
         const add = core.axisValues[a]!.filter((_, i) => !have.has(core.hashes[core.axisOrder.indexOf(a)]![i]!));
         if (add.length || !(a in meta.axisValues)) {
@@ -121,6 +121,14 @@ function mergeMeta(core: CacheCore): void {
     }
     return packMeta(meta);
   });
+}
+
+/** True when two axis value lists encode the same: element by element when they are equal primitives, else by their canonical encodings. */
+function sameValues(a: readonly Value[], b: readonly Value[]): boolean {
+  if (a.length !== b.length) return false;
+  let i = 0;
+  while (i < a.length && Object.is(a[i], b[i])) i++;
+  return i === a.length || Buffer.compare(encodeCanonical(a), encodeCanonical(b)) === 0;
 }
 
 /** Normalises a selection of one axis given by indices into a sorted list. */

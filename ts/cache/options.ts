@@ -99,6 +99,15 @@ export interface NormalizedGrid {
   chunkSpec: Record<string, number>;
 }
 
+/** Throws the encoder's error (naming the value's path) for a value that cannot be hashed; numbers and well-formed strings need no encoding to tell. */
+function checkEncodable(values: readonly Value[], where: string): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v === 'number' ? !Number.isNaN(v) : typeof v === 'string' && (v as string & { isWellFormed(): boolean }).isWellFormed()) continue;
+    encodeCanonical(v, `${where}[${i}]`);
+  }
+}
+
 /** Sorts values of a non-array iterable by their canonical encoding. */
 function sortCanonical(values: Value[], where: string): Value[] {
   const keyed = values.map((v, i) => ({ v, k: encodeCanonical(v, `${where}[${i}]`) }));
@@ -156,7 +165,7 @@ export function normalizeOpenOptions(where: string, options: unknown): OpenOptio
     if (vals.length === 0) throw new InvalidOptionError(`${where}: axisValues.${n} is empty; an axis needs at least one value`);
     // Encodability is checked here (naming the path); duplicates are found
     // when the grid is built from the value hashes.
-    encodeCanonical(vals, `axisValues.${n}`);
+    checkEncodable(vals, `axisValues.${n}`);
     axisValues[n] = vals;
   }
   let axisOrder = [...names].sort(compareCodePoints);

@@ -36,6 +36,15 @@ class Writer {
   u32(n: number): void { this.ensure(4); this.view.setUint32(this.len, n, true); this.len += 4; }
   i64(n: bigint): void { this.ensure(8); this.view.setBigInt64(this.len, n, true); this.len += 8; }
   f64(n: number): void { this.ensure(8); this.view.setFloat64(this.len, n, true); this.len += 8; }
+  /** A safe integer as TAG.INT and its i64 (two's complement, little-endian), without a BigInt. */
+  int(n: number): void {
+    this.ensure(9);
+    const hi = Math.floor(n / 0x100000000);
+    this.buf[this.len] = TAG.INT;
+    this.view.setUint32(this.len + 1, n - hi * 0x100000000, true);
+    this.view.setInt32(this.len + 5, hi, true);
+    this.len += 9;
+  }
   bytes(b: Uint8Array): void { this.ensure(b.length); this.buf.set(b, this.len); this.len += b.length; }
   str(s: string): void { const b = utf8.encode(s); this.u32(b.length); this.bytes(b); }
 }
@@ -74,7 +83,7 @@ function encodeValue(w: Writer, v: unknown, path: string, stack: Set<object>): v
   switch (typeof v) {
     case 'number':
       if (Number.isNaN(v)) fail(path, 'NaN cannot be hashed (use null or a string)');
-      if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) { w.u8(TAG.INT); w.i64(BigInt(v)); }
+      if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) w.int(v);
       else { w.u8(TAG.FLOAT); w.f64(v); }
       return;
     case 'bigint': encodeBigInt(w, v); return;
@@ -150,6 +159,11 @@ export function encodeCanonical(value: unknown, path = 'value'): Uint8Array {
 export function encodeConcatenated(values: readonly unknown[], path: (i: number) => string): Uint8Array {
   const w = new Writer();
   const stack = new Set<object>();
-  for (let i = 0; i < values.length; i++) encodeValue(w, values[i], path(i), stack);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    // Integers (the usual axis values) without building the value's path.
+    if (typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) w.int(v);
+    else encodeValue(w, v, path(i), stack);
+  }
   return w.buf.slice(0, w.len);
 }

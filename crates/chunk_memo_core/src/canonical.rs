@@ -342,6 +342,31 @@ pub fn split_concatenated(buf: &[u8]) -> Result<Vec<&[u8]>> {
     Ok(out)
 }
 
+/// The value hash and the order key of each of `items` (canonical
+/// encodings). Large lists are split across threads: a million values
+/// cost a million digests.
+pub fn hashes_and_order_keys(items: &[&[u8]]) -> (Vec<u64>, Vec<u32>) {
+    const PER_THREAD: usize = 1 << 16;
+    let one = |part: &[&[u8]]| -> (Vec<u64>, Vec<u32>) {
+        (part.iter().map(|e| value_hash(e)).collect(), part.iter().map(|e| order_key(e)).collect())
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len() / PER_THREAD).min(8);
+    if threads <= 1 {
+        return one(items);
+    }
+    let size = items.len().div_ceil(threads);
+    let parts: Vec<(Vec<u64>, Vec<u32>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = items.chunks(size).map(|part| sc.spawn(move || one(part))).collect();
+        handles.into_iter().map(|h| h.join().expect("hashing thread")).collect()
+    });
+    let (mut hashes, mut keys) = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
+    for (h, k) in parts {
+        hashes.extend(h);
+        keys.extend(k);
+    }
+    (hashes, keys)
+}
+
 /// The value hash of each of a buffer of concatenated canonical encodings.
 pub fn hash_concatenated(buf: &[u8]) -> Result<Vec<u64>> {
     Ok(split_concatenated(buf)?.into_iter().map(value_hash).collect())

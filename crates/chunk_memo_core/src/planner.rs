@@ -9,6 +9,8 @@
 
 use crate::canonical::DOMAIN;
 use crate::error::{CoreError, Result};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One axis of a grid: its name, the hashes of its values (in order) and its
 /// chunk size.
@@ -135,6 +137,26 @@ pub struct Plan {
     pub n_chunks: usize,
 }
 
+/// Hashes a value hash for a hash map: it is already uniform (the first
+/// bytes of a digest), so one multiply spreads it; SipHash would cost more
+/// than the whole duplicate check of a million values needs.
+#[derive(Default)]
+struct SpreadHasher(u64);
+
+impl Hasher for SpreadHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 impl Grid {
     /// Builds a grid. Fails on a zero chunk size or on duplicate value
     /// hashes within an axis.
@@ -144,7 +166,8 @@ impl Grid {
             if a.chunk == 0 {
                 return Err(CoreError::invalid(format!("chunk size of axis {:?} must be positive", a.name)));
             }
-            let mut seen = std::collections::HashMap::with_capacity(a.hashes.len());
+            let mut seen: HashMap<u64, usize, BuildHasherDefault<SpreadHasher>> =
+                HashMap::with_capacity_and_hasher(a.hashes.len(), Default::default());
             for (i, h) in a.hashes.iter().enumerate() {
                 if let Some(j) = seen.insert(*h, i) {
                     return Err(CoreError::new(

@@ -432,3 +432,26 @@ fn chunk_keys_with_order_keys_sort_like_the_grid() {
     assert_eq!(g2.chunk_key(&[7, 123]), g3.chunk_key(&[7, 123]));
     assert!(Grid::new(vec![x]).unwrap().with_order_keys(vec![vec![0; 3]]).is_err(), "one key per value");
 }
+
+#[test]
+fn axis_hashes_over_threads_match_one_by_one_and_duplicates_are_found() {
+    use chunk_memo_core::canonical::{hashes_and_order_keys, order_key, value_hash};
+    // 300,000 integers: long enough to be split across threads.
+    let enc: Vec<Vec<u8>> = (0..300_000i64)
+        .map(|v| {
+            let mut b = vec![0x03u8];
+            b.extend_from_slice(&(v * 7 - 1000).to_le_bytes());
+            b
+        })
+        .collect();
+    let items: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+    let (hashes, keys) = hashes_and_order_keys(&items);
+    assert_eq!(hashes, items.iter().map(|e| value_hash(e)).collect::<Vec<_>>());
+    assert_eq!(keys, items.iter().map(|e| order_key(e)).collect::<Vec<_>>());
+    // A grid of those values builds; the same hash twice is reported with both positions.
+    assert!(Grid::new(vec![Axis { name: "v".into(), hashes: hashes.clone(), chunk: 1000 }]).is_ok());
+    let mut dup = hashes;
+    dup[250_000] = dup[17];
+    let err = Grid::new(vec![Axis { name: "v".into(), hashes: dup, chunk: 1000 }]).unwrap_err();
+    assert!(err.message.contains("indices 17 and 250000"), "{}", err.message);
+}

@@ -51,9 +51,10 @@ pub struct BindingAxisHashes {
 pub fn hash_axis_values(env: Env, concatenated: Buffer) -> Result<BindingAxisHashes> {
     boundary(&env, || {
         let items = canonical::split_concatenated(&concatenated)?;
+        let (hashes, order) = canonical::hashes_and_order_keys(&items);
         Ok(BindingAxisHashes {
-            hashes: packed(items.iter().map(|e| canonical::value_hash(e)), u64::to_le_bytes),
-            order: packed(items.iter().map(|e| canonical::order_key(e)), u32::to_le_bytes),
+            hashes: packed(hashes.into_iter(), u64::to_le_bytes),
+            order: packed(order.into_iter(), u32::to_le_bytes),
         })
     })
 }
