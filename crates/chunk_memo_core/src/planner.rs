@@ -141,7 +141,10 @@ pub struct Plan {
 /// bytes of a digest), so one multiply spreads it; SipHash would cost more
 /// than the whole duplicate check of a million values needs.
 #[derive(Default)]
-struct SpreadHasher(u64);
+pub(crate) struct SpreadHasher(u64);
+
+/// A hash map keyed by value hashes (see [`SpreadHasher`]).
+pub(crate) type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<SpreadHasher>>;
 
 impl Hasher for SpreadHasher {
     fn finish(&self) -> u64 {
@@ -166,8 +169,7 @@ impl Grid {
             if a.chunk == 0 {
                 return Err(CoreError::invalid(format!("chunk size of axis {:?} must be positive", a.name)));
             }
-            let mut seen: HashMap<u64, usize, BuildHasherDefault<SpreadHasher>> =
-                HashMap::with_capacity_and_hasher(a.hashes.len(), Default::default());
+            let mut seen: HashKeyed<usize> = HashMap::with_capacity_and_hasher(a.hashes.len(), Default::default());
             for (i, h) in a.hashes.iter().enumerate() {
                 if let Some(j) = seen.insert(*h, i) {
                     return Err(CoreError::new(

@@ -3,7 +3,7 @@
 
 use super::{rkey, CacheId, ChunkKey, Descriptor, Store};
 use crate::error::Result;
-use crate::planner::{ChunkGeometry, Grid, Plan};
+use crate::planner::{ChunkGeometry, Grid, HashKeyed, Plan};
 use crate::record::RecordView;
 use heed::{RoTxn, WithoutTls};
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ pub struct Catalog {
     /// Damaged index entries found while loading, not yet reported.
     bad: Vec<(ChunkKey, String)>,
     // Per grid axis: value hash -> indices of descriptors holding it.
-    by_axis: Vec<HashMap<u64, Vec<usize>>>,
+    by_axis: Vec<HashKeyed<Vec<usize>>>,
 }
 
 /// A chunk found by [`Store::resolve_plan`].
@@ -241,7 +241,8 @@ impl Store {
         // Per record: per axis, the planned bins (positions in the plan)
         // holding a requested value the record has.
         let na = grid.axes.len();
-        let mut touch: HashMap<usize, Vec<Vec<u32>>> = HashMap::new();
+        // Indexed by descriptor (records are few next to the plan's chunks).
+        let mut touch: Vec<Vec<Vec<u32>>> = vec![Vec::new(); catalog.descs.len()];
         for (a, axis) in grid.axes.iter().enumerate() {
             let inv = &catalog.by_axis[a];
             if inv.is_empty() {
@@ -252,7 +253,10 @@ impl Store {
                 for &o in b.sel {
                     let Some(ds) = inv.get(&axis.hashes[base + o as usize]) else { continue };
                     for &d in ds {
-                        let e = touch.entry(d).or_insert_with(|| vec![Vec::new(); na]);
+                        let e = &mut touch[d];
+                        if e.is_empty() {
+                            e.resize(na, Vec::new());
+                        }
                         if e[a].last() != Some(&(pb as u32)) {
                             e[a].push(pb as u32);
                         }
@@ -261,7 +265,7 @@ impl Store {
             }
         }
         let mut out = Vec::new();
-        for per in touch.values() {
+        for per in touch.iter().filter(|per| !per.is_empty()) {
             if per.iter().any(Vec::is_empty) {
                 continue;
             }
@@ -429,7 +433,7 @@ impl Store {
             return Ok(());
         }
         (catalog.descs, catalog.bad) = self.descriptors_checked_in(t, cache)?;
-        catalog.by_axis = grid.axes.iter().map(|_| HashMap::new()).collect();
+        catalog.by_axis = grid.axes.iter().map(|_| HashKeyed::default()).collect();
         for (a, axis) in grid.axes.iter().enumerate() {
             for (i, (_, d)) in catalog.descs.iter().enumerate() {
                 if d.axes.len() != grid.axes.len() {
