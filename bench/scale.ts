@@ -47,6 +47,38 @@ async function perChunk(n: number): Promise<{ cold: number; warm: number; rss: n
   }
 }
 
+/**
+ * Warm reads through another chunking: `n` points stored in chunks of
+ * `stored` points, read with chunks of `read` points (every point served by
+ * records of the other layout), against a warm read of the same points in
+ * chunks of `read` points that have their own records (the floor). Best of
+ * `reps` each (ms).
+ */
+async function rechunked(n: number, stored: number, read: number, reps: number): Promise<{ ms: number; floor: number }> {
+  const roots = [newRoot(), newRoot()];
+  try {
+    const axis = range(n);
+    const open = (root: string, size: number): ChunkCache => ChunkCache.open({ root, axisValues: { a: axis }, chunkSpec: { a: size } });
+    await run(open(roots[0]!, stored), trivial);
+    const other = open(roots[0]!, read);
+    const own = open(roots[1]!, read);
+    await run(own, trivial);
+    const best = async (cache: ChunkCache): Promise<number> => {
+      let ms = Infinity;
+      for (let i = 0; i < reps; i++) {
+        const t = performance.now();
+        const r = await run(cache, trivial);
+        ms = Math.min(ms, performance.now() - t);
+        if (r.diagnostics.executedPoints !== 0 || (r.output as number[])[n - 1] !== 2 * (n - 1)) throw new Error('rechunked read: wrong result');
+      }
+      return ms;
+    };
+    return { ms: await best(other), floor: await best(own) };
+  } finally {
+    for (const r of roots) rmSync(r, { recursive: true, force: true });
+  }
+}
+
 /** `status()` of a side x side grid of one-point chunks, nothing stored: best of `reps` (ms) and RSS growth over them. */
 async function statusOf(side: number, reps: number): Promise<{ ms: number; grew: number; storedMs: number; stored: number }> {
   const root = newRoot();
@@ -111,6 +143,16 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, warm`, value: fmt(warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `${of(warm, 5, 'goal')}; one run; the child's peak RSS over cold and warm ${fmt(q.peakMb, 0)} MB` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, first open`, value: fmt(q.openMs), unit: 'ms', target: '', note: `hashes every value, checks for duplicates, stores the grid; one run in the child above` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again, as a script run a second time; one run` });
+
+  // Re-chunking: stored points read through another chunking, both ways.
+  const nr = quick ? 10_000 : 100_000;
+  for (const [stored, read] of [[1, 1000], [1000, 1]] as const) {
+    const r = await rechunked(nr, stored, read, quick ? 1 : 3);
+    add({
+      bench: `run warm through another chunking: ${count(nr)} points stored in chunks of ${count(stored)}, read in chunks of ${count(read)}`, value: fmt(r.ms), unit: 'ms', target: '',
+      note: `${of(r.ms, r.floor, 'floor')}: the same points read in chunks of ${count(read)} from their own records ${fmt(r.floor)} ms; best of ${quick ? 1 : 3}`,
+    });
+  }
 
   const side = quick ? 300 : 1000;
   const s = await statusOf(side, quick ? 2 : 5);

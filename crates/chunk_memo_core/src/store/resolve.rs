@@ -6,7 +6,6 @@ use crate::error::Result;
 use crate::planner::{ChunkGeometry, Grid, HashKeyed, Plan};
 use crate::record::RecordView;
 use heed::{RoTxn, WithoutTls};
-use std::collections::HashMap;
 
 /// Where requested points of a chunk come from.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +71,10 @@ pub struct Catalog {
     bad: Vec<(ChunkKey, String)>,
     // Per grid axis: value hash -> indices of descriptors holding it.
     by_axis: Vec<HashKeyed<Vec<usize>>>,
+    /// Per descriptor, per record axis: value hash -> index along that axis,
+    /// made when a chunk first needs it (many small chunks read from one
+    /// large record look it up once each).
+    held: Vec<Vec<Option<HashKeyed<usize>>>>,
 }
 
 /// A chunk found by [`Store::resolve_plan`].
@@ -382,14 +385,22 @@ impl Store {
             }
         }
         let seen = seen.unwrap_or_else(|| (0..catalog.descs.len()).collect());
-        for d in seen {
-            let (k, desc) = &catalog.descs[d];
-            if *k != key {
-                cands.push((*k, desc.clone()));
-            }
-        }
-        for (ck, desc) in cands {
-            let Some(map) = map_into(grid, &geo, &desc) else { continue };
+        // Candidates in order: the exact record (no catalog entry), then the
+        // catalog's records by index.
+        let order: Vec<Option<usize>> = cands
+            .iter()
+            .map(|_| None)
+            .chain(seen.into_iter().filter(|&d| catalog.descs[d].0 != key).map(Some))
+            .collect();
+        // Per axis, the requested values' positions by value hash: made once
+        // for the chunk when its records hold fewer values than it asks for.
+        let mut wanted: Vec<Option<HashKeyed<u32>>> = vec![None; grid.axes.len()];
+        for (c, d) in order.into_iter().enumerate() {
+            let (ck, desc, held) = match d {
+                None => (cands[c].0, &cands[c].1, None),
+                Some(d) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
+            };
+            let Some(map) = map_into(grid, &geo, desc, &mut wanted, held) else { continue };
             let bytes = match self.records.get(t, &rkey(cache, &ck))? {
                 Some(b) => b,
                 None => continue,
@@ -434,6 +445,7 @@ impl Store {
         }
         (catalog.descs, catalog.bad) = self.descriptors_checked_in(t, cache)?;
         catalog.by_axis = grid.axes.iter().map(|_| HashKeyed::default()).collect();
+        catalog.held = vec![Vec::new(); catalog.descs.len()];
         for (a, axis) in grid.axes.iter().enumerate() {
             for (i, (_, d)) in catalog.descs.iter().enumerate() {
                 if d.axes.len() != grid.axes.len() {
@@ -453,7 +465,13 @@ impl Store {
 
 /// Maps requested points of a chunk to point positions of a record with
 /// descriptor `desc`; `None` when the record shares no point with it.
-fn map_into(grid: &Grid, geo: &ChunkGeometry, desc: &Descriptor) -> Option<Vec<(u32, u32)>> {
+fn map_into(
+    grid: &Grid,
+    geo: &ChunkGeometry,
+    desc: &Descriptor,
+    wanted: &mut [Option<HashKeyed<u32>>],
+    mut held_maps: Option<&mut Vec<Option<HashKeyed<usize>>>>,
+) -> Option<Vec<(u32, u32)>> {
     if desc.axes.len() != grid.axes.len() {
         return None;
     }
@@ -469,15 +487,42 @@ fn map_into(grid: &Grid, geo: &ChunkGeometry, desc: &Descriptor) -> Option<Vec<(
     let mut per_axis: Vec<Vec<(u32, u64)>> = Vec::with_capacity(grid.axes.len());
     for (a, axis) in grid.axes.iter().enumerate() {
         let ra = desc.axes.iter().position(|(n, _)| *n == axis.name)?;
-        let lookup: HashMap<u64, usize> = desc.axes[ra].1.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+        let held = &desc.axes[ra].1;
         let base = geo.bins[a] as usize * axis.chunk;
-        let col: Vec<(u32, u64)> = geo.sel[a]
-            .iter()
-            .enumerate()
-            .filter_map(|(j, &o)| {
-                lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
-            })
-            .collect();
+        let sel = &geo.sel[a];
+        // Look the smaller list up in a map of the larger one: reading a
+        // large chunk from many small records costs their values, not the
+        // chunk's values once per record.
+        let col: Vec<(u32, u64)> = if held.len() < sel.len() {
+            let by_hash = wanted[a].get_or_insert_with(|| {
+                sel.iter().enumerate().map(|(j, &o)| (axis.hashes[base + o as usize], j as u32)).collect()
+            });
+            let mut col: Vec<(u32, u64)> = held
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| by_hash.get(h).map(|&j| (j, i as u64 * strides[ra])))
+                .collect();
+            col.sort_unstable_by_key(|&(j, _)| j);
+            col
+        } else {
+            let build = || -> HashKeyed<usize> { held.iter().enumerate().map(|(i, h)| (*h, i)).collect() };
+            let mut local = None;
+            let lookup: &HashKeyed<usize> = match held_maps.as_deref_mut() {
+                Some(maps) => {
+                    if maps.len() < desc.axes.len() {
+                        maps.resize(desc.axes.len(), None);
+                    }
+                    maps[ra].get_or_insert_with(build)
+                }
+                None => local.insert(build()),
+            };
+            sel.iter()
+                .enumerate()
+                .filter_map(|(j, &o)| {
+                    lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
+                })
+                .collect()
+        };
         if col.is_empty() {
             return None;
         }
