@@ -30,7 +30,7 @@ mod resolve;
 mod upkeep;
 
 pub use crate::planner::ChunkGeometry;
-pub use chunks::{ChunkData, ChunkWrite, WritePoints};
+pub use chunks::{ChunkData, ChunkWrite, ReadMemo, WritePoints};
 pub use index::{CacheSummary, Descriptor};
 pub use resolve::{Catalog, Found, Resolution, Source, WholeLayout};
 pub use upkeep::Repair;

@@ -314,3 +314,27 @@ fn another_axis_order_finds_the_points() {
     let yx = grid(vec![axis("y", 0..5, 3), axis("x", 0..6, 4)]);
     assert_eq!(fill(&store, &c, &yx, &all(&yx), KIND_ITEMS, 2), 0);
 }
+
+#[test]
+fn chunks_read_together_from_records_of_another_chunking_match_reads_one_by_one() {
+    let root = TempRoot::new("read-memo");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    // Stored in chunks of 6 x 4; read as one-point chunks, every one served by a larger record.
+    let big = grid(vec![axis("a", 0..12, 6), axis("b", 0..4, 4)]);
+    assert_eq!(fill(&store, &c, &big, &all(&big), KIND_ITEMS, 1), 48);
+    let small = grid(vec![axis("a", 0..12, 1), axis("b", 0..4, 1)]);
+    let plan = small.plan(&all(&small)).unwrap();
+    let res = resolve(&store, &c, &small, &plan);
+    let one_by_one: Vec<ChunkData> = res.iter().map(|r| store.read_chunk(&c, r).unwrap()).collect();
+    let together: Vec<ChunkData> = store
+        .read(|s, t| {
+            let mut memo = ReadMemo::default();
+            res.iter()
+                .map(|r| s.read_chunk_memo(t, &c, r, &mut memo))
+                .collect::<chunk_memo_core::error::Result<Vec<_>>>()
+        })
+        .unwrap();
+    assert_eq!(together, one_by_one);
+    assert!(together.iter().all(|d| d.present == [true]));
+}

@@ -51,6 +51,20 @@ impl Store {
     /// [`Store::read_chunk`] in the caller's read transaction, without
     /// noting the access (see [`Store::note_accesses`]).
     pub fn read_chunk_in(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, res: &Resolution) -> Result<ChunkData> {
+        self.read_chunk_memo(t, cache, res, &mut ReadMemo::default())
+    }
+
+    /// [`Store::read_chunk_in`] for one of several chunks read in the same
+    /// transaction: a source record that served the previous chunk is not
+    /// verified and parsed again (small chunks read from a large record of
+    /// another chunking each need a few of its points).
+    pub fn read_chunk_memo<'t>(
+        &self,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        res: &Resolution,
+        memo: &mut ReadMemo<'t>,
+    ) -> Result<ChunkData> {
         // The chunk's own complete record serves every point in record
         // order: its data area in one copy (and its tables, for items).
         if let [src] = res.sources.as_slice() {
@@ -67,13 +81,17 @@ impl Store {
         let mut kind: Option<u8> = None;
         let mut corrupt = Vec::new();
         for src in &res.sources {
-            let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
-            let view = match RecordView::parse(bytes) {
-                Ok(v) => v,
-                Err(e) => {
-                    corrupt.push((src.chunk, e.message));
+            if memo.last.as_ref().is_none_or(|(k, _)| *k != src.chunk) {
+                let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
+                memo.last = Some((src.chunk, RecordView::parse(bytes).map_err(|e| e.message)));
+            }
+            let view = match &memo.last {
+                Some((_, Ok(v))) => v,
+                Some((_, Err(e))) => {
+                    corrupt.push((src.chunk, e.clone()));
                     continue;
                 }
+                None => continue,
             };
             // Points stored under another kind (the function changed its
             // return type) are left out and recomputed by the caller.
@@ -121,6 +139,13 @@ impl Store {
         }
         Ok(d)
     }
+}
+
+/// The source record read last in a transaction, parsed and verified (see
+/// [`Store::read_chunk_memo`]).
+#[derive(Default)]
+pub struct ReadMemo<'t> {
+    last: Option<(ChunkKey, std::result::Result<RecordView<'t>, String>)>,
 }
 
 /// New points for one chunk.

@@ -8,7 +8,7 @@ pub use chunk_memo_core::canonical::{encode, value_hash, DType, Value};
 pub use chunk_memo_core::planner::{Axis, Grid, Plan};
 pub use chunk_memo_core::record::KIND_ITEMS;
 pub use chunk_memo_core::store::{
-    CacheId, Catalog, ChunkData, ChunkGeometry, ChunkWrite, Resolution, Store, WritePoints,
+    CacheId, Catalog, ChunkData, ChunkGeometry, ChunkWrite, ReadMemo, Resolution, Store, WritePoints,
 };
 pub use std::path::{Path, PathBuf};
 pub use std::sync::atomic::{AtomicUsize, Ordering};

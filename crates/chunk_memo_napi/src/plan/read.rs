@@ -7,7 +7,7 @@ use crate::store::BindingStore;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::Plan;
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
-use chunk_memo_core::store::{ChunkData, ChunkKey, Store};
+use chunk_memo_core::store::{ChunkData, ChunkKey, ReadMemo, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -218,6 +218,8 @@ impl BindingPlan {
             // are not verified again; others are verified as they are read
             // (gathered ones while they are copied: one pass).
             let verified = self.state.lock().unwrap().whole_verified_in == Some(Store::snapshot_id(t));
+            // A record serving several chunks in a row is parsed once.
+            let mut memo = ReadMemo::default();
             for &i in &chunks {
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
@@ -255,7 +257,7 @@ impl BindingPlan {
                     ChunkData { present: vec![false; r.requested as usize], ..Default::default() }
                 } else {
                     touched.extend(r.sources.iter().map(|src| src.chunk));
-                    s.read_chunk_in(t, &cache, &r)?
+                    s.read_chunk_memo(t, &cache, &r, &mut memo)?
                 };
                 if resolved_again {
                     // Damage the plan's resolution did not see (and so did not report).
