@@ -81,13 +81,9 @@ impl Store {
         let mut kind: Option<u8> = None;
         let mut corrupt = Vec::new();
         for src in &res.sources {
-            if memo.last.as_ref().is_none_or(|(k, _)| *k != src.chunk) {
-                let Some(bytes) = self.records.get(t, &rkey(cache, &src.chunk))? else { continue };
-                memo.last = Some((src.chunk, RecordView::parse(bytes).map_err(|e| e.message)));
-            }
-            let view = match &memo.last {
-                Some((_, Ok(v))) => v,
-                Some((_, Err(e))) => {
+            let view = match memo.record(self, t, cache, &src.chunk)? {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
                     corrupt.push((src.chunk, e.clone()));
                     continue;
                 }
@@ -146,6 +142,24 @@ impl Store {
 #[derive(Default)]
 pub struct ReadMemo<'t> {
     last: Option<(ChunkKey, std::result::Result<RecordView<'t>, String>)>,
+}
+
+impl<'t> ReadMemo<'t> {
+    /// Record `key` parsed and verified (or why it is damaged); `None`
+    /// when absent. Taken from the memo when it was the last one asked for.
+    pub(crate) fn record(
+        &mut self,
+        store: &Store,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        key: &ChunkKey,
+    ) -> Result<Option<&std::result::Result<RecordView<'t>, String>>> {
+        if self.last.as_ref().is_none_or(|(k, _)| k != key) {
+            let Some(bytes) = store.records.get(t, &rkey(cache, key))? else { return Ok(None) };
+            self.last = Some((*key, RecordView::parse(bytes).map_err(|e| e.message)));
+        }
+        Ok(self.last.as_ref().map(|(_, r)| r))
+    }
 }
 
 /// New points for one chunk.

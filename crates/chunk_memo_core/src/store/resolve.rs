@@ -1,7 +1,7 @@
 //! Resolution: which stored points serve a planned chunk, from the chunk's
 //! own record or from records of another chunking, axis order or length.
 
-use super::{rkey, CacheId, ChunkKey, Descriptor, Store};
+use super::{rkey, CacheId, ChunkKey, Descriptor, ReadMemo, Store};
 use crate::error::Result;
 use crate::planner::{ChunkGeometry, Grid, HashKeyed, Plan};
 use crate::record::RecordView;
@@ -129,6 +129,7 @@ impl Store {
     ) -> Result<u64> {
         self.read(|s, t| {
             let mut bins = Vec::new();
+            let mut memo = ReadMemo::default();
             let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
                 // Fast path without building the geometry: the chunk's own
                 // record is complete (parsed and its checksum verified as in
@@ -142,7 +143,7 @@ impl Store {
                         return Ok(());
                     }
                 }
-                let r = s.resolve_one(t, cache, grid, plan, i, catalog)?;
+                let r = s.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut memo)?;
                 if r.available > 0 || !r.corrupt.is_empty() {
                     f(i, Found::Other(r));
                 }
@@ -295,6 +296,23 @@ impl Store {
         i: usize,
         catalog: &mut Catalog,
     ) -> Result<Resolution> {
+        self.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut ReadMemo::default())
+    }
+
+    /// [`Store::resolve_one`] for one of several chunks resolved in the same
+    /// transaction (a record of another chunking that served the previous
+    /// chunk is not parsed and verified again).
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_one_memo<'t>(
+        &self,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        i: usize,
+        catalog: &mut Catalog,
+        memo: &mut ReadMemo<'t>,
+    ) -> Result<Resolution> {
         let geo = ChunkGeometry::of(plan, i);
         let key = grid.chunk_key(&geo.bins);
         let requested = geo.requested() as u32;
@@ -401,16 +419,13 @@ impl Store {
                 Some(d) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
             };
             let Some(map) = map_into(grid, &geo, desc, &mut wanted, held) else { continue };
-            let bytes = match self.records.get(t, &rkey(cache, &ck))? {
-                Some(b) => b,
-                None => continue,
-            };
-            let view = match RecordView::parse(bytes) {
-                Ok(v) => v,
-                Err(e) => {
-                    res.corrupt.push((ck, e.message));
+            let view = match memo.record(self, t, cache, &ck)? {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    res.corrupt.push((ck, e.clone()));
                     continue;
                 }
+                None => continue,
             };
             let mut src = Source { chunk: ck, map: Vec::new(), whole: None };
             for (r, p) in map {
