@@ -23,7 +23,7 @@
  * measurement from a slow run of its ceiling.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkCache, run, runStreaming, type ChunkFn } from '../ts/index.js';
@@ -32,7 +32,21 @@ import { floats, objects } from './tasks.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const trivial = (_p: unknown, axes: Record<string, unknown[]>): unknown[] => (axes.a as number[]).map((x) => x * 2);
-const peakMb = (): number => process.resourceUsage().maxRSS / 1024;
+/**
+ * This process' peak RSS in MB: VmHWM of /proc/self/status where there is
+ * one. getrusage's maxRSS is not used there: Linux carries the RSS a
+ * process had before exec over (a child forked from a large parent would
+ * report the parent's size).
+ */
+const peakMb = (): number => {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // Not Linux: fall back below.
+  }
+  return process.resourceUsage().maxRSS / 1024;
+};
 const since = (t: number): number => performance.now() - t;
 
 const roots: string[] = [];
