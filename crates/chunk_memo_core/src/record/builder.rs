@@ -129,17 +129,24 @@ impl RecordBuilder {
     /// the store's page (no record-sized copy): the record is `head`, then
     /// `data`, then the checksum `sum` (8 bytes, little-endian).
     pub fn dense_typed_parts(kind: u8, n: usize, data: &[u8]) -> Result<(Vec<u8>, u64)> {
+        let head = Self::dense_typed_head(kind, n, data)?;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&head);
+        h.update(data);
+        Ok((head, h.digest()))
+    }
+
+    /// The head of [`RecordBuilder::dense_typed`] (the record is the head,
+    /// `data`, and the xxh3 of both): a writer that copies `data` into
+    /// place can hash each stretch as it copies it (one pass over the data).
+    pub fn dense_typed_head(kind: u8, n: usize, data: &[u8]) -> Result<Vec<u8>> {
         let Some(w) = kind_width(kind)? else {
             return Err(CoreError::invalid("dense_typed needs a typed kind"));
         };
         if data.len() != n * w || n > u32::MAX as usize {
             return Err(CoreError::invalid(format!("typed data of {} bytes for {n} points of {w} bytes", data.len())));
         }
-        let head = dense_complete_head(kind, n, 0);
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(&head);
-        h.update(data);
-        Ok((head, h.digest()))
+        Ok(dense_complete_head(kind, n, 0))
     }
 
     /// The dense complete items record of `n` points packed with one
