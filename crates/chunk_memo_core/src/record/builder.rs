@@ -1,7 +1,7 @@
 //! Building a record point by point; [`RecordBuilder::finish`] writes the
 //! smaller of the dense and the sparse form.
 
-use super::{bitmap_len, kind_width, RecordView, FLAG_SPARSE, HEADER, KIND_ITEMS, MAGIC, MAGIC_SPARSE};
+use super::{bitmap_len, kind_width, RecordView, FLAG_SPARSE, HEADER, KIND_ITEMS, MAGIC, MAGIC_SPARSE, STRETCH};
 use crate::error::{CoreError, Result};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -119,26 +119,29 @@ impl RecordBuilder {
     /// `data` (raw little-endian elements in record order): what a builder
     /// with every point set would finish to, in one pass over the data.
     pub fn dense_typed(kind: u8, n: usize, data: &[u8]) -> Result<Vec<u8>> {
-        let (mut out, sum) = Self::dense_typed_parts(kind, n, data)?;
-        out.extend_from_slice(data);
-        out.extend_from_slice(&sum.to_le_bytes());
+        let head = Self::dense_typed_head(kind, n, data)?;
+        let mut out = Vec::with_capacity(head.len() + data.len() + 8);
+        Self::write_dense_typed(&mut out, &head, data).expect("writing to a Vec does not fail");
         Ok(out)
     }
 
-    /// [`RecordBuilder::dense_typed`] in parts, for writing straight into
-    /// the store's page (no record-sized copy): the record is `head`, then
-    /// `data`, then the checksum `sum` (8 bytes, little-endian).
-    pub fn dense_typed_parts(kind: u8, n: usize, data: &[u8]) -> Result<(Vec<u8>, u64)> {
-        let head = Self::dense_typed_head(kind, n, data)?;
+    /// Writes the dense typed record of `head` ([`RecordBuilder::dense_typed_head`])
+    /// and `data` to `w` (a `Vec`, or the store's page: no record-sized
+    /// copy): head, data, checksum. Each stretch of the data is hashed right
+    /// after it is written, while it is in cache: one pass over the data.
+    pub fn write_dense_typed(w: &mut impl std::io::Write, head: &[u8], data: &[u8]) -> std::io::Result<()> {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(&head);
-        h.update(data);
-        Ok((head, h.digest()))
+        h.update(head);
+        w.write_all(head)?;
+        for stretch in data.chunks(STRETCH) {
+            w.write_all(stretch)?;
+            h.update(stretch);
+        }
+        w.write_all(&h.digest().to_le_bytes())
     }
 
-    /// The head of [`RecordBuilder::dense_typed`] (the record is the head,
-    /// `data`, and the xxh3 of both): a writer that copies `data` into
-    /// place can hash each stretch as it copies it (one pass over the data).
+    /// The head of [`RecordBuilder::dense_typed`], after checking that
+    /// `data` holds `n` elements of `kind`.
     pub fn dense_typed_head(kind: u8, n: usize, data: &[u8]) -> Result<Vec<u8>> {
         let Some(w) = kind_width(kind)? else {
             return Err(CoreError::invalid("dense_typed needs a typed kind"));

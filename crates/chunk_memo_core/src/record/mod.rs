@@ -56,6 +56,11 @@ pub use builder::RecordBuilder;
 pub use view::{DenseItems, RecordHead, RecordView};
 
 use crate::canonical::DType;
+
+/// Bytes hashed at a time where a record is hashed while its data is copied
+/// ([`RecordView::verify_taking_data`], [`RecordBuilder::write_dense_typed`]):
+/// a stretch is still in the first-level caches when it is hashed.
+const STRETCH: usize = 32 << 10;
 use crate::error::{CoreError, Result};
 
 pub const MAGIC: &[u8; 4] = b"CMR1";

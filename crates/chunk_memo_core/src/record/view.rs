@@ -1,12 +1,8 @@
 //! Reading a record: parse and verify either form, then read points in place.
 
-use super::{bitmap_len, kind_width, FLAG_SPARSE, HEADER, MAGIC, MAGIC_SPARSE};
+use super::{bitmap_len, kind_width, FLAG_SPARSE, HEADER, MAGIC, MAGIC_SPARSE, STRETCH};
 use crate::error::{CoreError, Result};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
-
-/// Bytes hashed at a time by [`RecordView::verify_taking_data`]: a stretch
-/// is still in the first-level caches when it is handed over.
-const STRETCH: usize = 32 << 10;
 
 /// A record's head (see [`RecordView::parse_head`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,6 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::planner::{ChunkGeometry, Grid};
 use crate::record::{RecordBuilder, RecordView};
 use heed::{RoTxn, RwTxn, WithoutTls};
-use std::io::Write;
 
 /// Requested points of one chunk, read from the store: a presence flag per
 /// requested point and the bytes of the present ones, in request order.
@@ -279,18 +278,7 @@ impl Store {
             (None, Some(_)) => {
                 let head = RecordBuilder::dense_typed_head(w.kind, n, w.data)?;
                 let len = head.len() + w.data.len() + 8;
-                self.records.put_reserved(t, &rk, len, |r| {
-                    // Each stretch is hashed right after it is copied, while
-                    // it is in cache: one pass over the data.
-                    let mut h = xxhash_rust::xxh3::Xxh3::new();
-                    h.update(&head);
-                    r.write_all(&head)?;
-                    for stretch in w.data.chunks(32 << 10) {
-                        r.write_all(stretch)?;
-                        h.update(stretch);
-                    }
-                    r.write_all(&h.digest().to_le_bytes())
-                })?;
+                self.records.put_reserved(t, &rk, len, |r| RecordBuilder::write_dense_typed(r, &head, w.data))?;
                 (len, n)
             }
             (None, None) => {
