@@ -260,17 +260,22 @@ impl Store {
         // Every point of the chunk, in record order, and nothing stored: the
         // dense record straight from the data (no builder). A whole chunk
         // whose selection is its bins in order needs no positions at all.
-        let in_record_order = || match w.points {
-            WritePoints::All => w.geo.selects_whole_bins(),
-            WritePoints::Given(points) => {
-                let positions = w.geo.record_positions();
-                points.len() == n && points.iter().enumerate().all(|(j, &r)| positions[r as usize] as usize == j)
-            }
+        let positions = match w.points {
+            WritePoints::All if w.geo.selects_whole_bins() => None,
+            _ => Some(w.geo.record_positions()),
         };
-        let builder = if fresh && n > 0 && in_record_order() {
+        let in_record_order = match (&positions, w.points) {
+            (None, _) => true,
+            (Some(p), WritePoints::Given(points)) => {
+                points.len() == n && points.iter().enumerate().all(|(j, &r)| p[r as usize] as usize == j)
+            }
+            (Some(_), WritePoints::All) => false,
+        };
+        let builder = if fresh && n > 0 && in_record_order {
             None
         } else {
-            Some(self.merged_record(t, cache, &key, w, old, &w.geo.record_positions(), width)?)
+            let positions = positions.unwrap_or_else(|| w.geo.record_positions());
+            Some(self.merged_record(t, cache, &key, w, old, &positions, width)?)
         };
         // A whole typed chunk is written straight into its LMDB page (head,
         // the caller's bytes, checksum): no record-sized copy.
