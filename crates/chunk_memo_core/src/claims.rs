@@ -316,54 +316,54 @@ impl Store {
         let key = rkey(at.cache, &res.key);
         let mut entries = self.entries_in(t, &key)?;
         let mut o = ClaimOutcome::default();
-        if r.whole && entries.is_empty() && res.available == 0 && positions.is_none() {
-            // A whole chunk in its record's order, nothing stored and nobody
-            // claiming it: one range of positions, no point lists to merge.
-            let n = geo.requested() as u32;
-            if n > 0 {
+        let points = r.requested_points(at.plan);
+        if entries.is_empty() && res.available == 0 {
+            // Nothing stored and nobody claims this chunk: every point is
+            // ours, in bulk, as this session's one entry (a whole chunk in
+            // its record's order is one range: no list of positions).
+            if !points.is_empty() {
                 let mut value = vec![VERSION];
-                encode_entry(&mut value, *live.me(), opts.session, now, std::iter::once((0, n)));
+                let me = *live.me();
+                if r.whole && positions.is_none() {
+                    encode_entry(&mut value, me, opts.session, now, std::iter::once((0, points.len() as u32)));
+                } else {
+                    let mut granted: Vec<u32> = points.iter().map(|&q| position(q)).collect();
+                    granted.sort_unstable();
+                    encode_entry(&mut value, me, opts.session, now, ranges(&granted));
+                }
                 self.claims.put(t, &key, &value)?;
             }
-            o.granted = (0..n).collect();
+            o.granted = points.into_owned();
             o.resolution = res;
             return Ok(o);
         }
-        let points = r.requested_points(at.plan);
         let classes: Vec<Class> = entries.iter().map(|e| classify(e, opts.session, opts.lease_ms, now, live)).collect();
         let (mut granted, mut stored) = (Vec::new(), Vec::new());
-        if entries.is_empty() && res.available == 0 {
-            // Nothing stored and nobody claims this chunk: every point is
-            // ours, in bulk.
-            granted = points.iter().map(|&q| position(q)).collect();
-            o.granted = points.into_owned();
-        } else {
-            for &q in points.iter() {
-                let p = position(q);
-                if res.is_present(q as usize) {
-                    o.stored.push(q);
-                    stored.push(p);
-                    continue;
-                }
-                let (mut mine, mut held, mut free) = (false, false, false);
-                for (e, c) in entries.iter().zip(&classes) {
-                    if e.points.binary_search(&p).is_ok() {
-                        match c {
-                            Class::Mine => mine = true,
-                            Class::Held => held = true,
-                            Class::Free { .. } => free = true,
-                        }
+        for &q in points.iter() {
+            let p = position(q);
+            if res.is_present(q as usize) {
+                o.stored.push(q);
+                stored.push(p);
+                continue;
+            }
+            let (mut mine, mut held, mut free) = (false, false, false);
+            for (e, c) in entries.iter().zip(&classes) {
+                if e.points.binary_search(&p).is_ok() {
+                    match c {
+                        Class::Mine => mine = true,
+                        Class::Held => held = true,
+                        Class::Free { .. } => free = true,
                     }
                 }
-                if held && !mine {
-                    o.held.push(q);
-                    continue;
-                }
-                o.granted.push(q);
-                granted.push(p);
-                if free && !mine {
-                    o.taken_over += 1;
-                }
+            }
+            if held && !mine {
+                o.held.push(q);
+                continue;
+            }
+            o.granted.push(q);
+            granted.push(p);
+            if free && !mine {
+                o.taken_over += 1;
             }
         }
         granted.sort_unstable();
