@@ -364,11 +364,7 @@ impl Store {
         };
         res.present = vec![false; requested as usize];
         // Candidates: the exact record first, then every record sharing a
-        // value of the first axis (all records for a grid without axes).
-        let mut cands: Vec<(ChunkKey, Descriptor)> = Vec::new();
-        if let Some(d) = exact {
-            cands.push((key, d));
-        }
+        // value on every axis (all records for a grid without axes).
         self.load_catalog(t, cache, grid, catalog)?;
         // Damaged index entries are reported once per plan; their records
         // count as absent (verify reports them, repair rebuilds or drops).
@@ -403,20 +399,20 @@ impl Store {
             }
         }
         let seen = seen.unwrap_or_else(|| (0..catalog.descs.len()).collect());
-        // Candidates in order: the exact record (no catalog entry), then the
-        // catalog's records by index.
-        let order: Vec<Option<usize>> = cands
-            .iter()
-            .map(|_| None)
-            .chain(seen.into_iter().filter(|&d| catalog.descs[d].0 != key).map(Some))
-            .collect();
+        // The exact record (not a catalog entry), then the catalog's records by index.
+        let order = exact
+            .is_some()
+            .then_some(None)
+            .into_iter()
+            .chain(seen.into_iter().filter(|&d| catalog.descs[d].0 != key).map(Some));
         // Per axis, the requested values' positions by value hash: made once
         // for the chunk when its records hold fewer values than it asks for.
         let mut wanted: Vec<Option<HashKeyed<u32>>> = vec![None; grid.axes.len()];
-        for (c, d) in order.into_iter().enumerate() {
-            let (ck, desc, held) = match d {
-                None => (cands[c].0, &cands[c].1, None),
-                Some(d) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
+        for d in order {
+            let (ck, desc, held) = match (d, &exact) {
+                (Some(d), _) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
+                (None, Some(e)) => (key, e, None),
+                (None, None) => unreachable!("the exact record is a candidate only when it exists"),
             };
             let Some(map) = map_into(grid, &geo, desc, &mut wanted, held) else { continue };
             let view = match memo.record(self, t, cache, &ck)? {
