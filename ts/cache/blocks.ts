@@ -27,6 +27,11 @@ export function isIota(points: Uint32Array): boolean {
   return true;
 }
 
+/** True when `points` are all `n` request indices of a chunk, in order (a chunk taken whole). */
+export function isAllOf(points: Uint32Array, n: number): boolean {
+  return points.length === n && isIota(points);
+}
+
 /** True when a block takes every position of every axis of `dims`. */
 function isWhole(dims: readonly number[], block: readonly ArrayLike<number>[]): boolean {
   for (let k = 0; k < dims.length; k++) {

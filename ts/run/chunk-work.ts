@@ -7,11 +7,11 @@
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
 import type { ChunkGeo } from '../cache/geometry.js';
-import { isIota } from '../cache/blocks.js';
+import { isAllOf } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
 import type { OutputSink } from './spec.js';
-import { decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
+import { copyOutputs, decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
@@ -127,7 +127,7 @@ export class ChunkWork {
       }
     }
     const n = points.length;
-    const whole = n === this.geo.points && this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isIota(points);
+    const whole = this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isAllOf(points, this.geo.points);
     // A chunk computed in one block goes straight to the run's flat output;
     // its write keeps what the output hands back (no copy of typed rows that lie together).
     const own = whole && this.keepOutputs && this.into ? this.into.sink.placeChunk(out as ArrayLike<unknown>, this.into.rows(this.geo)) : null;
@@ -136,7 +136,7 @@ export class ChunkWork {
       out = own as JobOutput;
     } else if (!fresh && (kind !== KIND_ITEMS || this.keepOutputs || !this.idleAfter)) {
       // Kept past this exec call (typed parts are written at the batch's commit): a copy.
-      out = copyOf(out);
+      out = copyOutputs(out as unknown[] | TypedArray) as JobOutput;
     }
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     this.parts.push({ points, out });
@@ -174,7 +174,7 @@ export class ChunkWork {
     }
     this.parts = [];
     this.partPoints = 0;
-    return { chunk: this.i, kind, points, vals, whole: points.length === this.geo.points && isIota(points) };
+    return { chunk: this.i, kind, points, vals, whole: isAllOf(points, this.geo.points) };
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
@@ -197,14 +197,6 @@ export class ChunkWork {
     } else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
     return this.out as unknown[];
   }
-}
-
-/** `TypedArray.prototype.slice`: a copy also for a Buffer (whose own `slice` is a view). */
-const typedSlice = Object.getPrototypeOf(Uint8Array.prototype).slice as (this: TypedArray) => TypedArray;
-
-/** A copy of an exec output (an array or a typed array). */
-function copyOf(out: JobOutput): JobOutput {
-  return (Array.isArray(out) ? out.slice() : typedSlice.call(out as TypedArray)) as JobOutput;
 }
 
 type ChunkBatch = ReturnType<BindingPlan['readMany']>;

@@ -6,7 +6,7 @@
  * transaction that stores their outputs, and all at once when it ends.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import { isIota } from '../cache/blocks.js';
+import { isAllOf } from '../cache/blocks.js';
 import { fromNative } from '../errors/index.js';
 
 /** What a claim call gives for one requested set of points of a chunk. */
@@ -44,7 +44,7 @@ function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, sess
   let total = 0;
   for (let k = 0; k < n; k++) {
     const pts = merged[k]!;
-    if (pts.length === pointsOf(order[k]!) && isIota(pts)) asWhole[k] = 1;
+    if (isAllOf(pts, pointsOf(order[k]!))) asWhole[k] = 1;
     else total += pts.length;
     ends[k] = total;
   }

@@ -214,6 +214,14 @@ export function decodeItemsInto(out: unknown[], rows: { starts: Uint32Array; len
   }
 }
 
+/** `TypedArray.prototype.slice`: a copy also for a Buffer (whose own `slice` is a view). */
+const typedSlice = Object.getPrototypeOf(Uint8Array.prototype).slice as (this: TypedArray) => TypedArray;
+
+/** A copy of outputs (an array or a typed array of any kind, a Buffer too). */
+export function copyOutputs<T extends unknown[] | TypedArray>(out: T): T {
+  return (Array.isArray(out) ? out.slice() : typedSlice.call(out as TypedArray)) as T;
+}
+
 /**
  * The `count` elements of dtype `kind` at `start` of `data`, as a typed array
  * over the same memory when aligned (a batch read pads typed chunks to 8

@@ -12,7 +12,7 @@ import type { Params, TypedArray, Value } from '../value.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { runEngine, runEngineBatches, type ChunkDone, type EngineExecutor } from './engine.js';
 import type { OutputSink } from './spec.js';
-import { kindOf, KIND_ITEMS, typedCtor } from './payload.js';
+import { copyOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import { native } from '../binding/native.js';
 import type { ProgressEvent } from './progress.js';
 
@@ -135,7 +135,7 @@ export class FlatOutput implements OutputSink {
     if (kind === KIND_ITEMS) return src; // encoded by the write before the next exec call
     const { starts, len } = rows;
     const first = starts[0]!;
-    for (let r = 1; r < starts.length; r++) if (starts[r] !== first + r * len) return Object.getPrototypeOf(Uint8Array.prototype).slice.call(src) as TypedArray;
+    for (let r = 1; r < starts.length; r++) if (starts[r] !== first + r * len) return copyOutputs(src as TypedArray);
     return (o as TypedArray).subarray(first, first + starts.length * len);
   }
 
