@@ -72,27 +72,9 @@ fn typed_f64_record_round_trip() {
     let err = store.write_chunks(&c, &[w]).unwrap_err();
     assert!(err.message.contains("cacheVersion"), "{}", err.message);
     // Wrong sizes are refused before anything is written.
-    let w = ChunkWrite {
-        geo: &geo,
-        grid: &g,
-        res: None,
-        kind: F64,
-        points: WritePoints::Given(&[0]),
-        offsets: &[],
-        data: &[0; 4],
-        dict: &[],
-    };
+    let w = f64_write(&geo, &g, WritePoints::Given(&[0]), &[0; 4]);
     assert!(store.write_chunks(&c, &[w]).is_err());
-    let w = ChunkWrite {
-        geo: &geo,
-        grid: &g,
-        res: None,
-        kind: F64,
-        points: WritePoints::Given(&[99]),
-        offsets: &[],
-        data: &[0; 8],
-        dict: &[],
-    };
+    let w = f64_write(&geo, &g, WritePoints::Given(&[99]), &[0; 8]);
     assert!(store.write_chunks(&c, &[w]).is_err());
 }
 
@@ -114,16 +96,7 @@ fn whole_chunk_writes_store_what_listed_points_store() {
                 let listed: Vec<u32> = (0..req as u32).collect();
                 let data: Vec<u8> = (0..req).flat_map(|j| (i as f64 * 100.0 + j as f64).to_le_bytes()).collect();
                 let points = if whole { WritePoints::All } else { WritePoints::Given(&listed) };
-                let w = ChunkWrite {
-                    geo: &geo,
-                    grid: &g,
-                    res: None,
-                    kind: F64,
-                    points,
-                    offsets: &[],
-                    data: &data,
-                    dict: &[],
-                };
+                let w = f64_write(&geo, &g, points, &data);
                 store.write_chunks(&c, &[w]).unwrap();
             }
             let res = resolve(&store, &c, &g, &plan);
@@ -145,16 +118,7 @@ fn whole_chunk_writes_store_what_listed_points_store() {
     let store = Store::open(root.path()).unwrap();
     let plan = g.plan(&all(&g)).unwrap();
     let geo = ChunkGeometry::of(&plan, 0);
-    let w = ChunkWrite {
-        geo: &geo,
-        grid: &g,
-        res: None,
-        kind: F64,
-        points: WritePoints::All,
-        offsets: &[],
-        data: &[0; 8],
-        dict: &[],
-    };
+    let w = f64_write(&geo, &g, WritePoints::All, &[0; 8]);
     assert!(store.write_chunks(&cache_id(1), &[w]).is_err());
 }
 

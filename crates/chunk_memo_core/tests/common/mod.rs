@@ -221,3 +221,14 @@ pub fn available(res: &[Resolution]) -> u64 {
 pub fn requested(res: &[Resolution]) -> u64 {
     res.iter().map(|r| u64::from(r.requested)).sum()
 }
+
+/// A write of float64 outputs (`data`, raw little-endian) for `points` of
+/// the chunk `geo`, resolved against nothing.
+pub fn f64_write<'a>(
+    geo: &'a ChunkGeometry,
+    grid: &'a Grid,
+    points: WritePoints<'a>,
+    data: &'a [u8],
+) -> ChunkWrite<'a> {
+    ChunkWrite { geo, grid, res: None, kind: F64, points, offsets: &[], data, dict: &[] }
+}
