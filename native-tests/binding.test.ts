@@ -527,25 +527,25 @@ test('a truncated record is never returned as data', (t) => {
 
 test.serial('the public API crosses the binding once per chunk or batch, not per point', async (t) => {
   const root = tempRoot(t);
-  type M = 'read' | 'readMany' | 'write' | 'writeBatch' | 'writeFlat';
+  type M = 'read' | 'readMany' | 'write' | 'writeBatch' | 'writeFlat' | 'writeFlatBehind';
   const proto = native.BindingPlan.prototype as unknown as Record<M, (...a: unknown[]) => unknown>;
-  const counts = { read: 0, readMany: 0, chunksRead: 0, write: 0, writeBatch: 0, writeFlat: 0, chunksWritten: 0 };
-  const orig = { read: proto.read, readMany: proto.readMany, write: proto.write, writeBatch: proto.writeBatch, writeFlat: proto.writeFlat };
-  for (const m of ['read', 'readMany', 'write', 'writeBatch', 'writeFlat'] as const) {
+  const counts = { read: 0, readMany: 0, chunksRead: 0, write: 0, writeBatch: 0, writeFlat: 0, writeFlatBehind: 0, chunksWritten: 0 };
+  const orig = { read: proto.read, readMany: proto.readMany, write: proto.write, writeBatch: proto.writeBatch, writeFlat: proto.writeFlat, writeFlatBehind: proto.writeFlatBehind };
+  for (const m of ['read', 'readMany', 'write', 'writeBatch', 'writeFlat', 'writeFlatBehind'] as const) {
     proto[m] = function (this: unknown, ...a: unknown[]) {
       counts[m]++;
       if (m === 'read') counts.chunksRead++;
       if (m === 'readMany') counts.chunksRead += (a[2] as Uint32Array).length;
       if (m === 'write') counts.chunksWritten++;
       if (m === 'writeBatch') counts.chunksWritten += (a[2] as unknown[]).length;
-      if (m === 'writeFlat') counts.chunksWritten += (a[14] as number) - (a[13] as number);
+      if (m === 'writeFlat' || m === 'writeFlatBehind') counts.chunksWritten += (a[14] as number) - (a[13] as number);
       return orig[m].apply(this, a);
     };
   }
   t.teardown(() => {
     Object.assign(proto, orig);
   });
-  const crossings = () => counts.write + counts.writeBatch + counts.writeFlat;
+  const crossings = () => counts.write + counts.writeBatch + counts.writeFlat + counts.writeFlatBehind;
   const readCrossings = () => counts.read + counts.readMany;
   const nChunks = 5;
   const size = 10_000;
@@ -575,6 +575,7 @@ test.serial('the public API crosses the binding once per chunk or batch, not per
   counts.write = 0;
   counts.writeBatch = 0;
   counts.writeFlat = 0;
+  counts.writeFlatBehind = 0;
   counts.chunksWritten = 0;
   const objs = () =>
     ChunkCache.open({ root, params: { test: 'objects' }, axisValues: { x: range(3 * size) }, chunkSpec: { x: size } });
@@ -666,4 +667,34 @@ test('claimFlat claims whole chunks without point lists, like listed ones; bad w
   // A whole entry with points listed, or a whole array of the wrong length.
   t.throws(() => plan.claimFlat(store, id, 3, u32([2]), u32([1]), u32([0]), null, Uint8Array.from([1])), { message: /claimed whole lists no points/ });
   t.throws(() => plan.claimFlat(store, id, 3, u32([2]), u32([0]), none, null, Uint8Array.from([1, 1])), { message: /one byte per chunk entry/ });
+});
+
+test('writeFlatBehind and claimFlatBehind run in the order queued on the writer thread: a claim queued after a write sees its points stored; errors come once from settle', (t) => {
+  const store = native.BindingStore.open(tempRoot(t));
+  const id = idOf('behind');
+  const plan = grid().plan([null, null]);
+  const u32 = (a: number[]) => Uint32Array.from(a);
+  const none = new Uint32Array(0);
+  // Chunk 2 typed, points 4 and 5, queued behind; then a claim of chunk 2 whole by session 7.
+  const f = buf(Float64Array.of(4.5, 5.5));
+  const write = plan.writeFlatBehind(store, id, u32([2]), Uint8Array.of(8), u32([2]), Uint8Array.of(0), u32([4, 5]), none, u32([0]), u32([16]), [f], u32([0]), [], 0, 1);
+  const claim = plan.claimFlatBehind(store, id, 7, u32([2]), u32([0]), none, null, Uint8Array.of(1));
+  const answer = claim.settle(true)!;
+  // The write committed first: its two points are stored (1), the others granted (0).
+  t.deepEqual([...answer.whole], [0]);
+  t.deepEqual([...answer.state], [0, 0, 0, 0, 1, 1]);
+  t.deepEqual([...answer.available], [2]);
+  t.true(write.settle(false));
+  t.true(write.settle(true));
+  // The answer is taken once.
+  t.is(claim.settle(true), null);
+  const typed = grid().plan([null, null]).read(store, id, 2);
+  t.deepEqual([...new Float64Array(Uint8Array.from(typed.data).buffer)], [4.5, 5.5]);
+  // A malformed batch is refused at the call; a write that fails in its transaction (items into the typed chunk) throws from settle, once.
+  throwsCode(t, () => plan.writeFlatBehind(store, id, u32([2]), Uint8Array.of(8), u32([2]), Uint8Array.of(0), u32([4, 5]), none, u32([0]), u32([17]), [f], u32([0]), [], 0, 1), 'ERR_INVALID_ARGUMENT');
+  const it = items([label(2, 0)]);
+  const bad = plan.writeFlatBehind(store, id, u32([2]), Uint8Array.of(0), u32([1]), Uint8Array.of(0), u32([0]), Uint32Array.from(it.offsets), u32([0]), u32([it.data.length]), [it.data], u32([0]), [], 0, 1);
+  throwsCode(t, () => bad.settle(true), 'ERR_INVALID_ARGUMENT');
+  t.true(bad.settle(true));
+  t.is(store.releaseSession(7), 4);
 });

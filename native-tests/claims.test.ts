@@ -212,3 +212,36 @@ test('concurrent opens that add axis values lose none: 3 processes x 40 opens ke
   t.is(values.size, 120);
   for (const who of ['a', 'b', 'c']) for (let i = 0; i < 40; i++) t.true(values.has(`${who}-${i}`));
 });
+
+test('a run that stops early (a break out of iterate, a throwing function, an abort) leaves no claim behind, also of the batch it claimed ahead; a re-run computes only the rest', async (t) => {
+  const root = freshRoot();
+  // Many small chunks: a run claims its next batch ahead while it computes one.
+  const open = () => ChunkCache.open({ root, params: { fixture: 'stop-early' }, axisValues: { x: Array.from({ length: 4000 }, (_, i) => i) }, chunkSpec: { x: 2 } });
+  const f: ChunkFn = (_p, { x }) => Float64Array.from(x as number[], (v) => v * 3);
+  let seen = 0;
+  for await (const c of (await import('../ts/index.js')).iterate(open(), f)) {
+    seen += c.executedPoints;
+    if (seen >= 200) break;
+  }
+  t.is(claimsLeft(open()), 0);
+  let calls = 0;
+  const throwing: ChunkFn = (p, axes, ctx) => {
+    if (++calls === 600) throw new Error('boom');
+    return f(p, axes, ctx);
+  };
+  await t.throwsAsync(run(open(), throwing), { message: /boom/ });
+  t.is(claimsLeft(open()), 0);
+  const ac = new AbortController();
+  let n = 0;
+  const aborting: ChunkFn = (p, axes, ctx) => {
+    if (++n === 700) ac.abort();
+    return f(p, axes, ctx);
+  };
+  await t.throwsAsync(run(open(), aborting, { signal: ac.signal }), { code: 'ERR_ABORTED' });
+  t.is(claimsLeft(open()), 0);
+  const rest = await run(open(), f);
+  t.is(rest.diagnostics.executedPoints + rest.diagnostics.cachedPoints, 4000);
+  t.true(rest.diagnostics.cachedPoints >= 1200);
+  t.is(claimsLeft(open()), 0);
+  t.deepEqual([...(rest.output as Float64Array).subarray(3990)], Array.from({ length: 10 }, (_, k) => (3990 + k) * 3));
+});

@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.BindingGrid = nativeBinding.BindingGrid
+module.exports.BindingPendingClaim = nativeBinding.BindingPendingClaim
+module.exports.BindingPendingWrite = nativeBinding.BindingPendingWrite
 module.exports.BindingPlan = nativeBinding.BindingPlan
 module.exports.BindingStore = nativeBinding.BindingStore
 module.exports.canonicalDigestHex = nativeBinding.canonicalDigestHex

@@ -24,6 +24,27 @@ export declare class BindingGrid {
   plan(selection: Array<Uint32Array | undefined | null>): BindingPlan
 }
 
+/** A claim queued by `claimFlatBehind`. */
+export declare class BindingPendingClaim {
+  /**
+   * The claim's answer (as `claimFlat` gives it) once its transaction
+   * committed, null while it is queued or running (with `wait`, blocks
+   * until it ended) and after the answer was taken. A failed claim
+   * throws its error, once.
+   */
+  settle(wait: boolean): BindingClaimBatch | null
+}
+
+/** A write queued by `writeFlatBehind`. */
+export declare class BindingPendingWrite {
+  /**
+   * True once the write committed, false while it is queued or running
+   * (with `wait`, blocks until it ended). A failed write throws its
+   * error, once; after that it answers true.
+   */
+  settle(wait: boolean): boolean
+}
+
 /** A planned selection of a grid; resolves, reads and writes its chunks. */
 export declare class BindingPlan {
   /**
@@ -34,6 +55,12 @@ export declare class BindingPlan {
    * chunk is claimed without a list of its points).
    */
   claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null, whole?: Uint8Array | undefined | null): BindingClaimBatch
+  /**
+   * `claimFlat` on the store's writer thread, after the writes and
+   * claims queued before it: returns at once; the answer comes from the
+   * handle's `settle`. Lets a run claim its next batch while it computes.
+   */
+  claimFlatBehind(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null, whole?: Uint8Array | undefined | null): BindingPendingClaim
   /** One byte per requested point of chunk `i`: 1 when stored. */
   presence(store: BindingStore, cacheId: Buffer, i: number): Buffer
   /** Missing points of chunk `i` as disjoint product blocks. */
@@ -64,6 +91,13 @@ export declare class BindingPlan {
    * order); `dictOf[k]` is 0 (no dictionary) or 1 + an index into `dicts`.
    */
   writeFlat(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, kinds: Uint8Array, pointEnds: Uint32Array, whole: Uint8Array, points: Uint32Array, offsets: Uint32Array, partOf: Uint32Array, dataEnds: Uint32Array, data: Array<Buffer>, dictOf: Uint32Array, dicts: Array<Buffer>, from: number, to: number): void
+  /**
+   * `writeFlat` on the store's writer thread: returns at once, and the
+   * transaction commits while the caller goes on (the arguments are
+   * held, not copied: the caller must not change them until the write
+   * settled). Writes queued this way commit in the order queued.
+   */
+  writeFlatBehind(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, kinds: Uint8Array, pointEnds: Uint32Array, whole: Uint8Array, points: Uint32Array, offsets: Uint32Array, partOf: Uint32Array, dataEnds: Uint32Array, data: Array<Buffer>, dictOf: Uint32Array, dicts: Array<Buffer>, from: number, to: number): BindingPendingWrite
   /**
    * Writes new points of chunk `i`: `points` are requested-point
    * indices; items give `offsets` (points+1) into `data` and the

@@ -65,4 +65,4 @@ function load(): typeof Binding {
 }
 
 export const native: typeof Binding = load();
-export type { BindingStore, BindingGrid, BindingPlan, BindingChunkData, BindingDescriptor, BindingAxisPlan, BindingResolved } from './binding.cjs';
+export type { BindingStore, BindingGrid, BindingPlan, BindingPendingWrite, BindingChunkData, BindingDescriptor, BindingAxisPlan, BindingResolved } from './binding.cjs';

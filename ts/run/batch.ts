@@ -1,16 +1,21 @@
 /**
  * Write-behind batching of chunk writes: several memo chunks go into one
- * LMDB transaction (one fsync). Pending writes are committed
+ * LMDB transaction (one fsync), which commits on the store's writer thread
+ * while the run computes its next chunks (`writeFlatBehind`; at most
+ * MAX_BEHIND batches queued, in order). Pending writes are queued
  * - `maxDelayMs` after the first one (a timer, when the event loop is free),
- * - before the next exec call once that much time has passed, or at once
- *   when exec calls are slow (then a commit costs little next to them),
+ * - before the next exec call once that much time has passed,
  * - when `maxBytes` or `maxChunks` are pending (a transaction's dirty
  *   pages stay allocated in LMDB for reuse, so its size bounds the run's
- *   memory), and always at the end of a run (also on errors and aborts).
- * A process killed in between loses at most the uncommitted chunks; every
- * stored record stays complete.
+ *   memory);
+ * and committed and waited for (`flush`) before an exec call when exec
+ * calls are slow (a commit then costs little next to them, and progress
+ * counts their points at once), when a consumer needs its chunks stored,
+ * and always at the end of a run (also on errors and aborts). Progress
+ * counts a point once its commit landed. A process killed in between
+ * loses at most the uncommitted chunks; every stored record stays complete.
  */
-import type { BindingPlan, BindingStore } from '../binding/native.js';
+import type { BindingPendingWrite, BindingPlan, BindingStore } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
 import { ByteSink, encodeInto, KIND_ITEMS } from './payload.js';
 
@@ -169,12 +174,26 @@ class FlatWrites {
   }
 }
 
+/** A batch queued on the store's writer thread, not yet settled. */
+interface Behind {
+  readonly write: BindingPendingWrite;
+  readonly batch: FlatWrites;
+  readonly args: FlatArgs;
+}
+
+/** Batches queued behind at once at most: the older one is waited for before another is queued (bounds the memory they hold). */
+const MAX_BEHIND = 2;
+
 export class WriteBatcher {
-  private readonly pending = new FlatWrites();
+  private pending = new FlatWrites();
+  /** A settled batch, emptied for reuse. */
+  private spare: FlatWrites | null = null;
+  private readonly behind: Behind[] = [];
   private since = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerError: unknown = null;
   commits = 0;
+  /** Time the run spent writing or waiting for its writes (ms). */
   writeMs = 0;
 
   constructor(
@@ -185,13 +204,13 @@ export class WriteBatcher {
     /** Called after each commit with the points it stored. */
     private readonly onCommit: ((points: number) => void) | undefined = undefined,
     private readonly maxDelayMs = 200,
-    private readonly maxBytes = 64 << 20,
+    private readonly maxBytes = 8 << 20,
     private readonly maxChunks = 4096,
   ) {}
 
   /** True when writes are waiting for a commit. */
-  get hasPending(): boolean {
-    return this.pending.length > 0;
+  private get hasPending(): boolean {
+    return this.pending.length > 0 || this.behind.length > 0;
   }
 
   add(w: PendingWrite): void {
@@ -201,7 +220,7 @@ export class WriteBatcher {
       this.timer = setTimeout(() => {
         this.timer = null;
         try {
-          this.flush();
+          this.queue();
         } catch (e) {
           this.timerError = e;
         }
@@ -209,20 +228,33 @@ export class WriteBatcher {
       this.timer.unref();
     }
     this.pending.add(w);
-    if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.flush();
+    if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.queue();
+    else if (this.behind.length) this.poll(false);
   }
 
   /**
    * Called before an exec call that may take long: commits what is pending
-   * when the last exec call was slow or the pending writes are old enough.
+   * (and waits) when the last exec call was slow (a commit then costs little
+   * next to it, and progress counts the points at once); queues it behind
+   * when the pending writes are old enough.
    */
   beforeExec(lastExecMs: number, now = performance.now()): void {
-    if (this.pending.length === 0) return;
-    if (lastExecMs >= 50 || now - this.since >= this.maxDelayMs) this.flush();
+    if (lastExecMs >= 50 && this.hasPending) this.flush();
+    else if (this.pending.length > 0 && now - this.since >= this.maxDelayMs) this.queue();
   }
 
-  /** Commits everything pending in one transaction. */
+  /** Commits everything pending and waits for every write queued behind. */
   flush(): void {
+    this.queue();
+    this.poll(true);
+  }
+
+  /**
+   * Queues the pending writes on the store's writer thread as one
+   * transaction (after waiting for the oldest queued batch when
+   * MAX_BEHIND are queued).
+   */
+  private queue(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -233,36 +265,74 @@ export class WriteBatcher {
       throw e;
     }
     const batch = this.pending;
-    const n = batch.length;
-    if (n === 0) return;
+    if (batch.length === 0) return;
+    if (this.behind.length >= MAX_BEHIND) this.settle(this.behind.length - MAX_BEHIND + 1);
     const t = performance.now();
     const args = batch.flat(this.store, this.cacheId);
+    let write: BindingPendingWrite;
     try {
-      this.commit(args, 0, n);
+      write = this.plan.writeFlatBehind(...args, 0, batch.length);
     } catch (e) {
-      const err = fromNative(e, `${this.label}: storing ${n} chunks`);
-      // A full store: keep as much finished work as still fits, chunk by
-      // chunk (a chunk too large to fit does not stop the smaller ones after it).
-      if (err.code === 'ERR_STORE_FULL' && n > 1) {
-        for (let k = 0; k < n; k++) {
-          try {
-            this.commit(args, k, k + 1);
-          } catch {
-            // This chunk's points stay missing: a later run computes them.
-          }
-        }
-      }
-      throw err;
-    } finally {
       batch.clear();
+      throw fromNative(e, `${this.label}: storing ${args[2].length} chunks`);
+    } finally {
       this.writeMs += performance.now() - t;
     }
+    this.behind.push({ write, batch, args });
+    this.pending = this.spare ?? new FlatWrites();
+    this.spare = null;
   }
 
-  private commit(args: FlatArgs, from: number, to: number): void {
+  /** Settles the queued writes that ended (`wait`: all of them, waiting), oldest first. */
+  private poll(wait: boolean): void {
+    this.settle(this.behind.length, wait);
+  }
+
+  /**
+   * Settles the `count` oldest queued writes (without `wait`, stops at the
+   * first still running): counts their commits and reports their points.
+   * A failed write throws once every write up to `count` settled; a full
+   * store first keeps as much of its batch as still fits, chunk by chunk
+   * (a chunk too large to fit does not stop the smaller ones after it).
+   */
+  private settle(count: number, wait = true): void {
+    let failure: unknown = null;
+    const t = performance.now();
+    try {
+      for (let k = 0; k < count && this.behind.length; k++) {
+        const b = this.behind[0]!;
+        const n = b.batch.length;
+        try {
+          if (!b.write.settle(wait)) break;
+          this.commits++;
+          this.onCommit?.(b.batch.pointsOf(0, n));
+        } catch (e) {
+          const err = fromNative(e, `${this.label}: storing ${n} chunks`);
+          if (err.code === 'ERR_STORE_FULL' && n > 1) {
+            for (let c = 0; c < n; c++) {
+              try {
+                this.commit(b.args, c, c + 1, b.batch);
+              } catch {
+                // This chunk's points stay missing: a later run computes them.
+              }
+            }
+          }
+          failure ??= err;
+        }
+        this.behind.shift();
+        b.batch.clear();
+        this.spare = b.batch;
+      }
+    } finally {
+      this.writeMs += performance.now() - t;
+    }
+    if (failure !== null) throw failure;
+  }
+
+  private commit(args: FlatArgs, from: number, to: number, batch: FlatWrites): void {
     // The transaction also releases every claim on the points it stores.
     this.plan.writeFlat(...args, from, to);
     this.commits++;
-    this.onCommit?.(this.pending.pointsOf(from, to));
+    this.onCommit?.(batch.pointsOf(from, to));
   }
 }

@@ -31,13 +31,15 @@ export interface ClaimResults {
   outcome(k: number): ClaimOutcome;
 }
 
+/** `claimFlat`'s arguments after the cache id and session. */
+type FlatRequest = [chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs: number | null, whole: Uint8Array];
+type ClaimBatch = ReturnType<BindingPlan['claimFlat']>;
+
 /**
- * One claim transaction through `claimFlat` (flat arrays in and out): an
- * entry for every point of its chunk is claimed whole, with no list of its
- * points; an entry granted whole costs no array or object; the outcome of
- * any other is built when asked for.
+ * The flat arrays of a claim: an entry for every point of its chunk is
+ * claimed whole, with no list of its points.
  */
-function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, session: number, order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null, pointsOf: (chunk: number) => number): ClaimResults {
+function flatRequest(order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null, pointsOf: (chunk: number) => number): FlatRequest {
   const n = merged.length;
   const ends = new Uint32Array(n);
   const asWhole = new Uint8Array(n);
@@ -54,7 +56,16 @@ function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, sess
     flat.set(merged[k]!, at);
     at += merged[k]!.length;
   }
-  const r = plan.claimFlat(store, cacheId, session, Uint32Array.from(order), ends, flat, leaseMs, asWhole);
+  return [Uint32Array.from(order), ends, flat, leaseMs, asWhole];
+}
+
+/**
+ * The answer of a claim transaction, entry by entry: an entry granted
+ * whole costs no array or object; the outcome of any other is built when
+ * asked for.
+ */
+function resultsOfBatch(r: ClaimBatch, merged: Uint32Array[]): ClaimResults {
+  const n = merged.length;
   let takenOver = 0;
   // Where each entry not granted whole starts in r.state.
   const stateAt = new Uint32Array(n);
@@ -75,6 +86,12 @@ function claimFlat(plan: BindingPlan, store: BindingStore, cacheId: Buffer, sess
       return { granted: pts.filter((_, j) => st[j] === 0), stored: pts.filter((_, j) => st[j] === 1), takenOver: r.takenOver[k]! };
     },
   };
+}
+
+/** A claim queued behind the store's earlier writes and claims (`ClaimSession.claimBehind`). */
+export interface PendingClaim {
+  /** The answer once the claim committed (with `wait`, waits for it); null while it runs. Throws a failed claim's error. */
+  settle(wait: boolean): ClaimResults | null;
 }
 
 /** Claim results from outcomes built in JS. */
@@ -162,9 +179,44 @@ export class ClaimSession {
     return resultsOf(out, points);
   }
 
+  /**
+   * Claims entries of distinct chunks in grid order (as `claim` does) on
+   * the store's writer thread, after the writes queued before it: returns
+   * at once, so the run computes while the claim commits.
+   */
+  claimBehind(chunks: ArrayLike<number>, points: Uint32Array[]): PendingClaim {
+    this.claimed = true;
+    for (let k = 1; k < chunks.length; k++) {
+      if (chunks[k]! <= chunks[k - 1]!) {
+        // Several entries of a chunk: merged by `claim`, here and now.
+        const now = this.claim(chunks, points);
+        return { settle: () => now };
+      }
+    }
+    const req = flatRequest(chunks, points, this.leaseMs ?? null, this.pointsOf);
+    let pending;
+    try {
+      pending = this.plan.claimFlatBehind(this.store, this.cacheId, this.id, ...req);
+    } catch (e) {
+      throw fromNative(e, `${this.label}: claiming work`);
+    }
+    return {
+      settle: (wait) => {
+        let r;
+        try {
+          r = pending.settle(wait);
+        } catch (e) {
+          throw fromNative(e, `${this.label}: claiming work`);
+        }
+        return r ? resultsOfBatch(r, points) : null;
+      },
+    };
+  }
+
   private flat(order: ArrayLike<number>, merged: Uint32Array[]): ClaimResults {
     try {
-      return claimFlat(this.plan, this.store, this.cacheId, this.id, order, merged, this.leaseMs ?? null, this.pointsOf);
+      const r = this.plan.claimFlat(this.store, this.cacheId, this.id, ...flatRequest(order, merged, this.leaseMs ?? null, this.pointsOf));
+      return resultsOfBatch(r, merged);
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }

@@ -149,6 +149,12 @@ function* handOut(spec: EngineSpec, s: RunSession): Generator<ChunkDone[]> {
 /** Whatever completed is stored, also on failure or abort; the run's claims are released. */
 async function finish(s: RunSession, diag: Diagnostics): Promise<void> {
   if (s.inflight.size) await held(Promise.allSettled([...s.inflight]));
+  try {
+    // A claim still committing would outlive the release below.
+    s.dropAhead();
+  } catch (e) {
+    s.failure ??= e;
+  }
   s.writeOpenChunks();
   try {
     s.batcher.flush();

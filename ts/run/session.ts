@@ -17,7 +17,7 @@ import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
 import { ChunkWork } from './chunk-work.js';
 import { ReadAhead } from './read-ahead.js';
-import { ClaimSession, type ClaimOutcome, type ClaimResults } from './claims.js';
+import { ClaimSession, type ClaimOutcome, type ClaimResults, type PendingClaim } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
@@ -68,6 +68,8 @@ export class RunSession {
   private readonly waiting = new Set<ChunkWork>();
   private readonly candidates = new Fifo<Block>((b) => b.points.length);
   private readonly granted = new Fifo<Block>((b) => b.points.length);
+  /** The next batch, claimed on the store's writer thread while the granted blocks run (claimBehind). */
+  private ahead: { batch: Block[]; claim: PendingClaim } | null = null;
   /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
   private readonly neededOf: Array<Uint32Array | null> | null;
   /** Stored points of the chunks about to be opened (one batched read). */
@@ -130,7 +132,7 @@ export class RunSession {
 
   /** True when chunks are still to be opened, claimed or dispatched. */
   get hasWork(): boolean {
-    return this.granted.length > 0 || this.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
+    return this.granted.length > 0 || this.ahead !== null || this.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
   }
 
   /** Exec calls started so far. */
@@ -142,18 +144,27 @@ export class RunSession {
     return this.waiting.size > 0;
   }
 
-  /** Fills free executors: granted blocks first, then claims more. */
+  /**
+   * Fills free executors: granted blocks first, then the batch claimed
+   * ahead, then claims more. Once it has granted blocks, it claims the
+   * next batch ahead, behind the writes queued so far: the claim commits
+   * while these blocks run, and the executors seldom wait for a claim.
+   */
   fill(): void {
     const { spec } = this;
     for (;;) {
       const ex = spec.executors.find((e) => e.busy < e.concurrency);
       if (!ex) return;
       if (this.granted.length === 0) {
-        this.openChunks();
-        if (this.candidates.length === 0) return;
-        this.claimBatch();
+        if (this.ahead) this.takeAhead();
+        else {
+          this.openChunks();
+          if (this.candidates.length === 0) return;
+          this.apply(this.pick(), (chunks, points) => this.claim(chunks, points));
+        }
         if (this.granted.length === 0) continue;
       }
+      if (this.ahead === null) this.claimAhead();
       if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
@@ -222,8 +233,8 @@ export class RunSession {
     this.largestChunk = Math.max(this.largestChunk, w.geo.points);
   }
 
-  /** Claims the next candidates (a small batch) and queues granted work. */
-  private claimBatch(): void {
+  /** The next candidates to claim (a small batch). */
+  private pick(): Block[] {
     const batch: Block[] = [];
     let pts = 0;
     const want = this.claimWant();
@@ -232,13 +243,18 @@ export class RunSession {
       batch.push(c);
       pts += c.points.length;
     }
+    return batch;
+  }
+
+  /** Claims `batch` with `claim` and queues its granted work. */
+  private apply(batch: Block[], claim: (chunks: Uint32Array, points: Uint32Array[]) => ClaimResults): void {
     const chunks = new Uint32Array(batch.length);
     const points = new Array<Uint32Array>(batch.length);
     for (let n = 0; n < batch.length; n++) {
       chunks[n] = batch[n]!.work.i;
       points[n] = batch[n]!.points;
     }
-    const res = this.claim(chunks, points);
+    const res = claim(chunks, points);
     let last: ChunkWork | null = null;
     for (let n = 0; n < batch.length; n++) {
       const b = batch[n]!;
@@ -252,6 +268,41 @@ export class RunSession {
       last = b.work;
     }
     if (last !== null) this.settle(last);
+  }
+
+  /** Opens the next chunks and claims a batch of them on the store's writer thread. */
+  private claimAhead(): void {
+    this.openChunks();
+    if (this.candidates.length === 0) return;
+    const batch = this.pick();
+    const chunks = new Uint32Array(batch.length);
+    const points = batch.map((b, n) => {
+      chunks[n] = b.work.i;
+      return b.points;
+    });
+    const tc = performance.now();
+    this.ahead = { batch, claim: this.claims.claimBehind(chunks, points) };
+    this.diag.claimMs += performance.now() - tc;
+  }
+
+  /** Takes the answer of the claim made ahead (waiting for it) and queues its granted work. */
+  private takeAhead(): void {
+    const { batch, claim } = this.ahead!;
+    this.ahead = null;
+    this.apply(batch, () => {
+      const tc = performance.now();
+      const res = claim.settle(true)!;
+      this.diag.claimMs += performance.now() - tc;
+      this.diag.takenOverPoints += res.takenOver;
+      return res;
+    });
+  }
+
+  /** Ends the claim made ahead, if any, unused (a run that stops): its claims are then released with the others. */
+  dropAhead(): void {
+    const a = this.ahead;
+    this.ahead = null;
+    a?.claim.settle(true);
   }
 
   private claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {

@@ -20,8 +20,10 @@
 //! Submodules: [`index`] (descriptors and totals), [`resolve`] (which stored
 //! points serve a planned chunk), [`chunks`] (reading and writing planned
 //! chunks), [`upkeep`] (raw records, deletion, access times, verification),
-//! [`pages`] (the resident memory of the data file's mapping).
+//! [`pages`] (the resident memory of the data file's mapping), [`behind`]
+//! (write jobs on the store's writer thread).
 
+mod behind;
 mod chunks;
 mod index;
 mod inuse;
@@ -30,6 +32,7 @@ mod resolve;
 mod upkeep;
 
 pub use crate::planner::ChunkGeometry;
+pub use behind::Pending;
 pub use chunks::{ChunkData, ChunkWrite, ReadMemo, WritePoints};
 pub use index::{CacheSummary, Descriptor};
 pub use resolve::{Catalog, Found, Resolution, Source, WholeLayout};
@@ -105,6 +108,8 @@ pub struct Store {
     next_mark: std::sync::atomic::AtomicU64,
     // Resident pages of the data file's mapping.
     pages: pages::MapPages,
+    // The writer thread of write-behind jobs.
+    writer: behind::Writer,
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Store>>> {
@@ -158,6 +163,7 @@ impl Store {
             marks: Mutex::new(inuse::Marks::default()),
             next_mark: std::sync::atomic::AtomicU64::new(0),
             pages: pages::MapPages::new(),
+            writer: behind::Writer::default(),
         });
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(canon, Arc::downgrade(&store));

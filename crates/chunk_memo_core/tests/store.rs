@@ -302,3 +302,45 @@ fn chunks_read_together_from_records_of_another_chunking_match_reads_one_by_one(
     assert_eq!(together, one_by_one);
     assert!(together.iter().all(|d| d.present == [true]));
 }
+
+#[test]
+fn write_behind_jobs_commit_in_order_and_report_their_outcome() {
+    let root = TempRoot::new("behind");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    let g = Arc::new(grid(vec![axis("x", 0..40, 4)]));
+    let plan = Arc::new(g.plan(&all(&g)).unwrap());
+    let res = Arc::new(resolve(&store, &c, &g, &plan));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // One job per chunk, queued at once; job 3 fails (a point out of range).
+    let jobs: Vec<_> = (0..plan.n_chunks)
+        .map(|i| {
+            let (g, plan, res, order) = (g.clone(), plan.clone(), res.clone(), order.clone());
+            store.behind(move |s| {
+                order.lock().unwrap().push(i);
+                if i == 3 {
+                    let geo = ChunkGeometry::of(&plan, i);
+                    return s.write_chunks(&c, &[f64_write(&geo, &g, WritePoints::Given(&[9]), &[0; 8])]);
+                }
+                write_points(s, &c, &g, &plan, &res, F64, 1, |k, _| k == i);
+                Ok(())
+            })
+        })
+        .collect();
+    for (i, j) in jobs.iter().enumerate() {
+        let r = j.wait();
+        assert_eq!(r.is_err(), i == 3, "job {i}: {r:?}");
+        // An outcome is taken once.
+        assert!(j.try_take().is_none());
+    }
+    assert_eq!(*order.lock().unwrap(), (0..plan.n_chunks).collect::<Vec<_>>());
+    // Every chunk but 3 is stored, as a write on this thread stores it.
+    for (id, bytes) in read_all(&store, &c, &g, &all(&g)) {
+        let x = id[0].1;
+        let in3 = (12..16).any(|v| vh(v) == x);
+        assert_eq!(bytes.is_none(), in3);
+        if let Some(b) = bytes {
+            assert_eq!(b, output(F64, 1, &id));
+        }
+    }
+}

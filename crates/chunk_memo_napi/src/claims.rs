@@ -26,10 +26,12 @@
 //! `session` is a non-negative integer (at most 2^53) chosen by the caller,
 //! one per run; `leaseMs` a non-negative number of milliseconds.
 
+use crate::behind::BindingPendingClaim;
 use crate::errors::{boundary, invalid, CoreResult};
 use crate::{id16, BindingPlan, BindingStore};
 use chunk_memo_core::canonical;
 use chunk_memo_core::claims::{ClaimOptions, ClaimRequest, PlanRef};
+use chunk_memo_core::store::Store;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -67,6 +69,25 @@ pub struct BindingClaimBatch {
     pub available: Uint32Array,
 }
 
+/// `BindingClaimBatch` before it crosses (made on any thread).
+pub(crate) struct ClaimBatch {
+    state: Vec<u8>,
+    whole: Vec<u8>,
+    taken_over: Vec<u32>,
+    available: Vec<u32>,
+}
+
+impl From<ClaimBatch> for BindingClaimBatch {
+    fn from(b: ClaimBatch) -> Self {
+        BindingClaimBatch {
+            state: b.state.into(),
+            whole: b.whole.into(),
+            taken_over: b.taken_over.into(),
+            available: b.available.into(),
+        }
+    }
+}
+
 /// The entries of a `claimFlat` call (see there).
 struct FlatEntries<'a> {
     chunks: &'a [u32],
@@ -75,17 +96,10 @@ struct FlatEntries<'a> {
     whole: Option<&'a [u8]>,
 }
 
-impl BindingPlan {
-    /// The claim: chunk `k`'s points are `points[ends[k-1]..ends[k]]`. The
-    /// plan's state is locked before any LMDB transaction (the lock order
-    /// of every plan call) and takes the fresh resolutions.
-    fn claim_flat_op(
-        &self,
-        store: &BindingStore,
-        cache_id: &[u8],
-        FlatEntries { chunks, ends, points, whole }: FlatEntries<'_>,
-        opts: ClaimOptions,
-    ) -> CoreResult<BindingClaimBatch> {
+impl FlatEntries<'_> {
+    /// The requests, checked against each other and the plan.
+    fn requests(&self, plan: &BindingPlan) -> CoreResult<Vec<ClaimRequest>> {
+        let FlatEntries { chunks, ends, points, whole } = *self;
         if chunks.len() != ends.len() || ends.last().map_or(0, |&e| e as usize) != points.len() {
             return Err(invalid("chunks, ends and points do not agree"));
         }
@@ -99,7 +113,7 @@ impl BindingPlan {
             if e < start || e > points.len() {
                 return Err(invalid("ends must not decrease"));
             }
-            let chunk = self.check(c)?;
+            let chunk = plan.check(c)?;
             requests.push(match whole.map_or(0, |w| w[requests.len()]) {
                 0 => ClaimRequest::points(chunk, points[start..e].to_vec()),
                 _ if e == start => ClaimRequest::whole(chunk),
@@ -107,15 +121,29 @@ impl BindingPlan {
             });
             start = e;
         }
-        let cache = id16(cache_id, "cache id")?;
+        Ok(requests)
+    }
+}
+
+impl BindingPlan {
+    /// The claim: chunk `k`'s points are `points[ends[k-1]..ends[k]]`. The
+    /// plan's state is locked before any LMDB transaction (the lock order
+    /// of every plan call) and takes the fresh resolutions.
+    fn claim_flat_op(
+        &self,
+        store: &Store,
+        cache: &[u8; 16],
+        requests: &[ClaimRequest],
+        opts: ClaimOptions,
+    ) -> CoreResult<ClaimBatch> {
         let mut st = self.state.lock().unwrap();
-        st.bind(&store.inner, &cache);
-        let at = PlanRef { cache: &cache, grid: &self.grid, plan: &self.plan };
-        let outcomes = store.inner.claim(&at, &mut st.catalog, opts, &requests)?;
+        st.bind(store, cache);
+        let at = PlanRef { cache, grid: &self.grid, plan: &self.plan };
+        let outcomes = store.claim(&at, &mut st.catalog, opts, requests)?;
         let mut state = Vec::new();
-        let mut taken_over = Vec::with_capacity(chunks.len());
-        let mut available = Vec::with_capacity(chunks.len());
-        let mut whole = Vec::with_capacity(chunks.len());
+        let mut taken_over = Vec::with_capacity(requests.len());
+        let mut available = Vec::with_capacity(requests.len());
+        let mut whole = Vec::with_capacity(requests.len());
         for (r, o) in requests.iter().zip(outcomes) {
             // Each list is the request's points in order, less the others.
             let granted_whole = o.stored.is_empty() && o.held.is_empty();
@@ -139,12 +167,7 @@ impl BindingPlan {
             available.push(o.resolution.available);
             st.set(r.chunk, o.resolution);
         }
-        Ok(BindingClaimBatch {
-            state: state.into(),
-            whole: whole.into(),
-            taken_over: taken_over.into(),
-            available: available.into(),
-        })
+        Ok(ClaimBatch { state, whole, taken_over, available })
     }
 }
 
@@ -171,7 +194,35 @@ impl BindingPlan {
     ) -> Result<BindingClaimBatch> {
         boundary(&env, || {
             let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
-            self.claim_flat_op(store, &cache_id, entries, options(session, lease_ms)?)
+            let requests = entries.requests(self)?;
+            let cache = id16(&cache_id, "cache id")?;
+            Ok(self.claim_flat_op(&store.inner, &cache, &requests, options(session, lease_ms)?)?.into())
+        })
+    }
+
+    /// `claimFlat` on the store's writer thread, after the writes and
+    /// claims queued before it: returns at once; the answer comes from the
+    /// handle's `settle`. Lets a run claim its next batch while it computes.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn claim_flat_behind(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        session: f64,
+        chunks: Uint32Array,
+        ends: Uint32Array,
+        points: Uint32Array,
+        lease_ms: Option<f64>,
+        whole: Option<Uint8Array>,
+    ) -> Result<BindingPendingClaim> {
+        boundary(&env, || {
+            let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
+            let requests = entries.requests(self)?;
+            let (cache, opts, me) = (id16(&cache_id, "cache id")?, options(session, lease_ms)?, self.share());
+            let pending = store.inner.behind(move |s| me.claim_flat_op(s, &cache, &requests, opts));
+            Ok(BindingPendingClaim { pending: Some(pending) })
         })
     }
 }

@@ -6,6 +6,7 @@
 
 use errors::{invalid, CoreResult};
 
+pub mod behind;
 pub mod claims;
 pub mod errors;
 pub mod grid;

@@ -194,58 +194,48 @@ impl BindingPlan {
         from: u32,
         to: u32,
     ) -> Result<()> {
+        let batch =
+            FlatBatch { chunks, kinds, point_ends, whole, points, offsets, part_of, data_ends, data, dict_of, dicts };
         boundary(&env, || {
-            let n = chunks.len();
-            let (from, to) = (from as usize, to as usize);
-            if [kinds.len(), point_ends.len(), whole.len(), data_ends.len(), dict_of.len()].iter().any(|&l| l != n)
-                || from > to
-                || to > n
-            {
-                return Err(invalid("writeFlat: the per-chunk arrays differ in length or the range is outside them"));
-            }
-            let bad = || invalid("writeFlat: point, offset or byte ranges outside their arrays");
-            let mut owned = Vec::with_capacity(to - from);
-            let mut off_at = 0usize;
-            // Where the next chunk's bytes start, per buffer.
-            let mut part_at = vec![0usize; data.len()];
-            for k in 0..to {
-                let items = kinds[k] == chunk_memo_core::record::KIND_ITEMS;
-                let p0 = if k == 0 { 0 } else { point_ends[k - 1] as usize };
-                let p1 = point_ends[k] as usize;
-                let listed = p1.checked_sub(p0).ok_or_else(bad)?;
-                let chunk = self.check(chunks[k])?;
-                let (points, count) = match whole[k] {
-                    0 => (WritePoints::Given(points.get(p0..p1).ok_or_else(bad)?), listed),
-                    1 if listed == 0 => (WritePoints::All, self.plan.requested(chunk) as usize),
-                    _ => return Err(invalid("writeFlat: whole[k] must be 0, or 1 with no points listed for chunk k")),
-                };
-                let offs = if items {
-                    let o = offsets.get(off_at..off_at + count + 1).ok_or_else(bad)?;
-                    off_at += count + 1;
-                    o
-                } else {
-                    &[][..]
-                };
-                let p = part_of[k] as usize;
-                let part = data.get(p).ok_or_else(bad)?;
-                let d0 = std::mem::replace(&mut part_at[p], data_ends[k] as usize);
-                if k < from {
-                    continue;
-                }
-                let dict: &[u8] = match dict_of[k] {
-                    0 => &[],
-                    d => dicts.get(d as usize - 1).ok_or_else(bad)?,
-                };
-                owned.push(WritePart {
-                    chunk,
-                    kind: kinds[k],
-                    points,
-                    offsets: offs,
-                    data: part.get(d0..data_ends[k] as usize).ok_or_else(bad)?,
-                    dict,
-                });
-            }
-            self.write_parts(&store.inner, &id16(&cache_id, "cache id")?, &owned)
+            let cache = id16(&cache_id, "cache id")?;
+            self.write_parts(&store.inner, &cache, &batch.parts(self, from, to)?)
+        })
+    }
+
+    /// `writeFlat` on the store's writer thread: returns at once, and the
+    /// transaction commits while the caller goes on (the arguments are
+    /// held, not copied: the caller must not change them until the write
+    /// settled). Writes queued this way commit in the order queued.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_flat_behind(
+        &self,
+        env: Env,
+        store: &BindingStore,
+        cache_id: Buffer,
+        chunks: Uint32Array,
+        kinds: Uint8Array,
+        point_ends: Uint32Array,
+        whole: Uint8Array,
+        points: Uint32Array,
+        offsets: Uint32Array,
+        part_of: Uint32Array,
+        data_ends: Uint32Array,
+        data: Vec<Buffer>,
+        dict_of: Uint32Array,
+        dicts: Vec<Buffer>,
+        from: u32,
+        to: u32,
+    ) -> Result<crate::behind::BindingPendingWrite> {
+        let batch =
+            FlatBatch { chunks, kinds, point_ends, whole, points, offsets, part_of, data_ends, data, dict_of, dicts };
+        boundary(&env, || {
+            let cache = id16(&cache_id, "cache id")?;
+            // Checked here, so a malformed batch fails at the call.
+            batch.parts(self, from, to)?;
+            let me = self.share();
+            let pending = store.inner.behind(move |s| me.write_parts(s, &cache, &batch.parts(&me, from, to)?));
+            Ok(crate::behind::BindingPendingWrite { pending: Some(pending) })
         })
     }
 
@@ -270,5 +260,79 @@ impl BindingPlan {
         boundary(&env, || {
             self.write_op(store, &cache_id, i, kind, &points, &offsets, &data, dict.as_deref().unwrap_or(&[]))?()
         })
+    }
+}
+
+/// The arguments of `writeFlat` (see there).
+struct FlatBatch {
+    chunks: Uint32Array,
+    kinds: Uint8Array,
+    point_ends: Uint32Array,
+    whole: Uint8Array,
+    points: Uint32Array,
+    offsets: Uint32Array,
+    part_of: Uint32Array,
+    data_ends: Uint32Array,
+    data: Vec<Buffer>,
+    dict_of: Uint32Array,
+    dicts: Vec<Buffer>,
+}
+
+impl FlatBatch {
+    /// Chunks `from..to` as write parts, checked against the plan and the arrays.
+    fn parts(&self, plan: &BindingPlan, from: u32, to: u32) -> CoreResult<Vec<WritePart<'_>>> {
+        let n = self.chunks.len();
+        let (from, to) = (from as usize, to as usize);
+        if [self.kinds.len(), self.point_ends.len(), self.whole.len(), self.data_ends.len(), self.dict_of.len()]
+            .iter()
+            .any(|&l| l != n)
+            || from > to
+            || to > n
+        {
+            return Err(invalid("writeFlat: the per-chunk arrays differ in length or the range is outside them"));
+        }
+        let bad = || invalid("writeFlat: point, offset or byte ranges outside their arrays");
+        let mut owned = Vec::with_capacity(to - from);
+        let mut off_at = 0usize;
+        // Where the next chunk's bytes start, per buffer.
+        let mut part_at = vec![0usize; self.data.len()];
+        for k in 0..to {
+            let items = self.kinds[k] == chunk_memo_core::record::KIND_ITEMS;
+            let p0 = if k == 0 { 0 } else { self.point_ends[k - 1] as usize };
+            let p1 = self.point_ends[k] as usize;
+            let listed = p1.checked_sub(p0).ok_or_else(bad)?;
+            let chunk = plan.check(self.chunks[k])?;
+            let (points, count) = match self.whole[k] {
+                0 => (WritePoints::Given(self.points.get(p0..p1).ok_or_else(bad)?), listed),
+                1 if listed == 0 => (WritePoints::All, plan.plan.requested(chunk) as usize),
+                _ => return Err(invalid("writeFlat: whole[k] must be 0, or 1 with no points listed for chunk k")),
+            };
+            let offs = if items {
+                let o = self.offsets.get(off_at..off_at + count + 1).ok_or_else(bad)?;
+                off_at += count + 1;
+                o
+            } else {
+                &[][..]
+            };
+            let p = self.part_of[k] as usize;
+            let part = self.data.get(p).ok_or_else(bad)?;
+            let d0 = std::mem::replace(&mut part_at[p], self.data_ends[k] as usize);
+            if k < from {
+                continue;
+            }
+            let dict: &[u8] = match self.dict_of[k] {
+                0 => &[],
+                d => self.dicts.get(d as usize - 1).ok_or_else(bad)?,
+            };
+            owned.push(WritePart {
+                chunk,
+                kind: self.kinds[k],
+                points,
+                offsets: offs,
+                data: part.get(d0..self.data_ends[k] as usize).ok_or_else(bad)?,
+                dict,
+            });
+        }
+        Ok(owned)
     }
 }
