@@ -669,7 +669,7 @@ test('claimFlat claims whole chunks without point lists, like listed ones; bad w
   t.throws(() => plan.claimFlat(store, id, 3, u32([2]), u32([0]), none, null, Uint8Array.from([1, 1])), { message: /one byte per chunk entry/ });
 });
 
-test('writeFlatBehind and claimFlatBehind run in the order queued on the writer thread: a claim queued after a write sees its points stored; errors come once from settle', (t) => {
+test('writeFlatBehind and claimFlatBehind run on the writer thread: a claim made once a write settled sees its points stored; errors come once from settle', (t) => {
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('behind');
   const plan = grid().plan([null, null]);
@@ -678,14 +678,14 @@ test('writeFlatBehind and claimFlatBehind run in the order queued on the writer 
   // Chunk 2 typed, points 4 and 5, queued behind; then a claim of chunk 2 whole by session 7.
   const f = buf(Float64Array.of(4.5, 5.5));
   const write = plan.writeFlatBehind(store, id, u32([2]), Uint8Array.of(8), u32([2]), Uint8Array.of(0), u32([4, 5]), none, u32([0]), u32([16]), [f], u32([0]), [], 0, 1);
+  t.true(write.settle(true));
+  t.true(write.settle(false));
   const claim = plan.claimFlatBehind(store, id, 7, u32([2]), u32([0]), none, null, Uint8Array.of(1));
   const answer = claim.settle(true)!;
-  // The write committed first: its two points are stored (1), the others granted (0).
+  // The write's two points are stored (1), the others granted (0).
   t.deepEqual([...answer.whole], [0]);
   t.deepEqual([...answer.state], [0, 0, 0, 0, 1, 1]);
   t.deepEqual([...answer.available], [2]);
-  t.true(write.settle(false));
-  t.true(write.settle(true));
   // The answer is taken once.
   t.is(claim.settle(true), null);
   const typed = grid().plan([null, null]).read(store, id, 2);

@@ -56,9 +56,10 @@ export declare class BindingPlan {
    */
   claimFlat(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null, whole?: Uint8Array | undefined | null): BindingClaimBatch
   /**
-   * `claimFlat` on the store's writer thread, after the writes and
-   * claims queued before it: returns at once; the answer comes from the
-   * handle's `settle`. Lets a run claim its next batch while it computes.
+   * `claimFlat` on the store's writer thread, before the writes queued
+   * there and after the claims: returns at once; the answer comes from
+   * the handle's `settle`. Lets a run claim its next batch while it
+   * computes.
    */
   claimFlatBehind(store: BindingStore, cacheId: Buffer, session: number, chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs?: number | undefined | null, whole?: Uint8Array | undefined | null): BindingPendingClaim
   /** One byte per requested point of chunk `i`: 1 when stored. */

@@ -29,8 +29,17 @@ export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike
     }
     if (view._pinned.has(a)) continue;
     const all = core.axisValues[a]!;
-    const vals = new Array<Value>(pos.length);
-    for (let j = 0; j < pos.length; j++) vals[j] = all[start + sel[pos[j]!]!]!;
+    const n = pos.length;
+    const s0 = sel[pos[0]!]!;
+    let j = 1;
+    while (j < n && sel[pos[j]!] === s0 + j) j++;
+    if (j === n) {
+      // Consecutive values of the axis: one copy.
+      axes[a] = all.slice(start + s0, start + s0 + n);
+      continue;
+    }
+    const vals = new Array<Value>(n);
+    for (let k = 0; k < n; k++) vals[k] = all[start + sel[pos[k]!]!]!;
     axes[a] = vals;
   }
   let key = '';

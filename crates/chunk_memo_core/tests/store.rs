@@ -316,7 +316,7 @@ fn write_behind_jobs_commit_in_order_and_report_their_outcome() {
     let jobs: Vec<_> = (0..plan.n_chunks)
         .map(|i| {
             let (g, plan, res, order) = (g.clone(), plan.clone(), res.clone(), order.clone());
-            store.behind(move |s| {
+            store.behind(false, move |s| {
                 order.lock().unwrap().push(i);
                 if i == 3 {
                     let geo = ChunkGeometry::of(&plan, i);
@@ -343,4 +343,33 @@ fn write_behind_jobs_commit_in_order_and_report_their_outcome() {
             assert_eq!(b, output(F64, 1, &id));
         }
     }
+}
+
+#[test]
+fn write_behind_jobs_queued_first_overtake_queued_ones() {
+    let root = TempRoot::new("behind-first");
+    let store = Store::open(root.path()).unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The first job holds the thread until every other one is queued.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let hold = store.behind(false, move |_| {
+        wait.recv().unwrap();
+        Ok(())
+    });
+    let jobs: Vec<_> = [(1, false), (2, false), (3, true), (4, false), (5, true)]
+        .into_iter()
+        .map(|(n, first)| {
+            let order = order.clone();
+            store.behind(first, move |_| {
+                order.lock().unwrap().push(n);
+                Ok(n)
+            })
+        })
+        .collect();
+    go.send(()).unwrap();
+    hold.wait().unwrap();
+    for (k, j) in jobs.iter().enumerate() {
+        assert_eq!(j.wait().unwrap(), [1, 2, 3, 4, 5][k]);
+    }
+    assert_eq!(*order.lock().unwrap(), vec![3, 5, 1, 2, 4]);
 }

@@ -16,6 +16,9 @@
 //!   an expired lease, `available[k]` the chunk's stored points. The plan's
 //!   cached resolution of each chunk is refreshed, so later reads and writes
 //!   see what is stored now. A waiting runner simply claims again.
+//! * `plan.claimFlatBehind(...)`, same arguments: the claim queued on the
+//!   store's writer thread (before the writes queued there); its handle's
+//!   `settle(wait)` gives the same answer.
 //! * Every write (`write`, `writeBatch`, ...) releases all claims on the
 //!   points it stores, in the same transaction.
 //! * `store.releaseSession(session)`: drops every claim of this owner and
@@ -200,9 +203,10 @@ impl BindingPlan {
         })
     }
 
-    /// `claimFlat` on the store's writer thread, after the writes and
-    /// claims queued before it: returns at once; the answer comes from the
-    /// handle's `settle`. Lets a run claim its next batch while it computes.
+    /// `claimFlat` on the store's writer thread, before the writes queued
+    /// there and after the claims: returns at once; the answer comes from
+    /// the handle's `settle`. Lets a run claim its next batch while it
+    /// computes.
     #[napi]
     #[allow(clippy::too_many_arguments)]
     pub fn claim_flat_behind(
@@ -221,7 +225,7 @@ impl BindingPlan {
             let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
             let requests = entries.requests(self)?;
             let (cache, opts, me) = (id16(&cache_id, "cache id")?, options(session, lease_ms)?, self.share());
-            let pending = store.inner.behind(move |s| me.claim_flat_op(s, &cache, &requests, opts));
+            let pending = store.inner.behind(true, move |s| me.claim_flat_op(s, &cache, &requests, opts));
             Ok(BindingPendingClaim { pending: Some(pending) })
         })
     }

@@ -1,7 +1,8 @@
 //! Thin N-API binding of `chunk_memo_core`. It converts arguments, turns
 //! core errors into JS errors that carry their stable code as `code` (see
 //! [`errors`]). Calls are synchronous except `store.importSpool` (a whole
-//! archive in one transaction, an AsyncTask on the libuv pool). Data
+//! archive in one transaction, an AsyncTask on the libuv pool) and the
+//! writes and claims queued on the store's writer thread ([`behind`]). Data
 //! crosses once per chunk or per batch as Buffers, never per point.
 
 use errors::{invalid, CoreResult};

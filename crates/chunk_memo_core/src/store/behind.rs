@@ -2,6 +2,8 @@
 //! after another in the order they were queued, while the caller goes on
 //! (a run computes its next chunks while the previous ones commit).
 //!
+//! Jobs queued `first` (claims, which a run waits for) run before the
+//! others still queued (writes, which nothing waits for until the end).
 //! The thread is started by the first job and ends when the store is
 //! dropped (it holds no reference to the store between jobs). A job is an
 //! ordinary store call ([`Store::write_chunks`], ...): its own transaction,
@@ -11,33 +13,73 @@
 
 use super::Store;
 use crate::error::{CoreError, ErrorCode, Result};
-use std::sync::mpsc::{channel, Sender};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+#[derive(Default)]
+struct Queue {
+    /// Jobs that go before the others (claims: a run waits for them).
+    first: VecDeque<Job>,
+    rest: VecDeque<Job>,
+    started: bool,
+    closed: bool,
+}
+
+impl Queue {
+    fn next(&mut self) -> Option<Job> {
+        self.first.pop_front().or_else(|| self.rest.pop_front())
+    }
+}
+
 /// The writer thread's queue (inside [`Store`]).
 #[derive(Default)]
 pub(crate) struct Writer {
-    queue: Mutex<Option<Sender<Job>>>,
+    shared: Arc<(Mutex<Queue>, Condvar)>,
 }
 
 impl Writer {
-    fn submit(&self, job: Job) -> std::result::Result<(), Job> {
-        let mut q = self.queue.lock().unwrap();
-        if q.is_none() {
-            let (tx, rx) = channel::<Job>();
+    fn submit(&self, job: Job, first: bool) -> std::result::Result<(), Job> {
+        let (m, cv) = &*self.shared;
+        let mut q = m.lock().unwrap();
+        if !q.started {
+            let shared = self.shared.clone();
             let started = std::thread::Builder::new().name("chunk-memo-writer".into()).spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job();
+                let (m, cv) = &*shared;
+                let mut q = m.lock().unwrap();
+                loop {
+                    if let Some(job) = q.next() {
+                        drop(q);
+                        job();
+                        q = m.lock().unwrap();
+                    } else if q.closed {
+                        return;
+                    } else {
+                        q = cv.wait(q).unwrap();
+                    }
                 }
             });
             if started.is_err() {
                 return Err(job);
             }
-            *q = Some(tx);
+            q.started = true;
         }
-        q.as_ref().unwrap().send(job).map_err(|e| e.0)
+        if first {
+            q.first.push_back(job);
+        } else {
+            q.rest.push_back(job);
+        }
+        cv.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The thread ends once the queue is empty (no job holds the store then).
+        self.shared.0.lock().unwrap().closed = true;
+        self.shared.1.notify_one();
     }
 }
 
@@ -68,10 +110,12 @@ impl<T> Pending<T> {
 
 impl Store {
     /// Queues `job` on the writer thread of this store and returns at once.
-    /// Jobs run one at a time in the order queued. Where no thread can be
-    /// started, the job runs here before this returns.
+    /// Jobs run one at a time in the order queued, those queued `first`
+    /// before the others (a job already running ends first). Where no
+    /// thread can be started, the job runs here before this returns.
     pub fn behind<T: Send + 'static>(
         self: &Arc<Self>,
+        first: bool,
         job: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Pending<T> {
         let slot: Arc<(Mutex<Option<Result<T>>>, Condvar)> = Arc::new((Mutex::new(None), Condvar::new()));
@@ -85,7 +129,7 @@ impl Store {
             *out.0.lock().unwrap() = Some(r);
             out.1.notify_all();
         });
-        if let Err(run) = self.writer.submit(run) {
+        if let Err(run) = self.writer.submit(run, first) {
             run();
         }
         Pending { slot }

@@ -234,7 +234,7 @@ impl BindingPlan {
             // Checked here, so a malformed batch fails at the call.
             batch.parts(self, from, to)?;
             let me = self.share();
-            let pending = store.inner.behind(move |s| me.write_parts(s, &cache, &batch.parts(&me, from, to)?));
+            let pending = store.inner.behind(false, move |s| me.write_parts(s, &cache, &batch.parts(&me, from, to)?));
             Ok(crate::behind::BindingPendingWrite { pending: Some(pending) })
         })
     }
