@@ -151,7 +151,7 @@ async function finish(s: RunSession, diag: Diagnostics): Promise<void> {
   if (s.inflight.size) await held(Promise.allSettled([...s.inflight]));
   try {
     // A claim still committing would outlive the release below.
-    s.dropAhead();
+    s.feed.dropAhead();
   } catch (e) {
     s.failure ??= e;
   }
@@ -161,11 +161,11 @@ async function finish(s: RunSession, diag: Diagnostics): Promise<void> {
   } catch (e) {
     s.failure ??= e;
     if (s.failure === e) {
-      s.claims.release();
+      s.feed.claims.release();
       throw e;
     }
   }
-  s.claims.release();
+  s.feed.claims.release();
   diag.timings.writeMs = s.batcher.writeMs;
   if (s.failure === null || s.aborted) s.progress.finish();
 }

@@ -17,7 +17,8 @@ import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
 import { ChunkWork } from './chunk-work.js';
 import { ReadAhead } from './read-ahead.js';
-import { ClaimSession, type ClaimOutcome, type ClaimResults, type PendingClaim } from './claims.js';
+import { ClaimSession, type ClaimOutcome } from './claims.js';
+import { ClaimFeed, claimWant, type Block, type ClaimWant, type Claimed } from './claim-feed.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import type { PlanGeometry } from '../cache/geometry.js';
@@ -26,22 +27,6 @@ import { jobOf } from './job-of.js';
 import { Fifo } from './fifo.js';
 
 const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
-
-interface Block {
-  readonly work: ChunkWork;
-  readonly block: Uint32Array[];
-  readonly points: Uint32Array;
-}
-
-/**
- * Claims are taken a little ahead of the executors: about CLAIM_AHEAD_MS of
- * work at the measured rate (at least CLAIM_MIN_POINTS, at most
- * CLAIM_MAX_POINTS), so a claim transaction costs little next to the work it
- * covers while other processes still find most of the sweep unclaimed.
- */
-const CLAIM_AHEAD_MS = 250;
-const CLAIM_MIN_POINTS = 1024;
-const CLAIM_MAX_POINTS = 1 << 20;
 
 /**
  * Chunks open at once at most (read, queued, claimed or computing; those
@@ -63,13 +48,11 @@ export class RunSession {
   aborted = false;
   readonly batcher: WriteBatcher;
   readonly progress: Progress;
-  readonly claims: ClaimSession;
+  /** The run's claims: candidate blocks are claimed from here, the next batch ahead. */
+  readonly feed: ClaimFeed;
   private readonly open = new Map<number, ChunkWork>();
   private readonly waiting = new Set<ChunkWork>();
-  private readonly candidates = new Fifo<Block>((b) => b.points.length);
   private readonly granted = new Fifo<Block>((b) => b.points.length);
-  /** The next batch, claimed on the store's writer thread while the granted blocks run (claimBehind). */
-  private ahead: { batch: Block[]; claim: PendingClaim } | null = null;
   /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
   private readonly neededOf: Array<Uint32Array | null> | null;
   /** Stored points of the chunks about to be opened (one batched read). */
@@ -116,7 +99,7 @@ export class RunSession {
     }
     diag.totalPoints = total;
     diag.totalChunks = G.chunkCount;
-    this.claims = new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs, (i) => G.chunkPoints(i));
+    this.feed = new ClaimFeed(new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs, (i) => G.chunkPoints(i)), diag);
     this.progress = new Progress({
       label: spec.label, cacheId: core.id.slice(0, 8), pointsTotal: this.toCompute, cachedPoints: reused, chunksTotal: G.chunkCount,
       onProgress: spec.onProgress, verbose: core.verbose,
@@ -132,7 +115,7 @@ export class RunSession {
 
   /** True when chunks are still to be opened, claimed or dispatched. */
   get hasWork(): boolean {
-    return this.granted.length > 0 || this.ahead !== null || this.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
+    return this.granted.length > 0 || this.feed.hasAhead || this.feed.candidates.length > 0 || this.nextChunk < this.G.chunkCount;
   }
 
   /** Exec calls started so far. */
@@ -147,8 +130,8 @@ export class RunSession {
   /**
    * Fills free executors: granted blocks first, then the batch claimed
    * ahead, then claims more. Once it has granted blocks, it claims the
-   * next batch ahead, behind the writes queued so far: the claim commits
-   * while these blocks run, and the executors seldom wait for a claim.
+   * next batch ahead on the store's writer thread: the claim commits while
+   * these blocks run, and the executors seldom wait for a claim.
    */
   fill(): void {
     const { spec } = this;
@@ -156,34 +139,35 @@ export class RunSession {
       const ex = spec.executors.find((e) => e.busy < e.concurrency);
       if (!ex) return;
       if (this.granted.length === 0) {
-        if (this.ahead) this.takeAhead();
+        if (this.feed.hasAhead) this.apply(this.feed.takeAhead());
         else {
-          this.openChunks();
-          if (this.candidates.length === 0) return;
-          this.apply(this.pick(), (chunks, points) => this.claim(chunks, points));
+          const want = this.claimWant();
+          this.openChunks(want);
+          if (this.feed.candidates.length === 0) return;
+          this.apply(this.feed.claimNow(want));
         }
         if (this.granted.length === 0) continue;
       }
-      if (this.ahead === null) this.claimAhead();
+      if (!this.feed.hasAhead) {
+        const want = this.claimWant();
+        this.openChunks(want);
+        this.feed.claimAhead(want);
+      }
       if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
     }
   }
 
-  /** How much to claim next: blocks to fill free executors and refill them once, and points for CLAIM_AHEAD_MS of work. */
-  private claimWant(): { blocks: number; points: number } {
-    const blocks = Math.min(Math.max(this.capacity - this.inflight.size, 1) + this.capacity, 4096);
+  /** How much to claim next, at the rate measured so far. */
+  private claimWant(): ClaimWant {
     const elapsed = performance.now() - this.firstDispatch;
-    const rate = this.pointsComputed > 0 && elapsed > 0 ? this.pointsComputed / elapsed : 0;
-    const points = Math.min(Math.max(rate * CLAIM_AHEAD_MS, CLAIM_MIN_POINTS), CLAIM_MAX_POINTS);
-    return { blocks, points };
+    return claimWant(this.capacity - this.inflight.size, this.capacity, this.pointsComputed > 0 && elapsed > 0 ? this.pointsComputed / elapsed : 0);
   }
 
   /** Opens chunks until a claim batch is worth a transaction. */
-  private openChunks(): void {
-    const want = this.claimWant();
-    const c = this.candidates;
+  private openChunks(want: ClaimWant): void {
+    const c = this.feed.candidates;
     while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
       this.openChunk(this.nextChunk++);
     }
@@ -224,7 +208,7 @@ export class RunSession {
     const dims = w.dims;
     for (const b of missing) {
       for (const block of cutBlock(b, spec.execChunkSize)) {
-        this.candidates.push({ work: w, block, points: blockPoints(dims, block) });
+        this.feed.candidates.push({ work: w, block, points: blockPoints(dims, block) });
         w.pending++;
       }
     }
@@ -233,28 +217,8 @@ export class RunSession {
     this.largestChunk = Math.max(this.largestChunk, w.geo.points);
   }
 
-  /** The next candidates to claim (a small batch). */
-  private pick(): Block[] {
-    const batch: Block[] = [];
-    let pts = 0;
-    const want = this.claimWant();
-    while (this.candidates.length && (batch.length < want.blocks || pts < want.points) && (batch.length === 0 || pts < CLAIM_MAX_POINTS)) {
-      const c = this.candidates.shift()!;
-      batch.push(c);
-      pts += c.points.length;
-    }
-    return batch;
-  }
-
-  /** Claims `batch` with `claim` and queues its granted work. */
-  private apply(batch: Block[], claim: (chunks: Uint32Array, points: Uint32Array[]) => ClaimResults): void {
-    const chunks = new Uint32Array(batch.length);
-    const points = new Array<Uint32Array>(batch.length);
-    for (let n = 0; n < batch.length; n++) {
-      chunks[n] = batch[n]!.work.i;
-      points[n] = batch[n]!.points;
-    }
-    const res = claim(chunks, points);
+  /** Queues the granted work of a claimed batch. */
+  private apply({ batch, res }: Claimed): void {
     let last: ChunkWork | null = null;
     for (let n = 0; n < batch.length; n++) {
       const b = batch[n]!;
@@ -268,49 +232,6 @@ export class RunSession {
       last = b.work;
     }
     if (last !== null) this.settle(last);
-  }
-
-  /** Opens the next chunks and claims a batch of them on the store's writer thread. */
-  private claimAhead(): void {
-    this.openChunks();
-    if (this.candidates.length === 0) return;
-    const batch = this.pick();
-    const chunks = new Uint32Array(batch.length);
-    const points = batch.map((b, n) => {
-      chunks[n] = b.work.i;
-      return b.points;
-    });
-    const tc = performance.now();
-    this.ahead = { batch, claim: this.claims.claimBehind(chunks, points) };
-    this.diag.claimMs += performance.now() - tc;
-  }
-
-  /** Takes the answer of the claim made ahead (waiting for it) and queues its granted work. */
-  private takeAhead(): void {
-    const { batch, claim } = this.ahead!;
-    this.ahead = null;
-    this.apply(batch, () => {
-      const tc = performance.now();
-      const res = claim.settle(true)!;
-      this.diag.claimMs += performance.now() - tc;
-      this.diag.takenOverPoints += res.takenOver;
-      return res;
-    });
-  }
-
-  /** Ends the claim made ahead, if any, unused (a run that stops): its claims are then released with the others. */
-  dropAhead(): void {
-    const a = this.ahead;
-    this.ahead = null;
-    a?.claim.settle(true);
-  }
-
-  private claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
-    const tc = performance.now();
-    const res = this.claims.claim(chunks, points);
-    this.diag.claimMs += performance.now() - tc;
-    this.diag.takenOverPoints += res.takenOver;
-    return res;
   }
 
   /** A claim gave part of `points`: held ones wait, stored ones landed, granted ones are queued. */
@@ -463,7 +384,7 @@ export class RunSession {
     const list = [...this.waiting];
     if (list.length === 0) return false;
     const points = list.map((w) => Uint32Array.from([...w.held!].sort((x, y) => x - y)));
-    const res = this.claim(list.map((w) => w.i), points);
+    const res = this.feed.claim(list.map((w) => w.i), points);
     let progressed = false;
     list.forEach((w, n) => {
       const r = res.outcome(n);

@@ -1,0 +1,127 @@
+/**
+ * The claiming half of a run's scheduling: candidate blocks (the missing
+ * points of opened chunks, in grid order) are claimed a batch at a time,
+ * and while one batch runs the next is claimed ahead on the store's writer
+ * thread (`ClaimSession.claimBehind`), so executors seldom wait for a claim.
+ */
+import type { ChunkWork } from './chunk-work.js';
+import type { ClaimResults, ClaimSession, PendingClaim } from './claims.js';
+import type { Diagnostics } from './diagnostics.js';
+import { Fifo } from './fifo.js';
+
+/** A product block of a memo chunk's points, to claim and compute. */
+export interface Block {
+  readonly work: ChunkWork;
+  readonly block: Uint32Array[];
+  readonly points: Uint32Array;
+}
+
+/**
+ * Claims are taken a little ahead of the executors: about CLAIM_AHEAD_MS of
+ * work at the measured rate (at least CLAIM_MIN_POINTS, at most
+ * CLAIM_MAX_POINTS), so a claim transaction costs little next to the work it
+ * covers while other processes still find most of the sweep unclaimed.
+ */
+const CLAIM_AHEAD_MS = 250;
+const CLAIM_MIN_POINTS = 1024;
+const CLAIM_MAX_POINTS = 1 << 20;
+
+/** How much to claim next: blocks and points. */
+export interface ClaimWant {
+  readonly blocks: number;
+  readonly points: number;
+}
+
+/** Blocks to fill `free` executors of `capacity` and refill them once, and points for CLAIM_AHEAD_MS of work at `rate` points per ms. */
+export function claimWant(free: number, capacity: number, rate: number): ClaimWant {
+  return {
+    blocks: Math.min(Math.max(free, 1) + capacity, 4096),
+    points: Math.min(Math.max(rate * CLAIM_AHEAD_MS, CLAIM_MIN_POINTS), CLAIM_MAX_POINTS),
+  };
+}
+
+/** A claimed batch and the claim's answer, entry by entry. */
+export interface Claimed {
+  readonly batch: Block[];
+  readonly res: ClaimResults;
+}
+
+export class ClaimFeed {
+  readonly candidates = new Fifo<Block>((b) => b.points.length);
+  private ahead: { batch: Block[]; claim: PendingClaim } | null = null;
+
+  constructor(
+    readonly claims: ClaimSession,
+    private readonly diag: Diagnostics,
+  ) {}
+
+  /** True while a batch claimed ahead waits to be taken. */
+  get hasAhead(): boolean {
+    return this.ahead !== null;
+  }
+
+  /** Claims the next candidates now. */
+  claimNow(want: ClaimWant): Claimed {
+    const batch = this.pick(want);
+    const [chunks, points] = entries(batch);
+    return { batch, res: this.claim(chunks, points) };
+  }
+
+  /** Claims the next candidates on the store's writer thread (nothing when there are none). */
+  claimAhead(want: ClaimWant): void {
+    if (this.candidates.length === 0) return;
+    const batch = this.pick(want);
+    const tc = performance.now();
+    this.ahead = { batch, claim: this.claims.claimBehind(...entries(batch)) };
+    this.diag.claimMs += performance.now() - tc;
+  }
+
+  /** The batch claimed ahead and its answer (waiting for it). */
+  takeAhead(): Claimed {
+    const { batch, claim } = this.ahead!;
+    this.ahead = null;
+    const tc = performance.now();
+    const res = claim.settle(true)!;
+    this.diag.claimMs += performance.now() - tc;
+    this.diag.takenOverPoints += res.takenOver;
+    return { batch, res };
+  }
+
+  /** Ends the claim made ahead, if any, unused (a run that stops): its claims are then released with the others. */
+  dropAhead(): void {
+    const a = this.ahead;
+    this.ahead = null;
+    a?.claim.settle(true);
+  }
+
+  /** One claim transaction now. */
+  claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
+    const tc = performance.now();
+    const res = this.claims.claim(chunks, points);
+    this.diag.claimMs += performance.now() - tc;
+    this.diag.takenOverPoints += res.takenOver;
+    return res;
+  }
+
+  /** The next candidates to claim: `want` of them, at most CLAIM_MAX_POINTS after the first. */
+  private pick(want: ClaimWant): Block[] {
+    const batch: Block[] = [];
+    let pts = 0;
+    while (this.candidates.length && (batch.length < want.blocks || pts < want.points) && (batch.length === 0 || pts < CLAIM_MAX_POINTS)) {
+      const c = this.candidates.shift()!;
+      batch.push(c);
+      pts += c.points.length;
+    }
+    return batch;
+  }
+}
+
+/** A batch as claim entries: chunk and points of each block. */
+function entries(batch: Block[]): [Uint32Array, Uint32Array[]] {
+  const chunks = new Uint32Array(batch.length);
+  const points = batch.map((b, n) => {
+    chunks[n] = b.work.i;
+    return b.points;
+  });
+  return [chunks, points];
+}
