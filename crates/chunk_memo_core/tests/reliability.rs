@@ -221,6 +221,32 @@ fn damaged_index_entries_are_missing_reported_and_repaired() {
 }
 
 #[test]
+fn records_under_plain_keys_with_damaged_index_entries_are_repaired_not_dropped() {
+    let root = TempRoot::new("index-plain");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(4);
+    // Written under plain keys (a grid without order keys, as older releases stored them).
+    let plain = Grid::new(vec![axis("x", 0..8, 4), axis("y", 0..4, 4)]).unwrap();
+    write_some(&store, &c, &plain, &[None, None], 0, &[0, 3, 5]);
+    write_some(&store, &c, &plain, &[None, None], 1, &(0..16).collect::<Vec<_>>());
+    let keys: Vec<_> = resolve_all(&store, &c, &plain, &[None, None]).iter().map(|r| r.key).collect();
+    for k in &keys {
+        let mut b = store.get_raw_index_for_tests(&c, k).unwrap().unwrap();
+        let at = b.len() / 3;
+        b[at] ^= 0x04;
+        store.put_raw_index_for_tests(&c, k, &b).unwrap();
+    }
+    // Repair with the grid as a cache opens it now (order-prefixed keys).
+    let ordered = plain.clone().with_order_keys(vec![(0..8).collect(), (0..4).collect()]).unwrap();
+    let r = store.repair(&c, Some(&ordered)).unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|x| x.rebuilt), "{r:?}");
+    assert!(store.verify(&c).unwrap().is_empty());
+    assert_eq!(store.summary(&c).unwrap().points, 19);
+    assert!(keys.iter().all(|k| store.get_record(&c, k).unwrap().is_some()));
+}
+
+#[test]
 fn legacy_index_entries_without_checksum_are_read() {
     let root = TempRoot::new("legacy");
     let store = Store::open(root.path()).unwrap();
