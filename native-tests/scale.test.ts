@@ -314,3 +314,24 @@ test('stored typed chunks read straight into the run output equal a plain loop: 
     for (const b of [500, 599]) t.is(out[a * (B + 100) + b], Math.fround(value(a, b)));
   }
 });
+
+test('large typed chunks written from the run output (one part per batch when their rows follow each other, a copy when they do not) read back exactly', async (t) => {
+  const values = (a: number[], b: number[]): Float64Array => Float64Array.from(a.flatMap((x) => b.map((y) => x * 4096 + y + 0.5)));
+  const f: ChunkFn = (_p, axes) => values(axes.a as number[], axes.b as number[]);
+  const never: ChunkFn = () => {
+    throw new Error('a warm run computed a point');
+  };
+  const A = range(64);
+  const B = range(1024);
+  // Chunks of 4 x 1024 points (32 KB) lie one after another in the output;
+  // chunks of 4 x 512 do not (each row is split between two chunks).
+  for (const b of [1024, 512]) {
+    const cache = ChunkCache.open({ root: freshRoot(), params: { rows: b }, axisValues: { a: A, b: B }, chunkSpec: { a: 4, b } });
+    const cold = await run(cache, f);
+    t.is(cold.diagnostics.executedPoints, 64 * 1024);
+    const warm = await run(cache, never);
+    t.is(warm.diagnostics.cachedPoints, 64 * 1024);
+    t.deepEqual(warm.output, values(A, B));
+    t.deepEqual(cold.output, values(A, B));
+  }
+});

@@ -58,7 +58,8 @@ class U32s {
  * N-API). Chunk k's points are points[pointEnds[k-1]..pointEnds[k]] (none
  * listed when whole[k] is 1: every requested point in request order), its
  * bytes lie in part partOf[k] (the batch's sink, or for a large typed output
- * the output's own bytes, not copied) up to dataEnds[k]; items chunks add their n+1
+ * the output's own bytes, not copied: consecutive ones share a part) from
+ * the previous chunk's end in that part up to dataEnds[k]; items chunks add their n+1
  * offsets (relative to their bytes) to `offsets`, in chunk order; dictOf[k]
  * is 0 or 1 + the index of its dictionary in `dicts`.
  */
@@ -94,12 +95,23 @@ class FlatWrites {
     const at = this.sink.at;
     let dict: Buffer = EMPTY;
     if (w.kind !== KIND_ITEMS && (w.vals as unknown as ArrayBufferView).byteLength >= OWN_PART_BYTES) {
-      // A large typed output goes as it is (no copy into the sink).
+      // A large typed output goes as it is (no copy into the sink); one
+      // that follows the previous part in its buffer (the rows of a run's
+      // output, chunk after chunk) widens that part instead of adding one.
       const v = w.vals as unknown as ArrayBufferView;
-      this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      const last = this.parts.length - 1;
+      const prev = last >= 0 ? this.parts[last]! : null;
+      if (prev !== null && prev.buffer === v.buffer && prev.byteOffset + prev.byteLength === v.byteOffset) {
+        const widened = Buffer.from(v.buffer, prev.byteOffset, prev.byteLength + v.byteLength);
+        this.parts[last] = widened;
+        this.partOf.push(last + 1);
+        this.dataEnds.push(widened.byteLength);
+      } else {
+        this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+        this.partOf.push(this.parts.length);
+        this.dataEnds.push(v.byteLength);
+      }
       this.partBytes += v.byteLength;
-      this.partOf.push(this.parts.length);
-      this.dataEnds.push(v.byteLength);
     } else {
       try {
         if (w.kind === KIND_ITEMS) {
