@@ -255,10 +255,24 @@ export class WriteBatcher {
     else if (this.pending.length > 0 && now - this.since >= this.maxDelayMs) this.queue();
   }
 
-  /** Commits everything pending and waits for every write queued behind. */
+  /**
+   * Commits everything pending and waits for every write queued behind,
+   * also when one fails (then throws its error once all settled): nothing
+   * is still in flight when this returns or throws.
+   */
   flush(): void {
-    this.queue();
-    this.poll(true);
+    let failure: unknown = null;
+    try {
+      this.queue();
+    } catch (e) {
+      failure = e;
+    }
+    try {
+      this.poll(true);
+    } catch (e) {
+      failure ??= e;
+    }
+    if (failure !== null) throw failure;
   }
 
   /**
