@@ -91,18 +91,27 @@ impl From<ClaimBatch> for BindingClaimBatch {
     }
 }
 
-/// The entries of a `claimFlat` call (see there).
-struct FlatEntries<'a> {
-    chunks: &'a [u32],
-    ends: &'a [u32],
-    points: &'a [u32],
-    whole: Option<&'a [u8]>,
+/// A `claimFlat` call, checked: what its transaction needs.
+struct ClaimCall {
+    cache: [u8; 16],
+    requests: Vec<ClaimRequest>,
+    opts: ClaimOptions,
 }
 
-impl FlatEntries<'_> {
-    /// The requests, checked against each other and the plan.
-    fn requests(&self, plan: &BindingPlan) -> CoreResult<Vec<ClaimRequest>> {
-        let FlatEntries { chunks, ends, points, whole } = *self;
+impl BindingPlan {
+    /// Checks a `claimFlat` call's arguments against each other and the
+    /// plan (see there) and makes its requests.
+    #[allow(clippy::too_many_arguments)]
+    fn claim_call(
+        &self,
+        cache_id: &[u8],
+        session: f64,
+        chunks: &[u32],
+        ends: &[u32],
+        points: &[u32],
+        lease_ms: Option<f64>,
+        whole: Option<&[u8]>,
+    ) -> CoreResult<ClaimCall> {
         if chunks.len() != ends.len() || ends.last().map_or(0, |&e| e as usize) != points.len() {
             return Err(invalid("chunks, ends and points do not agree"));
         }
@@ -116,7 +125,7 @@ impl FlatEntries<'_> {
             if e < start || e > points.len() {
                 return Err(invalid("ends must not decrease"));
             }
-            let chunk = plan.check(c)?;
+            let chunk = self.check(c)?;
             requests.push(match whole.map_or(0, |w| w[requests.len()]) {
                 0 => ClaimRequest::points(chunk, points[start..e].to_vec()),
                 _ if e == start => ClaimRequest::whole(chunk),
@@ -124,7 +133,7 @@ impl FlatEntries<'_> {
             });
             start = e;
         }
-        Ok(requests)
+        Ok(ClaimCall { cache: id16(cache_id, "cache id")?, requests, opts: options(session, lease_ms)? })
     }
 }
 
@@ -132,17 +141,11 @@ impl BindingPlan {
     /// The claim: chunk `k`'s points are `points[ends[k-1]..ends[k]]`. The
     /// plan's state is locked before any LMDB transaction (the lock order
     /// of every plan call) and takes the fresh resolutions.
-    fn claim_flat_op(
-        &self,
-        store: &Store,
-        cache: &[u8; 16],
-        requests: &[ClaimRequest],
-        opts: ClaimOptions,
-    ) -> CoreResult<ClaimBatch> {
+    fn claim_flat_op(&self, store: &Store, ClaimCall { cache, requests, opts }: &ClaimCall) -> CoreResult<ClaimBatch> {
         let mut st = self.state.lock().unwrap();
         st.bind(store, cache);
         let at = PlanRef { cache, grid: &self.grid, plan: &self.plan };
-        let outcomes = store.claim(&at, &mut st.catalog, opts, requests)?;
+        let outcomes = store.claim(&at, &mut st.catalog, *opts, requests)?;
         let mut state = Vec::new();
         let mut taken_over = Vec::with_capacity(requests.len());
         let mut available = Vec::with_capacity(requests.len());
@@ -196,10 +199,8 @@ impl BindingPlan {
         whole: Option<Uint8Array>,
     ) -> Result<BindingClaimBatch> {
         boundary(&env, || {
-            let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
-            let requests = entries.requests(self)?;
-            let cache = id16(&cache_id, "cache id")?;
-            Ok(self.claim_flat_op(&store.inner, &cache, &requests, options(session, lease_ms)?)?.into())
+            let call = self.claim_call(&cache_id, session, &chunks, &ends, &points, lease_ms, whole.as_deref())?;
+            Ok(self.claim_flat_op(&store.inner, &call)?.into())
         })
     }
 
@@ -222,10 +223,9 @@ impl BindingPlan {
         whole: Option<Uint8Array>,
     ) -> Result<BindingPendingClaim> {
         boundary(&env, || {
-            let entries = FlatEntries { chunks: &chunks, ends: &ends, points: &points, whole: whole.as_deref() };
-            let requests = entries.requests(self)?;
-            let (cache, opts, me) = (id16(&cache_id, "cache id")?, options(session, lease_ms)?, self.share());
-            let pending = store.inner.behind(true, move |s| me.claim_flat_op(s, &cache, &requests, opts));
+            let call = self.claim_call(&cache_id, session, &chunks, &ends, &points, lease_ms, whole.as_deref())?;
+            let me = self.share();
+            let pending = store.inner.behind(true, move |s| me.claim_flat_op(s, &call));
             Ok(BindingPendingClaim { pending: Some(pending) })
         })
     }
