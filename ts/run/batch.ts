@@ -241,7 +241,7 @@ export class WriteBatcher {
     }
     this.pending.add(w);
     if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.queue();
-    else if (this.behind.length) this.poll(false);
+    else if (this.behind.length) this.settle(this.behind.length, false);
   }
 
   /**
@@ -268,7 +268,7 @@ export class WriteBatcher {
       failure = e;
     }
     try {
-      this.poll(true);
+      this.settle(this.behind.length);
     } catch (e) {
       failure ??= e;
     }
@@ -307,11 +307,6 @@ export class WriteBatcher {
     this.behind.push({ write, batch, args });
     this.pending = this.spare ?? new FlatWrites();
     this.spare = null;
-  }
-
-  /** Settles the queued writes that ended (`wait`: all of them, waiting), oldest first. */
-  private poll(wait: boolean): void {
-    this.settle(this.behind.length, wait);
   }
 
   /**

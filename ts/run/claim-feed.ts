@@ -71,20 +71,14 @@ export class ClaimFeed {
   claimAhead(want: ClaimWant): void {
     if (this.candidates.length === 0) return;
     const batch = this.pick(want);
-    const tc = performance.now();
-    this.ahead = { batch, claim: this.claims.claimBehind(...entries(batch)) };
-    this.diag.claimMs += performance.now() - tc;
+    this.ahead = { batch, claim: this.timed(() => this.claims.claimBehind(...entries(batch))) };
   }
 
   /** The batch claimed ahead and its answer (waiting for it). */
   takeAhead(): Claimed {
     const { batch, claim } = this.ahead!;
     this.ahead = null;
-    const tc = performance.now();
-    const res = claim.settle(true)!;
-    this.diag.claimMs += performance.now() - tc;
-    this.diag.takenOverPoints += res.takenOver;
-    return { batch, res };
+    return { batch, res: this.answer(() => claim.settle(true)!) };
   }
 
   /** Ends the claim made ahead, if any, unused (a run that stops): its claims are then released with the others. */
@@ -96,11 +90,23 @@ export class ClaimFeed {
 
   /** One claim transaction now. */
   claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
-    const tc = performance.now();
-    const res = this.claims.claim(chunks, points);
-    this.diag.claimMs += performance.now() - tc;
+    return this.answer(() => this.claims.claim(chunks, points));
+  }
+
+  /** A claim's answer, its time and the points it took over counted in the diagnostics. */
+  private answer(get: () => ClaimResults): ClaimResults {
+    const res = this.timed(get);
     this.diag.takenOverPoints += res.takenOver;
     return res;
+  }
+
+  private timed<T>(call: () => T): T {
+    const tc = performance.now();
+    try {
+      return call();
+    } finally {
+      this.diag.claimMs += performance.now() - tc;
+    }
   }
 
   /** The next candidates to claim: `want` of them, at most CLAIM_MAX_POINTS after the first. */

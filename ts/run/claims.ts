@@ -94,6 +94,12 @@ export interface PendingClaim {
   settle(wait: boolean): ClaimResults | null;
 }
 
+/** True when each chunk is above the one before (one entry per chunk, in grid order). */
+function increasing(chunks: ArrayLike<number>): boolean {
+  for (let k = 1; k < chunks.length; k++) if (chunks[k]! <= chunks[k - 1]!) return false;
+  return true;
+}
+
 /** Claim results from outcomes built in JS. */
 function resultsOf(out: ClaimOutcome[], points: Uint32Array[]): ClaimResults {
   let takenOver = 0;
@@ -127,10 +133,8 @@ export class ClaimSession {
    */
   claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
     this.claimed = true;
-    let increasing = true;
-    for (let k = 1; k < chunks.length && increasing; k++) increasing = chunks[k]! > chunks[k - 1]!;
     // One entry per chunk (a sweep claiming in grid order): as asked.
-    if (increasing) return this.flat(chunks, points);
+    if (increasing(chunks)) return this.flat(chunks, points);
     const order: number[] = [];
     const byChunk = new Map<number, number[]>();
     for (let n = 0; n < chunks.length; n++) {
@@ -181,42 +185,38 @@ export class ClaimSession {
 
   /**
    * Claims entries of distinct chunks in grid order (as `claim` does) on
-   * the store's writer thread, after the writes queued before it: returns
-   * at once, so the run computes while the claim commits.
+   * the store's writer thread, before the writes queued there: returns at
+   * once, so the run computes while the claim commits.
    */
   claimBehind(chunks: ArrayLike<number>, points: Uint32Array[]): PendingClaim {
+    if (!increasing(chunks)) {
+      // Several entries of a chunk: merged by `claim`, here and now.
+      const now = this.claim(chunks, points);
+      return { settle: () => now };
+    }
     this.claimed = true;
-    for (let k = 1; k < chunks.length; k++) {
-      if (chunks[k]! <= chunks[k - 1]!) {
-        // Several entries of a chunk: merged by `claim`, here and now.
-        const now = this.claim(chunks, points);
-        return { settle: () => now };
-      }
-    }
-    const req = flatRequest(chunks, points, this.leaseMs ?? null, this.pointsOf);
-    let pending;
-    try {
-      pending = this.plan.claimFlatBehind(this.store, this.cacheId, this.id, ...req);
-    } catch (e) {
-      throw fromNative(e, `${this.label}: claiming work`);
-    }
+    const pending = this.native(() => this.plan.claimFlatBehind(this.store, this.cacheId, this.id, ...this.request(chunks, points)));
     return {
       settle: (wait) => {
-        let r;
-        try {
-          r = pending.settle(wait);
-        } catch (e) {
-          throw fromNative(e, `${this.label}: claiming work`);
-        }
+        const r = this.native(() => pending.settle(wait));
         return r ? resultsOfBatch(r, points) : null;
       },
     };
   }
 
   private flat(order: ArrayLike<number>, merged: Uint32Array[]): ClaimResults {
+    const r = this.native(() => this.plan.claimFlat(this.store, this.cacheId, this.id, ...this.request(order, merged)));
+    return resultsOfBatch(r, merged);
+  }
+
+  private request(order: ArrayLike<number>, merged: Uint32Array[]): FlatRequest {
+    return flatRequest(order, merged, this.leaseMs ?? null, this.pointsOf);
+  }
+
+  /** A binding call, its error named after the run. */
+  private native<T>(call: () => T): T {
     try {
-      const r = this.plan.claimFlat(this.store, this.cacheId, this.id, ...flatRequest(order, merged, this.leaseMs ?? null, this.pointsOf));
-      return resultsOfBatch(r, merged);
+      return call();
     } catch (e) {
       throw fromNative(e, `${this.label}: claiming work`);
     }

@@ -141,18 +141,13 @@ export class RunSession {
       if (this.granted.length === 0) {
         if (this.feed.hasAhead) this.apply(this.feed.takeAhead());
         else {
-          const want = this.claimWant();
-          this.openChunks(want);
+          const want = this.openChunks();
           if (this.feed.candidates.length === 0) return;
           this.apply(this.feed.claimNow(want));
         }
         if (this.granted.length === 0) continue;
       }
-      if (!this.feed.hasAhead) {
-        const want = this.claimWant();
-        this.openChunks(want);
-        this.feed.claimAhead(want);
-      }
+      if (!this.feed.hasAhead) this.feed.claimAhead(this.openChunks());
       if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
@@ -165,12 +160,14 @@ export class RunSession {
     return claimWant(this.capacity - this.inflight.size, this.capacity, this.pointsComputed > 0 && elapsed > 0 ? this.pointsComputed / elapsed : 0);
   }
 
-  /** Opens chunks until a claim batch is worth a transaction. */
-  private openChunks(want: ClaimWant): void {
+  /** Opens chunks until a claim batch is worth a transaction; returns how much to claim. */
+  private openChunks(): ClaimWant {
+    const want = this.claimWant();
     const c = this.feed.candidates;
     while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
       this.openChunk(this.nextChunk++);
     }
+    return want;
   }
 
   /** Reads what is stored of chunk i and queues its missing points as exec blocks. */
