@@ -24,6 +24,8 @@ function tempRoot(t: ExecutionContext): string {
 }
 
 const buf = (u: ArrayBufferView): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const u32 = (a: number[]): Uint32Array => Uint32Array.from(a);
+const none = new Uint32Array(0);
 
 /** A 16-byte cache id derived from a label. */
 const idOf = (label: string): Buffer => native.canonicalId(buf(encodeCanonical({ label })));
@@ -375,7 +377,6 @@ test('errors carry their stable code as `code`', async (t) => {
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('errors');
   const plan = grid().plan([null, null]);
-  const none = new Uint32Array(0);
   // Chunk index out of range.
   throwsCode(t, () => plan.read(store, id, 3), 'ERR_INVALID_ARGUMENT');
   throwsCode(t, () => plan.write(store, id, 99, 8, Uint32Array.of(0), none, Buffer.alloc(8)), 'ERR_INVALID_ARGUMENT');
@@ -650,8 +651,6 @@ test('claimFlat claims whole chunks without point lists, like listed ones; bad w
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('claim-whole');
   const plan = grid().plan([null, null]);
-  const u32 = (a: number[]) => Uint32Array.from(a);
-  const none = new Uint32Array(0);
   // Session 1: chunk 0 whole (no points listed), chunk 1 by list.
   const a = plan.claimFlat(store, id, 1, u32([0, 1]), u32([0, 12]), u32(Array.from({ length: 12 }, (_, i) => i)), null, Uint8Array.from([1, 0]));
   t.deepEqual([...a.whole], [1, 1]);
@@ -673,8 +672,6 @@ test('writeFlatBehind and claimFlatBehind run on the writer thread: a claim made
   const store = native.BindingStore.open(tempRoot(t));
   const id = idOf('behind');
   const plan = grid().plan([null, null]);
-  const u32 = (a: number[]) => Uint32Array.from(a);
-  const none = new Uint32Array(0);
   // Chunk 2 typed, points 4 and 5, queued behind; then a claim of chunk 2 whole by session 7.
   const f = buf(Float64Array.of(4.5, 5.5));
   const write = plan.writeFlatBehind(store, id, u32([2]), Uint8Array.of(8), u32([2]), Uint8Array.of(0), u32([4, 5]), none, u32([0]), u32([16]), [f], u32([0]), [], 0, 1);

@@ -163,6 +163,14 @@ fn available_points(store: &Store, c: &CacheId, g: &Grid) -> (u64, usize) {
     (res.iter().map(|r| u64::from(r.available)).sum(), res.iter().map(|r| r.corrupt.len()).sum())
 }
 
+/// Stores `good`, the index entry of `key`, with one bit flipped inside its value hashes.
+fn damage_index_entry(store: &Store, c: &CacheId, key: &[u8; 16], good: &[u8]) {
+    let mut b = good.to_vec();
+    let at = b.len() / 3;
+    b[at] ^= 0x04;
+    store.put_raw_index_for_tests(c, key, &b).unwrap();
+}
+
 #[test]
 fn damaged_index_entries_are_missing_reported_and_repaired() {
     let root = TempRoot::new("index");
@@ -180,10 +188,7 @@ fn damaged_index_entries_are_missing_reported_and_repaired() {
     let good: Vec<Vec<u8>> = keys.iter().map(|k| store.get_raw_index_for_tests(&c, k).unwrap().unwrap()).collect();
     let damage = |store: &Store| {
         for (k, raw) in keys.iter().zip(&good) {
-            let mut b = raw.clone();
-            let at = b.len() / 3; // inside the value hashes
-            b[at] ^= 0x04;
-            store.put_raw_index_for_tests(&c, k, &b).unwrap();
+            damage_index_entry(store, &c, k, raw);
         }
     };
     damage(&store);
@@ -231,10 +236,7 @@ fn records_under_plain_keys_with_damaged_index_entries_are_repaired_not_dropped(
     write_some(&store, &c, &plain, &[None, None], 1, &(0..16).collect::<Vec<_>>());
     let keys: Vec<_> = resolve_all(&store, &c, &plain, &[None, None]).iter().map(|r| r.key).collect();
     for k in &keys {
-        let mut b = store.get_raw_index_for_tests(&c, k).unwrap().unwrap();
-        let at = b.len() / 3;
-        b[at] ^= 0x04;
-        store.put_raw_index_for_tests(&c, k, &b).unwrap();
+        damage_index_entry(&store, &c, k, &store.get_raw_index_for_tests(&c, k).unwrap().unwrap());
     }
     // Repair with the grid as a cache opens it now (order-prefixed keys).
     let ordered = plain.clone().with_order_keys(vec![(0..8).collect(), (0..4).collect()]).unwrap();
