@@ -241,7 +241,6 @@ export class WriteBatcher {
     }
     this.pending.add(w);
     if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.queue();
-    else if (this.behind.length) this.settle(this.behind.length, false);
   }
 
   /**
@@ -292,6 +291,9 @@ export class WriteBatcher {
     }
     const batch = this.pending;
     if (batch.length === 0) return;
+    // Writes that committed meanwhile are counted now (progress), not per
+    // chunk added; the oldest is waited for when MAX_BEHIND are in flight.
+    this.settle(this.behind.length, false);
     if (this.behind.length >= MAX_BEHIND) this.settle(this.behind.length - MAX_BEHIND + 1);
     const t = performance.now();
     const args = batch.flat(this.store, this.cacheId);
