@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache, defineTask, run, runParallel, type ChunkFn } from '../ts/index.js';
 import { networkFsName } from '../ts/cache/network-fs.js';
-import { gc, verify } from '../ts/index.js';
+import { gc, iterate, verify } from '../ts/index.js';
 
 const sweep = fileURLToPath(new URL('./fixtures/claim-sweep.ts', import.meta.url));
 const TASKS = new URL('./fixtures/tasks.ts', import.meta.url);
@@ -244,4 +244,26 @@ test('a run that stops early (a break out of iterate, a throwing function, an ab
   t.true(rest.diagnostics.cachedPoints >= 1200);
   t.is(claimsLeft(open()), 0);
   t.deepEqual([...(rest.output as Float64Array).subarray(3990)], Array.from({ length: 10 }, (_, k) => (3990 + k) * 3));
+});
+
+test('a run keeps two batches claimed ahead of the one it computes (they commit on the writer thread meanwhile), and releases them when it stops', async (t) => {
+  const root = freshRoot();
+  // 500 chunks of 8 points. Before a rate is measured, a claim covers 1,024
+  // points (128 chunks): the batch computed first and each batch claimed ahead.
+  const open = () => ChunkCache.open({ root, params: { fixture: 'claims-ahead' }, axisValues: { x: Array.from({ length: 4000 }, (_, i) => i) }, chunkSpec: { x: 8 } });
+  const f: ChunkFn = (_p, { x }) => Float64Array.from(x as number[], (v) => v + 1);
+  let held = 0;
+  for await (const _ of iterate(open(), f)) {
+    // The run is paused at its first chunk; the claims made ahead commit
+    // on their own. One batch ahead would hold at most 2 x 1,024 points.
+    const probe = open();
+    const deadline = Date.now() + 20_000;
+    while ((held = claimsLeft(probe)) <= 2 * 1024 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    break;
+  }
+  t.true(held > 2 * 1024 && held <= 3 * 1024, `claimed ${held} points`);
+  t.is(claimsLeft(open()), 0);
+  const rest = await run(open(), f);
+  t.is(rest.diagnostics.executedPoints + rest.diagnostics.cachedPoints, 4000);
+  t.is(claimsLeft(open()), 0);
 });

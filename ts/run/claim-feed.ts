@@ -1,8 +1,9 @@
 /**
  * The claiming half of a run's scheduling: candidate blocks (the missing
  * points of opened chunks, in grid order) are claimed a batch at a time,
- * and while one batch runs the next is claimed ahead on the store's writer
- * thread (`ClaimSession.claimBehind`), so executors seldom wait for a claim.
+ * and while one batch runs the next CLAIMS_AHEAD are claimed ahead on the
+ * store's writer thread (`ClaimSession.claimBehind`), so executors seldom
+ * wait for a claim.
  */
 import type { ChunkWork } from './chunk-work.js';
 import type { ClaimResults, ClaimSession, PendingClaim } from './claims.js';
@@ -26,6 +27,15 @@ const CLAIM_AHEAD_MS = 250;
 const CLAIM_MIN_POINTS = 1024;
 const CLAIM_MAX_POINTS = 1 << 20;
 
+/**
+ * Batches claimed ahead at most. A claim made ahead commits on the writer
+ * thread after the write transaction running there (on a real disk that
+ * waits for its fsync, tens of ms for a large batch of typed outputs): with
+ * two in flight, each has the time of a whole batch of work to land before
+ * it is needed, so a fast function does not wait on its claims.
+ */
+const CLAIMS_AHEAD = 2;
+
 /** How much to claim next: blocks and points. */
 export interface ClaimWant {
   readonly blocks: number;
@@ -48,7 +58,8 @@ export interface Claimed {
 
 export class ClaimFeed {
   readonly candidates = new Fifo<Block>((b) => b.points.length);
-  private ahead: { batch: Block[]; claim: PendingClaim } | null = null;
+  /** Batches claimed ahead, oldest first. */
+  private readonly ahead: { batch: Block[]; claim: PendingClaim }[] = [];
 
   constructor(
     readonly claims: ClaimSession,
@@ -57,7 +68,12 @@ export class ClaimFeed {
 
   /** True while a batch claimed ahead waits to be taken. */
   get hasAhead(): boolean {
-    return this.ahead !== null;
+    return this.ahead.length > 0;
+  }
+
+  /** True while fewer than CLAIMS_AHEAD batches are claimed ahead. */
+  get wantsAhead(): boolean {
+    return this.ahead.length < CLAIMS_AHEAD;
   }
 
   /** Claims the next candidates now. */
@@ -67,25 +83,35 @@ export class ClaimFeed {
     return { batch, res: this.claim(chunks, points) };
   }
 
-  /** Claims the next candidates on the store's writer thread (nothing when there are none). */
-  claimAhead(want: ClaimWant): void {
-    if (this.candidates.length === 0) return;
+  /** Claims the next candidates on the store's writer thread; false when there are none. */
+  claimAhead(want: ClaimWant): boolean {
+    if (this.candidates.length === 0) return false;
     const batch = this.pick(want);
-    this.ahead = { batch, claim: this.timed(() => this.claims.claimBehind(...entries(batch))) };
+    this.ahead.push({ batch, claim: this.timed(() => this.claims.claimBehind(...entries(batch))) });
+    return true;
   }
 
-  /** The batch claimed ahead and its answer (waiting for it). */
+  /** The oldest batch claimed ahead and its answer (waiting for it). */
   takeAhead(): Claimed {
-    const { batch, claim } = this.ahead!;
-    this.ahead = null;
+    const { batch, claim } = this.ahead.shift()!;
     return { batch, res: this.answer(() => claim.settle(true)!) };
   }
 
-  /** Ends the claim made ahead, if any, unused (a run that stops): its claims are then released with the others. */
+  /**
+   * Ends the claims made ahead unused (a run that stops): each is waited
+   * for, also when one fails (its error is thrown once all settled), and
+   * their claims are then released with the others.
+   */
   dropAhead(): void {
-    const a = this.ahead;
-    this.ahead = null;
-    a?.claim.settle(true);
+    let failure: unknown = null;
+    for (const a of this.ahead.splice(0)) {
+      try {
+        a.claim.settle(true);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== null) throw failure;
   }
 
   /** One claim transaction now. */

@@ -128,10 +128,11 @@ export class RunSession {
   }
 
   /**
-   * Fills free executors: granted blocks first, then the batch claimed
-   * ahead, then claims more. Once it has granted blocks, it claims the
-   * next batch ahead on the store's writer thread: the claim commits while
-   * these blocks run, and the executors seldom wait for a claim.
+   * Fills free executors: granted blocks first, then the oldest batch
+   * claimed ahead, then claims more. Once it has granted blocks, it claims
+   * the next batches ahead on the store's writer thread (up to
+   * CLAIMS_AHEAD): they commit while these blocks run, and the executors
+   * seldom wait for a claim.
    */
   fill(): void {
     const { spec } = this;
@@ -147,7 +148,7 @@ export class RunSession {
         }
         if (this.granted.length === 0) continue;
       }
-      if (!this.feed.hasAhead) this.feed.claimAhead(this.openChunks());
+      while (this.feed.wantsAhead && this.feed.claimAhead(this.openChunks()));
       if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
