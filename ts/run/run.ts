@@ -3,6 +3,7 @@
  * the exec function on the calling thread, one product block at a time,
  * through the same engine as `runParallel` (claims, writes, progress).
  */
+import { availableParallelism } from 'node:os';
 import { ChunkCache, type CacheStatus } from '../cache/cache.js';
 import { memoCodeIdentity } from '../cache/code-digest.js';
 import { InvalidOptionError } from '../errors/index.js';
@@ -92,14 +93,24 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
 }
 
 /**
- * A zeroed typed output of `n` elements of dtype `kind`, its pages mapped by
- * a thread of the libuv pool while this thread fills it (for outputs of a
- * few MB and more): filling a lazily mapped 80 MB output otherwise takes
- * 20,000 page faults, which cost about as much as the copy into it, and
- * mapping them first on this thread would still cost their time here.
+ * Whether a run that computes can spare a core to map its output's pages:
+ * its own thread computes and the store's writer thread commits, so only
+ * a third core is free. On two cores the mapping thread takes time from
+ * both (a typed cold run of 1e7 points stalled ~20 ms at its start).
  */
-function typedOutput(kind: number, n: number): TypedArray {
+const SPARE_CORE_FOR_COMPUTED = availableParallelism() > 2;
+
+/**
+ * A zeroed typed output of `n` elements of dtype `kind`; with `background`,
+ * its pages are mapped by a thread of the libuv pool while this thread fills
+ * it (for outputs of a few MB and more): filling a lazily mapped 80 MB
+ * output otherwise takes 20,000 page faults, which cost about as much as
+ * the copy into it, and mapping them first on this thread would still cost
+ * their time here.
+ */
+function typedOutput(kind: number, n: number, background: boolean): TypedArray {
   const out = new (typedCtor(kind))(n);
+  if (!background) return out;
   native.prefaultInBackground(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)).catch(() => {
     // Only an optimisation: unmapped pages fault in as they fill.
   });
@@ -122,13 +133,18 @@ export class FlatOutput implements OutputSink {
     return Array.isArray(this.out) ? this.out : null;
   }
 
+  /** Makes the output for stored chunks of `kind` about to be read into it (their reads fill it: its pages are mapped meanwhile). */
   expect(kind: number): void {
-    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.totalOf()) : typedOutput(kind, this.totalOf());
+    this.make(kind, true);
+  }
+
+  private make(kind: number, reading: boolean): void {
+    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.totalOf()) : typedOutput(kind, this.totalOf(), reading || SPARE_CORE_FOR_COMPUTED);
   }
 
   placeChunk(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): ArrayLike<unknown> | null {
     const kind = kindOf(src);
-    this.expect(kind);
+    this.make(kind, false);
     const o = this.out!;
     if ((kind === KIND_ITEMS) !== Array.isArray(o) || (kind !== KIND_ITEMS && kindOf(o) !== kind)) return null;
     this.placeRows(src, rows);
@@ -163,13 +179,11 @@ export class FlatOutput implements OutputSink {
 
   /** The output array, allocated for `src`'s kind (typed while every chunk has one dtype). */
   private target(src: ArrayLike<unknown>): unknown[] | TypedArray {
-    if (this.out === null) {
-      const k = kindOf(src);
-      this.out = k !== KIND_ITEMS ? typedOutput(k, this.totalOf()) : new Array(this.totalOf());
-    } else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
+    if (this.out === null) this.make(kindOf(src), false);
+    else if (!Array.isArray(this.out) && kindOf(src) !== kindOf(this.out)) {
       this.out = Array.from(this.out as ArrayLike<unknown>);
     }
-    return this.out;
+    return this.out!;
   }
 
   get value(): unknown[] | TypedArray {
