@@ -7,6 +7,7 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
+import { Packr, REUSE_BUFFER_MODE } from 'msgpackr';
 import { ChunkCache, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
@@ -334,4 +335,16 @@ test('large typed chunks written from the run output (one part per batch when th
     t.deepEqual(warm.output, values(A, B));
     t.deepEqual(cold.output, values(A, B));
   }
+});
+
+test('opening a cache over a million-value axis leaves no axis-sized encode buffer behind (msgpackr keeps its largest one for the process)', (t) => {
+  const values = Array.from({ length: 1_000_000 }, (_, i) => i * 0.5);
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: values }, chunkSpec: { x: 1000 } });
+  // In REUSE_BUFFER_MODE msgpackr hands back the buffer it encodes into, shared by every Packr.
+  const shared = new Packr().pack(1, REUSE_BUFFER_MODE);
+  t.true(shared.buffer.byteLength < 1 << 20, `msgpackr's encode buffer is ${shared.buffer.byteLength} bytes`);
+  // The metadata is whole: the same cache opens again from it.
+  const again = ChunkCache.open({ root: cache._core.root, axisValues: { x: values }, chunkSpec: { x: 1000 } });
+  t.is(again._core.id, cache._core.id);
+  t.is(again.axisValues.x!.length, 1_000_000);
 });

@@ -29,8 +29,22 @@ export interface CacheMeta {
 
 const packr = new Packr({ useRecords: false, moreTypes: true, int64AsType: 'bigint', variableMapSize: true });
 
+/** Above this size a packed blob is copied out and msgpackr's encode buffer given back (see packMeta). */
+const LARGE_META = 1 << 20;
+
+/**
+ * The blob of `m`. msgpackr encodes into one buffer shared by every Packr
+ * of the process and keeps it, at the size of the largest value it has
+ * encoded: the metadata of a million-value axis would pin ~13 MB for the
+ * life of the process. A large blob is therefore copied out and msgpackr
+ * handed a small buffer again.
+ */
 export function packMeta(m: CacheMeta): Buffer {
-  return packr.pack(m);
+  const blob = packr.pack(m);
+  if (blob.length < LARGE_META) return blob;
+  const own = Buffer.from(blob);
+  packr.useBuffer(Buffer.allocUnsafeSlow(8192));
+  return own;
 }
 
 export function unpackMeta(b: Buffer): CacheMeta {
