@@ -321,10 +321,6 @@ async function alternate(key: string, label: string, ours: (() => Promise<number
   for (let rep = 0; rep < REPS; rep++) {
     const parts: string[] = [];
     if (ours) {
-      // Each peer run starts in a fresh process; ours start with the
-      // garbage of earlier repetitions collected (bench:peers runs Node
-      // with --expose-gc), so it is not charged to this one.
-      (globalThis as { gc?: () => void }).gc?.();
       const ms = await ours();
       cell(key, 'ours').ms.push(ms);
       parts.push(`ours ${fmt(ms)} ms`);
@@ -547,7 +543,7 @@ function report(iters: number, w5exec: number[], ceilObj: Ceil, ceilT: Ceil): vo
   const oursPoint = oursSerial === null ? 'n/a' : `${(oursSerial / (W6_A * W6_B)).toFixed(2)} ms (serial time / points)`;
   const failures = [...results.entries()].flatMap(([k, w]) => PEERS.flatMap((p) => w[p].recs.filter((r) => r.error).map((r) => `${k} ${p}: ${r.error}`)));
   const notes = [
-    `- Medians of ${REPS} repetition(s) per implementation, runs alternating ours / chunk_memo / joblib within each workload; "Nx faster" = peer median / ours median. Times are wall-clock ms of the timed part only: for ours and the peers alike W1, W2, W3 and W5 include opening the cache, W4 times only the status call (median of ${W4_SAMPLES} calls per run, \`--repeat ${W4_SAMPLES}\` for the peers), W6 includes worker start-up for the peers in every run and for ours in the first repetition only (ours keeps its worker pool across \`runParallel\` calls in one process, as a sweep script would; \`npm run bench\` reports the first call separately: 1.70x there). Each peer run is a separate Python process (\`bench/peers/peers.py\`, process start-up not timed); ours run in one Node process, the garbage of earlier repetitions collected before each timed one.`,
+    `- Medians of ${REPS} repetition(s) per implementation, runs alternating ours / chunk_memo / joblib within each workload; "Nx faster" = peer median / ours median. Times are wall-clock ms of the timed part only: for ours and the peers alike W1, W2, W3 and W5 include opening the cache, W4 times only the status call (median of ${W4_SAMPLES} calls per run, \`--repeat ${W4_SAMPLES}\` for the peers), W6 includes worker start-up for the peers in every run and for ours in the first repetition only (ours keeps its worker pool across \`runParallel\` calls in one process, as a sweep script would; \`npm run bench\` reports the first call separately: 1.70x there). Each peer run is a separate Python process (\`bench/peers/peers.py\`, process start-up not timed); ours run in one Node process.`,
     `- Peers: ${peersSkipped ? `**skipped: ${peersSkipped}**` : `${peerMeta('chunk_memo')}; ${peerMeta('joblib')}`}.`,
     '- **joblib** has no grid abstraction: it is used the way a joblib user would, one `Memory.cache` call per memo chunk (args: the chunk\'s a and b value tuples), and subsets are served by loading whole chunks and slicing. It has **no status/plan API**: its W4 cell is the closest substitute (a loop of `check_call_in_cache` over every chunk, marked "alt"). It cannot extend an axis either: W5 re-issues the per-chunk calls over the extended grid (old chunks hit, new ones run).',
     '- **chunk_memo 0.1.5** rewrites `chunks_index.json` after every chunk (W1 is O(chunks²)); a warm load re-hashes every item (sha256 of its repr) to rebuild each chunk; its `run_parallel` maps single points through a ProcessPoolExecutor and stores only at the end. Neither peer has a typed-array output path, so the Float64Array rows are ours only (n/a).',
