@@ -31,7 +31,18 @@ pub struct Grid {
     prefix: KeyPrefix,
 }
 
-/// The first 6 bytes of chunk keys ([`Grid::chunk_key`]).
+/// Bytes of a chunk key's prefix ([`Grid::chunk_key`]): order keys, or the
+/// digest's own bytes. The rest of the key is the digest's, whatever the
+/// prefix.
+const KEY_PREFIX: usize = 6;
+
+/// The part of chunk key `key` that depends on the chunk's contents only:
+/// keys of one chunk written with and without order keys share it.
+pub fn key_digest(key: &[u8; 16]) -> [u8; 16 - KEY_PREFIX] {
+    key[KEY_PREFIX..].try_into().expect("a chunk key is 16 bytes")
+}
+
+/// The first KEY_PREFIX bytes of chunk keys ([`Grid::chunk_key`]).
 #[derive(Debug, Clone)]
 enum KeyPrefix {
     /// The digest's own bytes (a grid without order keys).
@@ -39,7 +50,7 @@ enum KeyPrefix {
     /// Per axis, the order key of each value.
     Order(Vec<Vec<u32>>),
     /// Given bytes: a grid of one stored record's layout, keyed like it.
-    Fixed([u8; 6]),
+    Fixed([u8; KEY_PREFIX]),
 }
 
 /// A bin of one axis touched by a selection, as [`AxisPlan::get`] gives it.
@@ -229,13 +240,13 @@ impl Grid {
         Ok(self)
     }
 
-    /// Makes every chunk key start with `key`'s first 6 bytes: for a grid
+    /// Makes every chunk key start with `key`'s prefix: for a grid
     /// of one record's own layout (its axes and values as stored), whose
     /// chunk key then equals the record's key when the record has that
     /// layout, whether it was written with or without order keys.
     pub fn with_key_prefix_of(mut self, key: &[u8; 16]) -> Grid {
-        let mut p = [0u8; 6];
-        p.copy_from_slice(&key[..6]);
+        let mut p = [0u8; KEY_PREFIX];
+        p.copy_from_slice(&key[..KEY_PREFIX]);
         self.prefix = KeyPrefix::Fixed(p);
         self
     }
@@ -269,7 +280,7 @@ impl Grid {
                 out[..4].copy_from_slice(&first(0).to_be_bytes());
                 out[4..6].copy_from_slice(&((first(1) >> 16) as u16).to_be_bytes());
             }
-            KeyPrefix::Fixed(p) => out[..6].copy_from_slice(p),
+            KeyPrefix::Fixed(p) => out[..KEY_PREFIX].copy_from_slice(p),
         }
         out
     }

@@ -3,7 +3,7 @@
 
 use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Store};
 use crate::error::{CoreError, Result};
-use crate::planner::Grid;
+use crate::planner::{key_digest, Grid};
 use crate::record::{RecordBuilder, RecordView};
 use heed::{RoTxn, WithoutTls};
 use std::collections::HashMap;
@@ -207,19 +207,18 @@ impl Store {
             return Ok(Vec::new());
         }
         // Chunk key -> bins of the grid, only for the keys in question. Keys
-        // match by their digest part (after the 6-byte prefix): a record
-        // stored under a plain key (digest prefix) or another prefix is the
-        // same chunk of the grid.
+        // match by their digest part ([`key_digest`]): a record stored under
+        // a plain key (digest prefix) or another prefix is the same chunk of
+        // the grid.
         let mut bins_of: HashMap<ChunkKey, Vec<u32>> = HashMap::new();
         if let Some(g) = grid {
-            let digest = |k: &ChunkKey| -> [u8; 10] { k[6..].try_into().unwrap() };
-            let wanted: HashMap<[u8; 10], ChunkKey> = bad.iter().map(|b| (digest(&b.0), b.0)).collect();
+            let wanted: HashMap<_, ChunkKey> = bad.iter().map(|b| (key_digest(&b.0), b.0)).collect();
             let dims: Vec<u32> = (0..g.axes.len()).map(|a| g.n_bins(a) as u32).collect();
             let total: u64 = dims.iter().map(|&d| u64::from(d)).product();
             if total <= REPAIR_SCAN_LIMIT {
                 let mut bins = vec![0u32; dims.len()];
                 for _ in 0..total {
-                    if let Some(k) = wanted.get(&digest(&g.chunk_key(&bins))) {
+                    if let Some(k) = wanted.get(&key_digest(&g.chunk_key(&bins))) {
                         bins_of.insert(*k, bins.clone());
                     }
                     for a in (0..bins.len()).rev() {
