@@ -19,6 +19,9 @@ const I64_MIN = -(1n << 63n);
 const I64_MAX = (1n << 63n) - 1n;
 const utf8 = new TextEncoder();
 
+/** Numbers encoded as TAG.INT: integers of at most 53 bits (larger ones are FLOAT). */
+const isSafeInt = (n: number): boolean => Number.isInteger(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER;
+
 class Writer {
   buf = new Uint8Array(256);
   view = new DataView(this.buf.buffer);
@@ -83,7 +86,7 @@ function encodeValue(w: Writer, v: unknown, path: string, stack: Set<object>): v
   switch (typeof v) {
     case 'number':
       if (Number.isNaN(v)) fail(path, 'NaN cannot be hashed (use null or a string)');
-      if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) w.int(v);
+      if (isSafeInt(v)) w.int(v);
       else { w.u8(TAG.FLOAT); w.f64(v); }
       return;
     case 'bigint': encodeBigInt(w, v); return;
@@ -162,7 +165,7 @@ export function encodeConcatenated(values: readonly unknown[], path: (i: number)
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     // Integers (the usual axis values) without building the value's path.
-    if (typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) w.int(v);
+    if (typeof v === 'number' && isSafeInt(v)) w.int(v);
     else encodeValue(w, v, path(i), stack);
   }
   return w.buf.slice(0, w.len);
