@@ -16,9 +16,9 @@ const layers = [
   ['gpu'],
   ['code-identity', 'canonical'],
   ['binding'],
-  ['errors', 'describe', 'value'],
+  ['errors', 'describe', 'value', 'shapes'],
 ];
-const folderRe = (f) => (['index', 'describe', 'value'].includes(f) ? `^ts/${f}\\.ts$` : `^ts/${f}/`);
+const folderRe = (f) => (['index', 'describe', 'value', 'shapes'].includes(f) ? `^ts/${f}\\.ts$` : `^ts/${f}/`);
 const above = (i) => layers.slice(0, i).flat();
 
 module.exports = {

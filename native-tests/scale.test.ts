@@ -4,14 +4,17 @@
  * reference computed independently (a plain loop, and the same data seen
  * through another chunking).
  */
-import { readFileSync, realpathSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Packr, REUSE_BUFFER_MODE } from 'msgpackr';
 import { ChunkCache, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const here = dirname(fileURLToPath(import.meta.url));
 
 /** Distinct sorted integers in [0, n), `k` of them, drawn with `rand`. */
 function pick(rand: () => number, n: number, k: number): number[] {
@@ -347,4 +350,25 @@ test('opening a cache over a million-value axis leaves no axis-sized encode buff
   const again = ChunkCache.open({ root: cache._core.root, axisValues: { x: values }, chunkSpec: { x: 1000 } });
   t.is(again._core.id, cache._core.id);
   t.is(again.axisValues.x!.length, 1_000_000);
+});
+
+test('repeated runs in one process keep their optimized code: the hidden classes of a run\'s objects outlive the run', (t) => {
+  // Each run used to free the maps of its session, queues, geometry and chunk
+  // assemblers once it ended, and V8 then threw away the optimized code of
+  // the functions depending on them (7-15 functions per run here, re-optimized
+  // by the next run). Only msgpackr's `read` (which builds the metadata's
+  // objects) is left out of the count.
+  const dir = freshRoot();
+  const r = spawnSync(process.execPath, ['--import=tsx', '--expose-gc', '--trace-deopt', join(here, 'fixtures', 'repeat-runs.ts'), dir, '8'], { encoding: 'utf8', timeout: 120_000 });
+  rmSync(dir, { recursive: true, force: true });
+  t.is(r.status, 0, r.stderr);
+  const perRun: number[] = [];
+  for (const line of r.stdout.split('\n')) {
+    if (line.startsWith('run ')) perRun.push(0);
+    else if (line.includes('reason: weak objects') && perRun.length > 0 && !/SharedFunctionInfo read>/.test(line)) perRun[perRun.length - 1]!++;
+  }
+  t.is(perRun.length, 8);
+  // The first runs optimize; from the third on, code thrown away is rare.
+  const later = perRun.slice(2);
+  t.true(later.reduce((a, b) => a + b, 0) <= later.length, `optimized functions thrown away per run: ${perRun.join(', ')}`);
 });

@@ -5,6 +5,7 @@
  */
 import type { BindingAxisPlan, BindingPlan } from '../binding/native.js';
 import { iota } from './blocks.js';
+import { keepShape } from '../shapes.js';
 
 export interface ChunkGeo {
   /** Per axis: bin number. */
@@ -28,8 +29,16 @@ export class AxisBins {
   /** Number of bins touched. */
   readonly count: number;
   private readonly selStart: Uint32Array | null;
+  /**
+   * The arrays of `plan.describe()`, copied into fields of this class: hot
+   * code then depends on this class's maps, which are kept (see
+   * ts/shapes.ts), not on those of the binding's objects, which die with
+   * each run's plan.
+   */
+  private readonly ax: Omit<BindingAxisPlan, 'len'>;
 
-  constructor(private readonly ax: BindingAxisPlan) {
+  constructor(ax: BindingAxisPlan) {
+    this.ax = { whole: ax.whole, values: ax.values, chunk: ax.chunk, bin: ax.bin, start: ax.start, selPos: ax.selPos, selCount: ax.selCount, sel: ax.sel };
     this.count = ax.whole ? Math.ceil(ax.values / ax.chunk) : ax.bin.length;
     if (ax.whole) this.selStart = null;
     else {
@@ -152,3 +161,15 @@ export class PlanGeometry {
     return acc;
   }
 }
+
+/**
+ * A geometry of one empty whole axis, built from placeholders: kept for its
+ * maps (see ts/shapes.ts), and the placeholder of RunSession's exemplar.
+ */
+export const GEOMETRY_EXEMPLAR = keepShape(
+  new PlanGeometry({
+    describe: () => [{ whole: true, values: 0, chunk: 1, bin: new Uint32Array(0), start: new Uint32Array(0), len: new Uint32Array(0), selPos: new Uint32Array(0), selCount: new Uint32Array(0), sel: new Uint32Array(0) }],
+    shape: [0],
+    chunkCount: 0,
+  } as unknown as BindingPlan),
+);

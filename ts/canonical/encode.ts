@@ -3,6 +3,7 @@
  * Rust core implements the same encoder; both pass docs/canonical-vectors.json.
  */
 import { UnhashableValueError } from '../errors/index.js';
+import { keepShape } from '../shapes.js';
 
 export const TAG = {
   NULL: 0x00, FALSE: 0x01, TRUE: 0x02, INT: 0x03, FLOAT: 0x04, BIGINT: 0x05,
@@ -170,3 +171,6 @@ export function encodeConcatenated(values: readonly unknown[], path: (i: number)
   }
   return w.buf.slice(0, w.len);
 }
+
+// See ts/shapes.ts.
+keepShape(new Writer());

@@ -153,7 +153,7 @@ export async function runParallel<T extends TaskSpec | AnyChunkFn, R = TaskOutpu
         else if (ArrayBuffer.isView(itemOut) && (!ArrayBuffer.isView(src) || src.constructor !== itemOut.constructor)) itemOut = Array.from(itemOut as ArrayLike<unknown>);
         for (const t of list) (itemOut as unknown[])[t.out] = src[t.r];
       } else {
-        flat ??= new FlatOutput(() => diag.totalPoints);
+        flat ??= new FlatOutput(diag);
         flat.placeRows(src, d.outRows());
       }
     }

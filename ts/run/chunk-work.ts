@@ -15,6 +15,7 @@ import { copyOutputs, decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedC
 import { ExecOutputError } from '../errors/index.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
+import { keepShape } from '../shapes.js';
 
 export class ChunkWork {
   /** Outputs in request order, once more than one part is known (else `single`). */
@@ -297,3 +298,6 @@ export class ReadBatch {
     return count;
   }
 }
+
+// See ts/shapes.ts.
+keepShape(new ChunkWork(0, { bins: [], start: [], sel: [], selPos: [], points: 0 }, null, false, null));

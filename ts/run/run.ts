@@ -16,6 +16,7 @@ import type { OutputSink } from './spec.js';
 import { copyOutputs, kindOf, KIND_ITEMS, typedCtor } from './payload.js';
 import { native } from '../binding/native.js';
 import type { ProgressEvent } from './progress.js';
+import { keepShape } from '../shapes.js';
 
 export type { Diagnostics } from './diagnostics.js';
 
@@ -120,8 +121,12 @@ function typedOutput(kind: number, n: number, background: boolean): TypedArray {
 /** @internal Places chunk outputs into the flat grid-ordered output; the engine may fill it directly (OutputSink). */
 export class FlatOutput implements OutputSink {
   private out: unknown[] | TypedArray | null = null;
-  /** `totalOf`: the run's number of points (known once the engine planned it). */
-  constructor(private readonly totalOf: () => number) {}
+  /**
+   * `diag`: the run's diagnostics, whose `totalPoints` the engine sets once
+   * it planned the run (read from there, not through a closure: optimized
+   * code calling a per-run closure is thrown away when the closure dies).
+   */
+  constructor(private readonly diag: Pick<Diagnostics, 'totalPoints'>) {}
 
   typed(): { kind: number; bytes: Uint8Array } | null {
     const o = this.out;
@@ -139,7 +144,7 @@ export class FlatOutput implements OutputSink {
   }
 
   private make(kind: number, reading: boolean): void {
-    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.totalOf()) : typedOutput(kind, this.totalOf(), reading || SPARE_CORE_FOR_COMPUTED);
+    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.diag.totalPoints) : typedOutput(kind, this.diag.totalPoints, reading || SPARE_CORE_FOR_COMPUTED);
   }
 
   placeChunk(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): ArrayLike<unknown> | null {
@@ -202,7 +207,7 @@ export async function run<F extends AnyChunkFn, R = OutputOf<F>>(cache: ChunkCac
   checkRunOptions('run', cache, fn, opts, true);
   const diag = newDiagnostics();
   // Stored whole chunks of a typed output are read straight into it.
-  const flat = new FlatOutput(() => diag.totalPoints);
+  const flat = new FlatOutput(diag);
   for await (const batch of serialChunks(cache, fn, opts ?? {}, 'run', true, false, diag, true, flat)) {
     for (const d of batch) if (d.output) flat.placeRows(d.output as ArrayLike<unknown>, d.outRows());
   }
@@ -317,3 +322,6 @@ export function memoize<F extends AnyChunkFn>(cache: ChunkCache, fn: F, options:
   Object.defineProperty(f, 'cache', { value: bound });
   return f;
 }
+
+// See ts/shapes.ts.
+keepShape(new FlatOutput({ totalPoints: 0 }));

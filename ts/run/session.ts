@@ -19,12 +19,13 @@ import { ChunkWork } from './chunk-work.js';
 import { ReadAhead } from './read-ahead.js';
 import { ClaimSession, type ClaimOutcome } from './claims.js';
 import { ClaimFeed, claimWant, type Block, type ClaimWant, type Claimed } from './claim-feed.js';
-import type { Diagnostics } from './diagnostics.js';
+import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
-import type { PlanGeometry } from '../cache/geometry.js';
+import { GEOMETRY_EXEMPLAR, type PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
 import { jobOf } from './job-of.js';
 import { Fifo } from './fifo.js';
+import { keepShape } from '../shapes.js';
 
 const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
 
@@ -405,3 +406,18 @@ export class RunSession {
     }
   }
 }
+
+/**
+ * An idle session over no chunks, built from placeholders (no store, no
+ * executors), with the queues, claim feed, write batcher and progress it
+ * makes: kept for their maps (see ts/shapes.ts).
+ */
+function sessionExemplar(): RunSession {
+  const core = { store: null, idBytes: null, id: '', verbose: 0 };
+  const spec = { view: { _core: core }, executors: [], label: '' } as unknown as EngineSpec;
+  const resolved = { available: new Uint32Array(0) } as unknown as BindingResolved;
+  const s = new RunSession(spec, null as unknown as BindingPlan, resolved, GEOMETRY_EXEMPLAR, newDiagnostics());
+  keepShape(s.batcher, ['since', 'writeMs']);
+  return keepShape(s, ['lastExecMs', 'firstDispatch']);
+}
+sessionExemplar();
