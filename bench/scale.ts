@@ -170,7 +170,7 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   const mb = fmt(t.bytes / 2 ** 20, 0);
   add({
     bench: `run cold, ${grid}, Float64Array`, value: fmt(t.coldMs), unit: 'ms', target: '≤ 2x raw LMDB write',
-    note: `${of(t.coldMs, t.rawWriteMs, 'ceiling')}: the same ${mb} MB written raw to LMDB (one blob per chunk, one transaction, timed after an untimed one) ${fmt(t.rawWriteMs)} ms; the function on every chunk with its outputs copied into one array, nothing stored, ${fmt(t.computeMs)} ms; ${pps(t.coldMs)}; medians of 3 taken in turns, each cold run in a fresh root`,
+    note: `${of(t.coldMs, t.rawWriteMs, 'ceiling')}: the same ${mb} MB written raw to LMDB (one blob per chunk, one transaction, timed after an untimed one) ${fmt(t.rawWriteMs)} ms; the function on every chunk with its outputs copied into one array, nothing stored, ${fmt(t.computeMs)} ms; ${pps(t.coldMs)}; medians of 3 taken in turns, each cold run in a fresh root opened untimed, after an untimed run`,
   });
   add({
     bench: `run warm, ${grid}, Float64Array`, value: fmt(t.warmMs), unit: 'ms', target: '≤ 2x LMDB read loop',
