@@ -372,3 +372,50 @@ test('repeated runs in one process keep their optimized code: the hidden classes
   const later = perRun.slice(2);
   t.true(later.reduce((a, b) => a + b, 0) <= later.length, `optimized functions thrown away per run: ${perRun.join(', ')}`);
 });
+
+test('large typed reads copied into the output on several threads equal a plain loop, and a damaged record among them is recomputed', async (t) => {
+  // 1,000,000 float64 points (8 MB per read batch: the binding splits the
+  // copy across threads), in chunks of 10 x 500: each chunk's rows are half
+  // an output row apart.
+  const A = 1000;
+  const B = 1000;
+  const value = (a: number, b: number): number => a * 1000 + b + 0.5;
+  const computed: number[] = [];
+  const f64: ChunkFn = (_p, axes) => {
+    const as = axes.a as number[];
+    const bs = axes.b as number[];
+    computed.push(as.length * bs.length);
+    const out = new Float64Array(as.length * bs.length);
+    let k = 0;
+    for (const a of as) for (const b of bs) out[k++] = value(a, b);
+    return out;
+  };
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { a: range(A), b: range(B) }, chunkSpec: { a: 10, b: 500 } });
+  await run(cache, f64);
+  const want = new Float64Array(A * B);
+  for (let a = 0, k = 0; a < A; a++) for (let b = 0; b < B; b++) want[k++] = value(a, b);
+  const warm = await run(cache, f64);
+  t.is(warm.diagnostics.executedPoints, 0);
+  t.true(warm.output instanceof Float64Array);
+  t.true(Buffer.from((warm.output as Float64Array).buffer).equals(Buffer.from(want.buffer)));
+  // A view of whole chunks away from the origin.
+  const view = cache.select({ indices: { a: { start: 100, stop: 900 }, b: { start: 500, stop: 1000 } } });
+  const v = await run(view, f64);
+  t.is(v.diagnostics.executedPoints, 0);
+  const wantView = new Float64Array(800 * 500);
+  for (let a = 100, k = 0; a < 900; a++) for (let b = 500; b < 1000; b++) wantView[k++] = value(a, b);
+  t.true(Buffer.from((v.output as Float64Array).buffer).equals(Buffer.from(wantView.buffer)));
+  // One record in the middle of a batch damaged (a data byte flipped): it is
+  // reported and its chunk computed again; every other point is read.
+  const core = cache._core;
+  const key = core.grid.plan([null, null]).chunkKey(2 * 57 + 1);
+  const raw = Buffer.from(core.store.getRecord(core.idBytes, key)!);
+  raw[raw.length - 1000] ^= 0x5a;
+  core.store.putRawRecordForTests(core.idBytes, key, raw);
+  computed.length = 0;
+  const again = await run(cache, f64);
+  t.is(again.diagnostics.executedPoints, 5000);
+  t.deepEqual(computed, [5000]);
+  t.is(again.diagnostics.corruptRecords.length, 1);
+  t.true(Buffer.from((again.output as Float64Array).buffer).equals(Buffer.from(want.buffer)));
+});

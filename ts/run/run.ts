@@ -97,7 +97,10 @@ function serialChunks(cache: ChunkCache, fn: AnyChunkFn, opts: RunOptions<never,
  * Whether a run that computes can spare a core to map its output's pages:
  * its own thread computes and the store's writer thread commits, so only
  * a third core is free. On two cores the mapping thread takes time from
- * both (a typed cold run of 1e7 points stalled ~20 ms at its start).
+ * both (a typed cold run of 1e7 points stalled ~20 ms at its start). Stored
+ * chunks never need it: the binding copies a large read into the output on
+ * every core, each thread mapping the pages it fills (a mapping thread
+ * beside them made a 1e7-point warm run slower).
  */
 const SPARE_CORE_FOR_COMPUTED = availableParallelism() > 2;
 
@@ -138,13 +141,13 @@ export class FlatOutput implements OutputSink {
     return Array.isArray(this.out) ? this.out : null;
   }
 
-  /** Makes the output for stored chunks of `kind` about to be read into it (their reads fill it: its pages are mapped meanwhile). */
+  /** Makes the output for stored chunks of `kind` about to be read into it (their reads fill it, on every core). */
   expect(kind: number): void {
     this.make(kind, true);
   }
 
   private make(kind: number, reading: boolean): void {
-    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.diag.totalPoints) : typedOutput(kind, this.diag.totalPoints, reading || SPARE_CORE_FOR_COMPUTED);
+    if (this.out === null) this.out = kind === KIND_ITEMS ? new Array(this.diag.totalPoints) : typedOutput(kind, this.diag.totalPoints, !reading && SPARE_CORE_FOR_COMPUTED);
   }
 
   placeChunk(src: ArrayLike<unknown>, rows: { starts: Uint32Array; len: number }): ArrayLike<unknown> | null {

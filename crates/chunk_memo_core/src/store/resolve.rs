@@ -197,11 +197,24 @@ impl Store {
         chunk: &ChunkKey,
         f: impl FnOnce(&RecordView<'_>, &[u8]) -> R,
     ) -> Result<Option<R>> {
+        Ok(self.whole_record_in(t, cache, chunk)?.map(|(v, bytes)| f(&v, bytes)))
+    }
+
+    /// The record of `chunk` when it is complete and dense, parsed (its
+    /// structure checked, its checksum not: see
+    /// [`RecordView::verify_taking_data`]) with its bytes, both borrowed from
+    /// the transaction; `None` otherwise.
+    pub fn whole_record_in<'t>(
+        &self,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        chunk: &ChunkKey,
+    ) -> Result<Option<(RecordView<'t>, &'t [u8])>> {
         let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
-        match RecordView::parse_header(bytes) {
-            Ok(v) if v.is_complete() && !v.is_sparse() => Ok(Some(f(&v, bytes))),
-            _ => Ok(None),
-        }
+        Ok(match RecordView::parse_header(bytes) {
+            Ok(v) if v.is_complete() && !v.is_sparse() => Some((v, bytes)),
+            _ => None,
+        })
     }
 
     /// The chunks of `plan` that records of `cache` may serve, from the
