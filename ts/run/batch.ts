@@ -18,7 +18,6 @@
 import type { BindingPendingWrite, BindingPlan, BindingStore } from '../binding/native.js';
 import { fromNative } from '../errors/index.js';
 import { ByteSink, encodeInto, KIND_ITEMS } from './payload.js';
-import { keepShape } from '../shapes.js';
 
 /** What a chunk computed and has not stored yet: its points (request indices) and their outputs. */
 export interface PendingWrite {
@@ -360,6 +359,3 @@ export class WriteBatcher {
     this.onCommit?.(batch.pointsOf(from, to));
   }
 }
-
-// See ts/shapes.ts (a batcher is kept by RunSession's exemplar).
-keepShape(new FlatWrites());

@@ -3,8 +3,6 @@
  * every remaining item, which made queues of thousands of exec blocks
  * quadratic), and the total size of its items kept as they come and go.
  */
-import { keepShape } from '../shapes.js';
-
 export class Fifo<T> {
   private items: T[] = [];
   private head = 0;
@@ -43,6 +41,3 @@ export class Fifo<T> {
     return x;
   }
 }
-
-// See ts/shapes.ts.
-keepShape(new Fifo<never>(() => 0));

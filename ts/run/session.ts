@@ -409,8 +409,9 @@ export class RunSession {
 
 /**
  * An idle session over no chunks, built from placeholders (no store, no
- * executors), with the queues, claim feed, write batcher and progress it
- * makes: kept for their maps (see ts/shapes.ts).
+ * executors), with the queues (`Fifo`), claim feed, write batcher (and its
+ * `FlatWrites`) and progress it makes: kept for their maps (see
+ * ts/shapes.ts).
  */
 function sessionExemplar(): RunSession {
   const core = { store: null, idBytes: null, id: '', verbose: 0 };
