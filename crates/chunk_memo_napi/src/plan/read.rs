@@ -1,6 +1,6 @@
 //! Reads: one chunk (`read`) or several in one call (`readMany`).
 
-use super::BindingPlan;
+use super::{BindingPlan, PlanState};
 use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
@@ -186,6 +186,14 @@ pub(crate) fn batch_to_js(b: ChunkBatch) -> Result<BindingChunkBatch> {
 }
 
 impl BindingPlan {
+    /// The key of chunk `i` when it is requested in full and its own
+    /// complete record serves it (`PlanState::is_whole`): such a chunk is
+    /// read straight from that record. `bins` is scratch space.
+    fn whole_key(&self, state: &PlanState, i: usize, bins: &mut Vec<u32>) -> Option<ChunkKey> {
+        let (req, rec) = self.plan.chunk_bins_into(i, bins);
+        (req == rec && state.is_whole(i)).then(|| self.grid.chunk_key(bins))
+    }
+
     pub(crate) fn read_op(
         &self,
         store: &BindingStore,
@@ -229,10 +237,9 @@ impl BindingPlan {
             for &i in &chunks {
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
-                let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
                 let mut resolved_again = false;
-                if req == rec && self.state.lock().unwrap().is_whole(i) {
-                    let key = self.grid.chunk_key(&bins);
+                let whole = self.whole_key(&self.state.lock().unwrap(), i, &mut bins);
+                if let Some(key) = whole {
                     let read = s.read_whole_unverified_in(t, &cache, &key, |v, bytes| -> CoreResult<bool> {
                         match gather.as_mut() {
                             // SAFETY: one chunk at a time, on this thread.
@@ -316,11 +323,7 @@ impl BindingPlan {
         {
             let state = self.state.lock().unwrap();
             for &i in chunks {
-                let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
-                if req != rec || !state.is_whole(i) {
-                    return Ok(false);
-                }
-                let key = self.grid.chunk_key(&bins);
+                let Some(key) = self.whole_key(&state, i, &mut bins) else { return Ok(false) };
                 match record(&key)? {
                     Some((v, r)) if v.kind == g.kind => {
                         bytes += r.len();
