@@ -305,7 +305,10 @@ export interface BindingChunkBatch {
   kinds: Buffer
   /** Per chunk: present points. */
   counts: Uint32Array
-  /** Per requested point of every chunk, chunks in order: 1 when read. */
+  /**
+   * Per requested point of every chunk not gathered, chunks in order: 1
+   * when read (a gathered chunk has every point, and no bytes here).
+   */
   present: Buffer
   /**
    * Per chunk (and one more): where its bytes start in `data`. A typed

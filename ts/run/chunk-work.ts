@@ -212,7 +212,7 @@ const SMALL_CHUNK_POINTS = 1024;
  */
 export class ReadBatch {
   private next = 0;
-  /** Per chunk: index of its first requested point in `present`. */
+  /** Per chunk: index of its first requested point in `present` (gathered chunks have none there). */
   private readonly presentAt: Uint32Array;
   /** Per chunk: index of its first value in `vals` (when decoded at once). */
   private readonly valAt: Uint32Array;
@@ -236,7 +236,7 @@ export class ReadBatch {
     this.valAt = new Uint32Array(n + 1);
     let kind = -1;
     for (let k = 0; k < n; k++) {
-      this.presentAt[k + 1] = this.presentAt[k]! + points(chunks[k]!);
+      this.presentAt[k + 1] = this.presentAt[k]! + (rd.gathered[k] ? 0 : points(chunks[k]!));
       this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
       if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
     }

@@ -18,7 +18,14 @@ const MIN_BYTES: usize = 4 << 20;
 /// was never touched reads as zeros, as before. Returns whether pages were
 /// populated (false for small buffers, older kernels and other platforms).
 pub fn prefault(buf: &mut [u8]) -> bool {
-    if buf.len() < MIN_BYTES {
+    prefault_over(buf, MIN_BYTES)
+}
+
+/// [`prefault`] for buffers of at least `min` bytes: a caller about to fill
+/// a stretch of a large output itself (a page fault costs more than its
+/// share of the call once a stretch spans a few dozen pages).
+pub fn prefault_over(buf: &mut [u8], min: usize) -> bool {
+    if buf.len() < min {
         return false;
     }
     let page = page_size();

@@ -10,6 +10,8 @@ use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
 use chunk_memo_core::store::{ChunkData, ChunkKey, ReadMemo, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 /// Requested points of a chunk read from the store.
 #[napi(object)]
@@ -54,7 +56,8 @@ pub struct BindingChunkBatch {
     pub kinds: Buffer,
     /// Per chunk: present points.
     pub counts: Uint32Array,
-    /// Per requested point of every chunk, chunks in order: 1 when read.
+    /// Per requested point of every chunk not gathered, chunks in order: 1
+    /// when read (a gathered chunk has every point, and no bytes here).
     pub present: Buffer,
     /// Per chunk (and one more): where its bytes start in `data`. A typed
     /// chunk's bytes are its count times its width from there; each typed
@@ -87,12 +90,12 @@ pub struct ChunkBatch {
 }
 
 impl ChunkBatch {
-    /// A whole chunk copied into the gather output: counted, no data.
+    /// A whole chunk copied into the gather output: counted, no data and
+    /// no presence bytes.
     fn push_gathered(&mut self, kind: u8, points: usize) {
         self.gathered.push(1);
         self.kinds.push(kind);
         self.counts.push(points as u32);
-        self.present.resize(self.present.len() + points, 1);
         self.starts.push(self.data.len() as u32);
     }
 
@@ -291,8 +294,16 @@ impl BindingPlan {
 /// checksum then run on every core; one thread copied 80 MB at ~1.6 GB/s).
 const PARALLEL_GATHER_BYTES: usize = 4 << 20;
 
-/// Threads that copy one read into the gather output at most.
+/// Threads that copy one read into the gather output at most (the calling
+/// thread included).
 const GATHER_THREADS: usize = 4;
+
+/// Consecutive rows of a gathered chunk of at least this many bytes are
+/// mapped in one call before they are filled.
+const PREFAULT_ROWS_BYTES: usize = 64 << 10;
+
+/// Bytes a gathering thread takes at a time (whole chunks, one at least).
+const GATHER_STEP_BYTES: usize = 256 << 10;
 
 impl BindingPlan {
     /// Copies `chunks` straight into the gather output on several threads
@@ -336,27 +347,36 @@ impl BindingPlan {
         if bytes < PARALLEL_GATHER_BYTES {
             return Ok(false);
         }
-        let per = jobs.len().div_ceil(threads);
+        // Threads take the next chunks as they go (a stretch of about
+        // GATHER_STEP_BYTES at a time), so one that is slowed (by page
+        // faults, or another thread on its core) holds the others up by one
+        // stretch at most; the calling thread is one of them.
+        let step = (GATHER_STEP_BYTES * jobs.len()).div_ceil(bytes).max(1);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || -> CoreResult<bool> {
+            loop {
+                let from = next.fetch_add(step, Relaxed);
+                let Some(part) = jobs.get(from..(from + step).min(jobs.len())) else { return Ok(true) };
+                for (i, v, r, _) in part {
+                    if failed.load(Relaxed) {
+                        return Ok(false);
+                    }
+                    // SAFETY: each chunk's rows are its own points' places
+                    // in the output, so threads placing different chunks
+                    // write disjoint bytes (each chunk is taken once).
+                    if !unsafe { g.place(&self.plan, *i, v, (!verified).then_some(*r)) }? {
+                        failed.store(true, Relaxed);
+                        return Ok(false);
+                    }
+                }
+            }
+        };
         let placed = std::thread::scope(|sc| {
-            let parts: Vec<_> = jobs
-                .chunks(per)
-                .map(|part| {
-                    sc.spawn(move || -> CoreResult<bool> {
-                        for (i, v, r, _) in part {
-                            // SAFETY: each chunk's rows are its own points'
-                            // places in the output, so threads placing
-                            // different chunks write disjoint bytes.
-                            if !unsafe { g.place(&self.plan, *i, v, (!verified).then_some(*r)) }? {
-                                return Ok(false);
-                            }
-                        }
-                        Ok(true)
-                    })
-                })
-                .collect();
-            let mut all = Ok(true);
-            for p in parts {
-                let done = p.join().unwrap_or_else(|_| Err(invalid("a thread gathering stored chunks panicked")));
+            let helpers: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                let done = h.join().unwrap_or_else(|_| Err(invalid("a thread gathering stored chunks panicked")));
                 all = match (all, done) {
                     (Err(e), _) | (Ok(_), Err(e)) => Err(e),
                     (Ok(a), Ok(d)) => Ok(a && d),
@@ -414,6 +434,23 @@ impl<'a> Gather<'a> {
             return Err(invalid("the gather output is smaller than the plan's output"));
         }
         let (out, width) = (self.out, self.width);
+        // Each stretch of consecutive rows is mapped in one call before it
+        // is filled (a fresh output would take a page fault per 4 KiB).
+        let mut k = 0;
+        while k < starts.len() {
+            let mut end = k + 1;
+            while end < starts.len() && starts[end] == starts[end - 1] + len as u64 {
+                end += 1;
+            }
+            let at = starts[k] as usize * width;
+            // SAFETY: these rows lie in the output (checked above) and are
+            // this chunk's alone; populating never changes contents.
+            chunk_memo_core::memory::prefault_over(
+                unsafe { std::slice::from_raw_parts_mut(out.add(at), (end - k) * row) },
+                PREFAULT_ROWS_BYTES,
+            );
+            k = end;
+        }
         // Bytes `bytes` at `off` of the data go to their rows (a stretch may
         // span several rows, or part of one).
         let copy = |mut off: usize, mut bytes: &[u8]| {
