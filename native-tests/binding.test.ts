@@ -348,29 +348,58 @@ test('writeBatch writes several chunks in one call; readMany reads them in one c
   const b = reader.readMany(store, id, Uint32Array.of(0, 1, 2));
   t.deepEqual([...b.counts], [12, 3, 0]);
   t.deepEqual(b.corrupt, []);
-  // Per chunk: its present flags, its bytes and (items) count+1 offsets.
+  // Per chunk: its bytes, and its present flags when some points are
+  // missing (chunk 0 has every point: no flags).
   let at = 0;
-  let off = 0;
   for (const i of [0, 1, 2]) {
     const one = reader.read(store, id, i);
-    const present = b.present.subarray(at, at + one.present.length);
-    at += one.present.length;
-    t.deepEqual([...present], [...one.present]);
-    t.deepEqual(b.data.subarray(b.starts[i]!, b.starts[i + 1]!), one.data);
-    if (b.counts[i]! > 0) {
-      t.is(b.kinds[i], 0);
-      t.deepEqual([...b.offsets.subarray(off, off + b.counts[i]! + 1)], [...one.offsets]);
-      off += b.counts[i]! + 1;
+    if (b.counts[i]! < one.present.length) {
+      t.deepEqual([...b.present.subarray(at, at + one.present.length)], [...one.present]);
+      at += one.present.length;
     }
+    t.deepEqual(b.data.subarray(b.starts[i]!, b.starts[i + 1]!), one.data);
+    if (b.counts[i]! > 0) t.is(b.kinds[i], 0);
   }
   t.is(at, b.present.length);
-  t.is(off, b.offsets.length);
+  t.is(at, 12 + reader.read(store, id, 2).present.length);
+  // One dictionary at most: each chunk's bytes decode as one msgpack
+  // sequence, so there are no offsets or per-point dictionaries.
+  t.true(b.dicts.length <= 1);
+  t.is(b.offsets.length + b.pointDicts.length, 0);
+  t.false(b.inScratch);
+  // Into the caller's scratch: the same bytes there, none in data; a scratch
+  // too small leaves them in data.
+  const scratch = Buffer.alloc(4096, 0xee);
+  const s = reader.readMany(store, id, Uint32Array.of(0, 1, 2), undefined, undefined, scratch);
+  t.true(s.inScratch);
+  t.is(s.data.length, 0);
+  t.deepEqual(scratch.subarray(0, s.starts[3]!), b.data);
+  t.deepEqual([...s.starts], [...b.starts]);
+  const small = reader.readMany(store, id, Uint32Array.of(0, 1, 2), undefined, undefined, Buffer.alloc(8));
+  t.false(small.inScratch);
+  t.deepEqual(small.data, b.data);
+  // Two dictionaries in one batch: count+1 offsets per items chunk and each
+  // point's dictionary, as the one-chunk reads give them.
+  const idD = idOf('batch-dicts');
+  plan.writeBatch(store, idD, [
+    { chunk: 0, kind: 0, points: Uint32Array.from(range(12)), ...items(range(12).map((p) => label(0, p))), dict: Buffer.from('dict A') },
+    { chunk: 1, kind: 0, points: Uint32Array.of(4, 5), ...items([label(1, 4), label(1, 5)]), dict: Buffer.from('dict B') },
+  ]);
+  const d = grid().plan([null, null]).readMany(store, idD, Uint32Array.of(0, 1), undefined, undefined, scratch);
+  t.deepEqual(d.dicts.map(String), ['dict A', 'dict B']);
+  t.deepEqual([...d.offsets], [...reader.read(store, idD, 0).offsets, ...reader.read(store, idD, 1).offsets]);
+  t.deepEqual([...d.pointDicts], [...Array(12).fill(0), 1, 1]);
+  t.true(d.inScratch);
   t.deepEqual(itemsOf(reader.read(store, id, 1)), range(12).map((p) => ([1, 2, 11].includes(p) ? label(1, p) : null)));
   // A typed chunk: raw elements, no offsets.
   const typed = grid().plan([null, null]).readMany(store, idT, Uint32Array.of(2));
   t.deepEqual([...typed.kinds, ...typed.counts], [8, 3]);
   t.deepEqual([...new Float64Array(typed.data.buffer.slice(typed.data.byteOffset, typed.data.byteOffset + 24))], [1, 2, 3]);
   t.is(typed.offsets.length, 0);
+  // Typed bytes never go to the scratch (JS views them in place).
+  const typedScratch = grid().plan([null, null]).readMany(store, idT, Uint32Array.of(2), undefined, undefined, scratch);
+  t.false(typedScratch.inScratch);
+  t.deepEqual(typedScratch.data, typed.data);
 });
 
 test('errors carry their stable code as `code`', async (t) => {

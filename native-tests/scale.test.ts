@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Packr, REUSE_BUFFER_MODE } from 'msgpackr';
-import { ChunkCache, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
+import { ChunkCache, iterate, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -317,6 +317,45 @@ test('stored typed chunks read straight into the run output equal a plain loop: 
     for (const b of [0, 99, 250, 499]) t.is(out[a * (B + 100) + b], value(a, b));
     for (const b of [500, 599]) t.is(out[a * (B + 100) + b], Math.fround(value(a, b)));
   }
+});
+
+test('stored items read batch after batch through one reused scratch come back exact: binary values, partial chunks and chunk outputs', async (t) => {
+  // 200,000 points in 100 chunks of 2,000: several read batches (each of
+  // about 65,536 points) share the run's scratch; a Buffer decoded as a view
+  // of it would be overwritten by the next batch.
+  const A = 1000;
+  const B = 200;
+  const value = (a: number, b: number): { k: number; bin: Buffer; s: string } => {
+    const bin = Buffer.alloc(4);
+    bin.writeUInt32LE(a * B + b);
+    return { k: a * B + b, bin, s: `p${a}-${b}` };
+  };
+  const fn: ChunkFn = (_p, axes) => (axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => value(a, b)));
+  const cache = ChunkCache.open({ root: freshRoot(), axisValues: { a: range(A), b: range(B) }, chunkSpec: { a: 10, b: B } });
+  // Some chunks stored in part first (every third row of a), so batches mix
+  // whole chunks with chunks read in part.
+  const part = cache.select({ indices: { a: { step: 3 } } });
+  await run(part, fn);
+  const cold = await run(cache, fn);
+  t.is(cold.diagnostics.executedPoints, A * B - Math.ceil(A / 3) * B);
+  const check = (out: unknown[], at: (k: number) => [number, number]): void => {
+    let bad = 0;
+    for (let k = 0; k < out.length; k++) {
+      const [a, b] = at(k);
+      const got = out[k] as { k: number; bin: Buffer; s: string };
+      if (got.k !== a * B + b || got.s !== `p${a}-${b}` || !Buffer.isBuffer(got.bin) || got.bin.length !== 4 || got.bin.readUInt32LE() !== a * B + b) bad++;
+    }
+    t.is(bad, 0);
+  };
+  const warm = await run(cache, fn);
+  t.is(warm.diagnostics.executedPoints, 0);
+  check(warm.output as unknown[], (k) => [Math.floor(k / B), k % B]);
+  // Per-chunk outputs (a chunk's whole read is handed out as it is), all
+  // kept until the last batch has been read, then checked.
+  const kept: Array<{ a0: number; out: unknown[] }> = [];
+  for await (const c of iterate(cache, fn)) kept.push({ a0: (c.axisValues.a as number[])[0]!, out: c.output as unknown[] });
+  t.is(kept.length, A / 10);
+  for (const { a0, out } of kept) check(out, (k) => [a0 + Math.floor(k / B), k % B]);
 });
 
 test('large typed chunks written from the run output (one part per batch when their rows follow each other, a copy when they do not) read back exactly', async (t) => {

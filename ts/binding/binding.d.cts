@@ -74,8 +74,12 @@ export declare class BindingPlan {
    * `gatherOut` (the bytes of the plan's flat output, a typed array of
    * that dtype), whole chunks of that dtype are copied straight to their
    * place in it and marked in `gathered`, with no data in the batch.
+   * With `scratch` (memory of the caller's that nothing else views),
+   * the chunks' bytes are written there instead of to a new `data` when
+   * they fit and are all items (`inScratch`); the caller may reuse it
+   * once it has decoded them (decoded values keep no view of it).
    */
-  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, gatherKind?: number | undefined | null, gatherOut?: Uint8Array | undefined | null): BindingChunkBatch
+  readMany(store: BindingStore, cacheId: Buffer, chunks: Uint32Array, gatherKind?: number | undefined | null, gatherOut?: Uint8Array | undefined | null, scratch?: Buffer | undefined | null): BindingChunkBatch
   /** Writes new points of several chunks in one transaction. */
   writeBatch(store: BindingStore, cacheId: Buffer, writes: Array<BindingChunkWrite>): void
   /**
@@ -306,8 +310,10 @@ export interface BindingChunkBatch {
   /** Per chunk: present points. */
   counts: Uint32Array
   /**
-   * Per requested point of every chunk not gathered, chunks in order: 1
-   * when read (a gathered chunk has every point, and no bytes here).
+   * Per requested point of every chunk with some points missing, chunks
+   * in order: 1 when read (a chunk whose every requested point was read,
+   * `counts` equal to its points, has no bytes here; nor has a gathered
+   * one).
    */
   present: Buffer
   /**
@@ -318,13 +324,28 @@ export interface BindingChunkBatch {
   starts: Uint32Array
   /**
    * Items chunks, in order: count+1 offsets each, relative to the
-   * chunk's start in `data` (typed chunks have none).
+   * chunk's start in `data` (typed chunks have none). Empty when the
+   * batch has one dictionary or none: each chunk's bytes then decode as
+   * one msgpack sequence.
    */
   offsets: Uint32Array
+  /**
+   * The chunks' bytes; empty when they are in the caller's scratch
+   * (`inScratch`).
+   */
   data: Buffer
+  /**
+   * True when the chunks' bytes were written to the start of the
+   * `scratch` given to `readMany` (up to `starts`' last entry), not to
+   * `data`.
+   */
+  inScratch: boolean
   /** Dictionaries of the present items points, every chunk together. */
   dicts: Array<Buffer>
-  /** Per present point of items chunks, in order: its index in `dicts`. */
+  /**
+   * Per present point of items chunks, in order: its index in `dicts`.
+   * Empty when `offsets` is.
+   */
   pointDicts: Uint16Array
   /** Records that failed verification and were treated as missing. */
   corrupt: Array<string>

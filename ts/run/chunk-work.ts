@@ -92,16 +92,17 @@ export class ChunkWork {
     this.placed = true;
   }
 
-  /** Takes `count` stored points (`present`: one byte per requested point) with their outputs `vals`. */
-  applyRead(kind: number, present: Uint8Array, count: number, vals: ArrayLike<unknown>): void {
+  /** Takes `count` stored points (`present`: one byte per requested point; null when every one was read) with their outputs `vals`. */
+  applyRead(kind: number, present: Uint8Array | null, count: number, vals: ArrayLike<unknown>): void {
     if (count === 0) return;
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
     if (count === this.geo.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
     else if (this.keepOutputs) {
       const arr = this.merged();
       let w = 0;
-      for (let j = 0; j < present.length; j++) {
-        if (!present[j]) continue;
+      const n = present ? present.length : count;
+      for (let j = 0; j < n; j++) {
+        if (present && !present[j]) continue;
         const v = vals[w++];
         if (arr[j] === undefined) arr[j] = v;
       }
@@ -212,7 +213,7 @@ const SMALL_CHUNK_POINTS = 1024;
  */
 export class ReadBatch {
   private next = 0;
-  /** Per chunk: index of its first requested point in `present` (gathered chunks have none there). */
+  /** Per chunk: index of its first requested point in `present` (only chunks with points missing have bytes there). */
   private readonly presentAt: Uint32Array;
   /** Per chunk: index of its first value in `vals` (when decoded at once). */
   private readonly valAt: Uint32Array;
@@ -226,6 +227,8 @@ export class ReadBatch {
   constructor(
     readonly chunks: Uint32Array,
     private readonly rd: ChunkBatch,
+    /** The chunks' bytes (`rd.data`, or the scratch they were read into). */
+    private readonly data: Buffer,
     points: (i: number) => number,
     /** The run's flat output while it is a plain array, and a chunk's rows in it: complete items chunks are decoded straight there. */
     private readonly into: { out: unknown[]; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
@@ -236,7 +239,8 @@ export class ReadBatch {
     this.valAt = new Uint32Array(n + 1);
     let kind = -1;
     for (let k = 0; k < n; k++) {
-      this.presentAt[k + 1] = this.presentAt[k]! + (rd.gathered[k] ? 0 : points(chunks[k]!));
+      const p = points(chunks[k]!);
+      this.presentAt[k + 1] = this.presentAt[k]! + (rd.gathered[k] || rd.counts[k] === p ? 0 : p);
       this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
       if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
     }
@@ -244,7 +248,7 @@ export class ReadBatch {
     // for the whole batch (large chunks are decoded one by one, with no
     // batch-wide array to slice). Typed chunks are viewed in place (applyTo).
     const small = this.valAt[n]! < n * SMALL_CHUNK_POINTS;
-    this.vals = kind === KIND_ITEMS && rd.dicts.length <= 1 && small ? decodeOutputs(kind, rd.data, this.valAt[n]!, rd.dicts) : null;
+    this.vals = kind === KIND_ITEMS && rd.dicts.length <= 1 && small ? decodeOutputs(kind, data, this.valAt[n]!, rd.dicts) : null;
   }
 
   /** True when chunk `i` is the next one of this batch. */
@@ -272,15 +276,16 @@ export class ReadBatch {
       w.applyGathered(rd.kinds[k]!);
       return count;
     }
-    const present = rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
+    // Every requested point read: no presence bytes.
+    const present = this.presentAt[k]! === this.presentAt[k + 1]! ? null : rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
     let vals: ArrayLike<unknown>;
-    if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, rd.data, rd.starts[k]!, count);
+    if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, this.data, rd.starts[k]!, count);
     else if (this.vals) {
       const a = this.valAt[k]!;
       vals = (this.vals as unknown[]).slice(a, a + count);
     } else {
       // This chunk's offsets and dictionaries in the batch's flat arrays.
-      const data = rd.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
+      const data = this.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
       const at = this.itemsAt + this.itemsChunks;
       const pd = this.itemsAt;
       this.itemsAt += count;

@@ -10,7 +10,10 @@ export const KIND_ITEMS = 0;
 
 // Dictionaries (msgpack record structures) are plain msgpack arrays of key lists.
 const plain = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
-const plainUnpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' });
+// Binary data is unpacked as copies (`copyBuffers`): decoded values keep
+// no view of the bytes they came from (a run reads batches into one scratch
+// it reuses, and a view would keep a whole batch alive).
+const plainUnpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint', copyBuffers: true });
 const EMPTY = Buffer.alloc(0);
 const ONE_ROW = Uint32Array.of(0);
 
@@ -23,7 +26,7 @@ function unpackrFor(dict: Buffer): Unpackr {
   let u = unpackrs.get(key);
   if (!u) {
     const structures = plainUnpackr.unpack(dict) as object[];
-    u = new Unpackr({ useRecords: true, structures, moreTypes: true, int64AsType: 'bigint' });
+    u = new Unpackr({ useRecords: true, structures, moreTypes: true, int64AsType: 'bigint', copyBuffers: true });
     if (unpackrs.size >= 256) unpackrs.delete(unpackrs.keys().next().value!);
     unpackrs.set(key, u);
   }

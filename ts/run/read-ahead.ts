@@ -17,9 +17,22 @@ const READ_BATCH_CHUNKS = 1024;
 const READ_BATCH_POINTS = 1 << 16;
 /** Points of a batch gathered straight into the run's typed output (no batch memory): fewer, larger calls. */
 const GATHER_BATCH_POINTS = 1 << 20;
+/**
+ * The scratch that items batches are read into: its first size, and the
+ * most it grows to (a larger batch gets memory of its own).
+ */
+const SCRATCH_BYTES = 1 << 20;
+const SCRATCH_MAX_BYTES = 64 << 20;
 
 export class ReadAhead {
   private batch: ReadBatch | null = null;
+  /**
+   * Memory the bytes of items batches are read into, reused batch after
+   * batch: new memory for every batch would cost a page fault per 4 KiB.
+   * A batch is decoded before the next one is read, and decoded values keep
+   * no view of it (payload.ts unpacks binary data as copies).
+   */
+  private scratch: Buffer | null = null;
 
   constructor(
     private readonly spec: EngineSpec,
@@ -54,12 +67,15 @@ export class ReadAhead {
       }
       const core = spec.view._core;
       const chunks = Uint32Array.from(list);
+      const scratch = gather ? null : (this.scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
       let rd;
       try {
-        rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes);
+        rd = this.plan.readMany(core.store, core.idBytes, chunks, gather?.kind, gather?.bytes, scratch ?? undefined);
       } catch (e) {
         throw fromNative(e, `${spec.label}: reading stored chunks`);
       }
+      const bytes = rd.starts[list.length]!;
+      if (scratch && !rd.inScratch && bytes > scratch.length && bytes <= SCRATCH_MAX_BYTES) this.scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX_BYTES, bytes + (bytes >> 2)));
       // The first typed chunks decide the output's dtype: later batches go straight into it.
       if (sink && !gather) {
         for (let k = 0; k < list.length; k++) {
@@ -70,7 +86,8 @@ export class ReadAhead {
         }
       }
       const items = sink?.items() ?? null;
-      this.batch = new ReadBatch(chunks, rd, (i) => G.chunkPoints(i), items && { out: items, rows: (geo) => G.outRows(geo) });
+      const data = rd.inScratch ? scratch!.subarray(0, bytes) : rd.data;
+      this.batch = new ReadBatch(chunks, rd, data, (i) => G.chunkPoints(i), items && { out: items, rows: (geo) => G.outRows(geo) });
       if (this.batch.corrupt.length) this.diag.corruptRecords.push(...this.batch.corrupt);
       this.batch.has(w.i);
       this.diag.timings.readMs += performance.now() - tr;

@@ -56,27 +56,38 @@ pub struct BindingChunkBatch {
     pub kinds: Buffer,
     /// Per chunk: present points.
     pub counts: Uint32Array,
-    /// Per requested point of every chunk not gathered, chunks in order: 1
-    /// when read (a gathered chunk has every point, and no bytes here).
+    /// Per requested point of every chunk with some points missing, chunks
+    /// in order: 1 when read (a chunk whose every requested point was read,
+    /// `counts` equal to its points, has no bytes here; nor has a gathered
+    /// one).
     pub present: Buffer,
     /// Per chunk (and one more): where its bytes start in `data`. A typed
     /// chunk's bytes are its count times its width from there; each typed
     /// chunk starts at a multiple of 8 (padding follows a typed chunk).
     pub starts: Uint32Array,
     /// Items chunks, in order: count+1 offsets each, relative to the
-    /// chunk's start in `data` (typed chunks have none).
+    /// chunk's start in `data` (typed chunks have none). Empty when the
+    /// batch has one dictionary or none: each chunk's bytes then decode as
+    /// one msgpack sequence.
     pub offsets: Uint32Array,
+    /// The chunks' bytes; empty when they are in the caller's scratch
+    /// (`inScratch`).
     pub data: Buffer,
+    /// True when the chunks' bytes were written to the start of the
+    /// `scratch` given to `readMany` (up to `starts`' last entry), not to
+    /// `data`.
+    pub in_scratch: bool,
     /// Dictionaries of the present items points, every chunk together.
     pub dicts: Vec<Buffer>,
     /// Per present point of items chunks, in order: its index in `dicts`.
+    /// Empty when `offsets` is.
     pub point_dicts: Uint16Array,
     /// Records that failed verification and were treated as missing.
     pub corrupt: Vec<String>,
 }
 
 #[derive(Default)]
-pub struct ChunkBatch {
+pub struct ChunkBatch<'s> {
     gathered: Vec<u8>,
     kinds: Vec<u8>,
     counts: Vec<u32>,
@@ -84,25 +95,68 @@ pub struct ChunkBatch {
     starts: Vec<u32>,
     offsets: Vec<u32>,
     data: Vec<u8>,
+    /// The caller's memory for the chunks' bytes while they fit there and
+    /// are all items (see `put`), with `in_scratch` bytes written.
+    scratch: Option<&'s mut [u8]>,
+    in_scratch: usize,
     dicts: Vec<Vec<u8>>,
     point_dicts: Vec<u16>,
     corrupt: Vec<String>,
 }
 
-impl ChunkBatch {
+impl<'s> ChunkBatch<'s> {
+    /// An empty batch whose chunks' bytes go to `scratch` while they fit
+    /// there (a run reuses one scratch for all its batches: fresh memory
+    /// for every batch costs a page fault per 4 KiB).
+    fn new(scratch: Option<&'s mut [u8]>) -> Self {
+        ChunkBatch { starts: vec![0], scratch, ..Default::default() }
+    }
+
+    /// Bytes of chunk data so far.
+    fn data_len(&self) -> usize {
+        if self.scratch.is_some() {
+            self.in_scratch
+        } else {
+            self.data.len()
+        }
+    }
+
+    /// Appends chunk bytes: to the scratch while they fit, else (from then
+    /// on) to `data`.
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(to) =
+            self.scratch.as_deref_mut().and_then(|s| s.get_mut(self.in_scratch..self.in_scratch + bytes.len()))
+        {
+            to.copy_from_slice(bytes);
+            self.in_scratch += bytes.len();
+            return;
+        }
+        self.leave_scratch(bytes.len());
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Moves the bytes in the scratch to `data` (with room for `more`);
+    /// later bytes go to `data` too.
+    fn leave_scratch(&mut self, more: usize) {
+        if let Some(s) = self.scratch.take() {
+            self.data.reserve(2 * self.in_scratch + more);
+            self.data.extend_from_slice(&s[..self.in_scratch]);
+        }
+    }
+
     /// A whole chunk copied into the gather output: counted, no data and
     /// no presence bytes.
     fn push_gathered(&mut self, kind: u8, points: usize) {
         self.gathered.push(1);
         self.kinds.push(kind);
         self.counts.push(points as u32);
-        self.starts.push(self.data.len() as u32);
+        self.starts.push(self.data_len() as u32);
     }
 
     /// A chunk whose every point is present, from its own complete dense
-    /// record (record order is request order): its data area in one copy.
+    /// record (record order is request order): its data area in one copy
+    /// (no presence bytes: every point is there).
     fn push_record(&mut self, v: &RecordView<'_>) {
-        self.present.resize(self.present.len() + v.n, 1);
         match v.dense_items() {
             None => self.append::<&[u8]>(v.kind, v.n, v.data(), &[], &[], &[]),
             Some(items) => self.append(KIND_ITEMS, v.n, items.data, &items.offsets, &items.dicts, &items.point_dicts),
@@ -110,7 +164,9 @@ impl ChunkBatch {
     }
 
     /// Appends one chunk's `count` present points (their presence bytes are
-    /// the caller's): `data`, aligned after a typed chunk, and for items
+    /// the caller's): `data`, aligned after a typed chunk (a typed chunk's
+    /// bytes never go to the scratch: JS views them in place, and may keep
+    /// the view as the chunk's outputs), and for items
     /// their `offsets` (count+1, relative to `data`), dictionaries and
     /// per-point dictionary indices, mapped to the batch's dictionaries.
     fn append<D: AsRef<[u8]>>(
@@ -125,11 +181,14 @@ impl ChunkBatch {
         self.gathered.push(0);
         self.kinds.push(kind);
         self.counts.push(count as u32);
-        self.data.extend_from_slice(data);
+        if kind != KIND_ITEMS {
+            self.leave_scratch(data.len());
+        }
+        self.put(data);
         if kind != KIND_ITEMS {
             self.align();
         }
-        self.starts.push(self.data.len() as u32);
+        self.starts.push(self.data_len() as u32);
         if kind == KIND_ITEMS && count > 0 {
             self.offsets.extend_from_slice(offsets);
             let map: Vec<u16> = dicts.iter().map(|x| self.dict_index(x.as_ref())).collect();
@@ -152,12 +211,12 @@ impl ChunkBatch {
     /// every typed chunk starts aligned and JS can view it without a copy
     /// (a chunk's bytes are its count times its width from its start).
     fn align(&mut self) {
-        let pad = (8 - self.data.len() % 8) % 8;
-        self.data.resize(self.data.len() + pad, 0);
+        let pad = (8 - self.data_len() % 8) % 8;
+        self.put(&[0; 8][..pad]);
     }
 
     fn check_size(&self) -> CoreResult<()> {
-        if u32::try_from(self.data.len()).is_err() {
+        if u32::try_from(self.data_len()).is_err() {
             return Err(invalid("a read batch over 4 GiB"));
         }
         Ok(())
@@ -165,7 +224,9 @@ impl ChunkBatch {
 
     fn push(&mut self, d: ChunkData) -> CoreResult<()> {
         let count = d.present.iter().filter(|&&p| p).count();
-        self.present.extend(d.present.iter().map(|&p| u8::from(p)));
+        if count < d.present.len() {
+            self.present.extend(d.present.iter().map(|&p| u8::from(p)));
+        }
         self.append(d.kind, count, &d.data, &d.offsets, &d.dicts, &d.point_dicts);
         self.check_size()?;
         self.corrupt.extend(d.corrupt.into_iter().map(|(c, r)| format!("{}: {r}", canonical::hex(&c))));
@@ -173,17 +234,21 @@ impl ChunkBatch {
     }
 }
 
-pub(crate) fn batch_to_js(b: ChunkBatch) -> Result<BindingChunkBatch> {
+pub(crate) fn batch_to_js(b: ChunkBatch<'_>) -> Result<BindingChunkBatch> {
+    // Offsets and per-point dictionaries matter only to tell dictionaries
+    // apart (the chunks' bytes are msgpack sequences).
+    let several = b.dicts.len() > 1;
     Ok(BindingChunkBatch {
         gathered: b.gathered.into(),
         kinds: b.kinds.into(),
         counts: b.counts.into(),
         present: b.present.into(),
         starts: b.starts.into(),
-        offsets: b.offsets.into(),
+        offsets: if several { b.offsets } else { Vec::new() }.into(),
         data: b.data.into(),
+        in_scratch: b.scratch.is_some(),
         dicts: b.dicts.into_iter().map(Into::into).collect(),
-        point_dicts: b.point_dicts.into(),
+        point_dicts: if several { b.point_dicts } else { Vec::new() }.into(),
         corrupt: b.corrupt,
     })
 }
@@ -211,17 +276,19 @@ impl BindingPlan {
 
     /// Reads chunks in one read transaction. With `gather`, whole chunks of
     /// the gather's dtype are copied straight into its output (at their rows
-    /// of the plan's flat output) instead of into the batch.
-    pub(crate) fn read_many_in(
+    /// of the plan's flat output) instead of into the batch. The chunks'
+    /// bytes go to `scratch` while they fit there and are all items.
+    pub(crate) fn read_many_in<'s>(
         &self,
         store: &BindingStore,
         cache_id: &[u8],
         chunks: &[u32],
         mut gather: Option<Gather<'_>>,
-    ) -> CoreResult<ChunkBatch> {
+        scratch: Option<&'s mut [u8]>,
+    ) -> CoreResult<ChunkBatch<'s>> {
         let chunks: Vec<usize> = chunks.iter().map(|&i| self.check(i)).collect::<CoreResult<_>>()?;
         let (store, cache) = (&store.inner, id16(cache_id, "cache id")?);
-        let mut b = ChunkBatch { starts: vec![0], ..Default::default() };
+        let mut b = ChunkBatch::new(scratch);
         let mut bins = Vec::new();
         let mut touched: Vec<ChunkKey> = Vec::new();
         store.read(|s, t| {
@@ -321,7 +388,7 @@ impl BindingPlan {
         g: &Gather<'_>,
         verified: bool,
         mut record: impl FnMut(&ChunkKey) -> CoreResult<Option<(RecordView<'t>, &'t [u8])>>,
-        b: &mut ChunkBatch,
+        b: &mut ChunkBatch<'_>,
         touched: &mut Vec<ChunkKey>,
     ) -> CoreResult<bool> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(GATHER_THREADS).min(chunks.len());
@@ -489,7 +556,12 @@ impl BindingPlan {
     /// `gatherOut` (the bytes of the plan's flat output, a typed array of
     /// that dtype), whole chunks of that dtype are copied straight to their
     /// place in it and marked in `gathered`, with no data in the batch.
+    /// With `scratch` (memory of the caller's that nothing else views),
+    /// the chunks' bytes are written there instead of to a new `data` when
+    /// they fit and are all items (`inScratch`); the caller may reuse it
+    /// once it has decoded them (decoded values keep no view of it).
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub fn read_many(
         &self,
         env: Env,
@@ -498,6 +570,7 @@ impl BindingPlan {
         chunks: Uint32Array,
         gather_kind: Option<u32>,
         mut gather_out: Option<Uint8Array>,
+        mut scratch: Option<Buffer>,
     ) -> Result<BindingChunkBatch> {
         batch_to_js(boundary(&env, || {
             let gather = match (gather_kind, gather_out.as_mut()) {
@@ -514,7 +587,8 @@ impl BindingPlan {
                 (None, None) => None,
                 _ => return Err(invalid("give gatherKind and gatherOut together")),
             };
-            self.read_many_in(store, &cache_id, &chunks, gather)
+            let scratch = scratch.as_mut().map(|s| s.as_mut());
+            self.read_many_in(store, &cache_id, &chunks, gather, scratch)
         })?)
     }
 }
