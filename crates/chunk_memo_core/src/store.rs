@@ -11,8 +11,8 @@
 //!   chunk of another chunking or a longer axis.
 //! * `atime`:   same key -> last access time (ms), written in batches.
 //! * `claims`:  same key -> work in flight on that chunk ([`crate::claims`]).
-//! * `inuse`:   cache id + owner id -> count of that process' in-use marks
-//!   ([`inuse`]), which eviction in every process respects.
+//! * `inuse`:   cache id + owner id -> in-use marks of versions before mark
+//!   files (`<root>/inuse/`, see [`inuse`]); still honoured and swept.
 //!
 //! Every write is one LMDB transaction: a crash leaves each record absent or
 //! complete. The map starts large and doubles on `MDB_MAP_FULL`.

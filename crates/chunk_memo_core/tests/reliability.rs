@@ -358,6 +358,22 @@ fn in_use_marks_are_seen_by_other_processes() {
     assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1)]);
     assert!(store.unmark_in_use(&cache_id(1), mine).unwrap());
     assert!(store.caches_in_use().unwrap().is_empty());
+    // Marks are files: ours is gone with its last unmark; the killed
+    // child's mark of 9 is left until the root is opened again.
+    let marks = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    let dir = root.path().join("inuse");
+    let left = marks(&dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&chunk_memo_core::canonical::hex(&cache_id(9))), "{left:?}");
+    drop(store);
+    let again = Store::open(root.path()).unwrap();
+    assert!(marks(&dir).is_empty(), "the dead owner's mark is swept when the root opens");
+    assert!(again.caches_in_use().unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------
