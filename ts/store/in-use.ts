@@ -3,8 +3,8 @@
  * operation) reads or writes its records, and eviction never touches the
  * records of a cache in use. Marks are kept in this process (cheap checks,
  * and the order of last uses within one millisecond for LRU eviction) and
- * in the store, where every process sharing the root sees them and the
- * kernel ends them when the marking process dies.
+ * at the root (a file under `<root>/inuse/`), where every process sharing
+ * the root sees them; they end when the marking process dies.
  */
 import { resolve as resolvePath } from 'node:path';
 import type { BindingStore } from '../binding/native.js';
@@ -43,7 +43,7 @@ export function beginUse(root: string, id: string): () => void {
 }
 
 /**
- * Marks a cache (or view) in use, here and in the store, until the returned
+ * Marks a cache (or view) in use, here and at its root, until the returned
  * function is called.
  */
 export function markInUse(cache: Markable): () => void {
