@@ -3,8 +3,9 @@
  * operation) reads or writes its records, and eviction never touches the
  * records of a cache in use. Marks are kept in this process (cheap checks,
  * and the order of last uses within one millisecond for LRU eviction) and
- * at the root (a file under `<root>/inuse/`), where every process sharing
- * the root sees them; they end when the marking process dies.
+ * at the root (a shared OS lock on the cache's file under `<root>/inuse/`),
+ * where every process sharing the root sees them; they end when the marking
+ * process dies.
  */
 import { resolve as resolvePath } from 'node:path';
 import type { BindingStore } from '../binding/native.js';

@@ -2,34 +2,33 @@
 //!
 //! A run marks its cache in use when it starts and unmarks it when it ends;
 //! eviction (`gc`) in any process skips the caches some live process marks.
-//! A mark is an empty file `<root>/inuse/<cache hex>.<owner hex>` (nested
-//! marks are counted in the owner's memory): making and removing one costs
-//! no sync of the store, which a transaction would (two per run). Nothing
-//! is lost with a mark file after a crash: an owner is this process' store
-//! handle ([`crate::owner`]), and its marks count only while its OS lock is
-//! held, so the marks of a process that died, however it died, are ignored
-//! at once and swept when a root is opened. Tokens tie each unmark to its
-//! mark, so an unmark given twice is a no-op and never ends another run's
-//! mark.
+//! A process marks a cache by holding a shared OS lock (flock semantics:
+//! `File::lock_shared`) on the file `<root>/inuse/<cache hex>`, kept open
+//! while it has marks of that cache (nested marks are counted in memory).
+//! Another process tells whether a cache is marked by trying to lock its
+//! file exclusively. Marking and unmarking write nothing (a store
+//! transaction would sync twice per run), and the kernel drops the locks of
+//! a process that dies, however it dies, so its marks end at once. Tokens
+//! tie each unmark to its mark, so an unmark given twice is a no-op and
+//! never ends another run's mark.
 //!
-//! Versions before mark files kept marks in the `inuse` database (cache id
-//! + owner id -> a u32 count): its entries are still honoured and swept.
+//! Versions before lock files kept marks in the `inuse` database (key: the
+//! cache id and the owner id; value: a u32 count, counted while the owner's
+//! lock is held, [`crate::owner`]): its entries are still honoured and
+//! swept.
 
 use super::{CacheId, Store};
 use crate::canonical::hex;
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::owner::OwnerId;
 use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 const DIR: &str = "inuse";
 
-fn mark_file(dir: &Path, cache: &CacheId, owner: &OwnerId) -> PathBuf {
-    dir.join(format!("{}.{}", hex(cache), hex(owner)))
-}
-
-/// 16 bytes from 32 lowercase or uppercase hex digits.
+/// 16 bytes from 32 hex digits.
 fn unhex16(s: &str) -> Option<[u8; 16]> {
     let b = s.as_bytes();
     if b.len() != 32 {
@@ -43,14 +42,25 @@ fn unhex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// The cache and owner a mark file names.
-fn parse_mark(name: &str) -> Option<(CacheId, OwnerId)> {
-    let (c, o) = name.split_once('.')?;
-    Some((unhex16(c)?, unhex16(o)?))
-}
-
 fn count_of(v: Option<&[u8]>) -> u32 {
     v.and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_le_bytes)
+}
+
+/// Whether another process holds a lock on the mark file `path`: an
+/// exclusive lock is refused while anyone holds a shared one. Another
+/// process checking at the same moment holds it exclusively for a moment
+/// too, so a refusal is tried again once before it counts.
+fn locked_by_others(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    for attempt in 0..2 {
+        match f.try_lock() {
+            Ok(()) => return false,
+            Err(TryLockError::WouldBlock) if attempt == 0 => std::thread::sleep(std::time::Duration::from_micros(200)),
+            // Locked, or locks unsupported here (then count it as in use).
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 /// This process' in-use marks at one root (shared by its threads).
@@ -58,8 +68,8 @@ fn count_of(v: Option<&[u8]>) -> u32 {
 pub(crate) struct Marks {
     /// Live marks: token -> cache.
     live: HashMap<u64, CacheId>,
-    /// Caches this owner has an entry for in the `inuse` table.
-    written: HashSet<CacheId>,
+    /// The mark files of the caches with live marks, open and share-locked.
+    files: HashMap<CacheId, File>,
 }
 
 impl Marks {
@@ -73,27 +83,36 @@ impl Store {
         self.path.join(DIR)
     }
 
+    /// The mark file of `cache`, opened (made when missing) and locked
+    /// shared (waiting while another process checks it).
+    fn lock_mark(&self, cache: &CacheId) -> std::io::Result<File> {
+        let dir = self.marks_dir();
+        let path = dir.join(hex(cache));
+        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)?;
+                open()?
+            }
+            r => r?,
+        };
+        f.lock_shared()?;
+        Ok(f)
+    }
+
     /// Marks `cache` in use by this process until [`Store::unmark_in_use`]
     /// with the returned token (or until the process ends). Marks nest; the
-    /// mark file is made only when this process had none for the cache.
+    /// mark file is locked only when this process had no mark of the cache.
     pub fn mark_in_use(&self, cache: &CacheId) -> Result<u64> {
         let mut m = self.marks.lock().unwrap();
-        if !m.written.contains(cache) {
-            let dir = self.marks_dir();
-            let made = std::fs::create_dir_all(&dir).and_then(|()| {
-                std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(mark_file(
-                    &dir,
-                    cache,
-                    self.owner.id(),
-                ))
-            });
-            if let Err(e) = made {
-                return Err(CoreError::new(
+        if !m.files.contains_key(cache) {
+            let f = self.lock_mark(cache).map_err(|e| {
+                CoreError::new(
                     ErrorCode::Storage,
-                    format!("cannot mark cache {} in use under {}: {e}", hex(cache), dir.display()),
-                ));
-            }
-            m.written.insert(*cache);
+                    format!("cannot mark cache {} in use under {}: {e}", hex(cache), self.marks_dir().display()),
+                )
+            })?;
+            m.files.insert(*cache, f);
         }
         let token = self.next_mark.fetch_add(1, Ordering::Relaxed) + 1;
         m.live.insert(token, *cache);
@@ -102,35 +121,24 @@ impl Store {
 
     /// Ends the mark `token` of `cache`; false (and nothing changed) when
     /// the token is unknown, already ended or belongs to another cache.
-    /// The last mark of a cache removes its table entry.
+    /// The last mark of a cache closes its mark file (which drops the lock).
     pub fn unmark_in_use(&self, cache: &CacheId, token: u64) -> Result<bool> {
         let mut m = self.marks.lock().unwrap();
         if m.live.get(&token) != Some(cache) {
             return Ok(false);
         }
         m.live.remove(&token);
-        if !m.has_live(cache) && m.written.contains(cache) {
-            let file = mark_file(&self.marks_dir(), cache, self.owner.id());
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(CoreError::new(
-                        ErrorCode::Storage,
-                        format!("cannot remove in-use mark {}: {e}", file.display()),
-                    ))
-                }
-            }
-            m.written.remove(cache);
+        if !m.has_live(cache) {
+            m.files.remove(cache);
         }
         Ok(true)
     }
 
-    /// The marks of other owners: mark files, and entries of the `inuse`
-    /// table (written by earlier versions).
-    fn others_marks(&self) -> Result<Vec<(CacheId, OwnerId)>> {
+    /// Caches that a live process (this one included) marks in use, sorted.
+    /// This process' own marks come from memory.
+    pub fn caches_in_use(&self) -> Result<Vec<CacheId>> {
         let me = *self.owner.id();
-        let mut out: Vec<(CacheId, OwnerId)> = self.read(|s, t| {
+        let entries: Vec<(CacheId, OwnerId)> = self.read(|s, t| {
             let mut out = Vec::new();
             for item in s.inuse.iter(t)? {
                 let (k, v) = item?;
@@ -140,41 +148,33 @@ impl Store {
                 let (Ok(c), Ok(o)) = (<CacheId>::try_from(&k[..16]), <OwnerId>::try_from(&k[16..])) else {
                     return Err(CoreError::corrupt("bad in-use key"));
                 };
-                out.push((c, o));
+                if o != me {
+                    out.push((c, o));
+                }
             }
             Ok(out)
         })?;
-        if let Ok(entries) = std::fs::read_dir(self.marks_dir()) {
-            out.extend(entries.flatten().filter_map(|e| parse_mark(e.file_name().to_str()?)));
-        }
-        out.retain(|(_, o)| *o != me);
-        Ok(out)
-    }
-
-    /// Caches that a live process (this one included) marks in use, sorted.
-    /// This process' own marks come from memory.
-    pub fn caches_in_use(&self) -> Result<Vec<CacheId>> {
-        let entries = self.others_marks()?;
         let mut live = self.owner.liveness();
         let mut caches: HashSet<CacheId> = entries.into_iter().filter(|(_, o)| live.alive(o)).map(|(c, _)| c).collect();
-        caches.extend(self.marks.lock().unwrap().live.values().copied());
+        let mine: HashSet<CacheId> = self.marks.lock().unwrap().live.values().copied().collect();
+        if let Ok(files) = std::fs::read_dir(self.marks_dir()) {
+            for e in files.flatten() {
+                let Some(cache) = e.file_name().to_str().and_then(unhex16) else { continue };
+                if !mine.contains(&cache) && !caches.contains(&cache) && locked_by_others(&e.path()) {
+                    caches.insert(cache);
+                }
+            }
+        }
+        caches.extend(mine);
         let mut out: Vec<CacheId> = caches.into_iter().collect();
         out.sort_unstable();
         Ok(out)
     }
 
-    /// Deletes the marks of owners that are not alive (when a root opens).
+    /// Deletes the table marks (of earlier versions) of owners that are not
+    /// alive (when a root opens). Mark files need no sweeping: a dead
+    /// process holds no lock.
     pub(crate) fn purge_dead_marks(&self) -> Result<()> {
-        let dir = self.marks_dir();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut live = self.owner.liveness();
-            for e in entries.flatten() {
-                let Some((_, owner)) = e.file_name().to_str().and_then(parse_mark) else { continue };
-                if !live.alive(&owner) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
         let keys: Vec<[u8; 32]> = self.read(|s, t| {
             let mut out = Vec::new();
             for item in s.inuse.iter(t)? {
@@ -230,10 +230,10 @@ mod tests {
 
     #[test]
     fn mark_file_names_round_trip() {
-        let (c, o): (CacheId, OwnerId) = ([0xab; 16], [0x01; 16]);
-        let name = mark_file(Path::new(""), &c, &o).to_str().unwrap().to_string();
-        assert_eq!(parse_mark(&name), Some((c, o)));
-        assert_eq!(parse_mark("x.y"), None);
-        assert_eq!(parse_mark(&format!("{}.{}", hex(&c), "zz")), None);
+        let c: CacheId = [0xab; 16];
+        assert_eq!(unhex16(&hex(&c)), Some(c));
+        assert_eq!(unhex16(&hex(&c).to_uppercase()), Some(c));
+        assert_eq!(unhex16("zz"), None);
+        assert_eq!(unhex16(&format!("{}.tmp", hex(&c))), None);
     }
 }
