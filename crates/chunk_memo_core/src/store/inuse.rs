@@ -19,7 +19,7 @@
 
 use super::{CacheId, Store};
 use crate::canonical::hex;
-use crate::error::{CoreError, ErrorCode, Result};
+use crate::error::{CoreError, Result};
 use crate::owner::OwnerId;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -103,16 +103,16 @@ impl Store {
     /// Marks `cache` in use by this process until [`Store::unmark_in_use`]
     /// with the returned token (or until the process ends). Marks nest; the
     /// mark file is locked only when this process had no mark of the cache.
+    /// Where the file cannot be made or locked (a read-only root, a file
+    /// system without locks), the mark is kept in this process only, as
+    /// the marks of an owner without a lock file are (other processes then
+    /// may evict what this one reads, which it recomputes, never loses).
     pub fn mark_in_use(&self, cache: &CacheId) -> Result<u64> {
         let mut m = self.marks.lock().unwrap();
         if !m.files.contains_key(cache) {
-            let f = self.lock_mark(cache).map_err(|e| {
-                CoreError::new(
-                    ErrorCode::Storage,
-                    format!("cannot mark cache {} in use under {}: {e}", hex(cache), self.marks_dir().display()),
-                )
-            })?;
-            m.files.insert(*cache, f);
+            if let Ok(f) = self.lock_mark(cache) {
+                m.files.insert(*cache, f);
+            }
         }
         let token = self.next_mark.fetch_add(1, Ordering::Relaxed) + 1;
         m.live.insert(token, *cache);
@@ -224,6 +224,22 @@ mod tests {
         assert!(store.caches_in_use().unwrap().is_empty());
         store.purge_dead_marks().unwrap();
         assert!(store.read(|s, t| Ok(s.inuse.iter(t)?.count())).unwrap() == 0);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Where mark files cannot be made, marks are kept in this process.
+    #[test]
+    fn marks_without_mark_files_stay_in_this_process() {
+        let root = std::env::temp_dir().join(format!("cm-inuse-nofile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root).unwrap();
+        std::fs::write(root.join(DIR), b"not a directory").unwrap();
+        let cache: CacheId = [6; 16];
+        let token = store.mark_in_use(&cache).unwrap();
+        assert_eq!(store.caches_in_use().unwrap(), vec![cache]);
+        assert!(store.unmark_in_use(&cache, token).unwrap());
+        assert!(store.caches_in_use().unwrap().is_empty());
         drop(store);
         let _ = std::fs::remove_dir_all(&root);
     }
