@@ -34,9 +34,13 @@ const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?
  * waiting for other processes are not counted, so a run keeps finding
  * unclaimed work): the run's bookkeeping stays small and short-lived
  * whatever the chunk count, so tiny chunks do not fill the heap with
- * objects that outlive a young-generation collection.
+ * objects that outlive a young-generation collection. It also bounds a
+ * claim of tiny chunks (the current batch and those claimed ahead share
+ * the open chunks), and each claim is a synced commit: 2,048 made a run of
+ * 200,000 one-point chunks claim 292 times instead of 585 (cold 6.9 -> 5.0
+ * µs per chunk), for ~10 MB more peak RSS in a 1e6-chunk runStreaming.
  */
-const MAX_OPEN_CHUNKS = 1024;
+const MAX_OPEN_CHUNKS = 2048;
 
 /** Finished chunks handed out together at most (and chunks opened while that many wait). */
 export const DONE_BATCH = 64;
