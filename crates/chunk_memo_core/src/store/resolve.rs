@@ -181,29 +181,15 @@ impl Store {
         verified: bool,
         f: impl FnOnce(&RecordView<'_>) -> R,
     ) -> Result<Option<R>> {
-        Ok(self
-            .read_whole_unverified_in(t, cache, chunk, |v, bytes| (verified || v.verify(bytes)).then(|| f(v)))?
-            .flatten())
+        Ok(self.whole_record_in(t, cache, chunk)?.and_then(|(v, bytes)| (verified || v.verify(bytes)).then(|| f(&v))))
     }
 
     /// [`Store::read_whole_in`] with the record's structure checked but not
-    /// its checksum: `f` gets the view and the record's bytes and must
-    /// verify them ([`RecordView::verify_taking_data`] verifies while the
-    /// data is copied out, one pass over the bytes).
-    pub fn read_whole_unverified_in<R>(
-        &self,
-        t: &RoTxn<'_, WithoutTls>,
-        cache: &CacheId,
-        chunk: &ChunkKey,
-        f: impl FnOnce(&RecordView<'_>, &[u8]) -> R,
-    ) -> Result<Option<R>> {
-        Ok(self.whole_record_in(t, cache, chunk)?.map(|(v, bytes)| f(&v, bytes)))
-    }
-
-    /// The record of `chunk` when it is complete and dense, parsed (its
-    /// structure checked, its checksum not: see
-    /// [`RecordView::verify_taking_data`]) with its bytes, both borrowed from
-    /// the transaction; `None` otherwise.
+    /// its checksum: the record of `chunk` when it is complete and dense,
+    /// parsed, with its bytes, both borrowed from the transaction; `None`
+    /// otherwise. The caller must verify them ([`RecordView::verify`], or
+    /// [`RecordView::verify_taking_data`] while it copies the data out: one
+    /// pass over the bytes).
     pub fn whole_record_in<'t>(
         &self,
         t: &'t RoTxn<'_, WithoutTls>,

@@ -283,7 +283,7 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: &[u8],
         chunks: &[u32],
-        mut gather: Option<Gather<'_>>,
+        gather: Option<Gather<'_>>,
         scratch: Option<&'s mut [u8]>,
     ) -> CoreResult<ChunkBatch<'s>> {
         let chunks: Vec<usize> = chunks.iter().map(|&i| self.check(i)).collect::<CoreResult<_>>()?;
@@ -310,22 +310,26 @@ impl BindingPlan {
                 let mut resolved_again = false;
                 let whole = self.whole_key(&self.state.lock().unwrap(), i, &mut bins);
                 if let Some(key) = whole {
-                    let read = s.read_whole_unverified_in(t, &cache, &key, |v, bytes| -> CoreResult<bool> {
-                        match gather.as_mut() {
-                            // SAFETY: one chunk at a time, on this thread.
+                    let read = match s.whole_record_in(t, &cache, &key)? {
+                        None => false,
+                        Some((v, bytes)) => match gather.as_ref() {
                             Some(g) if g.kind == v.kind => {
-                                if !unsafe { g.place(&self.plan, i, v, (!verified).then_some(bytes)) }? {
-                                    return Ok(false);
+                                // SAFETY: one chunk at a time, on this thread.
+                                let placed = unsafe { g.place(&self.plan, i, &v, (!verified).then_some(bytes)) }?;
+                                if placed {
+                                    b.push_gathered(v.kind, v.n);
                                 }
-                                b.push_gathered(v.kind, v.n);
+                                placed
                             }
-                            _ if !verified && !v.verify(bytes) => return Ok(false),
-                            _ => b.push_record(v),
-                        }
-                        Ok(true)
-                    })?;
-                    if read.transpose()? == Some(true) {
-                        b.check_size()?;
+                            _ if !verified && !v.verify(bytes) => false,
+                            _ => {
+                                b.push_record(&v);
+                                b.check_size()?;
+                                true
+                            }
+                        },
+                    };
+                    if read {
                         touched.push(key);
                         continue;
                     }
@@ -458,7 +462,6 @@ impl BindingPlan {
             b.push_gathered(v.kind, v.n);
             touched.push(*key);
         }
-        b.check_size()?;
         Ok(true)
     }
 }
