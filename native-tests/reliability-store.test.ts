@@ -162,14 +162,21 @@ test('in-use marks are seen by other processes and end with the process that mad
     child.on('exit', () => rej(new Error('the child ended early')));
   });
   t.deepEqual(store.cachesInUse(), [mine.toString('hex'), theirs.toString('hex')].sort());
+  // Asked of one cache: the same answers.
+  t.true(store.isCacheInUse(mine));
+  t.true(store.isCacheInUse(theirs));
+  t.false(store.isCacheInUse(Buffer.alloc(16, 3)), 'a mark that ended');
+  t.false(store.isCacheInUse(Buffer.alloc(16, 4)), 'a cache never marked');
   child.kill('SIGKILL');
   await new Promise((res) => child.on('exit', res));
   // The kernel dropped the child's owner lock: its mark no longer counts.
   t.deepEqual(store.cachesInUse(), [mine.toString('hex')]);
+  t.false(store.isCacheInUse(theirs));
   t.false(store.unmarkInUse(theirs, token), 'a token ends only its own mark');
   t.true(store.unmarkInUse(mine, token));
   t.false(store.unmarkInUse(mine, token), 'twice is a no-op');
   t.deepEqual(store.cachesInUse(), []);
+  t.false(store.isCacheInUse(mine));
 });
 
 test('a 4096 x 4096 chunk holding a few points is a record of a few hundred bytes; one more point adds a few bytes', async (t) => {

@@ -210,6 +210,11 @@ export declare class BindingStore {
    * included) marks in use, sorted.
    */
   cachesInUse(): Array<string>
+  /**
+   * Whether a live process (this one included) marks cache `id` in use:
+   * `cachesInUse` asked of one cache (it looks at that cache's mark only).
+   */
+  isCacheInUse(id: Buffer): boolean
   /** Size of the environment's data file in bytes. */
   diskBytes(): number
   /**

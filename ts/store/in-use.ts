@@ -72,7 +72,7 @@ export function markInUse(cache: Markable): () => void {
 export function isInUseAnywhere(store: BindingStore, root: string, id: string): boolean {
   if (isInUse(root, id)) return true;
   try {
-    return store.cachesInUse().includes(id);
+    return store.isCacheInUse(Buffer.from(id, 'hex'));
   } catch {
     return false;
   }

@@ -340,6 +340,9 @@ fn in_use_marks_are_seen_by_other_processes() {
     wait_for("@ready");
     // The child's nested marks of cache 7 count; its ended mark of 8 not.
     assert_eq!(store.caches_in_use().unwrap(), vec![cache_id(1), cache_id(7)]);
+    // Asked of one cache: the same answers.
+    assert!(store.is_in_use(&cache_id(7)).unwrap() && store.is_in_use(&cache_id(1)).unwrap());
+    assert!(!store.is_in_use(&cache_id(8)).unwrap() && !store.is_in_use(&cache_id(9)).unwrap());
     let mut say = |cmd: &str| {
         writeln!(stdin, "{cmd}").unwrap();
         stdin.flush().unwrap();

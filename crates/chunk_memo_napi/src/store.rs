@@ -271,6 +271,13 @@ impl BindingStore {
         boundary(&env, || Ok(self.inner.caches_in_use()?.iter().map(|c| chunk_memo_core::canonical::hex(c)).collect()))
     }
 
+    /// Whether a live process (this one included) marks cache `id` in use:
+    /// `cachesInUse` asked of one cache (it looks at that cache's mark only).
+    #[napi]
+    pub fn is_cache_in_use(&self, env: Env, id: Buffer) -> Result<bool> {
+        boundary(&env, || self.inner.is_in_use(&id16(&id, "id")?))
+    }
+
     /// Size of the environment's data file in bytes.
     #[napi]
     pub fn disk_bytes(&self, env: Env) -> Result<f64> {

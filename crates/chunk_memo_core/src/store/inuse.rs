@@ -137,25 +137,7 @@ impl Store {
     /// Caches that a live process (this one included) marks in use, sorted.
     /// This process' own marks come from memory.
     pub fn caches_in_use(&self) -> Result<Vec<CacheId>> {
-        let me = *self.owner.id();
-        let entries: Vec<(CacheId, OwnerId)> = self.read(|s, t| {
-            let mut out = Vec::new();
-            for item in s.inuse.iter(t)? {
-                let (k, v) = item?;
-                if count_of(Some(v)) == 0 {
-                    continue;
-                }
-                let (Ok(c), Ok(o)) = (<CacheId>::try_from(&k[..16]), <OwnerId>::try_from(&k[16..])) else {
-                    return Err(CoreError::corrupt("bad in-use key"));
-                };
-                if o != me {
-                    out.push((c, o));
-                }
-            }
-            Ok(out)
-        })?;
-        let mut live = self.owner.liveness();
-        let mut caches: HashSet<CacheId> = entries.into_iter().filter(|(_, o)| live.alive(o)).map(|(c, _)| c).collect();
+        let mut caches = self.table_marks(None)?;
         let mine: HashSet<CacheId> = self.marks.lock().unwrap().live.values().copied().collect();
         if let Ok(files) = std::fs::read_dir(self.marks_dir()) {
             for e in files.flatten() {
@@ -169,6 +151,43 @@ impl Store {
         let mut out: Vec<CacheId> = caches.into_iter().collect();
         out.sort_unstable();
         Ok(out)
+    }
+
+    /// Whether a live process (this one included) marks `cache` in use:
+    /// [`Store::caches_in_use`] asked of one cache (its mark file alone).
+    pub fn is_in_use(&self, cache: &CacheId) -> Result<bool> {
+        if self.marks.lock().unwrap().has_live(cache) || locked_by_others(&self.marks_dir().join(hex(cache))) {
+            return Ok(true);
+        }
+        Ok(!self.table_marks(Some(cache))?.is_empty())
+    }
+
+    /// Caches of table marks (of earlier versions) made by other owners
+    /// that are alive: of `cache` only, or of every cache.
+    fn table_marks(&self, cache: Option<&CacheId>) -> Result<HashSet<CacheId>> {
+        let me = *self.owner.id();
+        let entries: Vec<(CacheId, OwnerId)> = self.read(|s, t| {
+            let mut out = Vec::new();
+            let mut take = |(k, v): (&[u8], &[u8])| -> Result<()> {
+                if count_of(Some(v)) == 0 {
+                    return Ok(());
+                }
+                let (Ok(c), Ok(o)) = (<CacheId>::try_from(&k[..16]), <OwnerId>::try_from(&k[16..])) else {
+                    return Err(CoreError::corrupt("bad in-use key"));
+                };
+                if o != me {
+                    out.push((c, o));
+                }
+                Ok(())
+            };
+            match cache {
+                Some(c) => s.inuse.prefix_iter(t, c)?.try_for_each(|item| take(item?))?,
+                None => s.inuse.iter(t)?.try_for_each(|item| take(item?))?,
+            }
+            Ok(out)
+        })?;
+        let mut live = self.owner.liveness();
+        Ok(entries.into_iter().filter(|(_, o)| live.alive(o)).map(|(c, _)| c).collect())
     }
 
     /// Deletes the table marks (of earlier versions) of owners that are not
@@ -220,8 +239,10 @@ mod tests {
         k[16..].copy_from_slice(other.id());
         store.write(|s, t| Ok(s.inuse.put(t, &k, &1u32.to_le_bytes())?)).unwrap();
         assert_eq!(store.caches_in_use().unwrap(), vec![cache]);
+        assert!(store.is_in_use(&cache).unwrap() && !store.is_in_use(&[7; 16]).unwrap());
         drop(other);
         assert!(store.caches_in_use().unwrap().is_empty());
+        assert!(!store.is_in_use(&cache).unwrap());
         store.purge_dead_marks().unwrap();
         assert!(store.read(|s, t| Ok(s.inuse.iter(t)?.count())).unwrap() == 0);
         drop(store);
