@@ -5,7 +5,6 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
-use chunk_memo_core::planner::Plan;
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
 use chunk_memo_core::store::{ChunkData, ChunkKey, ReadMemo, Store};
 use napi::bindgen_prelude::*;
@@ -314,8 +313,12 @@ impl BindingPlan {
                         None => false,
                         Some((v, bytes)) => match gather.as_ref() {
                             Some(g) if g.kind == v.kind => {
+                                let rows = [self.plan.out_rows(i)];
                                 // SAFETY: one chunk at a time, on this thread.
-                                let placed = unsafe { g.place(&self.plan, i, &v, (!verified).then_some(bytes)) }?;
+                                unsafe { g.map_rows(&rows) };
+                                let [(starts, len)] = &rows;
+                                // SAFETY: as above.
+                                let placed = unsafe { g.place(starts, *len, &v, (!verified).then_some(bytes)) }?;
                                 if placed {
                                     b.push_gathered(v.kind, v.n);
                                 }
@@ -426,17 +429,22 @@ impl BindingPlan {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let work = || -> CoreResult<bool> {
+            let mut rows = Vec::new();
             loop {
                 let from = next.fetch_add(step, Relaxed);
                 let Some(part) = jobs.get(from..(from + step).min(jobs.len())) else { return Ok(true) };
-                for (i, v, r, _) in part {
+                rows.clear();
+                rows.extend(part.iter().map(|(i, ..)| self.plan.out_rows(*i)));
+                // SAFETY: the rows of the chunks taken here are theirs alone.
+                unsafe { g.map_rows(&rows) };
+                for ((_, v, r, _), (starts, len)) in part.iter().zip(&rows) {
                     if failed.load(Relaxed) {
                         return Ok(false);
                     }
                     // SAFETY: each chunk's rows are its own points' places
                     // in the output, so threads placing different chunks
                     // write disjoint bytes (each chunk is taken once).
-                    if !unsafe { g.place(&self.plan, *i, v, (!verified).then_some(*r)) }? {
+                    if !unsafe { g.place(starts, *len, v, (!verified).then_some(*r)) }? {
                         failed.store(true, Relaxed);
                         return Ok(false);
                     }
@@ -485,16 +493,49 @@ impl<'a> Gather<'a> {
         Gather { kind, width, out: out.as_mut_ptr(), len: out.len(), _out: std::marker::PhantomData }
     }
 
-    /// Copies chunk `i`'s outputs (`v`'s data, request order) to its rows.
-    /// With `verify` (the record's bytes), the record's checksum is checked
-    /// as the data is copied, stretch by stretch; false when it does not
-    /// match (the rows then hold bytes the caller must overwrite).
+    /// Maps (populates) the output's pages under `rows` (chunks' rows, as
+    /// `Plan::out_rows` gives them) before they are filled: a fresh output
+    /// would take a page fault per 4 KiB. Rows that lie end to end, within
+    /// a chunk or across chunks, are mapped in one call per stretch; shorter
+    /// stretches than PREFAULT_ROWS_BYTES are left to fault in.
+    ///
+    /// # Safety
+    /// The rows must be ones the caller alone fills (see `place`).
+    unsafe fn map_rows(&self, rows: &[(Vec<u64>, usize)]) {
+        let width = self.width;
+        let mut spans: Vec<(usize, usize)> = rows
+            .iter()
+            .flat_map(|(starts, len)| starts.iter().map(move |&s| (s as usize * width, (s as usize + len) * width)))
+            .filter(|&(_, end)| end <= self.len)
+            .collect();
+        spans.sort_unstable();
+        let mut k = 0;
+        while k < spans.len() {
+            let (from, mut to) = spans[k];
+            k += 1;
+            while k < spans.len() && spans[k].0 == to {
+                to = spans[k].1;
+                k += 1;
+            }
+            // SAFETY: [from, to) lies in the output (rows past its end were
+            // left out above); populating never changes contents.
+            chunk_memo_core::memory::prefault_over(
+                unsafe { std::slice::from_raw_parts_mut(self.out.add(from), to - from) },
+                PREFAULT_ROWS_BYTES,
+            );
+        }
+    }
+
+    /// Copies a chunk's outputs (`v`'s data, request order) to its rows
+    /// (`starts`, each `len` points: `Plan::out_rows`). With `verify` (the
+    /// record's bytes), the record's checksum is checked as the data is
+    /// copied, stretch by stretch; false when it does not match (the rows
+    /// then hold bytes the caller must overwrite).
     ///
     /// # Safety
     /// Calls running at the same time must place different chunks (whose
     /// rows are disjoint).
-    unsafe fn place(&self, plan: &Plan, i: usize, v: &RecordView<'_>, verify: Option<&[u8]>) -> CoreResult<bool> {
-        let (starts, len) = plan.out_rows(i);
+    unsafe fn place(&self, starts: &[u64], len: usize, v: &RecordView<'_>, verify: Option<&[u8]>) -> CoreResult<bool> {
         let row = len * self.width;
         let data = v.data();
         if data.len() != starts.len() * row {
@@ -504,23 +545,6 @@ impl<'a> Gather<'a> {
             return Err(invalid("the gather output is smaller than the plan's output"));
         }
         let (out, width) = (self.out, self.width);
-        // Each stretch of consecutive rows is mapped in one call before it
-        // is filled (a fresh output would take a page fault per 4 KiB).
-        let mut k = 0;
-        while k < starts.len() {
-            let mut end = k + 1;
-            while end < starts.len() && starts[end] == starts[end - 1] + len as u64 {
-                end += 1;
-            }
-            let at = starts[k] as usize * width;
-            // SAFETY: these rows lie in the output (checked above) and are
-            // this chunk's alone; populating never changes contents.
-            chunk_memo_core::memory::prefault_over(
-                unsafe { std::slice::from_raw_parts_mut(out.add(at), (end - k) * row) },
-                PREFAULT_ROWS_BYTES,
-            );
-            k = end;
-        }
         // Bytes `bytes` at `off` of the data go to their rows (a stretch may
         // span several rows, or part of one).
         let copy = |mut off: usize, mut bytes: &[u8]| {
