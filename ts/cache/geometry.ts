@@ -119,6 +119,27 @@ export class PlanGeometry {
   }
 
   /**
+   * Where chunk `i`'s requested points start in the flat output when they
+   * lie together there, in request order (the chunk covers every selected
+   * value of the axes inside the innermost one it covers in part, and one
+   * value of each axis outside it); -1 otherwise. Builds no geometry.
+   */
+  contiguousStart(i: number): number {
+    let start = 0;
+    let partial = false;
+    for (let a = this.axes.length - 1; a >= 0; a--) {
+      const ax = this.axes[a]!;
+      const b = i % ax.count;
+      i = Math.floor(i / ax.count);
+      const cnt = ax.selCount(b);
+      if (partial && cnt !== 1) return -1;
+      if (cnt !== this.shape[a]) partial = true;
+      start += ax.selPos(b) * this.outStride[a]!;
+    }
+    return start;
+  }
+
+  /**
    * Where a chunk's rows go in the flat output: a chunk's points in request
    * order are rows of `len` points (its last axis), and each row is
    * contiguous in the output, starting at `starts[r]`.

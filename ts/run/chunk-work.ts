@@ -6,7 +6,7 @@
  * the write that stores it.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import type { ChunkGeo } from '../cache/geometry.js';
+import type { ChunkGeo, PlanGeometry } from '../cache/geometry.js';
 import { isAllOf } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
@@ -229,9 +229,10 @@ export class ReadBatch {
     private readonly rd: ChunkBatch,
     /** The chunks' bytes (`rd.data`, or the scratch they were read into). */
     private readonly data: Buffer,
-    points: (i: number) => number,
-    /** The run's flat output while it is a plain array, and a chunk's rows in it: complete items chunks are decoded straight there. */
-    private readonly into: { out: unknown[]; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
+    /** The plan's geometry: chunks' sizes, and their places in the run's output. */
+    private readonly G: PlanGeometry,
+    /** The run's flat output while it is a plain array: complete items chunks are decoded straight there. */
+    private readonly into: unknown[] | null = null,
   ) {
     const n = chunks.length;
     this.corrupt = rd.corrupt;
@@ -239,7 +240,7 @@ export class ReadBatch {
     this.valAt = new Uint32Array(n + 1);
     let kind = -1;
     for (let k = 0; k < n; k++) {
-      const p = points(chunks[k]!);
+      const p = G.chunkPoints(chunks[k]!);
       this.presentAt[k + 1] = this.presentAt[k]! + (rd.gathered[k] || rd.counts[k] === p ? 0 : p);
       this.valAt[k + 1] = this.valAt[k]! + rd.counts[k]!;
       if (rd.counts[k]! > 0) kind = kind === -1 || kind === rd.kinds[k] ? rd.kinds[k]! : -2;
@@ -266,6 +267,49 @@ export class ReadBatch {
     }
   }
 
+  /**
+   * Whether the next chunk (after `has(i)`), all of whose `points` are
+   * stored, went or goes now straight into the run's output, with no
+   * ChunkWork: the read gathered it there, or it is items decoded into the
+   * output at its place. False (a record found damaged, a chunk of another
+   * dtype than the output, items with no output to go to) leaves the chunk
+   * to `applyTo`.
+   */
+  placeWhole(i: number, points: number): boolean {
+    const k = this.next;
+    const { rd, into } = this;
+    if (rd.counts[k]! !== points) return false;
+    if (rd.gathered[k]) {
+      this.next++;
+      return true;
+    }
+    if (into === null || rd.kinds[k] !== KIND_ITEMS) return false;
+    if (this.vals) {
+      // Decoded with the whole batch: copied over when the chunk's points lie together in the output.
+      const at = this.G.contiguousStart(i);
+      if (at < 0) return false;
+      const from = this.valAt[k]!;
+      const vals = this.vals as unknown[];
+      for (let j = 0; j < points; j++) into[at + j] = vals[from + j];
+      this.next++;
+      return true;
+    }
+    this.decodeInto(k, into, this.G.chunk(i), points);
+    this.next++;
+    return true;
+  }
+
+  /** Decodes items chunk k (complete, decoded one by one) straight into `out` at `geo`'s rows. */
+  private decodeInto(k: number, out: unknown[], geo: ChunkGeo, count: number): void {
+    const { rd } = this;
+    const data = this.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
+    const at = this.itemsAt + this.itemsChunks;
+    const pd = this.itemsAt;
+    this.itemsAt += count;
+    this.itemsChunks++;
+    decodeItemsInto(out, this.G.outRows(geo), data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
+  }
+
   /** Gives the next chunk's stored points to `w` (after `has(w.i)`); returns their number. */
   applyTo(w: ChunkWork): number {
     const k = this.next++;
@@ -283,6 +327,10 @@ export class ReadBatch {
     else if (this.vals) {
       const a = this.valAt[k]!;
       vals = (this.vals as unknown[]).slice(a, a + count);
+    } else if (this.into && count === w.geo.points) {
+      this.decodeInto(k, this.into, w.geo, count);
+      w.applyGathered(KIND_ITEMS);
+      return count;
     } else {
       // This chunk's offsets and dictionaries in the batch's flat arrays.
       const data = this.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
@@ -290,14 +338,7 @@ export class ReadBatch {
       const pd = this.itemsAt;
       this.itemsAt += count;
       this.itemsChunks++;
-      const pointDicts = rd.pointDicts.subarray(pd, pd + count);
-      const offsets = rd.offsets.subarray(at, at + count + 1);
-      if (this.into && count === w.geo.points) {
-        decodeItemsInto(this.into.out, this.into.rows(w.geo), data, count, rd.dicts, pointDicts, offsets);
-        w.applyGathered(KIND_ITEMS);
-        return count;
-      }
-      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, pointDicts, offsets);
+      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
     }
     w.applyRead(rd.kinds[k]!, present, count, vals);
     return count;

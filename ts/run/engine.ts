@@ -105,7 +105,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
   for (;;) {
     // Hand out finished chunks first: a consumer that stops early stops the
     // run. Chunks done synchronously go out DONE_BATCH at a time.
-    if (s.done.length && (spec.durable || s.done.length >= DONE_BATCH)) {
+    if (s.finished && (spec.durable || s.finished >= DONE_BATCH)) {
       yield* handOut(spec, s);
       continue;
     }
@@ -117,7 +117,7 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
       if (pauseDue()) await pause();
       continue;
     }
-    if (s.done.length) {
+    if (s.finished) {
       yield* handOut(spec, s);
       continue;
     }
@@ -141,7 +141,8 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
 
 /** Yields the finished chunks as one batch (committed first when the consumer needs them durable). */
 function* handOut(spec: EngineSpec, s: RunSession): Generator<ChunkDone[]> {
-  const batch = s.done.splice(0, s.done.length);
+  const batch = s.takeDone();
+  if (batch.length === 0) return;
   if (spec.durable && batch.some((d) => d.executedPoints > 0)) s.batcher.flush();
   yield batch;
 }

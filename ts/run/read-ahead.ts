@@ -52,7 +52,21 @@ export class ReadAhead {
    * turned out damaged (reported in the diagnostics).
    */
   applyTo(w: ChunkWork): number {
-    if (!this.batch?.has(w.i)) {
+    return this.batchOf(w.i).applyTo(w);
+  }
+
+  /**
+   * Whether chunk `i`, all of whose `points` are stored, went straight into
+   * the run's output as it was read (see `ReadBatch.placeWhole`); false
+   * leaves it to `applyTo`.
+   */
+  placeWhole(i: number, points: number): boolean {
+    return this.batchOf(i).placeWhole(i, points);
+  }
+
+  /** The batch whose next chunk is `i`, read now when the current one does not hold it. */
+  private batchOf(i: number): ReadBatch {
+    if (!this.batch?.has(i)) {
       const tr = performance.now();
       const { G, resolved, spec } = this;
       const list: number[] = [];
@@ -60,7 +74,7 @@ export class ReadAhead {
       const sink = spec.sink;
       const gather = sink?.typed() ?? null;
       const most = gather ? GATHER_BATCH_POINTS : READ_BATCH_POINTS;
-      for (let j = w.i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < most); j++) {
+      for (let j = i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < most); j++) {
         if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
         list.push(j);
         pts += G.chunkPoints(j);
@@ -87,11 +101,11 @@ export class ReadAhead {
       }
       const items = sink?.items() ?? null;
       const data = rd.inScratch ? scratch!.subarray(0, bytes) : rd.data;
-      this.batch = new ReadBatch(chunks, rd, data, (i) => G.chunkPoints(i), items && { out: items, rows: (geo) => G.outRows(geo) });
+      this.batch = new ReadBatch(chunks, rd, data, G, items);
       if (this.batch.corrupt.length) this.diag.corruptRecords.push(...this.batch.corrupt);
-      this.batch.has(w.i);
+      this.batch.has(i);
       this.diag.timings.readMs += performance.now() - tr;
     }
-    return this.batch!.applyTo(w);
+    return this.batch!;
   }
 }

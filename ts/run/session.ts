@@ -64,6 +64,8 @@ export class RunSession {
   private readonly reads: ReadAhead;
   private readonly capacity: number;
   private nextChunk = 0;
+  /** Chunks finished with nothing to hand out since the last hand-out (see `finished`). */
+  private quietDone = 0;
   private jobIndex = 0;
   private buffered = 0;
   private inflightPoints = 0;
@@ -170,7 +172,7 @@ export class RunSession {
   private openChunks(): ClaimWant {
     const want = this.claimWant();
     const c = this.feed.candidates;
-    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.done.length < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
+    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.finished < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
       this.openChunk(this.nextChunk++);
     }
     return want;
@@ -182,6 +184,7 @@ export class RunSession {
     const core = view._core;
     const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
+    if (!need && this.storedWhole(i)) return;
     const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs, this.into);
     let avail = this.resolved.available[i]!;
     let missing: Uint32Array[][];
@@ -218,6 +221,40 @@ export class RunSession {
     if (w.pending === 0) return this.emit(w);
     this.open.set(i, w);
     this.largestChunk = Math.max(this.largestChunk, w.geo.points);
+  }
+
+  /**
+   * Finishes chunk `i` at once when all its points are stored and its
+   * outputs are not needed, or went straight into the run's output as they
+   * were read (see `ReadAhead.placeWhole`): no ChunkWork and no ChunkDone,
+   * so a warm run builds no objects per chunk. False leaves the chunk to
+   * `openChunk`.
+   */
+  private storedWhole(i: number): boolean {
+    const points = this.G.chunkPoints(i);
+    if (points === 0 || this.resolved.available[i] !== points) return false;
+    if (this.spec.needOutputs && (!this.spec.sink || !this.reads.placeWhole(i, points))) return false;
+    const { diag } = this;
+    diag.cachedPoints += points;
+    diag.cachedChunks++;
+    if (this.spec.needOutputs && points > diag.maxBufferedPoints) diag.maxBufferedPoints = points;
+    this.progress.chunk(i, points, 0);
+    this.quietDone++;
+    return true;
+  }
+
+  /**
+   * Chunks finished since the last hand-out: those in `done`, and those
+   * finished with nothing to hand out (`storedWhole`).
+   */
+  get finished(): number {
+    return this.done.length + this.quietDone;
+  }
+
+  /** The finished chunks to hand out (see `finished`); empties `done`. */
+  takeDone(): ChunkDone[] {
+    this.quietDone = 0;
+    return this.done.splice(0, this.done.length);
   }
 
   /** Queues the granted work of a claimed batch. */
