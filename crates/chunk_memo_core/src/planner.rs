@@ -194,9 +194,12 @@ impl Grid {
                     }));
                 }
             }
-            // Bins of one value are hashed when a key needs them: a million
-            // of them would otherwise hold 32 MB of digests.
-            let digests = if a.chunk == 1 {
+            // Bins of one value on a long axis are hashed when a key needs
+            // them: a million of them would otherwise hold 32 MB of digests.
+            // Up to ONE_VALUE_BINS_KEPT of them are kept (a 1,000 x 1,000
+            // grid of one-point chunks then hashes once per key, not three
+            // times).
+            let digests = if a.chunk == 1 && a.hashes.len() > ONE_VALUE_BINS_KEPT {
                 Vec::new()
             } else {
                 a.hashes.chunks(a.chunk).map(|bin| bin_digest(&a.name, bin)).collect()
@@ -345,6 +348,10 @@ impl Grid {
         Ok(Plan { axes, shape, n_chunks })
     }
 }
+
+/// One-value bins of an axis whose digests a grid keeps at most (512 KB,
+/// hashed in ~2 ms when the grid is made).
+const ONE_VALUE_BINS_KEPT: usize = 1 << 14;
 
 fn bin_digest(name: &str, hashes: &[u64]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();

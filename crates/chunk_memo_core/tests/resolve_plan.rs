@@ -4,25 +4,40 @@
 
 mod common;
 
-use chunk_memo_core::store::Found;
+use chunk_memo_core::store::{ChunkKey, Found};
 use common::*;
 
 /// Available points per chunk from `resolve_plan` (0 for chunks it skips).
 fn plan_available(store: &Store, c: &CacheId, g: &Grid, plan: &Plan) -> Vec<u32> {
+    plan_available_on(1, true, store, c, g, plan).0
+}
+
+/// `resolve_plan` on `threads` threads: available points per chunk, and
+/// the damaged records it reported.
+fn plan_available_on(
+    threads: usize,
+    verify: bool,
+    store: &Store,
+    c: &CacheId,
+    g: &Grid,
+    plan: &Plan,
+) -> (Vec<u32>, Vec<ChunkKey>) {
     let mut out = vec![0u32; plan.n_chunks];
+    let mut corrupt = Vec::new();
     let mut catalog = Catalog::default();
     store
-        .resolve_plan(c, g, plan, &mut catalog, true, |i, found| {
+        .resolve_plan_on(threads, c, g, plan, &mut catalog, verify, |i, found| {
             out[i] = match found {
                 Found::Whole { requested, .. } => requested,
                 Found::Other(r) => {
                     assert!(r.available > 0 || !r.corrupt.is_empty(), "chunk {i} reported with nothing");
+                    corrupt.extend(r.corrupt.iter().map(|(k, _)| *k));
                     r.available
                 }
             };
         })
         .unwrap();
-    out
+    (out, corrupt)
 }
 
 fn check(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>], what: &str) {
@@ -79,4 +94,50 @@ fn many_records_and_no_axes() {
     check(&store, &c0, &g0, &[], "no axes, nothing stored");
     fill(&store, &c0, &g0, &[], KIND_ITEMS, 1);
     check(&store, &c0, &g0, &[], "no axes, stored");
+}
+
+#[test]
+fn a_large_plan_looked_at_on_several_threads_agrees_with_one_by_one() {
+    let root = TempRoot::new("rp-threads");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    // 72,000 chunks of two points: more than one block of the threaded path.
+    let g = grid(vec![axis("x", 0..600, 1), axis("y", 0..240, 2)]);
+    let plan = g.plan(&all(&g)).unwrap();
+    let res = resolve(&store, &c, &g, &plan);
+    // Most chunks whole, every 7th missing, every 11th with one point.
+    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 7 != 3 && (i % 11 != 5 || r == 0));
+    // Records of another cache in the same tables.
+    fill(&store, &cache_id(2), &g, &[Some((0..600).step_by(5).collect()), None], KIND_ITEMS, 1);
+    // Damaged records here and there.
+    let res = resolve(&store, &c, &g, &plan);
+    let mut damaged = Vec::new();
+    for i in [0usize, 40_002, 71_997] {
+        let key = res[i].key;
+        let mut bytes = store.get_record(&c, &key).unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        store.put_raw_record_for_tests(&c, &key, &bytes).unwrap();
+        damaged.push(key);
+    }
+    let want: Vec<u32> = resolve(&store, &c, &g, &plan).iter().map(|r| r.available).collect();
+    assert!(want.iter().filter(|&&a| a == 2).count() > 50_000, "most chunks whole");
+    for threads in [1, 2, 3] {
+        let (got, corrupt) = plan_available_on(threads, true, &store, &c, &g, &plan);
+        assert_eq!(got, want, "{threads} threads");
+        assert_eq!(corrupt, damaged, "{threads} threads report the damaged records");
+        // Unverified: damaged records look whole (their reads verify them).
+        let (unverified, _) = plan_available_on(threads, false, &store, &c, &g, &plan);
+        for (i, (&u, &w)) in unverified.iter().zip(&want).enumerate() {
+            assert!(u == w || damaged.contains(&res[i].key), "{threads} threads unverified, chunk {i}");
+        }
+    }
+    // A subset of every other x: the walk over the records skips those in between.
+    let sub = [Some((0..600).step_by(2).collect()), Some((0..240).step_by(2).collect())];
+    let plan = g.plan(&sub).unwrap();
+    let want: Vec<u32> = resolve(&store, &c, &g, &plan).iter().map(|r| r.available).collect();
+    assert!(plan.n_chunks >= 1 << 15, "the subset is large enough for threads");
+    for threads in [2, 3] {
+        assert_eq!(plan_available_on(threads, true, &store, &c, &g, &plan).0, want, "subset, {threads} threads");
+    }
 }

@@ -88,6 +88,30 @@ pub enum Found {
     Other(Resolution),
 }
 
+/// Plans of at least this many chunks, every one of which must be looked
+/// at, are looked at on several threads (a million one-point chunks: a key
+/// hash and a B-tree lookup each).
+const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 15;
+
+/// Chunks looked at together on those threads (what they found is kept
+/// per chunk until it is handed on: 512 KB).
+const RESOLVE_BLOCK: usize = 1 << 16;
+
+/// Threads that look at one plan at most (the calling thread included).
+const RESOLVE_THREADS: usize = 4;
+
+/// Records stepped over, walking them in key order, before the walk seeks
+/// the next wanted key afresh (about what a lookup from the root costs).
+const SEEK_AFTER_STEPS: usize = 16;
+
+/// What [`Store::own_whole_parallel`] found for a part of a block.
+struct Looked {
+    /// Per chunk, from [`Store::own_whole`].
+    whole: Vec<Option<(u32, u8)>>,
+    /// The snapshot it was found in.
+    snapshot: Option<u64>,
+}
+
 impl Store {
     /// Resolves chunks `range` of `plan` for `cache`.
     pub fn resolve(
@@ -108,16 +132,18 @@ impl Store {
     }
 
     /// Resolves every chunk of `plan` and calls `f` with each chunk that
-    /// holds stored points or has something to report; every other chunk
-    /// has nothing stored. When the cache has few records next to the
-    /// plan's chunks, only the chunks their index entries touch are looked
-    /// at, so the cost follows the records, not the chunk count. Returns
-    /// the snapshot it read ([`Store::snapshot_id`]): with `verify`, the
-    /// records it found whole were verified in that snapshot. Without it,
-    /// a whole chunk's own record is looked at for its head only (constant
-    /// time, one page): a caller that reads every such record next
-    /// verifies each while it reads it, one pass over the bytes instead of
-    /// two, and must treat a record that fails then as missing.
+    /// holds stored points or has something to report, in chunk order;
+    /// every other chunk has nothing stored. When the cache has few records
+    /// next to the plan's chunks, only the chunks their index entries touch
+    /// are looked at, so the cost follows the records, not the chunk count;
+    /// otherwise large plans are looked at on several threads. Returns the
+    /// snapshot it read ([`Store::snapshot_id`]), or None when its threads
+    /// read different ones (a write committed meanwhile): with `verify`, the
+    /// records it found whole were verified in that snapshot. Without it, a
+    /// whole chunk's own record is looked at for its head only (constant
+    /// time, one page): a caller that reads every such record next verifies
+    /// each while it reads it, one pass over the bytes instead of two, and
+    /// must treat a record that fails then as missing.
     pub fn resolve_plan(
         &self,
         cache: &CacheId,
@@ -125,36 +151,203 @@ impl Store {
         plan: &Plan,
         catalog: &mut Catalog,
         verify: bool,
+        f: impl FnMut(usize, Found),
+    ) -> Result<Option<u64>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(RESOLVE_THREADS);
+        self.resolve_plan_on(threads, cache, grid, plan, catalog, verify, f)
+    }
+
+    /// [`Store::resolve_plan`] on at most `threads` threads (tests check
+    /// the threaded path on machines of any size).
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve_plan_on(
+        &self,
+        threads: usize,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        catalog: &mut Catalog,
+        verify: bool,
         mut f: impl FnMut(usize, Found),
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         self.read(|s, t| {
             let mut bins = Vec::new();
             let mut memo = ReadMemo::default();
-            let mut one = |i: usize, catalog: &mut Catalog| -> Result<()> {
-                // Fast path without building the geometry: the chunk's own
-                // record is complete (parsed and its checksum verified as in
-                // resolve_one, unless the caller does both as it reads).
-                let (req, rec) = plan.chunk_bins_into(i, &mut bins);
-                let key = grid.chunk_key(&bins);
-                let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
-                if let Some(Ok(v)) = s.records.get(t, &rkey(cache, &key))?.map(head) {
-                    if v.present == v.n && !v.sparse && v.n as u64 == rec {
-                        f(i, Found::Whole { requested: req as u32, kind: v.kind });
-                        return Ok(());
+            let mut snapshot = Some(Store::snapshot_id(t));
+            // A chunk whose own record is not complete (or is damaged) is resolved in full.
+            let mut one = |i: usize, whole: Option<(u32, u8)>, catalog: &mut Catalog| -> Result<()> {
+                match whole {
+                    Some((requested, kind)) => f(i, Found::Whole { requested, kind }),
+                    None => {
+                        let r = s.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut memo)?;
+                        if r.available > 0 || !r.corrupt.is_empty() {
+                            f(i, Found::Other(r));
+                        }
                     }
-                }
-                let r = s.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut memo)?;
-                if r.available > 0 || !r.corrupt.is_empty() {
-                    f(i, Found::Other(r));
                 }
                 Ok(())
             };
             match s.candidates(t, cache, grid, plan, catalog)? {
-                Some(list) => list.into_iter().try_for_each(|i| one(i, catalog))?,
-                None => (0..plan.n_chunks).try_for_each(|i| one(i, catalog))?,
+                Some(list) => {
+                    for i in list {
+                        one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
+                    }
+                }
+                None if threads > 1 && plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS => {
+                    for from in (0..plan.n_chunks).step_by(RESOLVE_BLOCK) {
+                        let block = from..(from + RESOLVE_BLOCK).min(plan.n_chunks);
+                        for (part, looked) in s.own_whole_parallel(t, cache, grid, plan, block, verify, threads)? {
+                            if looked.snapshot != snapshot {
+                                snapshot = None;
+                            }
+                            for (i, whole) in part.zip(looked.whole) {
+                                one(i, whole, catalog)?;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for i in 0..plan.n_chunks {
+                        one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
+                    }
+                }
             }
-            Ok(Store::snapshot_id(t))
+            Ok(snapshot)
         })
+    }
+
+    /// Whether chunk `i`'s own record is complete, as its requested points
+    /// and kind (parsed, and with `verify` its checksum checked, as in
+    /// `resolve_one`); None sends the chunk to a full resolution. Builds no
+    /// geometry (`bins` is reused).
+    #[allow(clippy::too_many_arguments)]
+    fn own_whole(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        i: usize,
+        verify: bool,
+        bins: &mut Vec<u32>,
+    ) -> Result<Option<(u32, u8)>> {
+        let (req, rec) = plan.chunk_bins_into(i, bins);
+        let key = grid.chunk_key(bins);
+        let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
+        Ok(match self.records.get(t, &rkey(cache, &key))?.map(head) {
+            Some(Ok(v)) if v.present == v.n && !v.sparse && v.n as u64 == rec => Some((req as u32, v.kind)),
+            _ => None,
+        })
+    }
+
+    /// [`Store::own_whole`] for every chunk of `part`, in key order: the
+    /// chunks' keys are sorted and the records walked forward once (a
+    /// cursor step per record, where a lookup per chunk descends the whole
+    /// B-tree), seeking afresh past a stretch of records no chunk wants.
+    fn own_whole_sorted(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        part: std::ops::Range<usize>,
+        verify: bool,
+    ) -> Result<Vec<Option<(u32, u8)>>> {
+        let mut bins = Vec::new();
+        // (record key, position in part, requested points, record points)
+        let mut wanted: Vec<([u8; 32], u32, u32, u64)> = part
+            .clone()
+            .enumerate()
+            .map(|(k, i)| {
+                let (req, rec) = plan.chunk_bins_into(i, &mut bins);
+                (rkey(cache, &grid.chunk_key(&bins)), k as u32, req as u32, rec)
+            })
+            .collect();
+        wanted.sort_unstable_by_key(|w| w.0);
+        let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
+        let mut out = vec![None; part.len()];
+        let seek =
+            |key: &[u8; 32]| self.records.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
+        let Some(first) = wanted.first() else { return Ok(out) };
+        let mut records = seek(&first.0)?;
+        let mut at = records.next().transpose()?;
+        for (key, k, req, rec) in &wanted {
+            let mut steps = 0;
+            while let Some((have, _)) = at {
+                if have >= &key[..] {
+                    break;
+                }
+                if steps == SEEK_AFTER_STEPS {
+                    records = seek(key)?;
+                    at = records.next().transpose()?;
+                    break;
+                }
+                at = records.next().transpose()?;
+                steps += 1;
+            }
+            if let Some((have, bytes)) = at {
+                if have == &key[..] {
+                    out[*k as usize] = match head(bytes) {
+                        Ok(v) if v.present == v.n && !v.sparse && v.n as u64 == *rec => Some((*req, v.kind)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::own_whole`] for every chunk of `block`, on `threads`
+    /// threads: the calling thread takes the first part in `t`, each other
+    /// thread one part in a read transaction of its own. Returns each part
+    /// with what was found; a part whose thread could not open a
+    /// transaction is looked at here, in `t`.
+    #[allow(clippy::too_many_arguments)]
+    fn own_whole_parallel(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        block: std::ops::Range<usize>,
+        verify: bool,
+        threads: usize,
+    ) -> Result<Vec<(std::ops::Range<usize>, Looked)>> {
+        let size = block.len().div_ceil(threads);
+        let parts: Vec<std::ops::Range<usize>> = (0..threads)
+            .map(|k| (block.start + k * size).min(block.end)..(block.start + (k + 1) * size).min(block.end))
+            .collect();
+        let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
+            let whole = self.own_whole_sorted(t, cache, grid, plan, part, verify)?;
+            Ok(Looked { whole, snapshot: Some(Store::snapshot_id(t)) })
+        };
+        let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
+            // The calling thread holds the map's gate for `t`; the helpers
+            // open their transactions under it (taking the gate again could
+            // wait behind a resize waiting for this thread).
+            let helpers: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| {
+                    let part = part.clone();
+                    sc.spawn(move || self.env.read_txn().ok().map(|t| look(&t, part)))
+                })
+                .collect();
+            let mut out = vec![Some(look(t, parts[0].clone()))];
+            out.extend(helpers.into_iter().map(|h| h.join().unwrap_or(None)));
+            out
+        });
+        parts
+            .into_iter()
+            .zip(found)
+            .map(|(part, looked)| {
+                let looked = match looked {
+                    Some(r) => r?,
+                    None => look(t, part.clone())?,
+                };
+                Ok((part, looked))
+            })
+            .collect()
     }
 
     /// The id of the snapshot a read transaction sees: two transactions
@@ -216,6 +409,12 @@ impl Store {
         catalog: &mut Catalog,
     ) -> Result<Option<Vec<usize>>> {
         if grid.axes.is_empty() {
+            return Ok(None);
+        }
+        // Many records: every chunk is looked at (counted on the records
+        // alone, so that a large cache costs one partial scan here).
+        let limit = plan.n_chunks / 4;
+        if self.records.prefix_iter(t, cache)?.nth(limit).transpose()?.is_some() {
             return Ok(None);
         }
         // Every record must have its index entry (and the other way round).

@@ -12,7 +12,7 @@ mod write;
 pub use missing::{BindingBlocks, Missing};
 pub use read::{BindingChunkBatch, BindingChunkData, ChunkBatch};
 pub(crate) use state::PlanState;
-use state::EMPTY;
+use state::{EMPTY, WHOLE};
 pub use write::BindingChunkWrite;
 
 use crate::errors::{boundary, invalid, CoreResult};
@@ -74,13 +74,16 @@ impl BindingPlan {
             let mut avail = vec![0u32; plan.n_chunks];
             let mut corrupt = Vec::new();
             let mut found: Vec<(usize, Resolution)> = Vec::new();
-            let mut whole: Vec<usize> = Vec::new();
+            // Every chunk not found has nothing stored (no resolution is
+            // known after forget_all: whole chunks need only their flag).
+            let mut flags = std::mem::take(&mut st.flags);
+            flags.fill(EMPTY);
             // The kind the whole chunks share: None before the first, Some(None) once two differ.
             let mut kinds: Option<Option<u8>> = None;
             let snapshot = store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, verify, |i, r| match r {
                 Found::Whole { requested, kind } => {
                     avail[i] = requested;
-                    whole.push(i);
+                    flags[i] = WHOLE;
                     kinds = Some(kinds.map_or(Some(kind), |k| k.filter(|&k| k == kind)));
                 }
                 Found::Other(r) => {
@@ -88,14 +91,11 @@ impl BindingPlan {
                     corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
                     found.push((i, r));
                 }
-            })?;
-            // Every chunk not found has nothing stored.
-            st.flags.iter_mut().for_each(|f| *f = EMPTY);
-            for i in whole {
-                st.set_whole(i);
-            }
+            });
+            st.flags = flags;
+            let snapshot = snapshot?;
             // Unverified whole records are verified by the reads that serve them.
-            st.whole_verified_in = verify.then_some(snapshot);
+            st.whole_verified_in = snapshot.filter(|_| verify);
             for (i, r) in found {
                 st.set(i, r);
             }

@@ -27,7 +27,7 @@ const UNKNOWN: u8 = 0;
 /// Nothing stored.
 pub(super) const EMPTY: u8 = 1;
 /// The chunk's own complete record serves every point.
-const WHOLE: u8 = 2;
+pub(super) const WHOLE: u8 = 2;
 /// In `PlanState::known`.
 const KNOWN: u8 = 3;
 
@@ -72,12 +72,6 @@ impl PlanState {
             self.known.insert(i, r);
             KNOWN
         };
-    }
-
-    /// Chunk `i`'s own complete record serves all its points.
-    pub(crate) fn set_whole(&mut self, i: usize) {
-        self.known.remove(&i);
-        self.flags[i] = WHOLE;
     }
 
     /// True when chunk `i`'s own complete record serves all its points.
