@@ -458,3 +458,22 @@ test('large typed reads copied into the output on several threads equal a plain 
   t.is(again.diagnostics.corruptRecords.length, 1);
   t.true(Buffer.from((again.output as Float64Array).buffer).equals(Buffer.from(want.buffer)));
 });
+
+test.serial('a status that looks at every record of a store larger than the resident budget releases the data file pages as it goes', (t) => {
+  if (process.platform !== 'linux') {
+    t.pass('the peak RSS is reset and read through /proc/self, which only Linux has');
+    return;
+  }
+  const root = freshRoot();
+  const r = spawnSync(process.execPath, ['--import=tsx', '--expose-gc', join(here, 'fixtures', 'status-resident.ts'), root, '250000'], {
+    encoding: 'utf8', timeout: 180_000, env: { ...process.env, CHUNK_MEMO_MAP_RESIDENT_MB: '1' },
+  });
+  rmSync(root, { recursive: true, force: true });
+  t.is(r.status, 0, r.stderr);
+  const { fileKb, grewKb } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { fileKb: number; grewKb: number };
+  t.log({ fileKb, grewKb });
+  t.true(fileKb > 60 * 1024, `the store is large enough to tell (${fileKb} kB)`);
+  // Every chunk's record is looked at in one read transaction: without
+  // releasing its pages as it goes, the whole file would be resident.
+  t.true(grewKb < fileKb / 4, `the status grew the peak RSS by ${grewKb} kB over a ${Math.round(fileKb)} kB data file`);
+});

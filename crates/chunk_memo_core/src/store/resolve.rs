@@ -94,11 +94,16 @@ pub enum Found {
 const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 15;
 
 /// Chunks looked at together on those threads (what they found is kept
-/// per chunk until it is handed on: 512 KB).
-const RESOLVE_BLOCK: usize = 1 << 16;
+/// per chunk until it is handed on; the map's pages they touched are
+/// released between blocks).
+const RESOLVE_BLOCK: usize = 1 << 14;
 
 /// Threads that look at one plan at most (the calling thread included).
 const RESOLVE_THREADS: usize = 4;
+
+/// Chunks resolved one by one between checks of the map's resident pages
+/// (see `Store::after_io`).
+const RELEASE_EVERY: usize = 4096;
 
 /// Records stepped over, walking them in key order, before the walk seeks
 /// the next wanted key afresh (about what a lookup from the root costs).
@@ -188,14 +193,23 @@ impl Store {
                 }
                 Ok(())
             };
-            match s.candidates(t, cache, grid, plan, catalog)? {
+            // A large plan touches many pages of the map in this one
+            // transaction: they are released as it goes (the transaction
+            // still sees the same bytes when it touches them again).
+            let candidates = s.candidates(t, cache, grid, plan, catalog)?;
+            s.after_io();
+            match candidates {
                 Some(list) => {
-                    for i in list {
+                    for (k, i) in list.into_iter().enumerate() {
                         one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
+                        if k % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                            s.after_io();
+                        }
                     }
                 }
                 None if threads > 1 && plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS => {
                     for from in (0..plan.n_chunks).step_by(RESOLVE_BLOCK) {
+                        s.after_io();
                         let block = from..(from + RESOLVE_BLOCK).min(plan.n_chunks);
                         for (part, looked) in s.own_whole_parallel(t, cache, grid, plan, block, verify, threads)? {
                             if looked.snapshot != snapshot {
@@ -210,6 +224,9 @@ impl Store {
                 None => {
                     for i in 0..plan.n_chunks {
                         one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
+                        if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                            s.after_io();
+                        }
                     }
                 }
             }
