@@ -431,8 +431,14 @@ impl Store {
         // Many records: every chunk is looked at (counted on the records
         // alone, so that a large cache costs one partial scan here).
         let limit = plan.n_chunks / 4;
-        if self.records.prefix_iter(t, cache)?.nth(limit).transpose()?.is_some() {
-            return Ok(None);
+        for (k, r) in self.records.prefix_iter(t, cache)?.enumerate() {
+            r?;
+            if k == limit {
+                return Ok(None);
+            }
+            if k % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                self.after_io();
+            }
         }
         // Every record must have its index entry (and the other way round).
         let mut n = 0usize;
