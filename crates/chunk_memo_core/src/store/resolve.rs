@@ -91,7 +91,7 @@ pub enum Found {
 /// Plans of at least this many chunks, every one of which must be looked
 /// at, are looked at on several threads (a million one-point chunks: a key
 /// hash and a B-tree lookup each).
-const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 15;
+const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 12;
 
 /// Chunks looked at together on those threads (what they found is kept
 /// per chunk until it is handed on; the map's pages they touched are
