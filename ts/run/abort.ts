@@ -1,5 +1,5 @@
 /** Abort handling shared by the run engine. */
-import { AbortedError } from '../errors/index.js';
+import { AbortedError, ChunkMemoError } from '../errors/index.js';
 
 /**
  * Rejects with `ERR_ABORTED` as soon as `signal` fires, whatever `p` does.
@@ -12,4 +12,9 @@ export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Pr
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** Whether `e` is how an aborted exec call ended (or `signal` fired meanwhile). */
+export function isAbort(e: unknown, signal: AbortSignal | undefined): boolean {
+  return (e instanceof ChunkMemoError && e.code === 'ERR_ABORTED') || (e as Error)?.name === 'AbortError' || signal?.aborted === true;
 }

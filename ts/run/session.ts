@@ -8,9 +8,9 @@
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
 import { blockPoints, cutBlock, iota, splitBlocks } from '../cache/blocks.js';
-import { describeBlock, describeValue } from '../describe.js';
-import { ChunkMemoError, ExecError } from '../errors/index.js';
-import { raceAbort } from './abort.js';
+import { describeBlock } from '../describe.js';
+import { isAbort, raceAbort } from './abort.js';
+import { execFailure } from './exec-failure.js';
 import { checkOutputs } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
@@ -44,7 +44,6 @@ const MAX_OPEN_CHUNKS = 2048;
 
 /** Finished chunks handed out together at most (and chunks opened while that many wait). */
 export const DONE_BATCH = 64;
-
 
 export class RunSession {
   readonly done: ChunkDone[] = [];
@@ -243,10 +242,7 @@ export class RunSession {
     return true;
   }
 
-  /**
-   * Chunks finished since the last hand-out: those in `done`, and those
-   * finished with nothing to hand out (`storedWhole`).
-   */
+  /** Chunks finished since the last hand-out: those in `done`, and those with nothing to hand out (`storedWhole`). */
   get finished(): number {
     return this.done.length + this.quietDone;
   }
@@ -382,7 +378,7 @@ export class RunSession {
         if (this.buffered > diag.maxBufferedPoints) diag.maxBufferedPoints = this.buffered;
       }
     } catch (err) {
-      if (this.failure === null && !(this.aborted && this.isAbort(err))) this.failure = this.wrapExecError(err, w.i, job);
+      if (this.failure === null && !(this.aborted && isAbort(err, spec.signal))) this.failure = execFailure(spec.label, err, w.i, job);
     } finally {
       this.lastExecMs = performance.now() - te;
       diag.timings.execMs += this.lastExecMs;
@@ -397,19 +393,6 @@ export class RunSession {
         }
       }
     }
-  }
-
-  private wrapExecError(e: unknown, i: number, job: ExecJob): unknown {
-    if (e instanceof ChunkMemoError && (e.code === 'ERR_ABORTED' || e.code === 'ERR_EXEC_OUTPUT')) return e;
-    return new ExecError(
-      `${this.spec.label}: exec function failed on chunk ${i} at ${describeBlock(job.axes as Record<string, Value[]>)} (exec chunk ${job.jobIndex}, ${job.count} points): ` +
-        `${(e as Error)?.message ?? describeValue(e)}; finished chunks are stored, a re-run computes only the rest`,
-      { cause: e },
-    );
-  }
-
-  private isAbort(e: unknown): boolean {
-    return (e instanceof ChunkMemoError && e.code === 'ERR_ABORTED') || (e as Error)?.name === 'AbortError' || this.spec.signal?.aborted === true;
   }
 
   /** Buffered + in-flight points stay within capacity x execChunkSize + the largest memo chunk (parallel runs). */
