@@ -114,7 +114,18 @@ struct Looked {
     /// Per chunk, from [`Store::own_whole`].
     whole: Vec<Option<(u32, u8)>>,
     /// The snapshot it was found in.
-    snapshot: Option<u64>,
+    snapshot: u64,
+}
+
+/// A chunk's own record (`bytes`) when it is complete, as the chunk's
+/// `requested` points and the record's kind: parsed (with `verify`, its
+/// checksum checked) and holding all `record_points` of the chunk's bins.
+fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) -> Option<(u32, u8)> {
+    let head = if verify { RecordView::parse(bytes).map(|v| v.head()) } else { RecordView::parse_head(bytes) };
+    match head {
+        Ok(v) if v.present == v.n && !v.sparse && v.n as u64 == record_points => Some((requested, v.kind)),
+        _ => None,
+    }
 }
 
 impl Store {
@@ -212,7 +223,7 @@ impl Store {
                         s.after_io();
                         let block = from..(from + RESOLVE_BLOCK).min(plan.n_chunks);
                         for (part, looked) in s.own_whole_parallel(t, cache, grid, plan, block, verify, threads)? {
-                            if looked.snapshot != snapshot {
+                            if Some(looked.snapshot) != snapshot {
                                 snapshot = None;
                             }
                             for (i, whole) in part.zip(looked.whole) {
@@ -251,11 +262,7 @@ impl Store {
     ) -> Result<Option<(u32, u8)>> {
         let (req, rec) = plan.chunk_bins_into(i, bins);
         let key = grid.chunk_key(bins);
-        let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
-        Ok(match self.records.get(t, &rkey(cache, &key))?.map(head) {
-            Some(Ok(v)) if v.present == v.n && !v.sparse && v.n as u64 == rec => Some((req as u32, v.kind)),
-            _ => None,
-        })
+        Ok(self.records.get(t, &rkey(cache, &key))?.and_then(|bytes| whole_head(bytes, verify, req as u32, rec)))
     }
 
     /// [`Store::own_whole`] for every chunk of `part`, in key order: the
@@ -282,7 +289,6 @@ impl Store {
             })
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
-        let head = |b| if verify { RecordView::parse(b).map(|v| v.head()) } else { RecordView::parse_head(b) };
         let mut out = vec![None; part.len()];
         let seek =
             |key: &[u8; 32]| self.records.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
@@ -305,10 +311,7 @@ impl Store {
             }
             if let Some((have, bytes)) = at {
                 if have == &key[..] {
-                    out[*k as usize] = match head(bytes) {
-                        Ok(v) if v.present == v.n && !v.sparse && v.n as u64 == *rec => Some((*req, v.kind)),
-                        _ => None,
-                    };
+                    out[*k as usize] = whole_head(bytes, verify, *req, *rec);
                 }
             }
         }
@@ -337,7 +340,7 @@ impl Store {
             .collect();
         let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
             let whole = self.own_whole_sorted(t, cache, grid, plan, part, verify)?;
-            Ok(Looked { whole, snapshot: Some(Store::snapshot_id(t)) })
+            Ok(Looked { whole, snapshot: Store::snapshot_id(t) })
         };
         let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
             // The calling thread holds the map's gate for `t`; the helpers
