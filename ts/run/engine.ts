@@ -103,6 +103,8 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     lastYield = performance.now();
   };
   for (;;) {
+    // A run of stored chunks awaits nothing: it lets timers in here.
+    if (pauseDue()) await pause();
     // Hand out finished chunks first: a consumer that stops early stops the
     // run. Chunks done synchronously go out DONE_BATCH at a time.
     if (s.finished && (spec.durable || s.finished >= DONE_BATCH)) {
