@@ -321,7 +321,7 @@ impl Store {
     /// [`Store::own_whole`] for every chunk of `block`, on `threads`
     /// threads: the calling thread takes the first part in `t`, each other
     /// thread one part in a read transaction of its own. Returns each part
-    /// with what was found; a part whose thread could not open a
+    /// with what was found; a part whose thread could not start or open a
     /// transaction is looked at here, in `t`.
     #[allow(clippy::too_many_arguments)]
     fn own_whole_parallel(
@@ -350,11 +350,14 @@ impl Store {
                 .iter()
                 .map(|part| {
                     let part = part.clone();
-                    sc.spawn(move || self.env.read_txn().ok().map(|t| look(&t, part)))
+                    // A thread the OS will not start leaves its part to this one.
+                    std::thread::Builder::new()
+                        .spawn_scoped(sc, move || self.env.read_txn().ok().map(|t| look(&t, part)))
+                        .ok()
                 })
                 .collect();
             let mut out = vec![Some(look(t, parts[0].clone()))];
-            out.extend(helpers.into_iter().map(|h| h.join().unwrap_or(None)));
+            out.extend(helpers.into_iter().map(|h| h.and_then(|h| h.join().unwrap_or(None))));
             out
         });
         parts

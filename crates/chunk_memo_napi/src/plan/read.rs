@@ -452,7 +452,9 @@ impl BindingPlan {
             }
         };
         let placed = std::thread::scope(|sc| {
-            let helpers: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+            // Threads the OS will not start leave their share to the others.
+            let helpers: Vec<_> =
+                (1..threads).filter_map(|_| std::thread::Builder::new().spawn_scoped(sc, work).ok()).collect();
             let mut all = work();
             for h in helpers {
                 let done = h.join().unwrap_or_else(|_| Err(invalid("a thread gathering stored chunks panicked")));
