@@ -37,7 +37,12 @@ const OWN_PART_BYTES = 4096;
 /** `writeFlat`'s arguments before the chunk range. */
 type FlatArgs = Parameters<BindingPlan['writeFlat']> extends [...infer A, number, number] ? A : never;
 
-/** A growing Uint32Array. */
+/**
+ * A growing Uint32Array, kept from batch to batch (a batch's columns as
+ * plain arrays were new memory per batch, which lived until the batch was
+ * queued: long enough to be promoted to V8's old space, whose garbage
+ * grows the heap).
+ */
 class U32s {
   a = new Uint32Array(1024);
   n = 0;
@@ -47,7 +52,28 @@ class U32s {
     g.set(this.a.subarray(0, this.n));
     this.a = g;
   }
+  push(x: number): void {
+    if (this.n === this.a.length) this.reserve(1);
+    this.a[this.n++] = x;
+  }
   view(): Uint32Array {
+    return this.a.subarray(0, this.n);
+  }
+}
+
+/** A growing Uint8Array (see U32s). */
+class U8s {
+  a = new Uint8Array(1024);
+  n = 0;
+  push(x: number): void {
+    if (this.n === this.a.length) {
+      const g = new Uint8Array(this.a.length * 2);
+      g.set(this.a);
+      this.a = g;
+    }
+    this.a[this.n++] = x;
+  }
+  view(): Uint8Array {
     return this.a.subarray(0, this.n);
   }
 }
@@ -64,25 +90,25 @@ class U32s {
  * is 0 or 1 + the index of its dictionary in `dicts`.
  */
 class FlatWrites {
-  chunks: number[] = [];
-  kinds: number[] = [];
-  pointEnds: number[] = [];
-  whole: number[] = [];
+  private readonly chunks = new U32s();
+  private readonly kinds = new U8s();
+  private readonly pointEnds = new U32s();
+  private readonly whole = new U8s();
   /** Points given up to and including chunk k (listed or whole). */
-  private givenEnds: number[] = [];
-  partOf: number[] = [];
-  dataEnds: number[] = [];
+  private readonly givenEnds = new U32s();
+  private readonly partOf = new U32s();
+  private readonly dataEnds = new U32s();
   /** Typed outputs of their own (part k + 1; part 0 is the sink), and their bytes. */
   private parts: Buffer[] = [];
   private partBytes = 0;
-  dictOf: number[] = [];
+  private readonly dictOf = new U32s();
   dicts: Buffer[] = [];
   private readonly dictIndex = new Map<string, number>();
   readonly points = new U32s();
   readonly offsets = new U32s();
   sink = new ByteSink(1 << 16);
   get length(): number {
-    return this.chunks.length;
+    return this.chunks.n;
   }
 
   get bytes(): number {
@@ -136,7 +162,7 @@ class FlatWrites {
       this.points.n += n;
     }
     this.pointEnds.push(this.points.n);
-    this.givenEnds.push((this.givenEnds.at(-1) ?? 0) + n);
+    this.givenEnds.push((this.givenEnds.n > 0 ? this.givenEnds.a[this.givenEnds.n - 1]! : 0) + n);
     if (dict.length === 0) this.dictOf.push(0);
     else {
       const key = dict.toString('latin1');
@@ -151,32 +177,33 @@ class FlatWrites {
 
   /**
    * The batch as `writeFlat` takes it, chunk range aside: made once per
-   * commit, also when a full store commits it chunk by chunk.
+   * commit, also when a full store commits it chunk by chunk. Views of the
+   * batch's columns: it is not reused until its write settled.
    */
   flat(store: BindingStore, cacheId: Buffer): FlatArgs {
     return [
-      store, cacheId, Uint32Array.from(this.chunks), Uint8Array.from(this.kinds), Uint32Array.from(this.pointEnds), Uint8Array.from(this.whole), this.points.view(),
-      this.offsets.view(), Uint32Array.from(this.partOf), Uint32Array.from(this.dataEnds), [this.sink.bytes(), ...this.parts], Uint32Array.from(this.dictOf), this.dicts,
+      store, cacheId, this.chunks.view(), this.kinds.view(), this.pointEnds.view(), this.whole.view(), this.points.view(),
+      this.offsets.view(), this.partOf.view(), this.dataEnds.view(), [this.sink.bytes(), ...this.parts], this.dictOf.view(), this.dicts,
     ];
   }
 
   /** Points of chunks [from, to). */
   pointsOf(from: number, to: number): number {
-    return (this.givenEnds[to - 1] ?? 0) - (from > 0 ? this.givenEnds[from - 1]! : 0);
+    return (to > 0 ? this.givenEnds.a[to - 1]! : 0) - (from > 0 ? this.givenEnds.a[from - 1]! : 0);
   }
 
   /** Empties the batch, keeping its buffers unless they grew large. */
   clear(): void {
-    this.chunks = [];
-    this.kinds = [];
-    this.pointEnds = [];
-    this.whole = [];
-    this.givenEnds = [];
-    this.partOf = [];
-    this.dataEnds = [];
+    this.chunks.n = 0;
+    this.kinds.n = 0;
+    this.pointEnds.n = 0;
+    this.whole.n = 0;
+    this.givenEnds.n = 0;
+    this.partOf.n = 0;
+    this.dataEnds.n = 0;
     this.parts = [];
     this.partBytes = 0;
-    this.dictOf = [];
+    this.dictOf.n = 0;
     this.dicts = [];
     this.dictIndex.clear();
     this.points.n = 0;
