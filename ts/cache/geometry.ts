@@ -107,6 +107,44 @@ export class PlanGeometry {
     return geo;
   }
 
+  /** The last request shape `chunkDims` gave, and the whole block of it. */
+  private dims: readonly number[] = [];
+  private whole: Uint32Array[] | null = null;
+
+  /**
+   * Selected positions per axis of chunk `i` (its request shape), without
+   * building its geometry. Chunks of one shape share the array: read only.
+   */
+  chunkDims(i: number): readonly number[] {
+    const n = this.axes.length;
+    let same = this.dims.length === n;
+    for (let a = n - 1, j = i; a >= 0 && same; a--) {
+      const ax = this.axes[a]!;
+      same = ax.selCount(j % ax.count) === this.dims[a];
+      j = Math.floor(j / ax.count);
+    }
+    if (same) return this.dims;
+    const dims = new Array<number>(n);
+    for (let a = n - 1, j = i; a >= 0; a--) {
+      const ax = this.axes[a]!;
+      dims[a] = ax.selCount(j % ax.count);
+      j = Math.floor(j / ax.count);
+    }
+    this.dims = dims;
+    this.whole = null;
+    return dims;
+  }
+
+  /** The block of every position of every axis of `dims` (from `chunkDims`; shared, read only). */
+  wholeBlock(dims: readonly number[]): Uint32Array[] {
+    if (dims !== this.dims || this.whole === null) {
+      const block = dims.map((d) => iota(d));
+      if (dims !== this.dims) return block;
+      this.whole = block;
+    }
+    return this.whole;
+  }
+
   /** Requested points of chunk `i` (without building its geometry). */
   chunkPoints(i: number): number {
     let n = 1;

@@ -6,7 +6,7 @@
  * the write that stores it.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import type { ChunkGeo, PlanGeometry } from '../cache/geometry.js';
+import { GEOMETRY_EXEMPLAR, type ChunkGeo, type PlanGeometry } from '../cache/geometry.js';
 import { isAllOf } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
@@ -42,7 +42,10 @@ export class ChunkWork {
 
   constructor(
     readonly i: number,
-    readonly geo: ChunkGeo,
+    /** The plan's geometry (this chunk's is built from it when first needed). */
+    private readonly G: PlanGeometry,
+    /** Requested points of the chunk (all of them, also with `needed`). */
+    readonly points: number,
     /** Only these request indices (sorted, unique); null: all. */
     readonly needed: Uint32Array | null,
     private readonly keepOutputs: boolean,
@@ -50,12 +53,21 @@ export class ChunkWork {
     private readonly into: { sink: OutputSink; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
   ) {}
 
-  /** Selected positions per axis (the chunk's request shape). */
-  get dims(): number[] {
-    return (this.shape ??= this.geo.sel.map((s) => s.length));
+  /**
+   * The chunk's geometry, built when first needed (to compute, place or
+   * hand out the chunk): a chunk waits for its claim without it, so the
+   * objects of the chunks open at once stay few and short-lived.
+   */
+  get geo(): ChunkGeo {
+    return (this.geometry ??= this.G.chunk(this.i));
   }
 
-  private shape: number[] | null = null;
+  private geometry: ChunkGeo | null = null;
+
+  /** Selected positions per axis (the chunk's request shape; shared, read only). */
+  get dims(): readonly number[] {
+    return this.G.chunkDims(this.i);
+  }
 
   /** True when nothing is queued or running for this chunk. */
   get idle(): boolean {
@@ -96,7 +108,7 @@ export class ChunkWork {
   applyRead(kind: number, present: Uint8Array | null, count: number, vals: ArrayLike<unknown>): void {
     if (count === 0) return;
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
-    if (count === this.geo.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
+    if (count === this.points && this.out === null && this.single === null) this.single = vals as unknown[] | TypedArray;
     else if (this.keepOutputs) {
       const arr = this.merged();
       let w = 0;
@@ -129,7 +141,7 @@ export class ChunkWork {
       }
     }
     const n = points.length;
-    const whole = this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isAllOf(points, this.geo.points);
+    const whole = this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isAllOf(points, this.points);
     // A chunk computed in one block goes straight to the run's flat output;
     // its write keeps what the output hands back (no copy of typed rows that lie together).
     const own = whole && this.keepOutputs && this.into ? this.into.sink.placeChunk(out as ArrayLike<unknown>, this.into.rows(this.geo)) : null;
@@ -176,7 +188,7 @@ export class ChunkWork {
     }
     this.parts = [];
     this.partPoints = 0;
-    return { chunk: this.i, kind, points, vals, whole: isAllOf(points, this.geo.points) };
+    return { chunk: this.i, kind, points, vals, whole: isAllOf(points, this.points) };
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
@@ -184,7 +196,7 @@ export class ChunkWork {
     if (!this.keepOutputs || this.placed) return null;
     const out = this.out ?? this.single;
     if (out && !ArrayBuffer.isView(out) && this.kind > KIND_ITEMS) {
-      const ta = new (typedCtor(this.kind))(this.geo.points);
+      const ta = new (typedCtor(this.kind))(this.points);
       for (let j = 0; j < out.length; j++) if (out[j] !== undefined) (ta as unknown as unknown[])[j] = out[j];
       return ta;
     }
@@ -194,7 +206,7 @@ export class ChunkWork {
   /** The outputs as a plain array in request order, merging what `single` held. */
   private merged(): unknown[] {
     if (this.out === null) {
-      this.out = this.single ? Array.from(this.single as ArrayLike<unknown>) : new Array(this.geo.points);
+      this.out = this.single ? Array.from(this.single as ArrayLike<unknown>) : new Array(this.points);
       this.single = null;
     } else if (!Array.isArray(this.out)) this.out = Array.from(this.out as ArrayLike<unknown>);
     return this.out as unknown[];
@@ -327,7 +339,7 @@ export class ReadBatch {
     else if (this.vals) {
       const a = this.valAt[k]!;
       vals = (this.vals as unknown[]).slice(a, a + count);
-    } else if (this.into && count === w.geo.points) {
+    } else if (this.into && count === w.points) {
       this.decodeInto(k, this.into, w.geo, count);
       w.applyGathered(KIND_ITEMS);
       return count;
@@ -346,4 +358,4 @@ export class ReadBatch {
 }
 
 // See ts/shapes.ts.
-keepShape(new ChunkWork(0, { bins: [], start: [], sel: [], selPos: [], points: 0 }, null, false, null));
+keepShape(new ChunkWork(0, GEOMETRY_EXEMPLAR, 0, null, false, null));

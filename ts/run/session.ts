@@ -7,7 +7,7 @@
  */
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
-import { blockPoints, cutBlock, iota, splitBlocks } from '../cache/blocks.js';
+import { blockPoints, cutBlock, splitBlocks } from '../cache/blocks.js';
 import { describeBlock } from '../describe.js';
 import { isAbort, raceAbort } from './abort.js';
 import { execFailure } from './exec-failure.js';
@@ -74,7 +74,7 @@ export class RunSession {
   private firstDispatch = 0;
   private pointsComputed = 0;
   /** The run's flat output, for chunks computed in one block (ChunkWork.place). */
-  private readonly into: ConstructorParameters<typeof ChunkWork>[4];
+  private readonly into: ConstructorParameters<typeof ChunkWork>[5];
 
   constructor(
     private readonly spec: EngineSpec,
@@ -184,7 +184,7 @@ export class RunSession {
     const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
     if (!need && this.storedWhole(i)) return;
-    const w = new ChunkWork(i, this.G.chunk(i), need, spec.needOutputs, this.into);
+    const w = new ChunkWork(i, this.G, this.G.chunkPoints(i), need, spec.needOutputs, this.into);
     let avail = this.resolved.available[i]!;
     let missing: Uint32Array[][];
     if (!need) {
@@ -201,7 +201,7 @@ export class RunSession {
       }
       w.cached = avail;
       // Nothing stored: the whole chunk is one block (no native call needed).
-      missing = avail === 0 ? [w.dims.map((d) => iota(d))] : avail < w.geo.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
+      missing = avail === 0 ? [this.G.wholeBlock(w.dims)] : avail < w.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
       const present = avail > 0 ? plan.presence(core.store, core.idBytes, i) : null;
       const miss: number[] = [];
@@ -219,7 +219,7 @@ export class RunSession {
     }
     if (w.pending === 0) return this.emit(w);
     this.open.set(i, w);
-    this.largestChunk = Math.max(this.largestChunk, w.geo.points);
+    this.largestChunk = Math.max(this.largestChunk, w.points);
   }
 
   /**
@@ -322,7 +322,7 @@ export class RunSession {
     if (w.executed === 0) diag.cachedChunks++;
     else diag.executedChunks++;
     if (w.executed > 0 && w.cached + w.landed > 0) diag.partialChunks++;
-    if (spec.needOutputs) diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, w.geo.points);
+    if (spec.needOutputs) diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, w.points);
     this.progress.chunk(w.i, w.cached, w.executed);
     const geo = w.geo;
     const G = this.G;
