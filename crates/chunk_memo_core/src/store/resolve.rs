@@ -109,9 +109,9 @@ const RELEASE_EVERY: usize = 4096;
 /// the next wanted key afresh (about what a lookup from the root costs).
 const SEEK_AFTER_STEPS: usize = 16;
 
-/// What [`Store::own_whole_parallel`] found for a part of a block.
+/// What [`OwnRecords::parallel`] found for a part of a block.
 struct Looked {
-    /// Per chunk, from [`Store::own_whole`].
+    /// Per chunk, from [`OwnRecords::one`].
     whole: Vec<Option<(u32, u8)>>,
     /// The snapshot it was found in.
     snapshot: u64,
@@ -125,6 +125,125 @@ fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) ->
     match head {
         Ok(v) if v.present == v.n && !v.sparse && v.n as u64 == record_points => Some((requested, v.kind)),
         _ => None,
+    }
+}
+
+/// What looking at chunks' own records needs (the fast path of
+/// [`Store::resolve_plan`]): the store, the cache, its grid and the plan,
+/// and whether records are verified.
+#[derive(Clone, Copy)]
+struct OwnRecords<'a> {
+    store: &'a Store,
+    cache: &'a CacheId,
+    grid: &'a Grid,
+    plan: &'a Plan,
+    verify: bool,
+}
+
+impl OwnRecords<'_> {
+    /// Whether chunk `i`'s own record is complete, as its requested points
+    /// and kind (parsed, and with `verify` its checksum checked, as in
+    /// `resolve_one`); None sends the chunk to a full resolution. Builds no
+    /// geometry (`bins` is reused).
+    fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Option<(u32, u8)>> {
+        let (req, rec) = self.plan.chunk_bins_into(i, bins);
+        let key = rkey(self.cache, &self.grid.chunk_key(bins));
+        Ok(self.store.records.get(t, &key)?.and_then(|bytes| whole_head(bytes, self.verify, req as u32, rec)))
+    }
+
+    /// [`OwnRecords::one`] for every chunk of `part`, in key order: the
+    /// chunks' keys are sorted and the records walked forward once (a
+    /// cursor step per record, where a lookup per chunk descends the whole
+    /// B-tree), seeking afresh past a stretch of records no chunk wants.
+    fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Option<(u32, u8)>>> {
+        let mut bins = Vec::new();
+        // (record key, position in part, requested points, record points)
+        let mut wanted: Vec<([u8; 32], u32, u32, u64)> = part
+            .clone()
+            .enumerate()
+            .map(|(k, i)| {
+                let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
+                (rkey(self.cache, &self.grid.chunk_key(&bins)), k as u32, req as u32, rec)
+            })
+            .collect();
+        wanted.sort_unstable_by_key(|w| w.0);
+        let mut out = vec![None; part.len()];
+        let records = &self.store.records;
+        let seek =
+            |key: &[u8; 32]| records.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
+        let Some(first) = wanted.first() else { return Ok(out) };
+        let mut walk = seek(&first.0)?;
+        let mut at = walk.next().transpose()?;
+        for (key, k, req, rec) in &wanted {
+            let mut steps = 0;
+            while let Some((have, _)) = at {
+                if have >= &key[..] {
+                    break;
+                }
+                if steps == SEEK_AFTER_STEPS {
+                    walk = seek(key)?;
+                    at = walk.next().transpose()?;
+                    break;
+                }
+                at = walk.next().transpose()?;
+                steps += 1;
+            }
+            if let Some((have, bytes)) = at {
+                if have == &key[..] {
+                    out[*k as usize] = whole_head(bytes, self.verify, *req, *rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`OwnRecords::sorted`] for every chunk of `block`, on `threads`
+    /// threads: the calling thread takes the first part in `t`, each other
+    /// thread one part in a read transaction of its own. Returns each part
+    /// with what was found; a part whose thread could not start or open a
+    /// transaction is looked at here, in `t`.
+    fn parallel(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        block: std::ops::Range<usize>,
+        threads: usize,
+    ) -> Result<Vec<(std::ops::Range<usize>, Looked)>> {
+        let size = block.len().div_ceil(threads);
+        let parts: Vec<std::ops::Range<usize>> = (0..threads)
+            .map(|k| (block.start + k * size).min(block.end)..(block.start + (k + 1) * size).min(block.end))
+            .collect();
+        let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
+            Ok(Looked { whole: self.sorted(t, part)?, snapshot: Store::snapshot_id(t) })
+        };
+        let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
+            // The calling thread holds the map's gate for `t`; the helpers
+            // open their transactions under it (taking the gate again could
+            // wait behind a resize waiting for this thread).
+            let helpers: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| {
+                    let part = part.clone();
+                    // A thread the OS will not start leaves its part to this one.
+                    std::thread::Builder::new()
+                        .spawn_scoped(sc, move || self.store.env.read_txn().ok().map(|t| look(&t, part)))
+                        .ok()
+                })
+                .collect();
+            let mut out = vec![Some(look(t, parts[0].clone()))];
+            out.extend(helpers.into_iter().map(|h| h.and_then(|h| h.join().unwrap_or(None))));
+            out
+        });
+        parts
+            .into_iter()
+            .zip(found)
+            .map(|(part, looked)| {
+                let looked = match looked {
+                    Some(r) => r?,
+                    None => look(t, part.clone())?,
+                };
+                Ok((part, looked))
+            })
+            .collect()
     }
 }
 
@@ -209,20 +328,13 @@ impl Store {
             // still sees the same bytes when it touches them again).
             let candidates = s.candidates(t, cache, grid, plan, catalog)?;
             s.after_io();
+            let own = OwnRecords { store: s, cache, grid, plan, verify };
             match candidates {
-                Some(list) => {
-                    for (k, i) in list.into_iter().enumerate() {
-                        one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
-                        if k % RELEASE_EVERY == RELEASE_EVERY - 1 {
-                            s.after_io();
-                        }
-                    }
-                }
                 None if threads > 1 && plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS => {
                     for from in (0..plan.n_chunks).step_by(RESOLVE_BLOCK) {
                         s.after_io();
                         let block = from..(from + RESOLVE_BLOCK).min(plan.n_chunks);
-                        for (part, looked) in s.own_whole_parallel(t, cache, grid, plan, block, verify, threads)? {
+                        for (part, looked) in own.parallel(t, block, threads)? {
                             if Some(looked.snapshot) != snapshot {
                                 snapshot = None;
                             }
@@ -232,10 +344,15 @@ impl Store {
                         }
                     }
                 }
-                None => {
-                    for i in 0..plan.n_chunks {
-                        one(i, s.own_whole(t, cache, grid, plan, i, verify, &mut bins)?, catalog)?;
-                        if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                // One by one: the chunks the index entries touch, or all.
+                list => {
+                    let chunks: Box<dyn Iterator<Item = usize>> = match list {
+                        Some(list) => Box::new(list.into_iter()),
+                        None => Box::new(0..plan.n_chunks),
+                    };
+                    for (k, i) in chunks.enumerate() {
+                        one(i, own.one(t, i, &mut bins)?, catalog)?;
+                        if k % RELEASE_EVERY == RELEASE_EVERY - 1 {
                             s.after_io();
                         }
                     }
@@ -243,134 +360,6 @@ impl Store {
             }
             Ok(snapshot)
         })
-    }
-
-    /// Whether chunk `i`'s own record is complete, as its requested points
-    /// and kind (parsed, and with `verify` its checksum checked, as in
-    /// `resolve_one`); None sends the chunk to a full resolution. Builds no
-    /// geometry (`bins` is reused).
-    #[allow(clippy::too_many_arguments)]
-    fn own_whole(
-        &self,
-        t: &RoTxn<'_, WithoutTls>,
-        cache: &CacheId,
-        grid: &Grid,
-        plan: &Plan,
-        i: usize,
-        verify: bool,
-        bins: &mut Vec<u32>,
-    ) -> Result<Option<(u32, u8)>> {
-        let (req, rec) = plan.chunk_bins_into(i, bins);
-        let key = grid.chunk_key(bins);
-        Ok(self.records.get(t, &rkey(cache, &key))?.and_then(|bytes| whole_head(bytes, verify, req as u32, rec)))
-    }
-
-    /// [`Store::own_whole`] for every chunk of `part`, in key order: the
-    /// chunks' keys are sorted and the records walked forward once (a
-    /// cursor step per record, where a lookup per chunk descends the whole
-    /// B-tree), seeking afresh past a stretch of records no chunk wants.
-    fn own_whole_sorted(
-        &self,
-        t: &RoTxn<'_, WithoutTls>,
-        cache: &CacheId,
-        grid: &Grid,
-        plan: &Plan,
-        part: std::ops::Range<usize>,
-        verify: bool,
-    ) -> Result<Vec<Option<(u32, u8)>>> {
-        let mut bins = Vec::new();
-        // (record key, position in part, requested points, record points)
-        let mut wanted: Vec<([u8; 32], u32, u32, u64)> = part
-            .clone()
-            .enumerate()
-            .map(|(k, i)| {
-                let (req, rec) = plan.chunk_bins_into(i, &mut bins);
-                (rkey(cache, &grid.chunk_key(&bins)), k as u32, req as u32, rec)
-            })
-            .collect();
-        wanted.sort_unstable_by_key(|w| w.0);
-        let mut out = vec![None; part.len()];
-        let seek =
-            |key: &[u8; 32]| self.records.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
-        let Some(first) = wanted.first() else { return Ok(out) };
-        let mut records = seek(&first.0)?;
-        let mut at = records.next().transpose()?;
-        for (key, k, req, rec) in &wanted {
-            let mut steps = 0;
-            while let Some((have, _)) = at {
-                if have >= &key[..] {
-                    break;
-                }
-                if steps == SEEK_AFTER_STEPS {
-                    records = seek(key)?;
-                    at = records.next().transpose()?;
-                    break;
-                }
-                at = records.next().transpose()?;
-                steps += 1;
-            }
-            if let Some((have, bytes)) = at {
-                if have == &key[..] {
-                    out[*k as usize] = whole_head(bytes, verify, *req, *rec);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// [`Store::own_whole`] for every chunk of `block`, on `threads`
-    /// threads: the calling thread takes the first part in `t`, each other
-    /// thread one part in a read transaction of its own. Returns each part
-    /// with what was found; a part whose thread could not start or open a
-    /// transaction is looked at here, in `t`.
-    #[allow(clippy::too_many_arguments)]
-    fn own_whole_parallel(
-        &self,
-        t: &RoTxn<'_, WithoutTls>,
-        cache: &CacheId,
-        grid: &Grid,
-        plan: &Plan,
-        block: std::ops::Range<usize>,
-        verify: bool,
-        threads: usize,
-    ) -> Result<Vec<(std::ops::Range<usize>, Looked)>> {
-        let size = block.len().div_ceil(threads);
-        let parts: Vec<std::ops::Range<usize>> = (0..threads)
-            .map(|k| (block.start + k * size).min(block.end)..(block.start + (k + 1) * size).min(block.end))
-            .collect();
-        let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
-            let whole = self.own_whole_sorted(t, cache, grid, plan, part, verify)?;
-            Ok(Looked { whole, snapshot: Store::snapshot_id(t) })
-        };
-        let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
-            // The calling thread holds the map's gate for `t`; the helpers
-            // open their transactions under it (taking the gate again could
-            // wait behind a resize waiting for this thread).
-            let helpers: Vec<_> = parts[1..]
-                .iter()
-                .map(|part| {
-                    let part = part.clone();
-                    // A thread the OS will not start leaves its part to this one.
-                    std::thread::Builder::new()
-                        .spawn_scoped(sc, move || self.env.read_txn().ok().map(|t| look(&t, part)))
-                        .ok()
-                })
-                .collect();
-            let mut out = vec![Some(look(t, parts[0].clone()))];
-            out.extend(helpers.into_iter().map(|h| h.and_then(|h| h.join().unwrap_or(None))));
-            out
-        });
-        parts
-            .into_iter()
-            .zip(found)
-            .map(|(part, looked)| {
-                let looked = match looked {
-                    Some(r) => r?,
-                    None => look(t, part.clone())?,
-                };
-                Ok((part, looked))
-            })
-            .collect()
     }
 
     /// The id of the snapshot a read transaction sees: two transactions
