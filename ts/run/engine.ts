@@ -103,7 +103,8 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     lastYield = performance.now();
   };
   for (;;) {
-    // A run of stored chunks awaits nothing: it lets timers in here.
+    // Every path through the loop comes back here (a run of stored chunks
+    // or of synchronous exec calls awaits nothing else).
     if (pauseDue()) await pause();
     // Hand out finished chunks first: a consumer that stops early stops the
     // run. Chunks done synchronously go out DONE_BATCH at a time.
@@ -116,7 +117,6 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     if (s.failure === null && !s.aborted) s.fill();
     if (s.inflight.size === 0 && s.dispatched > before && s.failure === null) {
       // Exec calls that returned synchronously: go on without a promise.
-      if (pauseDue()) await pause();
       continue;
     }
     if (s.finished) {
@@ -125,7 +125,6 @@ async function* loop(spec: EngineSpec, s: RunSession): AsyncGenerator<ChunkDone[
     }
     if (s.inflight.size > 0) {
       await held(Promise.race(s.inflight));
-      if (pauseDue()) await pause();
       continue;
     }
     if (s.failure !== null || s.aborted) return;
