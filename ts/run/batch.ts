@@ -38,45 +38,37 @@ const OWN_PART_BYTES = 4096;
 type FlatArgs = Parameters<BindingPlan['writeFlat']> extends [...infer A, number, number] ? A : never;
 
 /**
- * A growing Uint32Array, kept from batch to batch (a batch's columns as
- * plain arrays were new memory per batch, which lived until the batch was
- * queued: long enough to be promoted to V8's old space, whose garbage
- * grows the heap).
+ * A growing typed array (a batch's column), kept from batch to batch: a
+ * batch's columns as plain arrays were new memory per batch, which lived
+ * until the batch was queued: long enough to be promoted to V8's old space,
+ * whose garbage grows the heap.
  */
-class U32s {
-  a = new Uint32Array(1024);
+class Column<A extends Uint8Array | Uint32Array> {
   n = 0;
+  constructor(
+    public a: A,
+    private readonly make: (length: number) => A,
+  ) {}
+
   reserve(k: number): void {
     if (this.n + k <= this.a.length) return;
-    const g = new Uint32Array(Math.max(this.a.length * 2, this.n + k));
+    const g = this.make(Math.max(this.a.length * 2, this.n + k));
     g.set(this.a.subarray(0, this.n));
     this.a = g;
   }
+
   push(x: number): void {
     if (this.n === this.a.length) this.reserve(1);
     this.a[this.n++] = x;
   }
-  view(): Uint32Array {
-    return this.a.subarray(0, this.n);
+
+  view(): A {
+    return this.a.subarray(0, this.n) as A;
   }
 }
 
-/** A growing Uint8Array (see U32s). */
-class U8s {
-  a = new Uint8Array(1024);
-  n = 0;
-  push(x: number): void {
-    if (this.n === this.a.length) {
-      const g = new Uint8Array(this.a.length * 2);
-      g.set(this.a);
-      this.a = g;
-    }
-    this.a[this.n++] = x;
-  }
-  view(): Uint8Array {
-    return this.a.subarray(0, this.n);
-  }
-}
+const u32s = (): Column<Uint32Array> => new Column(new Uint32Array(1024), (n) => new Uint32Array(n));
+const u8s = (): Column<Uint8Array> => new Column(new Uint8Array(1024), (n) => new Uint8Array(n));
 
 /**
  * The pending writes of a batch, encoded as they come into flat arrays:
@@ -90,22 +82,22 @@ class U8s {
  * is 0 or 1 + the index of its dictionary in `dicts`.
  */
 class FlatWrites {
-  private readonly chunks = new U32s();
-  private readonly kinds = new U8s();
-  private readonly pointEnds = new U32s();
-  private readonly whole = new U8s();
+  private readonly chunks = u32s();
+  private readonly kinds = u8s();
+  private readonly pointEnds = u32s();
+  private readonly whole = u8s();
   /** Points given up to and including chunk k (listed or whole). */
-  private readonly givenEnds = new U32s();
-  private readonly partOf = new U32s();
-  private readonly dataEnds = new U32s();
+  private readonly givenEnds = u32s();
+  private readonly partOf = u32s();
+  private readonly dataEnds = u32s();
   /** Typed outputs of their own (part k + 1; part 0 is the sink), and their bytes. */
   private parts: Buffer[] = [];
   private partBytes = 0;
-  private readonly dictOf = new U32s();
+  private readonly dictOf = u32s();
   dicts: Buffer[] = [];
   private readonly dictIndex = new Map<string, number>();
-  readonly points = new U32s();
-  readonly offsets = new U32s();
+  readonly points = u32s();
+  readonly offsets = u32s();
   sink = new ByteSink(1 << 16);
   get length(): number {
     return this.chunks.n;
