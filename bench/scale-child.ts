@@ -117,22 +117,16 @@ async function perChunk(n: number): Promise<object> {
   return { coldMs, warmMs, openMs, reopenMs, peakMb: peak };
 }
 
-async function stream(n: number, root: string): Promise<object> {
+/**
+ * `runStreaming` over n one-point chunks in `root`: cold (every point
+ * computed) or, over the root a cold one filled, warm (none computed).
+ */
+async function stream(n: number, root: string, warm: boolean): Promise<object> {
   const cache = ChunkCache.open({ root, axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
   const t = performance.now();
   const d = await runStreaming(cache, trivial);
   const ms = since(t);
-  check(d.executedPoints === n, 'runStreaming did not execute every point');
-  return { ms, peakMb: peakMb() };
-}
-
-/** `stream` again over the root it filled, in a process of its own. */
-async function streamWarm(n: number, root: string): Promise<object> {
-  const cache = ChunkCache.open({ root, axisValues: { a: range(n) }, chunkSpec: { a: 1 } });
-  const t = performance.now();
-  const d = await runStreaming(cache, trivial);
-  const ms = since(t);
-  check(d.executedPoints === 0 && d.cachedPoints === n, 'warm runStreaming executed points');
+  check(d.executedPoints === (warm ? 0 : n) && d.cachedPoints === (warm ? n : 0), `${warm ? 'warm' : 'cold'} runStreaming: wrong counts`);
   return { ms, peakMb: peakMb() };
 }
 
@@ -280,8 +274,7 @@ const n = Number(arg);
 try {
   let r: object;
   if (mode === 'per-chunk') r = await perChunk(n);
-  else if (mode === 'stream') r = await stream(n, repsArg!);
-  else if (mode === 'stream-warm') r = await streamWarm(n, repsArg!);
+  else if (mode === 'stream' || mode === 'stream-warm') r = await stream(n, repsArg!, mode === 'stream-warm');
   else if (mode === 'typed') r = await typed(n, Number(repsArg ?? 3));
   else if (mode === 'objects') r = await objectRows(n, Number(repsArg ?? 3));
   else throw new Error(`scale-child: unknown mode ${mode}`);
