@@ -183,8 +183,9 @@ export class RunSession {
     const core = view._core;
     const need = this.neededOf?.[i] ?? null;
     if (need && need.length === 0) return;
-    if (!need && this.storedWhole(i)) return;
-    const w = new ChunkWork(i, this.G, this.G.chunkPoints(i), need, spec.needOutputs, this.into);
+    const points = this.G.chunkPoints(i);
+    if (!need && this.storedWhole(i, points)) return;
+    const w = new ChunkWork(i, this.G, points, need, spec.needOutputs, this.into);
     let avail = this.resolved.available[i]!;
     let missing: Uint32Array[][];
     if (!need) {
@@ -223,14 +224,13 @@ export class RunSession {
   }
 
   /**
-   * Finishes chunk `i` at once when all its points are stored and its
-   * outputs are not needed, or went straight into the run's output as they
-   * were read (see `ReadAhead.placeWhole`): no ChunkWork and no ChunkDone,
+   * Finishes chunk `i` (of `points` requested points) at once when all
+   * of them are stored and its outputs are not needed, or went straight
+   * into the run's output as they were read (see `ReadAhead.placeWhole`): no ChunkWork and no ChunkDone,
    * so a warm run builds no objects per chunk. False leaves the chunk to
    * `openChunk`.
    */
-  private storedWhole(i: number): boolean {
-    const points = this.G.chunkPoints(i);
+  private storedWhole(i: number, points: number): boolean {
     if (points === 0 || this.resolved.available[i] !== points) return false;
     if (this.spec.needOutputs && (!this.spec.sink || !this.reads.placeWhole(i, points))) return false;
     const { diag } = this;
