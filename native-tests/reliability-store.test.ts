@@ -260,3 +260,31 @@ test('a record whose data went bad is caught as a warm run reads it: that chunk 
   t.is(executed, PER_CHUNK);
   t.true(verify(root).ok);
 });
+
+test('a warm typed run over thousands of small chunks reads the whole ones together, around partly stored and damaged ones', async (t) => {
+  // 6,000 chunks of 8 points: the whole ones are looked up and copied into
+  // the output a few thousand at a time, on several threads; partly stored
+  // chunks and a damaged record in the same reads take the one-by-one path.
+  const root = freshRoot();
+  const C = 6000;
+  const axisValues = { c: Array.from({ length: C }, (_, i) => i), x: Array.from({ length: 8 }, (_, i) => i) };
+  const cache = ChunkCache.open({ root, params: { test: 'gather-mixed' }, axisValues, chunkSpec: { c: 1, x: 8 } });
+  const expected = fullFn({}, axisValues, { axisOrder: ['c', 'x'] }) as Float64Array;
+  const partly = Array.from({ length: 10 }, (_, i) => 3000 + i * 7);
+  const rest = axisValues.c.filter((c) => !partly.includes(c));
+  await run(cache.select({ indices: { c: rest } }), fullFn);
+  await run(cache.select({ indices: { c: partly, x: [0, 1, 2] } }), fullFn);
+  damageData(cache, 4000, 10);
+  const r = await run(cache, fullFn);
+  t.deepEqual(r.output, expected);
+  t.is(r.diagnostics.executedPoints, partly.length * 5 + 8, 'the missing points of the partly stored chunks, and the damaged chunk');
+  t.is(r.diagnostics.corruptRecords.length, 1);
+  const again = await run(cache, fullFn);
+  t.is(again.diagnostics.executedPoints, 0);
+  t.deepEqual(again.output, expected);
+  // A subset read the same way: every 3rd c, all x.
+  const every3 = axisValues.c.filter((c) => c % 3 === 1);
+  const sub = await run(cache.select({ indices: { c: every3 } }), fullFn);
+  t.deepEqual(sub.output, fullFn({}, { c: every3, x: axisValues.x }, { axisOrder: ['c', 'x'] }));
+  t.is(sub.diagnostics.executedPoints, 0);
+});

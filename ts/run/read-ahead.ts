@@ -15,8 +15,14 @@ import type { EngineSpec } from './spec.js';
 /** Chunks read ahead in one native call: at most this many chunks, and about this many points. */
 const READ_BATCH_CHUNKS = 1024;
 const READ_BATCH_POINTS = 1 << 16;
-/** Points of a batch gathered straight into the run's typed output (no batch memory): fewer, larger calls. */
+/**
+ * Points and chunks of a batch gathered straight into the run's typed
+ * output (no batch memory): fewer, larger calls, whose records the binding
+ * looks up in one walk in key order (a cursor step per chunk when they lie
+ * close together) and copies on every core.
+ */
 const GATHER_BATCH_POINTS = 1 << 20;
+const GATHER_BATCH_CHUNKS = 1 << 14;
 /**
  * The scratch that items batches are read into: its first size, and the
  * most it grows to (a larger batch gets memory of its own).
@@ -74,7 +80,8 @@ export class ReadAhead {
       const sink = spec.sink;
       const gather = sink?.typed() ?? null;
       const most = gather ? GATHER_BATCH_POINTS : READ_BATCH_POINTS;
-      for (let j = i; j < G.chunkCount && list.length < READ_BATCH_CHUNKS && (list.length === 0 || pts < most); j++) {
+      const mostChunks = gather ? GATHER_BATCH_CHUNKS : READ_BATCH_CHUNKS;
+      for (let j = i; j < G.chunkCount && list.length < mostChunks && (list.length === 0 || pts < most); j++) {
         if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
         list.push(j);
         pts += G.chunkPoints(j);

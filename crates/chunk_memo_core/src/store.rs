@@ -101,8 +101,8 @@ pub struct Store {
     path: PathBuf,
     // Held shared by every transaction, exclusively while resizing the map.
     gate: RwLock<()>,
-    // Access times noted by reads, flushed in batches.
-    pending_atime: Mutex<HashMap<[u8; 32], u64>>,
+    /// Reads noted (record key, ms), not yet written (see `note_accesses`).
+    pending_atime: Mutex<Vec<([u8; 32], u64)>>,
     // In-use marks of this process at this root.
     marks: Mutex<inuse::Marks>,
     next_mark: std::sync::atomic::AtomicU64,
@@ -159,7 +159,7 @@ impl Store {
             owner: Owner::create(&canon),
             path: canon.clone(),
             gate: RwLock::new(()),
-            pending_atime: Mutex::new(HashMap::new()),
+            pending_atime: Mutex::new(Vec::new()),
             marks: Mutex::new(inuse::Marks::default()),
             next_mark: std::sync::atomic::AtomicU64::new(0),
             pages: pages::MapPages::new(),
@@ -195,6 +195,19 @@ impl Store {
             }
         }
         Err(CoreError::new(ErrorCode::Storage, "the map keeps being resized by another process"))
+    }
+
+    /// Runs `f` in a read transaction of its own, beside one the calling
+    /// code holds in snapshot `snapshot` (see [`Store::snapshot_id`]), for
+    /// a thread that shares that transaction's work: `None` when no
+    /// transaction could be opened or it sees another snapshot (a write
+    /// committed in between), so that `f` never mixes two snapshots.
+    /// Call it only while that transaction is open: it opens this one under
+    /// the same hold on the map (taking the hold again could wait behind a
+    /// resize that waits for the caller).
+    pub fn read_beside<T>(&self, snapshot: u64, f: impl FnOnce(&RoTxn<'_, WithoutTls>) -> T) -> Option<T> {
+        let t = self.env.read_txn().ok()?;
+        (Store::snapshot_id(&t) == snapshot).then(|| f(&t))
     }
 
     /// Another process grew the map: adopt its size (no txn of ours open).

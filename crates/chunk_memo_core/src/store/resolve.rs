@@ -5,7 +5,12 @@ use super::{rkey, CacheId, ChunkKey, Descriptor, ReadMemo, Store};
 use crate::error::Result;
 use crate::planner::{ChunkGeometry, Grid, HashKeyed, Plan};
 use crate::record::RecordView;
-use heed::{RoTxn, WithoutTls};
+use heed::types::Bytes;
+use heed::{Database, RoTxn, WithoutTls};
+
+/// A chunk's own complete, dense record, parsed, with its bytes (see
+/// [`Store::whole_record_in`]).
+pub type WholeRecord<'t> = (RecordView<'t>, &'t [u8]);
 
 /// Where requested points of a chunk come from.
 #[derive(Debug, Clone, Default)]
@@ -168,32 +173,10 @@ impl OwnRecords<'_> {
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; part.len()];
-        let records = &self.store.records;
-        let seek =
-            |key: &[u8; 32]| records.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
-        let Some(first) = wanted.first() else { return Ok(out) };
-        let mut walk = seek(&first.0)?;
-        let mut at = walk.next().transpose()?;
-        for (key, k, req, rec) in &wanted {
-            let mut steps = 0;
-            while let Some((have, _)) = at {
-                if have >= &key[..] {
-                    break;
-                }
-                if steps == SEEK_AFTER_STEPS {
-                    walk = seek(key)?;
-                    at = walk.next().transpose()?;
-                    break;
-                }
-                at = walk.next().transpose()?;
-                steps += 1;
-            }
-            if let Some((have, bytes)) = at {
-                if have == &key[..] {
-                    out[*k as usize] = whole_head(bytes, self.verify, *req, *rec);
-                }
-            }
-        }
+        Store::walk_sorted(&self.store.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
+            let (_, k, req, rec) = wanted[n];
+            out[k as usize] = whole_head(bytes, self.verify, req, rec);
+        })?;
         Ok(out)
     }
 
@@ -389,6 +372,69 @@ impl Store {
         Ok(self.whole_record_in(t, cache, chunk)?.and_then(|(v, bytes)| (verified || v.verify(bytes)).then(|| f(&v))))
     }
 
+    /// Calls `found(n, value)` for the `n`-th of `keys` (in ascending
+    /// order) that `table` holds, with its value: the table is walked
+    /// forward once with one cursor (a step per entry, where a lookup per
+    /// key descends the whole B-tree), seeking afresh past a stretch of
+    /// entries no key wants.
+    pub(crate) fn walk_sorted<'t, 'k>(
+        table: &Database<Bytes, Bytes>,
+        t: &'t RoTxn<'_, WithoutTls>,
+        keys: impl IntoIterator<Item = &'k [u8; 32]>,
+        mut found: impl FnMut(usize, &'t [u8]),
+    ) -> Result<()> {
+        let seek = |key: &[u8; 32]| table.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
+        let mut keys = keys.into_iter().enumerate().peekable();
+        let Some((_, first)) = keys.peek() else { return Ok(()) };
+        let mut walk = seek(first)?;
+        let mut at = walk.next().transpose()?;
+        for (n, key) in keys {
+            let mut steps = 0;
+            while let Some((have, _)) = at {
+                if have >= &key[..] {
+                    break;
+                }
+                if steps == SEEK_AFTER_STEPS {
+                    walk = seek(key)?;
+                    at = walk.next().transpose()?;
+                    break;
+                }
+                at = walk.next().transpose()?;
+                steps += 1;
+            }
+            if let Some((have, bytes)) = at {
+                if have == &key[..] {
+                    found(n, bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::whole_record_in`] for each of `chunks` (keys of `cache`'s
+    /// chunks, in any order), looked up in key order by one forward walk
+    /// ([`Store::walk_sorted`]): for a batch of chunks close in grid order,
+    /// whose records lie close together, that is a cursor step per chunk.
+    pub fn whole_records_in<'t>(
+        &self,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        chunks: &[ChunkKey],
+    ) -> Result<Vec<Option<WholeRecord<'t>>>> {
+        let mut wanted: Vec<([u8; 32], u32)> =
+            chunks.iter().enumerate().map(|(k, c)| (rkey(cache, c), k as u32)).collect();
+        wanted.sort_unstable_by_key(|w| w.0);
+        let mut out = vec![None; chunks.len()];
+        Store::walk_sorted(&self.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
+            if let Ok(v) = RecordView::parse_header(bytes) {
+                if v.is_complete() && !v.is_sparse() {
+                    out[wanted[n].1 as usize] = Some((v, bytes));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
     /// [`Store::read_whole_in`] with the record's structure checked but not
     /// its checksum: the record of `chunk` when it is complete and dense,
     /// parsed, with its bytes, both borrowed from the transaction; `None`
@@ -400,7 +446,7 @@ impl Store {
         t: &'t RoTxn<'_, WithoutTls>,
         cache: &CacheId,
         chunk: &ChunkKey,
-    ) -> Result<Option<(RecordView<'t>, &'t [u8])>> {
+    ) -> Result<Option<WholeRecord<'t>>> {
         let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
         Ok(match RecordView::parse_header(bytes) {
             Ok(v) if v.is_complete() && !v.is_sparse() => Some((v, bytes)),

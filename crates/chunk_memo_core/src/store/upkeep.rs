@@ -122,16 +122,14 @@ impl Store {
     pub fn note_accesses(&self, cache: &CacheId, chunks: &[ChunkKey]) {
         let now = now_ms();
         let mut p = self.pending_atime.lock().unwrap();
-        for chunk in chunks {
-            p.insert(rkey(cache, chunk), now);
-        }
+        p.extend(chunks.iter().map(|chunk| (rkey(cache, chunk), now)));
         // Amortised: reads never write; access times go out in batches
         // (large ones: a batch of random keys rewrites most leaf pages of the
         // atime table, so its cost follows the table, not the batch).
         if p.len() >= 1 << 16 {
             let batch = std::mem::take(&mut *p);
             drop(p);
-            let _ = self.write_atimes(&batch);
+            let _ = self.write_atimes(batch);
         }
     }
 
@@ -141,24 +139,28 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_atimes(&batch)
+        self.write_atimes(batch)
     }
 
-    fn write_atimes(&self, batch: &HashMap<[u8; 32], u64>) -> Result<()> {
-        // In key order: each leaf page is visited once.
-        let mut batch: Vec<(&[u8; 32], &u64)> = batch.iter().collect();
-        batch.sort_unstable();
+    /// Writes noted access times (record key, ms; a key may come several
+    /// times: its latest time counts).
+    fn write_atimes(&self, mut batch: Vec<([u8; 32], u64)>) -> Result<()> {
+        // In key order: each leaf page is visited once, and the stored times
+        // are read in one walk.
+        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        batch.dedup_by_key(|x| x.0);
         self.write(|s, t| {
-            for &(k, ms) in &batch {
-                // A time already stored within ATIME_RESOLUTION_MS stays:
-                // re-reading a sweep costs lookups, not a rewrite of the table.
-                let stored = s.atime.get(t, k)?.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
-                if stored.is_some_and(|old| ms.saturating_sub(old) < ATIME_RESOLUTION_MS) {
-                    continue;
-                }
+            // A time already stored within ATIME_RESOLUTION_MS stays:
+            // re-reading a sweep costs one walk, not a rewrite of the table.
+            let mut fresh = vec![false; batch.len()];
+            Store::walk_sorted(&s.atime, t, batch.iter().map(|x| &x.0), |n, stored| {
+                let old = <[u8; 8]>::try_from(stored).map_or(0, u64::from_le_bytes);
+                fresh[n] = batch[n].1.saturating_sub(old) < ATIME_RESOLUTION_MS;
+            })?;
+            for (&(k, ms), fresh) in batch.iter().zip(fresh) {
                 // Only for records that still exist.
-                if s.index.get(t, k)?.is_some() {
-                    s.atime.put(t, k, &ms.to_le_bytes())?;
+                if !fresh && s.index.get(t, &k)?.is_some() {
+                    s.atime.put(t, &k, &ms.to_le_bytes())?;
                 }
             }
             Ok(())

@@ -6,11 +6,11 @@ use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
-use chunk_memo_core::store::{ChunkData, ChunkKey, ReadMemo, Store};
+use chunk_memo_core::store::{CacheId, ChunkData, ChunkKey, ReadMemo, ReadTxn, Store};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 /// Requested points of a chunk read from the store.
 #[napi(object)]
@@ -295,15 +295,21 @@ impl BindingPlan {
             // are not verified again; others are verified as they are read
             // (gathered ones while they are copied: one pass).
             let verified = self.state.lock().unwrap().whole_verified_in == Some(Store::snapshot_id(t));
-            if let Some(g) = gather.as_ref() {
-                let record = |key: &ChunkKey| s.whole_record_in(t, &cache, key);
-                if self.gather_parallel(&chunks, g, verified, record, &mut b, &mut touched)? {
-                    return Ok(());
-                }
-            }
+            // Whole chunks of the gather's dtype go straight into its
+            // output, together; the rest (and any that fail their checksum)
+            // one by one below.
+            let gathered = match gather.as_ref() {
+                Some(g) => self.gather_whole(s, t, &cache, &chunks, g, verified)?,
+                None => Vec::new(),
+            };
             // A record serving several chunks in a row is parsed once.
             let mut memo = ReadMemo::default();
-            for &i in &chunks {
+            for (k, &i) in chunks.iter().enumerate() {
+                if let Some(Some((kind, n, key))) = gathered.get(k) {
+                    b.push_gathered(*kind, *n);
+                    touched.push(*key);
+                    continue;
+                }
                 // A whole chunk requested in full: straight from its own
                 // record (typed: its raw array, one copy).
                 let mut resolved_again = false;
@@ -368,6 +374,10 @@ impl BindingPlan {
 /// checksum then run on every core; one thread copied 80 MB at ~1.6 GB/s).
 const PARALLEL_GATHER_BYTES: usize = 4 << 20;
 
+/// Reads of at least this many chunks are gathered on several threads
+/// too, however few their bytes (their keys and lookups are the work).
+const PARALLEL_GATHER_CHUNKS: usize = 2048;
+
 /// Threads that copy one read into the gather output at most (the calling
 /// thread included).
 const GATHER_THREADS: usize = 4;
@@ -380,99 +390,113 @@ const PREFAULT_ROWS_BYTES: usize = 64 << 10;
 const GATHER_STEP_BYTES: usize = 256 << 10;
 
 impl BindingPlan {
-    /// Copies `chunks` straight into the gather output on several threads
-    /// when every one of them is whole, of the output's dtype and read from
-    /// its own record, and they hold enough bytes; true when it did (their
-    /// entries are then in `b`). False leaves `b` as it was: a chunk of
-    /// another kind, or a record that fails its checksum, is left to the
-    /// one-by-one path (which reports the damage and serves what other
-    /// records hold; rows copied here are overwritten there).
-    /// `record` gives a chunk's own record when it is whole (see
-    /// `Store::whole_record_in`).
-    fn gather_parallel<'t>(
+    /// Copies every one of `chunks` that is whole, of the gather's dtype
+    /// and read from its own record straight into the gather output.
+    /// Returns, per chunk, its kind, points and key when it was placed;
+    /// `None` leaves it to the one-by-one path (another kind, not whole, or
+    /// a record that fails its checksum: that path reports the damage and
+    /// serves what other records hold, overwriting the rows copied here).
+    ///
+    /// Threads take stretches of about GATHER_STEP_BYTES of chunks as they
+    /// go, the calling thread among them, so one that is slowed (by page
+    /// faults, or another thread on its core) holds the others up by one
+    /// stretch at most. Each computes its stretch's keys, looks the records
+    /// up in one walk in key order (chunks close in grid order have records
+    /// close together: a cursor step each) and copies them; a helper thread
+    /// does so in a read transaction of its own in the same snapshot.
+    fn gather_whole(
         &self,
+        s: &Store,
+        t: &ReadTxn<'_>,
+        cache: &CacheId,
         chunks: &[usize],
         g: &Gather<'_>,
         verified: bool,
-        mut record: impl FnMut(&ChunkKey) -> CoreResult<Option<(RecordView<'t>, &'t [u8])>>,
-        b: &mut ChunkBatch<'_>,
-        touched: &mut Vec<ChunkKey>,
-    ) -> CoreResult<bool> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(GATHER_THREADS).min(chunks.len());
-        if threads < 2 {
-            return Ok(false);
-        }
-        let mut jobs: Vec<(usize, RecordView<'t>, &'t [u8], ChunkKey)> = Vec::with_capacity(chunks.len());
-        let mut bins = Vec::new();
+    ) -> CoreResult<Vec<Option<(u8, usize, ChunkKey)>>> {
+        // Which chunks the plan's resolution found whole, and their bytes.
         let mut bytes = 0usize;
-        {
+        let whole: Vec<bool> = {
             let state = self.state.lock().unwrap();
-            for &i in chunks {
-                let Some(key) = self.whole_key(&state, i, &mut bins) else { return Ok(false) };
-                match record(&key)? {
-                    Some((v, r)) if v.kind == g.kind => {
-                        bytes += r.len();
-                        jobs.push((i, v, r, key));
-                    }
-                    _ => return Ok(false),
-                }
-            }
-        }
-        if bytes < PARALLEL_GATHER_BYTES {
-            return Ok(false);
-        }
-        // Threads take the next chunks as they go (a stretch of about
-        // GATHER_STEP_BYTES at a time), so one that is slowed (by page
-        // faults, or another thread on its core) holds the others up by one
-        // stretch at most; the calling thread is one of them.
-        let step = (GATHER_STEP_BYTES * jobs.len()).div_ceil(bytes).max(1);
+            let mut bins = Vec::new();
+            chunks
+                .iter()
+                .map(|&i| {
+                    let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
+                    let whole = req == rec && state.is_whole(i);
+                    bytes += if whole { req as usize * g.width } else { 0 };
+                    whole
+                })
+                .collect()
+        };
+        let threads = if bytes >= PARALLEL_GATHER_BYTES || chunks.len() >= PARALLEL_GATHER_CHUNKS {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(GATHER_THREADS)
+        } else {
+            1
+        };
+        let step = (GATHER_STEP_BYTES * chunks.len()).div_ceil(bytes.max(1)).max(1);
         let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let work = || -> CoreResult<bool> {
-            let mut rows = Vec::new();
+        // (position in `chunks`, kind, points, key) of each chunk placed
+        type Placed = Vec<(usize, u8, usize, ChunkKey)>;
+        let work = |t: &ReadTxn<'_>| -> CoreResult<Placed> {
+            let mut placed = Vec::new();
+            let (mut bins, mut keys, mut at) = (Vec::new(), Vec::new(), Vec::new());
             loop {
                 let from = next.fetch_add(step, Relaxed);
-                let Some(part) = jobs.get(from..(from + step).min(jobs.len())) else { return Ok(true) };
-                rows.clear();
-                rows.extend(part.iter().map(|(i, ..)| self.plan.out_rows(*i)));
+                if from >= chunks.len() {
+                    return Ok(placed);
+                }
+                keys.clear();
+                at.clear();
+                for k in from..(from + step).min(chunks.len()) {
+                    if whole[k] {
+                        self.plan.chunk_bins_into(chunks[k], &mut bins);
+                        keys.push(self.grid.chunk_key(&bins));
+                        at.push(k);
+                    }
+                }
+                let jobs: Vec<_> = s
+                    .whole_records_in(t, cache, &keys)?
+                    .into_iter()
+                    .zip(at.iter().zip(&keys))
+                    .filter_map(|(r, (&k, key))| r.filter(|(v, _)| v.kind == g.kind).map(|(v, r)| (k, v, r, *key)))
+                    .collect();
+                let rows: Vec<_> = jobs.iter().map(|(k, ..)| self.plan.out_rows(chunks[*k])).collect();
                 // SAFETY: the rows of the chunks taken here are theirs alone.
                 unsafe { g.map_rows(&rows) };
-                for ((_, v, r, _), (starts, len)) in part.iter().zip(&rows) {
-                    if failed.load(Relaxed) {
-                        return Ok(false);
-                    }
+                for ((k, v, r, key), (starts, len)) in jobs.iter().zip(&rows) {
                     // SAFETY: each chunk's rows are its own points' places
                     // in the output, so threads placing different chunks
                     // write disjoint bytes (each chunk is taken once).
-                    if !unsafe { g.place(starts, *len, v, (!verified).then_some(*r)) }? {
-                        failed.store(true, Relaxed);
-                        return Ok(false);
+                    if unsafe { g.place(starts, *len, v, (!verified).then_some(*r)) }? {
+                        placed.push((*k, v.kind, v.n, *key));
                     }
                 }
             }
         };
-        let placed = std::thread::scope(|sc| {
-            // Threads the OS will not start leave their share to the others.
-            let helpers: Vec<_> =
-                (1..threads).filter_map(|_| std::thread::Builder::new().spawn_scoped(sc, work).ok()).collect();
-            let mut all = work();
+        let snapshot = Store::snapshot_id(t);
+        let found = std::thread::scope(|sc| {
+            // A thread the OS will not start, or that cannot read this
+            // snapshot, takes no stretch: the others take its share.
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(sc, || s.read_beside(snapshot, work)).ok())
+                .collect();
+            let mut found = vec![work(t)];
             for h in helpers {
-                let done = h.join().unwrap_or_else(|_| Err(invalid("a thread gathering stored chunks panicked")));
-                all = match (all, done) {
-                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                    (Ok(a), Ok(d)) => Ok(a && d),
-                };
+                match h.join() {
+                    Ok(Some(r)) => found.push(r),
+                    Ok(None) => {}
+                    Err(_) => found.push(Err(invalid("a thread gathering stored chunks panicked"))),
+                }
             }
-            all
-        })?;
-        if !placed {
-            return Ok(false);
+            found
+        });
+        let mut out = vec![None; chunks.len()];
+        for placed in found {
+            for (k, kind, n, key) in placed? {
+                out[k] = Some((kind, n, key));
+            }
         }
-        for (_, v, _, key) in &jobs {
-            b.push_gathered(v.kind, v.n);
-            touched.push(*key);
-        }
-        Ok(true)
+        Ok(out)
     }
 }
 
