@@ -141,3 +141,44 @@ fn a_large_plan_looked_at_on_several_threads_agrees_with_one_by_one() {
         assert_eq!(plan_available_on(threads, true, &store, &c, &g, &plan).0, want, "subset, {threads} threads");
     }
 }
+
+#[test]
+fn whole_records_looked_up_together_agree_with_one_by_one() {
+    let root = TempRoot::new("rp-whole-records");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    let g = grid(vec![axis("x", 0..300, 1), axis("y", 0..8, 4)]);
+    let plan = g.plan(&all(&g)).unwrap();
+    let res = resolve(&store, &c, &g, &plan);
+    // Whole chunks, partly stored ones (every third: one point), and none
+    // at all (every fifth), under another cache's records too.
+    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 5 != 0 && (i % 3 != 0 || r == 0));
+    write_points(&store, &cache_id(2), &g, &plan, &res, KIND_ITEMS, 2, |i, _| i % 2 == 0);
+    let mut bins = Vec::new();
+    let mut keys: Vec<ChunkKey> = (0..plan.n_chunks)
+        .map(|i| {
+            plan.chunk_bins_into(i, &mut bins);
+            g.chunk_key(&bins)
+        })
+        .collect();
+    // In an order unrelated to the keys', with a key twice and one of no chunk.
+    keys.reverse();
+    keys.swap(3, 400);
+    keys.push(keys[10]);
+    keys.push([7u8; 16]);
+    store
+        .read(|s, t| {
+            let together = s.whole_records_in(t, &c, &keys)?;
+            assert_eq!(together.len(), keys.len());
+            let mut found = 0;
+            for (key, got) in keys.iter().zip(&together) {
+                let one = s.whole_record_in(t, &c, key)?;
+                assert_eq!(got.as_ref().map(|(v, b)| (v.n, v.present, *b)), one.map(|(v, b)| (v.n, v.present, b)));
+                found += usize::from(got.is_some());
+            }
+            // 600 chunks: 120 empty, 160 partly stored (i % 3 == 0, i % 5 != 0), one looked up twice.
+            assert_eq!(found, 600 - 120 - 160 + 1);
+            Ok(())
+        })
+        .unwrap();
+}
