@@ -15,6 +15,9 @@
  *   chunk and its outputs copied into one array (nothing stored), warm run in turns with the plain LMDB
  *   read loop over the records, and a 1% subset (medians of `reps`,
  *   default 3);
+ * - `typed-small`: n points of Float64Array outputs in chunks of 100 (an
+ *   n/100 x 100 grid): one cold run, then the warm run in turns with the
+ *   plain LMDB read loop (medians of `reps`, default 3);
  * - `objects`: n points of `{ a, b, v }` objects: cold run (one run), warm
  *   run in turns with its floor, `decodeOutputs` of the same msgpack bytes
  *   into the same objects; for cold, `encodeOutputs` of each chunk (one pass)
@@ -226,6 +229,37 @@ async function typed(n: number, reps: number): Promise<object> {
   return { chunks: g.chunks, coldMs, rawWriteMs, computeMs, warmMs, readLoopMs, subsetMs, bytes, recordBytes, peakMb: peakMb() };
 }
 
+/**
+ * n points of Float64Array outputs in chunks of `per` points (an
+ * n/per x per grid, one row of a per chunk): one cold run, then the warm
+ * run in turns with the plain LMDB read loop over its records (medians of
+ * `reps`).
+ */
+async function typedSmall(n: number, per: number, reps: number): Promise<object> {
+  check(n % per === 0, `typed-small: n must be a multiple of ${per}`);
+  const cache = ChunkCache.open({ root: newRoot(), params: { bench: 'scale-typed-small' }, axisValues: { a: range(n / per), b: range(per) }, chunkSpec: { a: 1, b: per } });
+  const t = performance.now();
+  const c = await run(cache, floats as ChunkFn);
+  const coldMs = since(t);
+  check(c.diagnostics.executedPoints === n, 'typed-small cold run: wrong counts');
+  const coldOut = c.output as Float64Array;
+  const store = cache._core.store;
+  const [records] = store.scanRecords(cache._core.idBytes);
+  check(records === n / per, `typed-small read loop: ${records} records`);
+  let warmOut: Float64Array | undefined;
+  const [warmMs, readLoopMs] = await medians(reps, [
+    async () => {
+      warmOut = undefined;
+      const w = await run(cache, floats as ChunkFn);
+      check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed-small warm run executed points');
+      warmOut = w.output as Float64Array;
+    },
+    () => store.scanRecords(cache._core.idBytes),
+  ]);
+  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed-small warm output differs from cold');
+  return { chunks: n / per, coldMs, warmMs, readLoopMs, peakMb: peakMb() };
+}
+
 async function objectRows(n: number, reps: number): Promise<object> {
   const g = gridOf(n);
   const cache = ChunkCache.open({ root: newRoot(), params: { bench: 'scale-objects' }, axisValues: { a: range(g.A), b: range(g.B) }, chunkSpec: { a: g.ca, b: g.B } });
@@ -276,6 +310,7 @@ try {
   if (mode === 'per-chunk') r = await perChunk(n);
   else if (mode === 'stream' || mode === 'stream-warm') r = await stream(n, repsArg!, mode === 'stream-warm');
   else if (mode === 'typed') r = await typed(n, Number(repsArg ?? 3));
+  else if (mode === 'typed-small') r = await typedSmall(n, 100, Number(repsArg ?? 3));
   else if (mode === 'objects') r = await objectRows(n, Number(repsArg ?? 3));
   else throw new Error(`scale-child: unknown mode ${mode}`);
   console.log(JSON.stringify(r));

@@ -137,6 +137,7 @@ const of = (value: number, ceiling: number, what: string): string => {
 interface PerChunk { coldMs: number; warmMs: number; openMs: number; reopenMs: number; peakMb: number }
 interface Stream { ms: number; peakMb: number }
 interface Typed { chunks: number; coldMs: number; rawWriteMs: number; computeMs: number; warmMs: number; readLoopMs: number; subsetMs: number; bytes: number; recordBytes: number; peakMb: number }
+interface TypedSmall { chunks: number; coldMs: number; warmMs: number; readLoopMs: number; peakMb: number }
 interface Objects { coldMs: number; warmMs: number; encodeMs: number; rawWriteMs: number; decodeMs: number; bytes: number; peakMb: number }
 
 export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise<void> {
@@ -196,6 +197,11 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   add({
     bench: `run 1% subset (every 10th value per axis), ${grid}, Float64Array`, value: fmt(t.subsetMs), unit: 'ms', target: '≤ 2x LMDB read loop',
     note: `${of(t.subsetMs, t.readLoopMs, 'ceiling')}: the read loop over all records above; ${pps(t.subsetMs, big / 100)}; median of 3; child's peak RSS ${fmt(t.peakMb, 0)} MB`,
+  });
+  const ts = child<TypedSmall>('typed-small', big, { reps: 3 });
+  add({
+    bench: `run warm, ${count(big)} points in ${count(ts.chunks)} chunks of 100, Float64Array`, value: fmt(ts.warmMs), unit: 'ms', target: '≤ 2x LMDB read loop',
+    note: `${of(ts.warmMs, ts.readLoopMs, 'ceiling')}: plain LMDB read loop over the same ${count(ts.chunks)} records ${fmt(ts.readLoopMs)} ms; ${pps(ts.warmMs)}; medians of 3 taken in turns; cold run ${fmt(ts.coldMs)} ms (one run); child's peak RSS ${fmt(ts.peakMb, 0)} MB`,
   });
   const o = child<Objects>('objects', big, { reps: 3, heapMb: 8192 });
   add({

@@ -128,9 +128,20 @@ export declare class BindingPlan {
    * each as it reads it (one pass over the bytes, not two): a caller
    * that reads the chunks it was told are stored must then compute the
    * points a read did not return (a damaged record, reported in the
-   * read's `corrupt`).
+   * read's `corrupt`). With `gatherKind` and `gatherOut` (the bytes of
+   * the plan's flat output, a typed array of that dtype), the whole
+   * chunks requested in full whose records hold that dtype are copied to
+   * their place in it as their records are found (verified while copied
+   * when `verify` is false), and marked in `gathered`: a run need not
+   * read them again.
    */
-  resolve(store: BindingStore, cacheId: Buffer, verify?: boolean | undefined | null): BindingResolved
+  resolve(store: BindingStore, cacheId: Buffer, verify?: boolean | undefined | null, gatherKind?: number | undefined | null, gatherOut?: Uint8Array | undefined | null): BindingResolved
+  /**
+   * The output kind of the first record the cache has (in key order;
+   * none when it has none): a run that reads every stored chunk makes
+   * its typed output of that kind before `resolve`, to gather into it.
+   */
+  firstStoredKind(store: BindingStore, cacheId: Buffer): number | null
 }
 
 /**
@@ -477,6 +488,13 @@ export interface BindingResolved {
    * output before it reads any).
    */
   wholeKind?: number
+  /**
+   * With a gather (`resolve`'s `gatherKind` and `gatherOut`), per chunk:
+   * 1 when its outputs were copied into the gather output as the
+   * resolution found its record (a whole chunk requested in full, of the
+   * gather's dtype, whose record passed its checksum); empty without one.
+   */
+  gathered: Uint8Array
 }
 
 /** Totals of one cache's records. */

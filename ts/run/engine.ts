@@ -15,7 +15,7 @@ import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { DONE_BATCH, RunSession } from './session.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
-import { beginRun } from './lifecycle.js';
+import { beginRun, type GatherInto } from './lifecycle.js';
 import { checkCodeChange } from '../cache/code-record.js';
 
 export type { ChunkDone, EngineExecutor, EngineSpec, ExecutorStats } from './spec.js';
@@ -63,8 +63,18 @@ export async function* runEngine(spec: EngineSpec): AsyncGenerator<ChunkDone, Di
 export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkDone[], Diagnostics> {
   const diag = spec.diag ?? newDiagnostics();
   const t0 = performance.now();
-  // A run that reads every stored chunk of the whole view verifies records as it reads them (openChunk).
-  const run = beginRun(spec.view, spec.label, spec.needOutputs && !spec.needed);
+  // A run that reads every stored chunk of the whole view verifies records
+  // as it reads them (openChunk); one with a flat output makes it before
+  // the resolution when the cache holds typed outputs, and the resolution
+  // copies whole chunks into it as it finds them (no second lookup).
+  const readsAll = spec.needOutputs && !spec.needed;
+  const sink = readsAll ? spec.sink : undefined;
+  const gatherInto: GatherInto | undefined = sink && ((kind, total) => {
+    diag.totalPoints = total;
+    sink.expect(kind);
+    return sink.typed()?.bytes ?? null;
+  });
+  const run = beginRun(spec.view, spec.label, readsAll, gatherInto);
   const { plan, resolved, geometry } = run;
   try {
     if (spec.fn) checkCodeChange(spec.view, spec.fn, spec.label);

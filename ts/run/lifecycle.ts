@@ -12,6 +12,7 @@ import { PlanGeometry } from '../cache/geometry.js';
 import { fillFromShared } from '../cache/shared-roots.js';
 import { fromNative } from '../errors/index.js';
 import { markInUse } from '../store/in-use.js';
+import { KIND_ITEMS } from './payload.js';
 
 /** A view planned for a run and resolved against its store; `end()` once the run is over. */
 export interface ResolvedRun {
@@ -23,13 +24,22 @@ export interface ResolvedRun {
 }
 
 /**
+ * Where a run that reads every stored chunk wants whole typed chunks
+ * copied as the resolution finds them: given the kind of the cache's first
+ * record, its typed output's bytes (made now, of that kind), or null.
+ */
+export type GatherInto = (kind: number, totalPoints: number) => Uint8Array | null;
+
+/**
  * Plans a view and resolves every chunk against the store, with the
  * before-run steps. With `verifyOnRead`, records serving whole chunks are
  * verified as they are read, not here (one pass over their bytes): the
  * caller reads every chunk the resolution found stored and computes what a
- * read did not return (see `BindingPlan.resolve`).
+ * read did not return (see `BindingPlan.resolve`). With `gatherInto`, whole
+ * chunks requested in full of the output's dtype go straight into it as the
+ * resolution finds them (`resolved.gathered`), so they are not read again.
  */
-export function beginRun(cache: ChunkCache, where: string, verifyOnRead = false): ResolvedRun {
+export function beginRun(cache: ChunkCache, where: string, verifyOnRead = false, gatherInto?: GatherInto): ResolvedRun {
   const core = cache._check();
   const plan = planOf(cache);
   const release = markInUse(cache);
@@ -51,7 +61,11 @@ export function beginRun(cache: ChunkCache, where: string, verifyOnRead = false)
   };
   try {
     if (core.sharedRoots.length) fillFromShared(cache, plan);
-    return { plan, resolved: plan.resolve(core.store, core.idBytes, !verifyOnRead), geometry: new PlanGeometry(plan), end };
+    const geometry = new PlanGeometry(plan);
+    const kind = gatherInto ? plan.firstStoredKind(core.store, core.idBytes) : null;
+    const out = kind !== null && kind !== KIND_ITEMS ? gatherInto!(kind, geometry.total) : null;
+    const resolved = out ? plan.resolve(core.store, core.idBytes, !verifyOnRead, kind, out) : plan.resolve(core.store, core.idBytes, !verifyOnRead);
+    return { plan, resolved, geometry, end };
   } catch (e) {
     end();
     throw fromNative(e, where);

@@ -67,6 +67,8 @@ export class ReadAhead {
    * leaves it to `applyTo`.
    */
   placeWhole(i: number, points: number): boolean {
+    // Copied into the output by the resolution (see `beginRun`'s gatherInto).
+    if (this.resolved.gathered[i]) return true;
     return this.batchOf(i).placeWhole(i, points);
   }
 
@@ -82,7 +84,7 @@ export class ReadAhead {
       const most = gather ? GATHER_BATCH_POINTS : READ_BATCH_POINTS;
       const mostChunks = gather ? GATHER_BATCH_CHUNKS : READ_BATCH_CHUNKS;
       for (let j = i; j < G.chunkCount && list.length < mostChunks && (list.length === 0 || pts < most); j++) {
-        if (resolved.available[j]! === 0 || this.neededOf?.[j]) continue;
+        if (resolved.available[j]! === 0 || resolved.gathered[j] || this.neededOf?.[j]) continue;
         list.push(j);
         pts += G.chunkPoints(j);
       }

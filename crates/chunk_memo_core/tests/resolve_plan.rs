@@ -4,7 +4,8 @@
 
 mod common;
 
-use chunk_memo_core::store::{ChunkKey, Found};
+use chunk_memo_core::record::RecordView;
+use chunk_memo_core::store::{ChunkKey, Found, TakeWhole};
 use common::*;
 
 /// Available points per chunk from `resolve_plan` (0 for chunks it skips).
@@ -26,7 +27,7 @@ fn plan_available_on(
     let mut corrupt = Vec::new();
     let mut catalog = Catalog::default();
     store
-        .resolve_plan_on(threads, c, g, plan, &mut catalog, verify, |i, found| {
+        .resolve_plan_on(threads, c, g, plan, &mut catalog, verify, None, |i, found| {
             out[i] = match found {
                 Found::Whole { requested, .. } => requested,
                 Found::Other(r) => {
@@ -181,4 +182,94 @@ fn whole_records_looked_up_together_agree_with_one_by_one() {
             Ok(())
         })
         .unwrap();
+}
+
+/// A taker that keeps what it took (and refuses every 7th chunk), and the
+/// chunk ranges it was told of, per thread.
+#[derive(Default)]
+struct Keep {
+    taken: std::sync::Mutex<Vec<(usize, Vec<u8>, std::thread::ThreadId)>>,
+    begun: std::sync::Mutex<Vec<(std::ops::Range<usize>, std::thread::ThreadId)>>,
+}
+
+impl TakeWhole for Keep {
+    fn begin(&self, chunks: std::ops::Range<usize>) {
+        self.begun.lock().unwrap().push((chunks, std::thread::current().id()));
+    }
+    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool {
+        assert!(record.verify(bytes), "chunk {i}: a taken record is the one stored");
+        if i % 7 == 6 {
+            return false;
+        }
+        self.taken.lock().unwrap().push((i, record.data().to_vec(), std::thread::current().id()));
+        true
+    }
+}
+
+#[test]
+fn a_large_plan_offers_whole_records_requested_in_full_to_its_taker() {
+    let root = TempRoot::new("rp-take");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    // 12,000 chunks of two points; every 5th missing, every 9th with one point.
+    let g = grid(vec![axis("x", 0..200, 1), axis("y", 0..120, 2)]);
+    let plan = g.plan(&all(&g)).unwrap();
+    let res = resolve(&store, &c, &g, &plan);
+    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 5 != 0 && (i % 9 != 4 || r == 0));
+    let data_of = |i: usize| {
+        let bytes = store.get_record(&c, &res[i].key).unwrap().unwrap();
+        RecordView::parse(&bytes).unwrap().data().to_vec()
+    };
+    for threads in [1, 2, 3] {
+        for verify in [true, false] {
+            let keep = Keep::default();
+            let mut whole = Vec::new();
+            let mut catalog = Catalog::default();
+            store
+                .resolve_plan_on(threads, &c, &g, &plan, &mut catalog, verify, Some(&keep), |i, found| {
+                    if let Found::Whole { taken, .. } = found {
+                        whole.push((i, taken));
+                    }
+                })
+                .unwrap();
+            let what = format!("{threads} threads, verify {verify}");
+            let want: Vec<usize> = (0..plan.n_chunks).filter(|i| i % 5 != 0 && i % 9 != 4).collect();
+            assert_eq!(whole.iter().map(|w| w.0).collect::<Vec<_>>(), want, "{what}");
+            let mut taken = keep.taken.into_inner().unwrap();
+            taken.sort_by_key(|t| t.0);
+            let begun = keep.begun.into_inner().unwrap();
+            if threads == 1 {
+                // One thread looks at chunks one by one and takes nothing.
+                assert!(taken.is_empty() && begun.is_empty() && whole.iter().all(|w| !w.1), "{what}");
+                continue;
+            }
+            let took: Vec<usize> = want.iter().copied().filter(|i| i % 7 != 6).collect();
+            assert_eq!(taken.iter().map(|t| t.0).collect::<Vec<_>>(), took, "{what}");
+            assert_eq!(whole.iter().filter(|w| w.1).map(|w| w.0).collect::<Vec<_>>(), took, "{what}: reported taken");
+            for (i, data, _) in &taken {
+                assert_eq!(data, &data_of(*i), "{what}: chunk {i}'s data");
+            }
+            // Each chunk was taken on the thread that was told of it first.
+            let mut told = vec![None; plan.n_chunks];
+            for (range, thread) in &begun {
+                for i in range.clone() {
+                    assert!(told[i].is_none(), "{what}: chunk {i} begun twice");
+                    told[i] = Some(*thread);
+                }
+            }
+            assert!(told.iter().all(Option::is_some), "{what}: every chunk begun");
+            assert!(taken.iter().all(|(i, _, th)| told[*i] == Some(*th)), "{what}: taken on its thread");
+        }
+    }
+    // A subset requests chunks in part: nothing is offered.
+    let sub = [None, Some((0..120).step_by(2).collect())];
+    let plan = g.plan(&sub).unwrap();
+    let keep = Keep::default();
+    let mut found = 0;
+    store
+        .resolve_plan_on(3, &c, &g, &plan, &mut Catalog::default(), true, Some(&keep), |_, f| {
+            found += usize::from(matches!(f, Found::Whole { taken: false, .. }));
+        })
+        .unwrap();
+    assert!(found > 5_000 && keep.taken.into_inner().unwrap().is_empty());
 }

@@ -87,8 +87,9 @@ pub struct Catalog {
 pub enum Found {
     /// The chunk's own complete record serves all its `requested` points
     /// (the resolution follows from the geometry; nothing was built); it
-    /// holds outputs of `kind`.
-    Whole { requested: u32, kind: u8 },
+    /// holds outputs of `kind`. `taken`: the resolution's [`TakeWhole`]
+    /// took the record.
+    Whole { requested: u32, kind: u8, taken: bool },
     /// Anything else with stored points or something to report.
     Other(Resolution),
 }
@@ -114,10 +115,14 @@ const RELEASE_EVERY: usize = 4096;
 /// the next wanted key afresh (about what a lookup from the root costs).
 const SEEK_AFTER_STEPS: usize = 16;
 
+/// A chunk served whole by its own record: its requested points, the
+/// record's kind, and whether a [`TakeWhole`] took the record.
+type Whole = (u32, u8, bool);
+
 /// What [`OwnRecords::parallel`] found for a part of a block.
 struct Looked {
     /// Per chunk, from [`OwnRecords::one`].
-    whole: Vec<Option<(u32, u8)>>,
+    whole: Vec<Option<Whole>>,
     /// The snapshot it was found in.
     snapshot: u64,
 }
@@ -133,9 +138,26 @@ fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) ->
     }
 }
 
+/// Takes the records of chunks requested in full and served whole by
+/// their own records as a resolution finds them ([`Store::resolve_plan`]
+/// with a taker): a run that wants every stored output copies them into
+/// its output then, in the same walk over the records, instead of looking
+/// them up again to read them. Called on the resolution's threads, for
+/// plans looked at on several (see `PARALLEL_RESOLVE_CHUNKS`).
+pub trait TakeWhole: Sync {
+    /// Chunks `chunks` of the plan are about to be looked at on this thread
+    /// (their records, where whole, are offered to `take` next).
+    fn begin(&self, chunks: std::ops::Range<usize>);
+    /// Offers chunk `i`'s own complete record (parsed, with its bytes; with
+    /// the resolution's `verify` its checksum was checked, without it not).
+    /// Returns whether it took it: the chunk is then reported with
+    /// `taken` (see [`Found::Whole`]).
+    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool;
+}
+
 /// What looking at chunks' own records needs (the fast path of
 /// [`Store::resolve_plan`]): the store, the cache, its grid and the plan,
-/// and whether records are verified.
+/// whether records are verified, and what takes whole records.
 #[derive(Clone, Copy)]
 struct OwnRecords<'a> {
     store: &'a Store,
@@ -143,24 +165,40 @@ struct OwnRecords<'a> {
     grid: &'a Grid,
     plan: &'a Plan,
     verify: bool,
+    take: Option<&'a dyn TakeWhole>,
 }
 
 impl OwnRecords<'_> {
     /// Whether chunk `i`'s own record is complete, as its requested points
     /// and kind (parsed, and with `verify` its checksum checked, as in
     /// `resolve_one`); None sends the chunk to a full resolution. Builds no
-    /// geometry (`bins` is reused).
-    fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Option<(u32, u8)>> {
+    /// geometry (`bins` is reused). Nothing is taken: a plan looked at one
+    /// chunk at a time is small, and its reads copy on every core.
+    fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Option<Whole>> {
         let (req, rec) = self.plan.chunk_bins_into(i, bins);
         let key = rkey(self.cache, &self.grid.chunk_key(bins));
-        Ok(self.store.records.get(t, &key)?.and_then(|bytes| whole_head(bytes, self.verify, req as u32, rec)))
+        let whole = self.store.records.get(t, &key)?.and_then(|bytes| whole_head(bytes, self.verify, req as u32, rec));
+        Ok(whole.map(|(requested, kind)| (requested, kind, false)))
+    }
+
+    /// Chunk `i`'s own record `bytes` (see `whole_head`), offered to the
+    /// taker when it serves the chunk requested in full.
+    fn found(&self, i: usize, bytes: &[u8], requested: u32, record_points: u64) -> Option<Whole> {
+        let (requested, kind) = whole_head(bytes, self.verify, requested, record_points)?;
+        let taken = match self.take {
+            Some(tk) if requested as u64 == record_points => {
+                RecordView::parse_header(bytes).is_ok_and(|v| tk.take(i, &v, bytes))
+            }
+            _ => false,
+        };
+        Some((requested, kind, taken))
     }
 
     /// [`OwnRecords::one`] for every chunk of `part`, in key order: the
     /// chunks' keys are sorted and the records walked forward once (a
     /// cursor step per record, where a lookup per chunk descends the whole
     /// B-tree), seeking afresh past a stretch of records no chunk wants.
-    fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Option<(u32, u8)>>> {
+    fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Option<Whole>>> {
         let mut bins = Vec::new();
         // (record key, position in part, requested points, record points)
         let mut wanted: Vec<([u8; 32], u32, u32, u64)> = part
@@ -173,9 +211,12 @@ impl OwnRecords<'_> {
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; part.len()];
+        if let Some(tk) = self.take {
+            tk.begin(part.clone());
+        }
         Store::walk_sorted(&self.store.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
             let (_, k, req, rec) = wanted[n];
-            out[k as usize] = whole_head(bytes, self.verify, req, rec);
+            out[k as usize] = self.found(part.start + k as usize, bytes, req, rec);
         })?;
         Ok(out)
     }
@@ -271,8 +312,25 @@ impl Store {
         verify: bool,
         f: impl FnMut(usize, Found),
     ) -> Result<Option<u64>> {
+        self.resolve_plan_taking(cache, grid, plan, catalog, verify, None, f)
+    }
+
+    /// [`Store::resolve_plan`], offering the records of chunks requested
+    /// in full and served whole by their own records to `take` as they are
+    /// found (on the resolution's threads; see [`TakeWhole`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve_plan_taking(
+        &self,
+        cache: &CacheId,
+        grid: &Grid,
+        plan: &Plan,
+        catalog: &mut Catalog,
+        verify: bool,
+        take: Option<&dyn TakeWhole>,
+        f: impl FnMut(usize, Found),
+    ) -> Result<Option<u64>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(RESOLVE_THREADS);
-        self.resolve_plan_on(threads, cache, grid, plan, catalog, verify, f)
+        self.resolve_plan_on(threads, cache, grid, plan, catalog, verify, take, f)
     }
 
     /// [`Store::resolve_plan`] on at most `threads` threads (tests check
@@ -287,6 +345,7 @@ impl Store {
         plan: &Plan,
         catalog: &mut Catalog,
         verify: bool,
+        take: Option<&dyn TakeWhole>,
         mut f: impl FnMut(usize, Found),
     ) -> Result<Option<u64>> {
         self.read(|s, t| {
@@ -294,9 +353,9 @@ impl Store {
             let mut memo = ReadMemo::default();
             let mut snapshot = Some(Store::snapshot_id(t));
             // A chunk whose own record is not complete (or is damaged) is resolved in full.
-            let mut one = |i: usize, whole: Option<(u32, u8)>, catalog: &mut Catalog| -> Result<()> {
+            let mut one = |i: usize, whole: Option<Whole>, catalog: &mut Catalog| -> Result<()> {
                 match whole {
-                    Some((requested, kind)) => f(i, Found::Whole { requested, kind }),
+                    Some((requested, kind, taken)) => f(i, Found::Whole { requested, kind, taken }),
                     None => {
                         let r = s.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut memo)?;
                         if r.available > 0 || !r.corrupt.is_empty() {
@@ -311,7 +370,7 @@ impl Store {
             // still sees the same bytes when it touches them again).
             let candidates = s.candidates(t, cache, grid, plan, catalog)?;
             s.after_io();
-            let own = OwnRecords { store: s, cache, grid, plan, verify };
+            let own = OwnRecords { store: s, cache, grid, plan, verify, take };
             match candidates {
                 None if threads > 1 && plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS => {
                     for from in (0..plan.n_chunks).step_by(RESOLVE_BLOCK) {
@@ -342,6 +401,16 @@ impl Store {
                 }
             }
             Ok(snapshot)
+        })
+    }
+
+    /// The kind of the first record of `cache` in key order (`None`: no
+    /// record, or one that does not parse): what a run that reads a warm
+    /// cache can expect its stored outputs to hold before it resolves them.
+    pub fn first_record_kind(&self, cache: &CacheId) -> Result<Option<u8>> {
+        self.read(|s, t| {
+            let first = s.records.prefix_iter(t, cache)?.next().transpose()?;
+            Ok(first.and_then(|(_, bytes)| RecordView::parse_head(bytes).ok()).map(|h| h.kind))
         })
     }
 

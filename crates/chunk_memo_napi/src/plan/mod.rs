@@ -21,7 +21,7 @@ use crate::id16;
 use crate::store::*;
 use chunk_memo_core::canonical;
 use chunk_memo_core::planner::{Grid, Plan};
-use chunk_memo_core::store::{Catalog, ChunkGeometry, Found, ReadTxn, Resolution, Store};
+use chunk_memo_core::store::{Catalog, ChunkGeometry, Found, ReadTxn, Resolution, Store, TakeWhole};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
@@ -34,10 +34,12 @@ pub struct BindingPlan {
     pub(crate) state: Arc<Mutex<PlanState>>,
 }
 
-pub(crate) type Resolved = (Vec<u32>, Vec<String>, Option<u8>);
+/// Available points per chunk, damage found, the kind whole chunks share,
+/// and per chunk whether it was gathered (empty without a gather).
+pub(crate) type Resolved = (Vec<u32>, Vec<String>, Option<u8>, Vec<u8>);
 
 pub(crate) fn resolved_to_js(r: Resolved) -> Result<BindingResolved> {
-    Ok(BindingResolved { available: r.0.into(), corrupt: r.1, whole_kind: r.2.map(u32::from) })
+    Ok(BindingResolved { available: r.0.into(), corrupt: r.1, whole_kind: r.2.map(u32::from), gathered: r.3.into() })
 }
 
 /// Per chunk: how many requested points are stored.
@@ -49,62 +51,75 @@ pub struct BindingResolved {
     /// when there are such chunks and they agree (a run can make its
     /// output before it reads any).
     pub whole_kind: Option<u32>,
+    /// With a gather (`resolve`'s `gatherKind` and `gatherOut`), per chunk:
+    /// 1 when its outputs were copied into the gather output as the
+    /// resolution found its record (a whole chunk requested in full, of the
+    /// gather's dtype, whose record passed its checksum); empty without one.
+    pub gathered: Uint8Array,
 }
 
 impl BindingPlan {
-    pub(crate) fn resolve_op(
+    /// Resolves every chunk (see `resolve`); with `gather`, whole chunks
+    /// requested in full are copied into it as their records are found.
+    pub(crate) fn resolve_in(
         &self,
         store: &BindingStore,
         cache_id: &[u8],
         verify: bool,
-    ) -> CoreResult<impl FnOnce() -> CoreResult<Resolved> + Send + 'static> {
-        let (store, grid, plan, state, cache) = (
-            store.inner.clone(),
-            self.grid.clone(),
-            self.plan.clone(),
-            self.state.clone(),
-            id16(cache_id, "cache id")?,
-        );
-        Ok(move || {
-            let mut st = state.lock().unwrap();
-            st.bind(&store, &cache);
-            let st = &mut *st;
-            st.catalog = Catalog::default();
-            st.forget_all();
-            let mut avail = vec![0u32; plan.n_chunks];
-            let mut corrupt = Vec::new();
-            let mut found: Vec<(usize, Resolution)> = Vec::new();
-            // Every chunk not found has nothing stored (no resolution is
-            // known after forget_all: whole chunks need only their flag).
-            let mut flags = std::mem::take(&mut st.flags);
-            flags.fill(EMPTY);
-            // The kind the whole chunks share: None before the first, Some(None) once two differ.
-            let mut kinds: Option<Option<u8>> = None;
-            let snapshot = store.resolve_plan(&cache, &grid, &plan, &mut st.catalog, verify, |i, r| match r {
-                Found::Whole { requested, kind } => {
+        gather: Option<&read::Gather<'_>>,
+    ) -> CoreResult<Resolved> {
+        let (store, grid, plan, cache) = (&*store.inner, &*self.grid, &*self.plan, id16(cache_id, "cache id")?);
+        let mut st = self.state.lock().unwrap();
+        st.bind(store, &cache);
+        let st = &mut *st;
+        st.catalog = Catalog::default();
+        st.forget_all();
+        let mut avail = vec![0u32; plan.n_chunks];
+        let mut corrupt = Vec::new();
+        let mut found: Vec<(usize, Resolution)> = Vec::new();
+        // Every chunk not found has nothing stored (no resolution is
+        // known after forget_all: whole chunks need only their flag).
+        let mut flags = std::mem::take(&mut st.flags);
+        flags.fill(EMPTY);
+        // The kind the whole chunks share: None before the first, Some(None) once two differ.
+        let mut kinds: Option<Option<u8>> = None;
+        let take = gather.map(|gather| read::TakeInto { plan, gather, verify: !verify });
+        let mut gathered = if gather.is_some() { vec![0u8; plan.n_chunks] } else { Vec::new() };
+        let snapshot = store.resolve_plan_taking(
+            &cache,
+            grid,
+            plan,
+            &mut st.catalog,
+            verify,
+            take.as_ref().map(|t| t as &dyn TakeWhole),
+            |i, r| match r {
+                Found::Whole { requested, kind, taken } => {
                     avail[i] = requested;
                     flags[i] = WHOLE;
                     kinds = Some(kinds.map_or(Some(kind), |k| k.filter(|&k| k == kind)));
+                    if taken {
+                        gathered[i] = 1;
+                    }
                 }
                 Found::Other(r) => {
                     avail[i] = r.available;
                     corrupt.extend(r.corrupt.iter().map(|(c, m)| format!("{}: {m}", canonical::hex(c))));
                     found.push((i, r));
                 }
-            });
-            st.flags = flags;
-            let snapshot = snapshot?;
-            // Unverified whole records are verified by the reads that serve them.
-            st.whole_verified_in = snapshot.filter(|_| verify);
-            for (i, r) in found {
-                st.set(i, r);
-            }
-            // The catalog (every descriptor of the cache) is memory V8 does
-            // not see: a plan kept for a status would hold it until a late
-            // GC. A later per-chunk resolution loads it again when needed.
-            st.catalog = Catalog::default();
-            Ok((avail, corrupt, kinds.flatten()))
-        })
+            },
+        );
+        st.flags = flags;
+        let snapshot = snapshot?;
+        // Unverified whole records are verified by the reads that serve them.
+        st.whole_verified_in = snapshot.filter(|_| verify);
+        for (i, r) in found {
+            st.set(i, r);
+        }
+        // The catalog (every descriptor of the cache) is memory V8 does
+        // not see: a plan kept for a status would hold it until a late
+        // GC. A later per-chunk resolution loads it again when needed.
+        st.catalog = Catalog::default();
+        Ok((avail, corrupt, kinds.flatten(), gathered))
     }
 
     pub(crate) fn resolution(&self, store: &Store, cache: &[u8; 16], i: usize) -> CoreResult<Resolution> {
@@ -233,7 +248,12 @@ impl BindingPlan {
     /// each as it reads it (one pass over the bytes, not two): a caller
     /// that reads the chunks it was told are stored must then compute the
     /// points a read did not return (a damaged record, reported in the
-    /// read's `corrupt`).
+    /// read's `corrupt`). With `gatherKind` and `gatherOut` (the bytes of
+    /// the plan's flat output, a typed array of that dtype), the whole
+    /// chunks requested in full whose records hold that dtype are copied to
+    /// their place in it as their records are found (verified while copied
+    /// when `verify` is false), and marked in `gathered`: a run need not
+    /// read them again.
     #[napi]
     pub fn resolve(
         &self,
@@ -241,7 +261,20 @@ impl BindingPlan {
         store: &BindingStore,
         cache_id: Buffer,
         verify: Option<bool>,
+        gather_kind: Option<u32>,
+        mut gather_out: Option<Uint8Array>,
     ) -> Result<BindingResolved> {
-        resolved_to_js(boundary(&env, || self.resolve_op(store, &cache_id, verify.unwrap_or(true))?())?)
+        resolved_to_js(boundary(&env, || {
+            let gather = read::Gather::of_js(gather_kind, gather_out.as_mut())?;
+            self.resolve_in(store, &cache_id, verify.unwrap_or(true), gather.as_ref())
+        })?)
+    }
+
+    /// The output kind of the first record the cache has (in key order;
+    /// none when it has none): a run that reads every stored chunk makes
+    /// its typed output of that kind before `resolve`, to gather into it.
+    #[napi]
+    pub fn first_stored_kind(&self, env: Env, store: &BindingStore, cache_id: Buffer) -> Result<Option<u32>> {
+        boundary(&env, || Ok(store.inner.first_record_kind(&id16(&cache_id, "cache id")?)?.map(u32::from)))
     }
 }

@@ -5,8 +5,9 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
+use chunk_memo_core::planner::Plan;
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
-use chunk_memo_core::store::{CacheId, ChunkData, ChunkKey, ReadMemo, ReadTxn, Store};
+use chunk_memo_core::store::{CacheId, ChunkData, ChunkKey, ReadMemo, ReadTxn, Store, TakeWhole};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::atomic::AtomicUsize;
@@ -500,6 +501,37 @@ impl BindingPlan {
     }
 }
 
+/// Whole chunks of a plan copied into a gather output as the plan's
+/// resolution finds their records (`Store::resolve_plan_taking`): a run
+/// that reads every stored chunk then walks the records once, not twice.
+pub(crate) struct TakeInto<'a, 'g> {
+    pub(crate) plan: &'a Plan,
+    pub(crate) gather: &'a Gather<'g>,
+    /// Verify each record's checksum while it is copied (the resolution
+    /// did not).
+    pub(crate) verify: bool,
+}
+
+impl TakeWhole for TakeInto<'_, '_> {
+    fn begin(&self, chunks: std::ops::Range<usize>) {
+        let rows: Vec<_> = chunks.map(|i| self.plan.out_rows(i)).collect();
+        // SAFETY: the resolution looks at each chunk on one thread, after
+        // telling this one of it: these rows are this thread's alone.
+        unsafe { self.gather.map_rows(&rows) };
+    }
+
+    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool {
+        if record.kind != self.gather.kind {
+            return false;
+        }
+        let (starts, len) = self.plan.out_rows(i);
+        // SAFETY: as in `begin`: chunk i's rows are written by this thread
+        // alone. A record that fails its checksum is not taken (the rows
+        // then hold bytes the run's read of the chunk overwrites).
+        unsafe { self.gather.place(&starts, len, record, self.verify.then_some(bytes)) }.unwrap_or(false)
+    }
+}
+
 /// The flat output of a run, for whole typed chunks to be copied into.
 pub(crate) struct Gather<'a> {
     kind: u8,
@@ -517,6 +549,26 @@ unsafe impl Sync for Gather<'_> {}
 impl<'a> Gather<'a> {
     fn new(kind: u8, width: usize, out: &'a mut [u8]) -> Self {
         Gather { kind, width, out: out.as_mut_ptr(), len: out.len(), _out: std::marker::PhantomData }
+    }
+
+    /// The gather a synchronous call was given (`gatherKind` and
+    /// `gatherOut`, both or neither): `out` is the caller's own output,
+    /// which JS cannot touch while the call runs.
+    pub(crate) fn of_js(kind: Option<u32>, out: Option<&'a mut Uint8Array>) -> CoreResult<Option<Gather<'a>>> {
+        match (kind, out) {
+            (Some(kind), Some(out)) => {
+                let kind = u8::try_from(kind).map_err(|_| invalid(format!("gatherKind {kind} is not a dtype")))?;
+                let Some(width) = kind_width(kind)? else {
+                    return Err(invalid("gatherKind must be a typed dtype, not items"));
+                };
+                // SAFETY: the call is synchronous, so JS cannot touch the
+                // array while it is written; it is the caller's own
+                // output, not shared with other threads.
+                Ok(Some(Gather::new(kind, width, unsafe { out.as_mut() })))
+            }
+            (None, None) => Ok(None),
+            _ => Err(invalid("give gatherKind and gatherOut together")),
+        }
     }
 
     /// Maps (populates) the output's pages under `rows` (chunks' rows, as
@@ -626,20 +678,7 @@ impl BindingPlan {
         mut scratch: Option<Buffer>,
     ) -> Result<BindingChunkBatch> {
         batch_to_js(boundary(&env, || {
-            let gather = match (gather_kind, gather_out.as_mut()) {
-                (Some(kind), Some(out)) => {
-                    let kind = u8::try_from(kind).map_err(|_| invalid(format!("gatherKind {kind} is not a dtype")))?;
-                    let Some(width) = kind_width(kind)? else {
-                        return Err(invalid("gatherKind must be a typed dtype, not items"));
-                    };
-                    // SAFETY: the call is synchronous, so JS cannot touch the
-                    // array while it is written; it is the caller's own
-                    // output, not shared with other threads.
-                    Some(Gather::new(kind, width, unsafe { out.as_mut() }))
-                }
-                (None, None) => None,
-                _ => return Err(invalid("give gatherKind and gatherOut together")),
-            };
+            let gather = Gather::of_js(gather_kind, gather_out.as_mut())?;
             let scratch = scratch.as_mut().map(|s| s.as_mut());
             self.read_many_in(store, &cache_id, &chunks, gather, scratch)
         })?)
