@@ -272,4 +272,14 @@ fn a_large_plan_offers_whole_records_requested_in_full_to_its_taker() {
         })
         .unwrap();
     assert!(found > 5_000 && keep.taken.into_inner().unwrap().is_empty());
+    // A small plan (180 chunks) with a taker is looked at on threads too.
+    let plan = g.plan(&[Some(vec![1, 2, 3]), None]).unwrap();
+    let keep = Keep::default();
+    let mut taken = 0;
+    store
+        .resolve_plan_on(2, &c, &g, &plan, &mut Catalog::default(), false, Some(&keep), |_, f| {
+            taken += usize::from(matches!(f, Found::Whole { taken: true, .. }));
+        })
+        .unwrap();
+    assert!(taken > 100 && taken == keep.taken.into_inner().unwrap().len(), "{taken} taken");
 }

@@ -142,8 +142,9 @@ fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) ->
 /// their own records as a resolution finds them ([`Store::resolve_plan`]
 /// with a taker): a run that wants every stored output copies them into
 /// its output then, in the same walk over the records, instead of looking
-/// them up again to read them. Called on the resolution's threads, for
-/// plans looked at on several (see `PARALLEL_RESOLVE_CHUNKS`).
+/// them up again to read them. Called on the resolution's threads when it
+/// looks at every chunk's own record on several (a cache of many records:
+/// a plan of several chunks is then looked at on several threads).
 pub trait TakeWhole: Sync {
     /// Chunks `chunks` of the plan are about to be looked at on this thread
     /// (their records, where whole, are offered to `take` next).
@@ -372,7 +373,11 @@ impl Store {
             s.after_io();
             let own = OwnRecords { store: s, cache, grid, plan, verify, take };
             match candidates {
-                None if threads > 1 && plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS => {
+                // With a taker, any plan of several chunks: its threads copy
+                // what they take, as a read would on every core.
+                None if threads > 1
+                    && (plan.n_chunks >= PARALLEL_RESOLVE_CHUNKS || take.is_some() && plan.n_chunks > 1) =>
+                {
                     for from in (0..plan.n_chunks).step_by(RESOLVE_BLOCK) {
                         s.after_io();
                         let block = from..(from + RESOLVE_BLOCK).min(plan.n_chunks);
