@@ -409,31 +409,75 @@ impl Plan {
     /// are rows of `len` points (the last axis' selection in the chunk), row
     /// `r` at output index `starts[r]` onwards.
     pub fn out_rows(&self, i: usize) -> (Vec<u64>, usize) {
-        let c = self.chunk(i);
-        let n = c.len();
+        let mut starts = Vec::new();
+        let len = self.out_rows_into(i, &mut RowScratch::default(), &mut starts);
+        (starts, len)
+    }
+
+    /// [`Plan::out_rows`] appending chunk `i`'s row starts to `starts`, with
+    /// `scratch` reused (no allocation once grown); returns the row length.
+    pub fn out_rows_into(&self, i: usize, scratch: &mut RowScratch, starts: &mut Vec<u64>) -> usize {
+        let n = self.axes.len();
         if n == 0 {
-            return (vec![0], 1);
+            starts.push(0);
+            return 1;
         }
-        let mut stride = vec![1u64; n];
-        for a in (0..n - 1).rev() {
-            stride[a] = stride[a + 1] * self.shape[a + 1] as u64;
-        }
-        let mut starts = vec![c[n - 1].sel_pos as u64];
-        for a in (0..n - 1).rev() {
-            let base = c[a].sel_pos as u64 * stride[a];
-            let mut next = Vec::with_capacity(starts.len() * c[a].sel.len());
-            for j in 0..c[a].sel.len() as u64 {
-                let x = base + j * stride[a];
-                next.extend(starts.iter().map(|s| x + s));
+        // Per axis but the last: (output index of the bin's first selected
+        // value times the axis stride, the stride, selected values); the
+        // rows are every combination, first axis slowest.
+        scratch.axes.clear();
+        let mut stride = 1u64;
+        let mut first = 0u64;
+        let mut len = 0usize;
+        let mut rest = i;
+        for a in (0..n).rev() {
+            // Chunk i's bin of axis a, counted among the plan's (as in `chunk_bins`).
+            let b = self.axes[a].get(rest % self.axes[a].len());
+            rest /= self.axes[a].len();
+            if a == n - 1 {
+                len = b.sel.len();
+                first = b.sel_pos as u64;
+            } else {
+                first += b.sel_pos as u64 * stride;
+                scratch.axes.push((stride, b.sel.len() as u32));
             }
-            starts = next;
+            stride *= self.shape[a] as u64;
         }
-        (starts, c[n - 1].sel.len())
+        scratch.axes.reverse();
+        let rows: usize = scratch.axes.iter().map(|&(_, c)| c as usize).product();
+        starts.reserve(rows);
+        scratch.at.clear();
+        scratch.at.resize(scratch.axes.len(), 0);
+        let mut x = first;
+        for _ in 0..rows {
+            starts.push(x);
+            // The next combination: the last axis of the odometer fastest.
+            for a in (0..scratch.axes.len()).rev() {
+                let (stride, count) = scratch.axes[a];
+                scratch.at[a] += 1;
+                x += stride;
+                if scratch.at[a] < count {
+                    break;
+                }
+                x -= stride * count as u64;
+                scratch.at[a] = 0;
+            }
+        }
+        len
     }
 
     pub fn total_requested(&self) -> u64 {
         self.shape.iter().map(|&s| s as u64).product()
     }
+}
+
+/// Memory [`Plan::out_rows_into`] reuses from chunk to chunk.
+#[derive(Debug, Default)]
+pub struct RowScratch {
+    /// Per axis but the last: (stride in the output, selected values).
+    axes: Vec<(u64, u32)>,
+    /// Per axis but the last: the current selected value.
+    at: Vec<u32>,
 }
 
 /// Geometry of chunk `i` of a plan.

@@ -35,7 +35,7 @@ pub use crate::planner::ChunkGeometry;
 pub use behind::Pending;
 pub use chunks::{ChunkData, ChunkWrite, ReadMemo, WritePoints};
 pub use index::{CacheSummary, Descriptor};
-pub use resolve::{Catalog, Found, Resolution, Source, TakeWhole, WholeLayout, WholeRecord};
+pub use resolve::{Catalog, Found, Resolution, Source, TakeWhole, Taker, WholeLayout, WholeRecord};
 pub use upkeep::Repair;
 
 use crate::error::{CoreError, ErrorCode, Result};

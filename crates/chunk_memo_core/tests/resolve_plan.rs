@@ -5,7 +5,7 @@
 mod common;
 
 use chunk_memo_core::record::RecordView;
-use chunk_memo_core::store::{ChunkKey, Found, TakeWhole};
+use chunk_memo_core::store::{ChunkKey, Found, TakeWhole, Taker};
 use common::*;
 
 /// Available points per chunk from `resolve_plan` (0 for chunks it skips).
@@ -193,16 +193,17 @@ struct Keep {
 }
 
 impl TakeWhole for Keep {
-    fn begin(&self, chunks: std::ops::Range<usize>) {
-        self.begun.lock().unwrap().push((chunks, std::thread::current().id()));
-    }
-    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool {
-        assert!(record.verify(bytes), "chunk {i}: a taken record is the one stored");
-        if i % 7 == 6 {
-            return false;
-        }
-        self.taken.lock().unwrap().push((i, record.data().to_vec(), std::thread::current().id()));
-        true
+    fn begin(&self, chunks: std::ops::Range<usize>) -> Taker<'_> {
+        self.begun.lock().unwrap().push((chunks.clone(), std::thread::current().id()));
+        Box::new(move |i: usize, record: &RecordView<'_>, bytes: &[u8]| {
+            assert!(chunks.contains(&i), "chunk {i} is in the part begun ({chunks:?})");
+            assert!(record.verify(bytes), "chunk {i}: a taken record is the one stored");
+            if i % 7 == 6 {
+                return false;
+            }
+            self.taken.lock().unwrap().push((i, record.data().to_vec(), std::thread::current().id()));
+            true
+        })
     }
 }
 

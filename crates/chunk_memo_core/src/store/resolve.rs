@@ -146,15 +146,19 @@ fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) ->
 /// looks at every chunk's own record on several (a cache of many records:
 /// a plan of several chunks is then looked at on several threads).
 pub trait TakeWhole: Sync {
-    /// Chunks `chunks` of the plan are about to be looked at on this thread
-    /// (their records, where whole, are offered to `take` next).
-    fn begin(&self, chunks: std::ops::Range<usize>);
-    /// Offers chunk `i`'s own complete record (parsed, with its bytes; with
-    /// the resolution's `verify` its checksum was checked, without it not).
-    /// Returns whether it took it: the chunk is then reported with
-    /// `taken` (see [`Found::Whole`]).
-    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool;
+    /// Chunks `chunks` of the plan are about to be looked at on this
+    /// thread: returns what takes their records, offered chunk `i`'s own
+    /// complete record (parsed, with its bytes; with the resolution's
+    /// `verify` its checksum was checked, without it not) for each of them
+    /// that it serves whole and requested in full. It returns whether it
+    /// took the record: the chunk is then reported with `taken` (see
+    /// [`Found::Whole`]).
+    fn begin(&self, chunks: std::ops::Range<usize>) -> Taker<'_>;
 }
+
+/// Takes the records of one part of a plan, on one thread (see
+/// [`TakeWhole::begin`]).
+pub type Taker<'a> = Box<dyn FnMut(usize, &RecordView<'_>, &[u8]) -> bool + 'a>;
 
 /// What looking at chunks' own records needs (the fast path of
 /// [`Store::resolve_plan`]): the store, the cache, its grid and the plan,
@@ -182,13 +186,20 @@ impl OwnRecords<'_> {
         Ok(whole.map(|(requested, kind)| (requested, kind, false)))
     }
 
-    /// Chunk `i`'s own record `bytes` (see `whole_head`), offered to the
-    /// taker when it serves the chunk requested in full.
-    fn found(&self, i: usize, bytes: &[u8], requested: u32, record_points: u64) -> Option<Whole> {
+    /// Chunk `i`'s own record `bytes` (see `whole_head`), offered to
+    /// `taker` when it serves the chunk requested in full.
+    fn found(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        requested: u32,
+        record_points: u64,
+        taker: Option<&mut Taker<'_>>,
+    ) -> Option<Whole> {
         let (requested, kind) = whole_head(bytes, self.verify, requested, record_points)?;
-        let taken = match self.take {
-            Some(tk) if requested as u64 == record_points => {
-                RecordView::parse_header(bytes).is_ok_and(|v| tk.take(i, &v, bytes))
+        let taken = match taker {
+            Some(take) if requested as u64 == record_points => {
+                RecordView::parse_header(bytes).is_ok_and(|v| take(i, &v, bytes))
             }
             _ => false,
         };
@@ -212,12 +223,10 @@ impl OwnRecords<'_> {
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; part.len()];
-        if let Some(tk) = self.take {
-            tk.begin(part.clone());
-        }
+        let mut taker = self.take.map(|tk| tk.begin(part.clone()));
         Store::walk_sorted(&self.store.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
             let (_, k, req, rec) = wanted[n];
-            out[k as usize] = self.found(part.start + k as usize, bytes, req, rec);
+            out[k as usize] = self.found(part.start + k as usize, bytes, req, rec, taker.as_mut());
         })?;
         Ok(out)
     }

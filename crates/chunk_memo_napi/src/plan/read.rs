@@ -5,9 +5,9 @@ use crate::errors::{boundary, invalid, CoreResult};
 use crate::id16;
 use crate::store::BindingStore;
 use chunk_memo_core::canonical;
-use chunk_memo_core::planner::Plan;
+use chunk_memo_core::planner::{Plan, RowScratch};
 use chunk_memo_core::record::{kind_width, RecordView, KIND_ITEMS};
-use chunk_memo_core::store::{CacheId, ChunkData, ChunkKey, ReadMemo, ReadTxn, Store, TakeWhole};
+use chunk_memo_core::store::{CacheId, ChunkData, ChunkKey, ReadMemo, ReadTxn, Store, TakeWhole, Taker};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::atomic::AtomicUsize;
@@ -320,12 +320,11 @@ impl BindingPlan {
                         None => false,
                         Some((v, bytes)) => match gather.as_ref() {
                             Some(g) if g.kind == v.kind => {
-                                let rows = [self.plan.out_rows(i)];
+                                let (starts, len) = self.plan.out_rows(i);
                                 // SAFETY: one chunk at a time, on this thread.
-                                unsafe { g.map_rows(&rows) };
-                                let [(starts, len)] = &rows;
+                                unsafe { g.map_rows([(&starts[..], len)].into_iter()) };
                                 // SAFETY: as above.
-                                let placed = unsafe { g.place(starts, *len, &v, (!verified).then_some(bytes)) }?;
+                                let placed = unsafe { g.place(&starts, len, &v, (!verified).then_some(bytes)) }?;
                                 if placed {
                                     b.push_gathered(v.kind, v.n);
                                 }
@@ -440,7 +439,7 @@ impl BindingPlan {
         type Placed = Vec<(usize, u8, usize, ChunkKey)>;
         let work = |t: &ReadTxn<'_>| -> CoreResult<Placed> {
             let mut placed = Vec::new();
-            let (mut bins, mut keys, mut at) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut bins, mut keys, mut at, mut rows) = (Vec::new(), Vec::new(), Vec::new(), Rows::default());
             loop {
                 let from = next.fetch_add(step, Relaxed);
                 if from >= chunks.len() {
@@ -461,14 +460,17 @@ impl BindingPlan {
                     .zip(at.iter().zip(&keys))
                     .filter_map(|(r, (&k, key))| r.filter(|(v, _)| v.kind == g.kind).map(|(v, r)| (k, v, r, *key)))
                     .collect();
-                let rows: Vec<_> = jobs.iter().map(|(k, ..)| self.plan.out_rows(chunks[*k])).collect();
+                rows.clear();
+                for (k, ..) in &jobs {
+                    rows.push(&self.plan, chunks[*k]);
+                }
                 // SAFETY: the rows of the chunks taken here are theirs alone.
-                unsafe { g.map_rows(&rows) };
-                for ((k, v, r, key), (starts, len)) in jobs.iter().zip(&rows) {
+                unsafe { g.map_rows(rows.iter()) };
+                for ((k, v, r, key), (starts, len)) in jobs.iter().zip(rows.iter()) {
                     // SAFETY: each chunk's rows are its own points' places
                     // in the output, so threads placing different chunks
                     // write disjoint bytes (each chunk is taken once).
-                    if unsafe { g.place(starts, *len, v, (!verified).then_some(*r)) }? {
+                    if unsafe { g.place(starts, len, v, (!verified).then_some(*r)) }? {
                         placed.push((*k, v.kind, v.n, *key));
                     }
                 }
@@ -513,22 +515,58 @@ pub(crate) struct TakeInto<'a, 'g> {
 }
 
 impl TakeWhole for TakeInto<'_, '_> {
-    fn begin(&self, chunks: std::ops::Range<usize>) {
-        let rows: Vec<_> = chunks.map(|i| self.plan.out_rows(i)).collect();
-        // SAFETY: the resolution looks at each chunk on one thread, after
-        // telling this one of it: these rows are this thread's alone.
-        unsafe { self.gather.map_rows(&rows) };
+    fn begin(&self, chunks: std::ops::Range<usize>) -> Taker<'_> {
+        let mut rows = Rows::default();
+        for i in chunks.clone() {
+            rows.push(self.plan, i);
+        }
+        // SAFETY: the resolution looks at each chunk on one thread, the one
+        // it began the chunk's part on: these rows are this thread's alone.
+        unsafe { self.gather.map_rows(rows.iter()) };
+        Box::new(move |i: usize, record: &RecordView<'_>, bytes: &[u8]| {
+            if record.kind != self.gather.kind || !chunks.contains(&i) {
+                return false;
+            }
+            let (starts, len) = rows.get(i - chunks.start);
+            // SAFETY: as above: chunk i's rows are written by this thread
+            // alone. A record that fails its checksum is not taken (the
+            // rows then hold bytes the run's read of the chunk overwrites).
+            unsafe { self.gather.place(starts, len, record, self.verify.then_some(bytes)) }.unwrap_or(false)
+        })
+    }
+}
+
+/// The output rows of several chunks, one after another (as
+/// `Plan::out_rows` gives each), in flat lists reused from part to part.
+#[derive(Default)]
+struct Rows {
+    starts: Vec<u64>,
+    /// Per chunk: where its starts end in `starts`, and its row length.
+    ends: Vec<(usize, usize)>,
+    scratch: RowScratch,
+}
+
+impl Rows {
+    fn clear(&mut self) {
+        self.starts.clear();
+        self.ends.clear();
     }
 
-    fn take(&self, i: usize, record: &RecordView<'_>, bytes: &[u8]) -> bool {
-        if record.kind != self.gather.kind {
-            return false;
-        }
-        let (starts, len) = self.plan.out_rows(i);
-        // SAFETY: as in `begin`: chunk i's rows are written by this thread
-        // alone. A record that fails its checksum is not taken (the rows
-        // then hold bytes the run's read of the chunk overwrites).
-        unsafe { self.gather.place(&starts, len, record, self.verify.then_some(bytes)) }.unwrap_or(false)
+    /// Appends chunk `i`'s rows.
+    fn push(&mut self, plan: &Plan, i: usize) {
+        let len = plan.out_rows_into(i, &mut self.scratch, &mut self.starts);
+        self.ends.push((self.starts.len(), len));
+    }
+
+    /// The rows of the `k`-th chunk pushed: their starts and length.
+    fn get(&self, k: usize) -> (&[u64], usize) {
+        let from = if k == 0 { 0 } else { self.ends[k - 1].0 };
+        let (to, len) = self.ends[k];
+        (&self.starts[from..to], len)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u64], usize)> {
+        (0..self.ends.len()).map(|k| self.get(k))
     }
 }
 
@@ -579,10 +617,9 @@ impl<'a> Gather<'a> {
     ///
     /// # Safety
     /// The rows must be ones the caller alone fills (see `place`).
-    unsafe fn map_rows(&self, rows: &[(Vec<u64>, usize)]) {
+    unsafe fn map_rows<'r>(&self, rows: impl Iterator<Item = (&'r [u64], usize)>) {
         let width = self.width;
         let mut spans: Vec<(usize, usize)> = rows
-            .iter()
             .flat_map(|(starts, len)| starts.iter().map(move |&s| (s as usize * width, (s as usize + len) * width)))
             .filter(|&(_, end)| end <= self.len)
             .collect();
