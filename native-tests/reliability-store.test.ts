@@ -288,3 +288,19 @@ test('a warm typed run over thousands of small chunks reads the whole ones toget
   t.deepEqual(sub.output, fullFn({}, { c: every3, x: axisValues.x }, { axisOrder: ['c', 'x'] }));
   t.is(sub.diagnostics.executedPoints, 0);
 });
+
+test('a run made its typed output before resolving (the cache held typed records) and still returns items computed now, every point in place', async (t) => {
+  const root = freshRoot();
+  const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  const cache = ChunkCache.open({ root, params: { test: 'gather-mixed-kinds' }, axisValues: { a: range(40), b: range(10) }, chunkSpec: { a: 2, b: 10 } });
+  const value = (a: number, b: number): number => a * 100 + b;
+  const typedFn: ChunkFn = (_p, axes) => Float64Array.from((axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => value(a, b))));
+  const itemsFn: ChunkFn = (_p, axes) => (axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => value(a, b)));
+  // The first chunks stored typed, some later ones as items, the rest missing.
+  await run(cache.select({ indices: { a: range(10) } }), typedFn);
+  await run(cache.select({ indices: { a: range(30).map((x) => x + 10).filter((x) => x % 4 < 2) } }), itemsFn);
+  const r = await run(cache, itemsFn);
+  t.deepEqual(Array.from(r.output as ArrayLike<number>), range(400).map((k) => value(Math.floor(k / 10), k % 10)));
+  t.is(r.diagnostics.cachedPoints, 240);
+  t.is(r.diagnostics.executedPoints, 160);
+});
