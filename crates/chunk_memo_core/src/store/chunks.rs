@@ -1,5 +1,6 @@
 //! Reading and writing planned chunks.
 
+use super::resolve::Seek;
 use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Resolution, Store};
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::planner::{ChunkGeometry, Grid};
@@ -93,10 +94,14 @@ impl Store {
             if *kind.get_or_insert(view.kind) != view.kind {
                 continue;
             }
-            for (r, p) in src.pairs() {
+            let mut put = |r: u32, p: u32| {
                 if (p as usize) < view.n && view.is_present(p as usize) {
                     per[r as usize] = Some((view.point(p as usize), view.point_dict(p as usize)));
                 }
+            };
+            match src.whole {
+                None => src.map.iter().for_each(|&(r, p)| put(r, p)),
+                Some(_) => src.pairs().into_iter().for_each(|(r, p)| put(r, p)),
             }
         }
         let mut d = ChunkData { kind: kind.unwrap_or(0), corrupt, ..Default::default() };
@@ -137,10 +142,13 @@ impl Store {
 }
 
 /// The source record read last in a transaction, parsed and verified (see
-/// [`Store::read_chunk_memo`]).
+/// [`Store::read_chunk_memo`]), and a walk over the records from there (the
+/// records a chunk reads from, and those of the next chunks, lie close
+/// together in key order).
 #[derive(Default)]
 pub struct ReadMemo<'t> {
     last: Option<(ChunkKey, std::result::Result<RecordView<'t>, String>)>,
+    seek: Option<Seek<'t>>,
 }
 
 impl<'t> ReadMemo<'t> {
@@ -154,7 +162,8 @@ impl<'t> ReadMemo<'t> {
         key: &ChunkKey,
     ) -> Result<Option<&std::result::Result<RecordView<'t>, String>>> {
         if self.last.as_ref().is_none_or(|(k, _)| k != key) {
-            let Some(bytes) = store.records.get(t, &rkey(cache, key))? else { return Ok(None) };
+            let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
+            let Some(bytes) = seek.get(&rkey(cache, key))? else { return Ok(None) };
             self.last = Some((*key, RecordView::parse(bytes).map_err(|e| e.message)));
         }
         Ok(self.last.as_ref().map(|(_, r)| r))

@@ -115,6 +115,48 @@ const RELEASE_EVERY: usize = 4096;
 /// the next wanted key afresh (about what a lookup from the root costs).
 const SEEK_AFTER_STEPS: usize = 16;
 
+/// Lookups in a table by one cursor walking forward: a key a few entries
+/// past the last one found is reached by stepping there (a cursor step
+/// per entry, where a lookup descends the whole B-tree); a key further on,
+/// or behind, is sought afresh. Keys asked for in ascending order, or
+/// close together, cost a step each.
+pub(crate) struct Seek<'t> {
+    table: Database<Bytes, Bytes>,
+    t: &'t RoTxn<'t, WithoutTls>,
+    walk: Option<heed::RoRange<'t, Bytes, Bytes>>,
+    /// The entry the walk is at (None: past the end, or no walk yet).
+    at: Option<(&'t [u8], &'t [u8])>,
+}
+
+impl<'t> Seek<'t> {
+    pub(crate) fn new(table: Database<Bytes, Bytes>, t: &'t RoTxn<'t, WithoutTls>) -> Self {
+        Seek { table, t, walk: None, at: None }
+    }
+
+    /// The value of `key`; None when the table does not hold it.
+    pub(crate) fn get(&mut self, key: &[u8]) -> Result<Option<&'t [u8]>> {
+        // At an entry not past `key`: step on (past the table's end, where
+        // the walk stands is unknown: seek).
+        let ahead = self.at.is_some_and(|(have, _)| have <= key);
+        if ahead {
+            let mut steps = 0;
+            while let Some((have, _)) = self.at {
+                if have >= key || steps == SEEK_AFTER_STEPS {
+                    break;
+                }
+                self.at = self.walk.as_mut().and_then(Iterator::next).transpose()?;
+                steps += 1;
+            }
+        }
+        if !ahead || self.at.is_some_and(|(have, _)| have < key) {
+            let mut walk = self.table.range(self.t, &(std::ops::Bound::Included(key), std::ops::Bound::Unbounded))?;
+            self.at = walk.next().transpose()?;
+            self.walk = Some(walk);
+        }
+        Ok(self.at.filter(|(have, _)| *have == key).map(|(_, value)| value))
+    }
+}
+
 /// A chunk served whole by its own record: its requested points, the
 /// record's kind, and whether a [`TakeWhole`] took the record.
 type Whole = (u32, u8, bool);
@@ -457,38 +499,17 @@ impl Store {
 
     /// Calls `found(n, value)` for the `n`-th of `keys` (in ascending
     /// order) that `table` holds, with its value: the table is walked
-    /// forward once with one cursor (a step per entry, where a lookup per
-    /// key descends the whole B-tree), seeking afresh past a stretch of
-    /// entries no key wants.
+    /// forward once with one cursor (see [`Seek`]).
     pub(crate) fn walk_sorted<'t, 'k>(
         table: &Database<Bytes, Bytes>,
         t: &'t RoTxn<'_, WithoutTls>,
         keys: impl IntoIterator<Item = &'k [u8; 32]>,
         mut found: impl FnMut(usize, &'t [u8]),
     ) -> Result<()> {
-        let seek = |key: &[u8; 32]| table.range(t, &(std::ops::Bound::Included(&key[..]), std::ops::Bound::Unbounded));
-        let mut keys = keys.into_iter().enumerate().peekable();
-        let Some((_, first)) = keys.peek() else { return Ok(()) };
-        let mut walk = seek(first)?;
-        let mut at = walk.next().transpose()?;
-        for (n, key) in keys {
-            let mut steps = 0;
-            while let Some((have, _)) = at {
-                if have >= &key[..] {
-                    break;
-                }
-                if steps == SEEK_AFTER_STEPS {
-                    walk = seek(key)?;
-                    at = walk.next().transpose()?;
-                    break;
-                }
-                at = walk.next().transpose()?;
-                steps += 1;
-            }
-            if let Some((have, bytes)) = at {
-                if have == &key[..] {
-                    found(n, bytes);
-                }
+        let mut seek = Seek::new(*table, t);
+        for (n, key) in keys.into_iter().enumerate() {
+            if let Some(value) = seek.get(key)? {
+                found(n, value);
             }
         }
         Ok(())
@@ -753,13 +774,16 @@ impl Store {
         // Per axis, the requested values' positions by value hash: made once
         // for the chunk when its records hold fewer values than it asks for.
         let mut wanted: Vec<Option<HashKeyed<u32>>> = vec![None; grid.axes.len()];
+        let mut scratch = MapScratch::default();
         for d in order {
             let (ck, desc, held) = match (d, &exact) {
                 (Some(d), _) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
                 (None, Some(e)) => (key, e, None),
                 (None, None) => unreachable!("the exact record is a candidate only when it exists"),
             };
-            let Some(map) = map_into(grid, &geo, desc, &mut wanted, held) else { continue };
+            if !map_into(grid, &geo, desc, &mut wanted, held, &mut scratch) {
+                continue;
+            }
             let view = match memo.record(self, t, cache, &ck)? {
                 Some(Ok(v)) => v,
                 Some(Err(e)) => {
@@ -769,7 +793,8 @@ impl Store {
                 None => continue,
             };
             let mut src = Source { chunk: ck, map: Vec::new(), whole: None };
-            for (r, p) in map {
+            for &(r, p) in &scratch.pairs {
+                let p = p as u32;
                 if !res.present[r as usize] && (p as usize) < view.n && view.is_present(p as usize) {
                     res.present[r as usize] = true;
                     src.map.push((r, p));
@@ -819,47 +844,64 @@ impl Store {
     }
 }
 
+/// Memory [`map_into`] reuses from record to record of a chunk.
+#[derive(Default)]
+struct MapScratch {
+    /// Per record axis: its stride in the record.
+    strides: Vec<u64>,
+    /// Per grid axis: (position among the requested offsets, offset in the
+    /// record) of the requested values the record holds.
+    per_axis: Vec<Vec<(u32, u64)>>,
+    /// The result: (requested point, record point) pairs.
+    pairs: Vec<(u32, u64)>,
+    next: Vec<(u32, u64)>,
+}
+
 /// Maps requested points of a chunk to point positions of a record with
-/// descriptor `desc`; `None` when the record shares no point with it.
+/// descriptor `desc`, into `scratch.pairs` (request order); false when the
+/// record shares no point with it.
 fn map_into(
     grid: &Grid,
     geo: &ChunkGeometry,
     desc: &Descriptor,
     wanted: &mut [Option<HashKeyed<u32>>],
     mut held_maps: Option<&mut Vec<Option<HashKeyed<usize>>>>,
-) -> Option<Vec<(u32, u32)>> {
+    scratch: &mut MapScratch,
+) -> bool {
     if desc.axes.len() != grid.axes.len() {
-        return None;
+        return false;
     }
+    let MapScratch { strides, per_axis, pairs, next } = scratch;
     // For each grid axis: its position in the record and, per requested
     // offset, the value's index along that record axis.
-    let mut strides = vec![1u64; desc.axes.len()];
+    strides.clear();
+    strides.resize(desc.axes.len(), 1);
     for a in (0..desc.axes.len().saturating_sub(1)).rev() {
         strides[a] = strides[a + 1] * desc.axes[a + 1].1.len() as u64;
     }
-    // Per grid axis: (position among the requested offsets, offset in the
-    // record) of the requested values the record holds. Only matches are
-    // kept, so the cost follows the overlap, not the chunk size.
-    let mut per_axis: Vec<Vec<(u32, u64)>> = Vec::with_capacity(grid.axes.len());
+    // Only matches are kept, so the cost follows the overlap, not the
+    // chunk size.
+    if per_axis.len() < grid.axes.len() {
+        per_axis.resize(grid.axes.len(), Vec::new());
+    }
     for (a, axis) in grid.axes.iter().enumerate() {
-        let ra = desc.axes.iter().position(|(n, _)| *n == axis.name)?;
+        let Some(ra) = desc.axes.iter().position(|(n, _)| *n == axis.name) else { return false };
         let held = &desc.axes[ra].1;
         let base = geo.bins[a] as usize * axis.chunk;
         let sel = &geo.sel[a];
+        let col = &mut per_axis[a];
+        col.clear();
         // Look the smaller list up in a map of the larger one: reading a
         // large chunk from many small records costs their values, not the
         // chunk's values once per record.
-        let col: Vec<(u32, u64)> = if held.len() < sel.len() {
+        if held.len() < sel.len() {
             let by_hash = wanted[a].get_or_insert_with(|| {
                 sel.iter().enumerate().map(|(j, &o)| (axis.hashes[base + o as usize], j as u32)).collect()
             });
-            let mut col: Vec<(u32, u64)> = held
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| by_hash.get(h).map(|&j| (j, i as u64 * strides[ra])))
-                .collect();
+            col.extend(
+                held.iter().enumerate().filter_map(|(i, h)| by_hash.get(h).map(|&j| (j, i as u64 * strides[ra]))),
+            );
             col.sort_unstable_by_key(|&(j, _)| j);
-            col
         } else {
             let build = || -> HashKeyed<usize> { held.iter().enumerate().map(|(i, h)| (*h, i)).collect() };
             let mut local = None;
@@ -872,29 +914,65 @@ fn map_into(
                 }
                 None => local.insert(build()),
             };
-            sel.iter()
-                .enumerate()
-                .filter_map(|(j, &o)| {
-                    lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
-                })
-                .collect()
-        };
-        if col.is_empty() {
-            return None;
+            col.extend(sel.iter().enumerate().filter_map(|(j, &o)| {
+                lookup.get(&axis.hashes[base + o as usize]).map(|&i| (j as u32, i as u64 * strides[ra]))
+            }));
         }
-        per_axis.push(col);
+        if col.is_empty() {
+            return false;
+        }
     }
-    let dims: Vec<u32> = geo.sel.iter().map(|s| s.len() as u32).collect();
-    let mut acc: Vec<(u32, u64)> = vec![(0, 0)];
-    for (a, col) in per_axis.iter().enumerate() {
-        let mut next = Vec::with_capacity(acc.len() * col.len());
-        for &(r, p) in &acc {
+    pairs.clear();
+    pairs.push((0, 0));
+    for (a, col) in per_axis[..grid.axes.len()].iter().enumerate() {
+        let dim = geo.sel[a].len() as u32;
+        next.clear();
+        next.reserve(pairs.len() * col.len());
+        for &(r, p) in pairs.iter() {
             for &(j, off) in col {
-                next.push((r * dims[a] + j, p + off));
+                next.push((r * dim + j, p + off));
             }
         }
-        acc = next;
+        std::mem::swap(pairs, next);
     }
-    let out: Vec<(u32, u32)> = acc.into_iter().map(|(r, p)| (r, p as u32)).collect();
-    Some(out)
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lookups through one `Seek`, in any order (ahead, far ahead, behind,
+    /// repeated, absent, past the last entry), agree with plain lookups.
+    #[test]
+    fn a_seek_finds_what_plain_lookups_find() {
+        let dir = std::env::temp_dir().join(format!("chunk-memo-seek-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let cache = [7u8; 16];
+        let key = |i: u32| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k
+        };
+        // Every third key of 0..3000 holds a record.
+        for i in (0..3000).step_by(3) {
+            store.put_raw_record_for_tests(&cache, &key(i), &i.to_le_bytes()).unwrap();
+        }
+        let mut asked: Vec<u32> = (0..400).collect();
+        asked.extend([399, 398, 5, 6, 2999, 3000, 5000, 3, 1200, 1201, 1202, 90, 2997, 6000, 0]);
+        asked.extend((0..3000).step_by(97));
+        store
+            .read(|s, t| {
+                let mut seek = Seek::new(s.records, t);
+                for &i in &asked {
+                    let k = rkey(&cache, &key(i));
+                    assert_eq!(seek.get(&k)?, s.records.get(t, &k)?, "key {i}");
+                }
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
