@@ -94,6 +94,21 @@ impl Descriptor {
 
     /// Decodes and checks an entry (checksum, structure, exact length).
     pub fn decode(b: &[u8]) -> Result<Descriptor> {
+        let mut axes = Vec::new();
+        let (n, present, bytes, updated_ms) = Self::parse(b, |name, hashes| {
+            axes.push((
+                name.to_string(),
+                hashes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap())).collect(),
+            ));
+        })?;
+        Ok(Descriptor { axes, n, present, bytes, updated_ms })
+    }
+
+    /// Checks an entry (checksum, structure, exact length) and hands each
+    /// of its axes to `axis`: the name and the value hashes' bytes (8 per
+    /// value, little-endian), copying nothing. Returns (n, present, bytes,
+    /// updated_ms). On an error, `axis` may have seen some axes already.
+    pub(crate) fn parse(b: &[u8], mut axis: impl FnMut(&str, &[u8])) -> Result<(u32, u32, u64, u64)> {
         let b = Self::body(b)?;
         let bad = || CoreError::corrupt("bad index entry structure");
         let mut p = 1usize;
@@ -111,7 +126,7 @@ impl Descriptor {
         if na > b.len() / 8 {
             return Err(bad());
         }
-        let mut axes = Vec::with_capacity(na);
+        let mut points = Some(1u64);
         for _ in 0..na {
             let nl = u32_at(&mut p)? as usize;
             let name = std::str::from_utf8(b.get(p..p.saturating_add(nl)).ok_or_else(bad)?).map_err(|_| bad())?;
@@ -120,24 +135,15 @@ impl Descriptor {
             if nh > (b.len() - p) / 8 {
                 return Err(bad());
             }
-            let mut hashes = Vec::with_capacity(nh);
-            for _ in 0..nh {
-                hashes.push(u64_at(&mut p)?);
-            }
-            axes.push((name.to_string(), hashes));
+            axis(name, &b[p..p + nh * 8]);
+            p += nh * 8;
+            points = points.and_then(|x| x.checked_mul(nh as u64));
         }
-        let d = Descriptor {
-            axes,
-            n: u32_at(&mut p)?,
-            present: u32_at(&mut p)?,
-            bytes: u64_at(&mut p)?,
-            updated_ms: u64_at(&mut p)?,
-        };
-        let points = d.axes.iter().try_fold(1u64, |acc, a| acc.checked_mul(a.1.len() as u64));
-        if p != b.len() || d.present > d.n || points != Some(u64::from(d.n)) {
+        let (n, present, bytes, updated_ms) = (u32_at(&mut p)?, u32_at(&mut p)?, u64_at(&mut p)?, u64_at(&mut p)?);
+        if p != b.len() || present > n || points != Some(u64::from(n)) {
             return Err(bad());
         }
-        Ok(d)
+        Ok((n, present, bytes, updated_ms))
     }
 }
 

@@ -71,15 +71,158 @@ impl Resolution {
 #[derive(Default)]
 pub struct Catalog {
     loaded: bool,
-    descs: Vec<(ChunkKey, Descriptor)>,
+    descs: FlatDescs,
     /// Damaged index entries found while loading, not yet reported.
     bad: Vec<(ChunkKey, String)>,
     // Per grid axis: value hash -> indices of descriptors holding it.
-    by_axis: Vec<HashKeyed<Vec<usize>>>,
+    by_axis: Vec<Postings>,
     /// Per descriptor, per record axis: value hash -> index along that axis,
     /// made when a chunk first needs it (many small chunks read from one
     /// large record look it up once each).
     held: Vec<Vec<Option<HashKeyed<usize>>>>,
+}
+
+/// The descriptors of a cache's records in a few flat lists: loading a
+/// catalog of a million records allocates nothing per record.
+#[derive(Default)]
+struct FlatDescs {
+    keys: Vec<ChunkKey>,
+    /// Per descriptor: where its axes end in `axes` (they start where the
+    /// previous descriptor's end).
+    ends: Vec<u32>,
+    /// Per axis of each descriptor: its name (index in `names`) and where
+    /// its value hashes lie in `hashes`.
+    axes: Vec<(u32, u32, u32)>,
+    names: Vec<String>,
+    hashes: Vec<u64>,
+}
+
+impl FlatDescs {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Appends the descriptor of record `key` from its index entry; on a
+    /// damaged entry, leaves the lists as they were.
+    fn push(&mut self, key: ChunkKey, entry: &[u8]) -> Result<()> {
+        let (axes, hashes) = (self.axes.len(), self.hashes.len());
+        let parsed = Descriptor::parse(entry, |name, bytes| {
+            let id = match self.names.iter().position(|n| n == name) {
+                Some(id) => id,
+                None => {
+                    self.names.push(name.to_string());
+                    self.names.len() - 1
+                }
+            };
+            let from = self.hashes.len() as u32;
+            self.hashes.extend(bytes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap())));
+            self.axes.push((id as u32, from, self.hashes.len() as u32));
+        });
+        if let Err(e) = parsed {
+            self.axes.truncate(axes);
+            self.hashes.truncate(hashes);
+            return Err(e);
+        }
+        self.keys.push(key);
+        self.ends.push(self.axes.len() as u32);
+        Ok(())
+    }
+
+    fn get(&self, d: usize) -> FlatDesc<'_> {
+        let from = if d == 0 { 0 } else { self.ends[d - 1] as usize };
+        FlatDesc { all: self, axes: &self.axes[from..self.ends[d] as usize] }
+    }
+}
+
+/// One descriptor of a [`FlatDescs`].
+#[derive(Clone, Copy)]
+struct FlatDesc<'a> {
+    all: &'a FlatDescs,
+    axes: &'a [(u32, u32, u32)],
+}
+
+/// A record's layout as [`map_into`] reads it: its axes in record order,
+/// each a name and the hashes of its values.
+trait Layout {
+    fn n_axes(&self) -> usize;
+    fn axis(&self, a: usize) -> (&str, &[u64]);
+}
+
+impl Layout for Descriptor {
+    fn n_axes(&self) -> usize {
+        self.axes.len()
+    }
+    fn axis(&self, a: usize) -> (&str, &[u64]) {
+        (&self.axes[a].0, &self.axes[a].1)
+    }
+}
+
+impl<'a> FlatDesc<'a> {
+    /// Axis `a`: its name and value hashes, borrowed from the lists.
+    fn axis_in(&self, a: usize) -> (&'a str, &'a [u64]) {
+        let (name, from, to) = self.axes[a];
+        (&self.all.names[name as usize], &self.all.hashes[from as usize..to as usize])
+    }
+}
+
+impl Layout for FlatDesc<'_> {
+    fn n_axes(&self) -> usize {
+        self.axes.len()
+    }
+    fn axis(&self, a: usize) -> (&str, &[u64]) {
+        self.axis_in(a)
+    }
+}
+
+/// Value hash -> the descriptors (indices, ascending) holding it, in one
+/// list (no allocation per value).
+#[derive(Default)]
+struct Postings {
+    /// Per value hash: where its descriptors lie in `list`.
+    at: HashKeyed<(u32, u32)>,
+    list: Vec<u32>,
+}
+
+impl Postings {
+    /// The postings of every descriptor's values on the axis named `name`
+    /// (descriptors with another number of axes than `n_axes` hold none).
+    fn build(descs: &FlatDescs, name: &str, n_axes: usize) -> Postings {
+        let values = |d: usize| -> Option<&[u64]> {
+            let desc = descs.get(d);
+            if desc.n_axes() != n_axes {
+                return None;
+            }
+            (0..n_axes).map(|a| desc.axis_in(a)).find(|(n, _)| *n == name).map(|(_, h)| h)
+        };
+        let mut at: HashKeyed<(u32, u32)> = HashKeyed::default();
+        for d in 0..descs.len() {
+            for h in values(d).unwrap_or(&[]) {
+                at.entry(*h).or_default().1 += 1;
+            }
+        }
+        let mut next = 0u32;
+        for (start, count) in at.values_mut() {
+            (*start, next) = (next, next + *count);
+            *count = 0;
+        }
+        let mut list = vec![0u32; next as usize];
+        for d in 0..descs.len() {
+            for h in values(d).unwrap_or(&[]) {
+                let (start, count) = at.get_mut(h).expect("counted above");
+                list[(*start + *count) as usize] = d as u32;
+                *count += 1;
+            }
+        }
+        Postings { at, list }
+    }
+
+    fn get(&self, h: &u64) -> Option<&[u32]> {
+        self.at.get(h).map(|&(start, count)| &self.list[start as usize..(start + count) as usize])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
 }
 
 /// A chunk found by [`Store::resolve_plan`].
@@ -623,7 +766,7 @@ impl Store {
                 for &o in b.sel {
                     let Some(ds) = inv.get(&axis.hashes[base + o as usize]) else { continue };
                     for &d in ds {
-                        let e = &mut touch[d];
+                        let e = &mut touch[d as usize];
                         if e.is_empty() {
                             e.resize(na, Vec::new());
                         }
@@ -745,7 +888,7 @@ impl Store {
             if let Some(inv) = catalog.by_axis.get(a) {
                 for &o in &geo.sel[a] {
                     if let Some(v) = inv.get(&axis.hashes[base + o as usize]) {
-                        on_axis.extend(v.iter().copied());
+                        on_axis.extend(v.iter().map(|&d| d as usize));
                     }
                 }
             }
@@ -770,18 +913,24 @@ impl Store {
             .is_some()
             .then_some(None)
             .into_iter()
-            .chain(seen.into_iter().filter(|&d| catalog.descs[d].0 != key).map(Some));
+            .chain(seen.into_iter().filter(|&d| catalog.descs.keys[d] != key).map(Some));
         // Per axis, the requested values' positions by value hash: made once
         // for the chunk when its records hold fewer values than it asks for.
         let mut wanted: Vec<Option<HashKeyed<u32>>> = vec![None; grid.axes.len()];
         let mut scratch = MapScratch::default();
         for d in order {
-            let (ck, desc, held) = match (d, &exact) {
-                (Some(d), _) => (catalog.descs[d].0, &catalog.descs[d].1, Some(&mut catalog.held[d])),
-                (None, Some(e)) => (key, e, None),
+            let (ck, mapped) = match (d, &exact) {
+                (Some(d), _) => {
+                    let desc = catalog.descs.get(d);
+                    (
+                        catalog.descs.keys[d],
+                        map_into(grid, &geo, &desc, &mut wanted, Some(&mut catalog.held[d]), &mut scratch),
+                    )
+                }
+                (None, Some(e)) => (key, map_into(grid, &geo, e, &mut wanted, None, &mut scratch)),
                 (None, None) => unreachable!("the exact record is a candidate only when it exists"),
             };
-            if !map_into(grid, &geo, desc, &mut wanted, held, &mut scratch) {
+            if !mapped {
                 continue;
             }
             let view = match memo.record(self, t, cache, &ck)? {
@@ -824,21 +973,16 @@ impl Store {
         if catalog.loaded {
             return Ok(());
         }
-        (catalog.descs, catalog.bad) = self.descriptors_checked_in(t, cache)?;
-        catalog.by_axis = grid.axes.iter().map(|_| HashKeyed::default()).collect();
-        catalog.held = vec![Vec::new(); catalog.descs.len()];
-        for (a, axis) in grid.axes.iter().enumerate() {
-            for (i, (_, d)) in catalog.descs.iter().enumerate() {
-                if d.axes.len() != grid.axes.len() {
-                    continue;
-                }
-                if let Some((_, hs)) = d.axes.iter().find(|(n, _)| *n == axis.name) {
-                    for h in hs {
-                        catalog.by_axis[a].entry(*h).or_default().push(i);
-                    }
-                }
+        (catalog.descs, catalog.bad) = (FlatDescs::default(), Vec::new());
+        for item in self.index.prefix_iter(t, cache)? {
+            let (k, v) = item?;
+            let Ok(chunk) = <ChunkKey>::try_from(&k[16..]) else { continue };
+            if let Err(e) = catalog.descs.push(chunk, v) {
+                catalog.bad.push((chunk, format!("damaged index entry: {}", e.message)));
             }
         }
+        catalog.by_axis = grid.axes.iter().map(|a| Postings::build(&catalog.descs, &a.name, grid.axes.len())).collect();
+        catalog.held = vec![Vec::new(); catalog.descs.len()];
         catalog.loaded = true;
         Ok(())
     }
@@ -863,21 +1007,22 @@ struct MapScratch {
 fn map_into(
     grid: &Grid,
     geo: &ChunkGeometry,
-    desc: &Descriptor,
+    desc: &impl Layout,
     wanted: &mut [Option<HashKeyed<u32>>],
     mut held_maps: Option<&mut Vec<Option<HashKeyed<usize>>>>,
     scratch: &mut MapScratch,
 ) -> bool {
-    if desc.axes.len() != grid.axes.len() {
+    let n = desc.n_axes();
+    if n != grid.axes.len() {
         return false;
     }
     let MapScratch { strides, per_axis, pairs, next } = scratch;
     // For each grid axis: its position in the record and, per requested
     // offset, the value's index along that record axis.
     strides.clear();
-    strides.resize(desc.axes.len(), 1);
-    for a in (0..desc.axes.len().saturating_sub(1)).rev() {
-        strides[a] = strides[a + 1] * desc.axes[a + 1].1.len() as u64;
+    strides.resize(n, 1);
+    for a in (0..n.saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * desc.axis(a + 1).1.len() as u64;
     }
     // Only matches are kept, so the cost follows the overlap, not the
     // chunk size.
@@ -885,8 +1030,8 @@ fn map_into(
         per_axis.resize(grid.axes.len(), Vec::new());
     }
     for (a, axis) in grid.axes.iter().enumerate() {
-        let Some(ra) = desc.axes.iter().position(|(n, _)| *n == axis.name) else { return false };
-        let held = &desc.axes[ra].1;
+        let Some(ra) = (0..n).position(|ra| desc.axis(ra).0 == axis.name) else { return false };
+        let held = desc.axis(ra).1;
         let base = geo.bins[a] as usize * axis.chunk;
         let sel = &geo.sel[a];
         let col = &mut per_axis[a];
@@ -907,8 +1052,8 @@ fn map_into(
             let mut local = None;
             let lookup: &HashKeyed<usize> = match held_maps.as_deref_mut() {
                 Some(maps) => {
-                    if maps.len() < desc.axes.len() {
-                        maps.resize(desc.axes.len(), None);
+                    if maps.len() < n {
+                        maps.resize(n, None);
                     }
                     maps[ra].get_or_insert_with(build)
                 }
