@@ -24,18 +24,21 @@
 //! (write jobs on the store's writer thread).
 
 mod behind;
+mod catalog;
 mod chunks;
 mod index;
 mod inuse;
 mod pages;
 mod resolve;
+mod seek;
 mod upkeep;
 
 pub use crate::planner::ChunkGeometry;
 pub use behind::Pending;
+pub use catalog::Catalog;
 pub use chunks::{ChunkData, ChunkWrite, ReadMemo, WritePoints};
 pub use index::{CacheSummary, Descriptor};
-pub use resolve::{Catalog, Found, Resolution, Source, TakeWhole, Taker, WholeLayout, WholeRecord};
+pub use resolve::{Found, Resolution, Source, TakeWhole, Taker, WholeLayout, WholeRecord};
 pub use upkeep::Repair;
 
 use crate::error::{CoreError, ErrorCode, Result};

@@ -1,6 +1,6 @@
 //! Reading and writing planned chunks.
 
-use super::resolve::Seek;
+use super::seek::Seek;
 use super::{now_ms, rkey, CacheId, ChunkKey, Descriptor, Resolution, Store};
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::planner::{ChunkGeometry, Grid};

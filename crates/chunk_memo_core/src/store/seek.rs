@@ -1,0 +1,139 @@
+//! Lookups in key order: one cursor walking forward over a table, for
+//! keys asked for in ascending order or close together (chunks close in
+//! grid order have records close together).
+
+use super::{rkey, CacheId, ChunkKey, Store, WholeRecord};
+use crate::error::Result;
+use crate::record::RecordView;
+use heed::types::Bytes;
+use heed::{Database, RoTxn, WithoutTls};
+
+/// Records stepped over, walking them in key order, before the walk seeks
+/// the next wanted key afresh (about what a lookup from the root costs).
+const SEEK_AFTER_STEPS: usize = 16;
+
+/// Lookups in a table by one cursor walking forward: a key a few entries
+/// past the last one found is reached by stepping there (a cursor step
+/// per entry, where a lookup descends the whole B-tree); a key further on,
+/// or behind, is sought afresh. Keys asked for in ascending order, or
+/// close together, cost a step each.
+pub(crate) struct Seek<'t> {
+    table: Database<Bytes, Bytes>,
+    t: &'t RoTxn<'t, WithoutTls>,
+    walk: Option<heed::RoRange<'t, Bytes, Bytes>>,
+    /// The entry the walk is at (None: past the end, or no walk yet).
+    at: Option<(&'t [u8], &'t [u8])>,
+}
+
+impl<'t> Seek<'t> {
+    pub(crate) fn new(table: Database<Bytes, Bytes>, t: &'t RoTxn<'t, WithoutTls>) -> Self {
+        Seek { table, t, walk: None, at: None }
+    }
+
+    /// The value of `key`; None when the table does not hold it.
+    pub(crate) fn get(&mut self, key: &[u8]) -> Result<Option<&'t [u8]>> {
+        // At an entry not past `key`: step on (past the table's end, where
+        // the walk stands is unknown: seek).
+        let ahead = self.at.is_some_and(|(have, _)| have <= key);
+        if ahead {
+            let mut steps = 0;
+            while let Some((have, _)) = self.at {
+                if have >= key || steps == SEEK_AFTER_STEPS {
+                    break;
+                }
+                self.at = self.walk.as_mut().and_then(Iterator::next).transpose()?;
+                steps += 1;
+            }
+        }
+        if !ahead || self.at.is_some_and(|(have, _)| have < key) {
+            let mut walk = self.table.range(self.t, &(std::ops::Bound::Included(key), std::ops::Bound::Unbounded))?;
+            self.at = walk.next().transpose()?;
+            self.walk = Some(walk);
+        }
+        Ok(self.at.filter(|(have, _)| *have == key).map(|(_, value)| value))
+    }
+}
+
+impl Store {
+    /// Calls `found(n, value)` for the `n`-th of `keys` (in ascending
+    /// order) that `table` holds, with its value: the table is walked
+    /// forward once with one cursor (see [`Seek`]).
+    pub(crate) fn walk_sorted<'t, 'k>(
+        table: &Database<Bytes, Bytes>,
+        t: &'t RoTxn<'_, WithoutTls>,
+        keys: impl IntoIterator<Item = &'k [u8; 32]>,
+        mut found: impl FnMut(usize, &'t [u8]),
+    ) -> Result<()> {
+        let mut seek = Seek::new(*table, t);
+        for (n, key) in keys.into_iter().enumerate() {
+            if let Some(value) = seek.get(key)? {
+                found(n, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::whole_record_in`] for each of `chunks` (keys of `cache`'s
+    /// chunks, in any order), looked up in key order by one forward walk
+    /// ([`Store::walk_sorted`]): for a batch of chunks close in grid order,
+    /// whose records lie close together, that is a cursor step per chunk.
+    pub fn whole_records_in<'t>(
+        &self,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        chunks: &[ChunkKey],
+    ) -> Result<Vec<Option<WholeRecord<'t>>>> {
+        let mut wanted: Vec<([u8; 32], u32)> =
+            chunks.iter().enumerate().map(|(k, c)| (rkey(cache, c), k as u32)).collect();
+        wanted.sort_unstable_by_key(|w| w.0);
+        let mut out = vec![None; chunks.len()];
+        Store::walk_sorted(&self.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
+            if let Ok(v) = RecordView::parse_header(bytes) {
+                if v.is_complete() && !v.is_sparse() {
+                    out[wanted[n].1 as usize] = Some((v, bytes));
+                }
+            }
+        })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rkey;
+
+    /// Lookups through one `Seek`, in any order (ahead, far ahead, behind,
+    /// repeated, absent, past the last entry), agree with plain lookups.
+    #[test]
+    fn a_seek_finds_what_plain_lookups_find() {
+        let dir = std::env::temp_dir().join(format!("chunk-memo-seek-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let cache = [7u8; 16];
+        let key = |i: u32| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k
+        };
+        // Every third key of 0..3000 holds a record.
+        for i in (0..3000).step_by(3) {
+            store.put_raw_record_for_tests(&cache, &key(i), &i.to_le_bytes()).unwrap();
+        }
+        let mut asked: Vec<u32> = (0..400).collect();
+        asked.extend([399, 398, 5, 6, 2999, 3000, 5000, 3, 1200, 1201, 1202, 90, 2997, 6000, 0]);
+        asked.extend((0..3000).step_by(97));
+        store
+            .read(|s, t| {
+                let mut seek = Seek::new(s.records, t);
+                for &i in &asked {
+                    let k = rkey(&cache, &key(i));
+                    assert_eq!(seek.get(&k)?, s.records.get(t, &k)?, "key {i}");
+                }
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
