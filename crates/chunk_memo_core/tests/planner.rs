@@ -455,3 +455,45 @@ fn axis_hashes_over_threads_match_one_by_one_and_duplicates_are_found() {
     let err = Grid::new(vec![Axis { name: "v".into(), hashes: dup, chunk: 1000 }]).unwrap_err();
     assert!(err.message.contains("indices 17 and 250000"), "{}", err.message);
 }
+
+/// A chunk key as docs/canonical-encoding.md §3 defines it, through a
+/// hasher fed part by part: the reference `Grid::chunk_key` must match.
+fn reference_key(grid: &Grid, bins: &[u32]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(chunk_memo_core::canonical::DOMAIN);
+    h.update(b"chunk");
+    for (a, &b) in bins.iter().enumerate() {
+        let hashes = grid.bin_hashes(a, b);
+        let mut d = blake3::Hasher::new();
+        d.update(&(grid.axes[a].name.len() as u32).to_le_bytes());
+        d.update(grid.axes[a].name.as_bytes());
+        d.update(&(hashes.len() as u32).to_le_bytes());
+        for x in hashes {
+            d.update(&x.to_le_bytes());
+        }
+        h.update(d.finalize().as_bytes());
+    }
+    h.finalize().as_bytes()[..16].try_into().unwrap()
+}
+
+#[test]
+fn chunk_keys_match_their_definition_for_any_number_of_axes_and_bin_sizes() {
+    let name = |k: usize| "axis-".repeat(k + 1);
+    // One to ten axes (keys hashed from the stack up to eight, through a
+    // hasher beyond), one-value bins of a long axis (digests not kept),
+    // bins short and long enough to be hashed either way.
+    for n_axes in 1..=10 {
+        let axes: Vec<Axis> = (0..n_axes)
+            .map(|a| match a {
+                0 => Axis { name: name(a), hashes: (0..20_000u64).map(|x| x * 7919).collect(), chunk: 1 },
+                1 => Axis { name: name(40), hashes: (0..90u64).collect(), chunk: 45 },
+                _ => Axis { name: name(a), hashes: (0..3u64).collect(), chunk: 1 + a % 3 },
+            })
+            .collect();
+        let grid = Grid::new(axes).unwrap();
+        for i in [0u32, 1, 2, 17_000, 19_999] {
+            let bins: Vec<u32> = (0..n_axes).map(|a| if a == 0 { i } else { i % grid.n_bins(a) as u32 }).collect();
+            assert_eq!(grid.chunk_key(&bins), reference_key(&grid, &bins), "{n_axes} axes, bins {bins:?}");
+        }
+    }
+}
