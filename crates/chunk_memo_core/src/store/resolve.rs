@@ -192,19 +192,22 @@ impl OwnRecords<'_> {
     /// B-tree), seeking afresh past a stretch of records no chunk wants.
     fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Option<Whole>>> {
         let mut bins = Vec::new();
-        // (record key, position in part, requested points, record points)
-        let mut wanted: Vec<([u8; 32], u32, u32, u64)> = part
+        // (chunk key as a number, position in part, requested points,
+        // record points), sorted by key (the cache's prefix is the same for
+        // all: comparing numbers is cheaper than comparing record keys).
+        let mut wanted: Vec<(u128, u32, u32, u64)> = part
             .clone()
             .enumerate()
             .map(|(k, i)| {
                 let (req, rec) = self.plan.chunk_bins_into(i, &mut bins);
-                (rkey(self.cache, &self.grid.chunk_key(&bins)), k as u32, req as u32, rec)
+                (u128::from_be_bytes(self.grid.chunk_key(&bins)), k as u32, req as u32, rec)
             })
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; part.len()];
         let mut taker = self.take.map(|tk| tk.begin(part.clone()));
-        Store::walk_sorted(&self.store.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
+        let keys = wanted.iter().map(|w| rkey(self.cache, &w.0.to_be_bytes()));
+        Store::walk_sorted(&self.store.records, t, keys, |n, bytes| {
             let (_, k, req, rec) = wanted[n];
             out[k as usize] = self.found(part.start + k as usize, bytes, req, rec, taker.as_mut());
         })?;

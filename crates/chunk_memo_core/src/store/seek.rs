@@ -58,15 +58,15 @@ impl Store {
     /// Calls `found(n, value)` for the `n`-th of `keys` (in ascending
     /// order) that `table` holds, with its value: the table is walked
     /// forward once with one cursor (see [`Seek`]).
-    pub(crate) fn walk_sorted<'t, 'k>(
+    pub(crate) fn walk_sorted<'t>(
         table: &Database<Bytes, Bytes>,
         t: &'t RoTxn<'_, WithoutTls>,
-        keys: impl IntoIterator<Item = &'k [u8; 32]>,
+        keys: impl IntoIterator<Item = [u8; 32]>,
         mut found: impl FnMut(usize, &'t [u8]),
     ) -> Result<()> {
         let mut seek = Seek::new(*table, t);
         for (n, key) in keys.into_iter().enumerate() {
-            if let Some(value) = seek.get(key)? {
+            if let Some(value) = seek.get(&key)? {
                 found(n, value);
             }
         }
@@ -83,11 +83,12 @@ impl Store {
         cache: &CacheId,
         chunks: &[ChunkKey],
     ) -> Result<Vec<Option<WholeRecord<'t>>>> {
-        let mut wanted: Vec<([u8; 32], u32)> =
-            chunks.iter().enumerate().map(|(k, c)| (rkey(cache, c), k as u32)).collect();
+        // Sorted by chunk key (the cache's prefix is the same for all).
+        let mut wanted: Vec<(u128, u32)> =
+            chunks.iter().enumerate().map(|(k, c)| (u128::from_be_bytes(*c), k as u32)).collect();
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; chunks.len()];
-        Store::walk_sorted(&self.records, t, wanted.iter().map(|w| &w.0), |n, bytes| {
+        Store::walk_sorted(&self.records, t, wanted.iter().map(|w| rkey(cache, &w.0.to_be_bytes())), |n, bytes| {
             if let Ok(v) = RecordView::parse_header(bytes) {
                 if v.is_complete() && !v.is_sparse() {
                     out[wanted[n].1 as usize] = Some((v, bytes));

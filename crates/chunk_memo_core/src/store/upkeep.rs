@@ -153,7 +153,7 @@ impl Store {
             // A time already stored within ATIME_RESOLUTION_MS stays:
             // re-reading a sweep costs one walk, not a rewrite of the table.
             let mut fresh = vec![false; batch.len()];
-            Store::walk_sorted(&s.atime, t, batch.iter().map(|x| &x.0), |n, stored| {
+            Store::walk_sorted(&s.atime, t, batch.iter().map(|x| x.0), |n, stored| {
                 let old = <[u8; 8]>::try_from(stored).map_or(0, u64::from_le_bytes);
                 fresh[n] = batch[n].1.saturating_sub(old) < ATIME_RESOLUTION_MS;
             })?;
