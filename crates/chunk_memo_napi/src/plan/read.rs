@@ -386,6 +386,10 @@ const GATHER_THREADS: usize = 4;
 /// mapped in one call before they are filled.
 const PREFAULT_ROWS_BYTES: usize = 64 << 10;
 
+/// Stretches of rows (after joining those end to end) beyond which
+/// `Gather::map_rows` leaves the rows to fault in rather than sort them.
+const MAP_ROWS_SORTED_MAX: usize = 1 << 16;
+
 /// Bytes a gathering thread takes at a time (whole chunks, one at least).
 const GATHER_STEP_BYTES: usize = 256 << 10;
 
@@ -619,10 +623,22 @@ impl<'a> Gather<'a> {
     /// The rows must be ones the caller alone fills (see `place`).
     unsafe fn map_rows<'r>(&self, rows: impl Iterator<Item = (&'r [u64], usize)>) {
         let width = self.width;
-        let mut spans: Vec<(usize, usize)> = rows
-            .flat_map(|(starts, len)| starts.iter().map(move |&s| (s as usize * width, (s as usize + len) * width)))
-            .filter(|&(_, end)| end <= self.len)
-            .collect();
+        // Rows end to end in the order given are joined as they come (the
+        // rows of chunks cut along the first axis need no sorting).
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let all = rows
+            .flat_map(|(starts, len)| starts.iter().map(move |&s| (s as usize * width, (s as usize + len) * width)));
+        for (from, to) in all.filter(|&(_, end)| end <= self.len) {
+            match spans.last_mut() {
+                Some(last) if last.1 == from => last.1 = to,
+                _ => spans.push((from, to)),
+            }
+        }
+        // Many short rows apart from each other (chunks cut along the last
+        // axis): sorting them would cost more than their page faults.
+        if spans.len() > MAP_ROWS_SORTED_MAX {
+            return;
+        }
         spans.sort_unstable();
         let mut k = 0;
         while k < spans.len() {
