@@ -206,20 +206,9 @@ async function typed(n: number, reps: number): Promise<object> {
   blobs.length = 0;
   // Warm: everything read back, in turns with the read ceiling: a plain
   // LMDB read loop over the same records, touching every byte.
-  const store = cache._core.store;
-  const [records, recordBytes] = store.scanRecords(cache._core.idBytes);
+  const [records, recordBytes] = cache._core.store.scanRecords(cache._core.idBytes);
   check(records === g.chunks && recordBytes! >= bytes, `typed read loop: ${records} records, ${recordBytes} bytes`);
-  let warmOut: Float64Array | undefined;
-  const [warmMs, readLoopMs] = await medians(reps, [
-    async () => {
-      warmOut = undefined;
-      const w = await run(cache, floats as ChunkFn);
-      check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed warm run executed points');
-      warmOut = w.output as Float64Array;
-    },
-    () => store.scanRecords(cache._core.idBytes),
-  ]);
-  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed warm output differs from cold');
+  const [warmMs, readLoopMs] = await warmAndReadLoop(cache, coldOut, reps, 'typed');
   // A 1% subset: every 10th value of each axis (touches every chunk).
   const view = cache.select({ indices: { a: { step: 10 }, b: { step: 10 } } });
   const subsetMs = await median(reps, async () => {
@@ -227,6 +216,29 @@ async function typed(n: number, reps: number): Promise<object> {
     check(s.diagnostics.executedPoints === 0 && s.diagnostics.cachedPoints === n / 100, 'typed subset executed points');
   });
   return { chunks: g.chunks, coldMs, rawWriteMs, computeMs, warmMs, readLoopMs, subsetMs, bytes, recordBytes, peakMb: peakMb() };
+}
+
+/**
+ * Medians of `reps` warm runs of `cache` (every point stored, as `coldOut`
+ * holds them) taken in turns with the plain LMDB read loop over its
+ * records: [warm ms, read loop ms]. Checks the last warm output against
+ * `coldOut`.
+ */
+async function warmAndReadLoop(cache: ChunkCache, coldOut: Float64Array, reps: number, what: string): Promise<number[]> {
+  const n = coldOut.length;
+  const store = cache._core.store;
+  let warmOut: Float64Array | undefined;
+  const ms = await medians(reps, [
+    async () => {
+      warmOut = undefined;
+      const w = await run(cache, floats as ChunkFn);
+      check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, `${what} warm run executed points`);
+      warmOut = w.output as Float64Array;
+    },
+    () => store.scanRecords(cache._core.idBytes),
+  ]);
+  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), `${what} warm output differs from cold`);
+  return ms;
 }
 
 /**
@@ -243,20 +255,9 @@ async function typedSmall(n: number, per: number, reps: number): Promise<object>
   const coldMs = since(t);
   check(c.diagnostics.executedPoints === n, 'typed-small cold run: wrong counts');
   const coldOut = c.output as Float64Array;
-  const store = cache._core.store;
-  const [records] = store.scanRecords(cache._core.idBytes);
+  const [records] = cache._core.store.scanRecords(cache._core.idBytes);
   check(records === n / per, `typed-small read loop: ${records} records`);
-  let warmOut: Float64Array | undefined;
-  const [warmMs, readLoopMs] = await medians(reps, [
-    async () => {
-      warmOut = undefined;
-      const w = await run(cache, floats as ChunkFn);
-      check(w.diagnostics.executedPoints === 0 && w.diagnostics.cachedPoints === n, 'typed-small warm run executed points');
-      warmOut = w.output as Float64Array;
-    },
-    () => store.scanRecords(cache._core.idBytes),
-  ]);
-  check(warmOut!.length === n && warmOut!.every((x, k) => x === coldOut[k]), 'typed-small warm output differs from cold');
+  const [warmMs, readLoopMs] = await warmAndReadLoop(cache, coldOut, reps, 'typed-small');
   return { chunks: n / per, coldMs, warmMs, readLoopMs, peakMb: peakMb() };
 }
 
