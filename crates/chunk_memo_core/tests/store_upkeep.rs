@@ -255,7 +255,7 @@ fn a_record_verified_by_a_resolution_is_trusted_only_in_its_snapshot() {
             .read(|s, t| s.read_whole_in(t, &c, &key, Store::snapshot_id(t) == snapshot, |v| v.data().to_vec()))
             .unwrap()
     };
-    let snapshot = store.resolve_plan(&c, &g, &plan, &mut Catalog::default(), true, |_, _| {}).unwrap().unwrap();
+    let snapshot = store.resolve_plan(&c, &g, &plan, &mut Catalog::default(), true, None, |_, _| {}).unwrap().unwrap();
     // The same snapshot: the record reads, as verified.
     assert_eq!(whole(&store, snapshot).map(|d| d.len()), Some(32));
     // Damaged after the resolution: a later snapshot, so verified again, and refused.

@@ -295,24 +295,12 @@ impl Store {
     /// whole chunk's own record is looked at for its head only (constant
     /// time, one page): a caller that reads every such record next verifies
     /// each while it reads it, one pass over the bytes instead of two, and
-    /// must treat a record that fails then as missing.
-    pub fn resolve_plan(
-        &self,
-        cache: &CacheId,
-        grid: &Grid,
-        plan: &Plan,
-        catalog: &mut Catalog,
-        verify: bool,
-        f: impl FnMut(usize, Found),
-    ) -> Result<Option<u64>> {
-        self.resolve_plan_taking(cache, grid, plan, catalog, verify, None, f)
-    }
-
-    /// [`Store::resolve_plan`], offering the records of chunks requested
-    /// in full and served whole by their own records to `take` as they are
-    /// found (on the resolution's threads; see [`TakeWhole`]).
+    /// must treat a record that fails then as missing. With `take`, the
+    /// records of chunks requested in full and served whole by their own
+    /// records are offered to it as they are found (on the resolution's
+    /// threads; see [`TakeWhole`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn resolve_plan_taking(
+    pub fn resolve_plan(
         &self,
         cache: &CacheId,
         grid: &Grid,

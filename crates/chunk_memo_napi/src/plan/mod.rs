@@ -85,7 +85,7 @@ impl BindingPlan {
         let mut kinds: Option<Option<u8>> = None;
         let take = gather.map(|gather| read::TakeInto { plan, gather, verify: !verify });
         let mut gathered = if gather.is_some() { vec![0u8; plan.n_chunks] } else { Vec::new() };
-        let snapshot = store.resolve_plan_taking(
+        let snapshot = store.resolve_plan(
             &cache,
             grid,
             plan,

@@ -508,7 +508,7 @@ impl BindingPlan {
 }
 
 /// Whole chunks of a plan copied into a gather output as the plan's
-/// resolution finds their records (`Store::resolve_plan_taking`): a run
+/// resolution finds their records (`Store::resolve_plan` with a taker): a run
 /// that reads every stored chunk then walks the records once, not twice.
 pub(crate) struct TakeInto<'a, 'g> {
     pub(crate) plan: &'a Plan,
