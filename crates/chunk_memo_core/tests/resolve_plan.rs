@@ -41,6 +41,29 @@ fn plan_available_on(
     (out, corrupt)
 }
 
+/// A store in a fresh root holding, for cache 1, the points of `g`'s whole
+/// plan that `pick(chunk, point)` selects (items, generation 1).
+struct Stored {
+    store: Arc<Store>,
+    c: CacheId,
+    plan: Plan,
+    /// The plan's resolutions before the write.
+    res: Vec<Resolution>,
+    /// Bind it first (`Stored { _root, .. }`): the root must outlive the
+    /// store.
+    _root: TempRoot,
+}
+
+fn stored(tag: &str, g: &Grid, pick: impl Fn(usize, usize) -> bool) -> Stored {
+    let root = TempRoot::new(tag);
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    let plan = g.plan(&all(g)).unwrap();
+    let res = resolve(&store, &c, g, &plan);
+    write_points(&store, &c, g, &plan, &res, KIND_ITEMS, 1, pick);
+    Stored { store, c, plan, res, _root: root }
+}
+
 fn check(store: &Store, c: &CacheId, g: &Grid, sel: &[Option<Vec<u32>>], what: &str) {
     let plan = g.plan(sel).unwrap();
     let want: Vec<u32> = resolve(store, c, g, &plan).iter().map(|r| r.available).collect();
@@ -67,13 +90,8 @@ fn few_records_of_the_same_chunking() {
 
 #[test]
 fn records_of_another_chunking_serve_a_fine_plan() {
-    let root = TempRoot::new("rp-other");
-    let store = Store::open(root.path()).unwrap();
-    let c = cache_id(1);
     let coarse = grid(vec![axis("x", 0..40, 10), axis("y", 0..30, 10)]);
-    let plan = coarse.plan(&all(&coarse)).unwrap();
-    let res = resolve(&store, &c, &coarse, &plan);
-    write_points(&store, &c, &coarse, &plan, &res, KIND_ITEMS, 1, |i, r| i == 5 || (i == 0 && r % 7 == 0));
+    let Stored { _root, store, c, .. } = stored("rp-other", &coarse, |i, r| i == 5 || (i == 0 && r % 7 == 0));
     let fine = grid(vec![axis("x", 0..40, 1), axis("y", 0..30, 1)]);
     check(&store, &c, &fine, &all(&fine), "fine plan over coarse records");
     check(&store, &c, &fine, &[Some(vec![0, 7, 14, 21]), Some((0..30).collect())], "fine subset");
@@ -99,15 +117,10 @@ fn many_records_and_no_axes() {
 
 #[test]
 fn a_large_plan_looked_at_on_several_threads_agrees_with_one_by_one() {
-    let root = TempRoot::new("rp-threads");
-    let store = Store::open(root.path()).unwrap();
-    let c = cache_id(1);
     // 72,000 chunks of two points: more than one block of the threaded path.
     let g = grid(vec![axis("x", 0..600, 1), axis("y", 0..240, 2)]);
-    let plan = g.plan(&all(&g)).unwrap();
-    let res = resolve(&store, &c, &g, &plan);
     // Most chunks whole, every 7th missing, every 11th with one point.
-    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 7 != 3 && (i % 11 != 5 || r == 0));
+    let Stored { _root, store, c, plan, .. } = stored("rp-threads", &g, |i, r| i % 7 != 3 && (i % 11 != 5 || r == 0));
     // Records of another cache in the same tables.
     fill(&store, &cache_id(2), &g, &[Some((0..600).step_by(5).collect()), None], KIND_ITEMS, 1);
     // Damaged records here and there.
@@ -145,15 +158,11 @@ fn a_large_plan_looked_at_on_several_threads_agrees_with_one_by_one() {
 
 #[test]
 fn whole_records_looked_up_together_agree_with_one_by_one() {
-    let root = TempRoot::new("rp-whole-records");
-    let store = Store::open(root.path()).unwrap();
-    let c = cache_id(1);
     let g = grid(vec![axis("x", 0..300, 1), axis("y", 0..8, 4)]);
-    let plan = g.plan(&all(&g)).unwrap();
-    let res = resolve(&store, &c, &g, &plan);
     // Whole chunks, partly stored ones (every third: one point), and none
     // at all (every fifth), under another cache's records too.
-    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 5 != 0 && (i % 3 != 0 || r == 0));
+    let Stored { _root, store, c, plan, res } =
+        stored("rp-whole-records", &g, |i, r| i % 5 != 0 && (i % 3 != 0 || r == 0));
     write_points(&store, &cache_id(2), &g, &plan, &res, KIND_ITEMS, 2, |i, _| i % 2 == 0);
     let mut bins = Vec::new();
     let mut keys: Vec<ChunkKey> = (0..plan.n_chunks)
@@ -209,14 +218,9 @@ impl TakeWhole for Keep {
 
 #[test]
 fn a_large_plan_offers_whole_records_requested_in_full_to_its_taker() {
-    let root = TempRoot::new("rp-take");
-    let store = Store::open(root.path()).unwrap();
-    let c = cache_id(1);
     // 12,000 chunks of two points; every 5th missing, every 9th with one point.
     let g = grid(vec![axis("x", 0..200, 1), axis("y", 0..120, 2)]);
-    let plan = g.plan(&all(&g)).unwrap();
-    let res = resolve(&store, &c, &g, &plan);
-    write_points(&store, &c, &g, &plan, &res, KIND_ITEMS, 1, |i, r| i % 5 != 0 && (i % 9 != 4 || r == 0));
+    let Stored { _root, store, c, plan, res } = stored("rp-take", &g, |i, r| i % 5 != 0 && (i % 9 != 4 || r == 0));
     let data_of = |i: usize| {
         let bytes = store.get_record(&c, &res[i].key).unwrap().unwrap();
         RecordView::parse(&bytes).unwrap().data().to_vec()
