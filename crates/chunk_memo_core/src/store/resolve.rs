@@ -12,6 +12,12 @@ use heed::{RoTxn, WithoutTls};
 /// [`Store::whole_record_in`]).
 pub type WholeRecord<'t> = (RecordView<'t>, &'t [u8]);
 
+/// `bytes` as a [`WholeRecord`] when they parse as a complete, dense record
+/// (its structure checked, not its checksum).
+pub(super) fn whole_record(bytes: &[u8]) -> Option<WholeRecord<'_>> {
+    RecordView::parse_header(bytes).ok().filter(|v| v.is_complete() && !v.is_sparse()).map(|v| (v, bytes))
+}
+
 /// Where requested points of a chunk come from.
 #[derive(Debug, Clone, Default)]
 pub struct Source {
@@ -438,11 +444,7 @@ impl Store {
         cache: &CacheId,
         chunk: &ChunkKey,
     ) -> Result<Option<WholeRecord<'t>>> {
-        let Some(bytes) = self.records.get(t, &rkey(cache, chunk))? else { return Ok(None) };
-        Ok(match RecordView::parse_header(bytes) {
-            Ok(v) if v.is_complete() && !v.is_sparse() => Some((v, bytes)),
-            _ => None,
-        })
+        Ok(self.records.get(t, &rkey(cache, chunk))?.and_then(whole_record))
     }
 
     /// The chunks of `plan` that records of `cache` may serve, from the

@@ -2,9 +2,9 @@
 //! keys asked for in ascending order or close together (chunks close in
 //! grid order have records close together).
 
+use super::resolve::whole_record;
 use super::{rkey, CacheId, ChunkKey, Store, WholeRecord};
 use crate::error::Result;
-use crate::record::RecordView;
 use heed::types::Bytes;
 use heed::{Database, RoTxn, WithoutTls};
 
@@ -89,11 +89,7 @@ impl Store {
         wanted.sort_unstable_by_key(|w| w.0);
         let mut out = vec![None; chunks.len()];
         Store::walk_sorted(&self.records, t, wanted.iter().map(|w| rkey(cache, &w.0.to_be_bytes())), |n, bytes| {
-            if let Ok(v) = RecordView::parse_header(bytes) {
-                if v.is_complete() && !v.is_sparse() {
-                    out[wanted[n].1 as usize] = Some((v, bytes));
-                }
-            }
+            out[wanted[n].1 as usize] = whole_record(bytes);
         })?;
         Ok(out)
     }
