@@ -64,7 +64,7 @@ export function beginRun(cache: ChunkCache, where: string, verifyOnRead = false,
     const geometry = new PlanGeometry(plan);
     const kind = gatherInto ? plan.firstStoredKind(core.store, core.idBytes) : null;
     const out = kind !== null && kind !== KIND_ITEMS ? gatherInto!(kind, geometry.total) : null;
-    const resolved = out ? plan.resolve(core.store, core.idBytes, !verifyOnRead, kind, out) : plan.resolve(core.store, core.idBytes, !verifyOnRead);
+    const resolved = plan.resolve(core.store, core.idBytes, !verifyOnRead, out ? kind : null, out);
     return { plan, resolved, geometry, end };
   } catch (e) {
     end();
