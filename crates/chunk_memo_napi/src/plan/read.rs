@@ -319,17 +319,9 @@ impl BindingPlan {
                     let read = match s.whole_record_in(t, &cache, &key)? {
                         None => false,
                         Some((v, bytes)) => match gather.as_ref() {
-                            Some(g) if g.kind == v.kind => {
-                                let (starts, len) = self.plan.out_rows(i);
-                                // SAFETY: one chunk at a time, on this thread.
-                                unsafe { g.map_rows([(&starts[..], len)].into_iter()) };
-                                // SAFETY: as above.
-                                let placed = unsafe { g.place(&starts, len, &v, (!verified).then_some(bytes)) }?;
-                                if placed {
-                                    b.push_gathered(v.kind, v.n);
-                                }
-                                placed
-                            }
+                            // Of the gather's dtype yet not gathered above: its
+                            // checksum failed there.
+                            Some(g) if g.kind == v.kind => false,
                             _ if !verified && !v.verify(bytes) => false,
                             _ => {
                                 b.push_record(&v);
