@@ -304,6 +304,47 @@ fn chunks_read_together_from_records_of_another_chunking_match_reads_one_by_one(
 }
 
 #[test]
+fn records_verified_ahead_on_several_threads_serve_a_subset_as_reads_one_by_one() {
+    let root = TempRoot::new("verify-ahead");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    // 16 records of 10,000 points (more than VERIFY_AHEAD_BYTES in all),
+    // read through a subset: a few points of every record.
+    let g = grid(vec![axis("a", 0..400, 100), axis("b", 0..400, 100)]);
+    fill(&store, &c, &g, &all(&g), KIND_ITEMS, 1);
+    let sel = [Some((0..400).step_by(7).collect()), Some((0..400).step_by(3).collect())];
+    let plan = g.plan(&sel).unwrap();
+    // One record damaged: its checksum fails.
+    let res = resolve(&store, &c, &g, &plan);
+    let damaged = res[5].sources[0].chunk;
+    let mut bytes = store.get_record(&c, &damaged).unwrap().unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    store.put_raw_record_for_tests(&c, &damaged, &bytes).unwrap();
+    let one_by_one: Vec<ChunkData> = res.iter().map(|r| store.read_chunk(&c, r).unwrap()).collect();
+    let (ahead, together) = store
+        .read(|s, t| {
+            let mut memo = ReadMemo::default();
+            let keys = res.iter().flat_map(|r| r.sources.iter().map(|src| src.chunk)).collect();
+            let ahead = memo.verify_ahead(s, t, &c, keys)?;
+            let d = res
+                .iter()
+                .map(|r| s.read_chunk_memo(t, &c, r, &mut memo))
+                .collect::<chunk_memo_core::error::Result<Vec<_>>>()?;
+            Ok((ahead, d))
+        })
+        .unwrap();
+    assert!(ahead, "16 records of 10,000 points are verified ahead");
+    assert_eq!(together, one_by_one);
+    // The damage is reported, and the other chunks are read in full.
+    assert_eq!(together[5].corrupt.len(), 1);
+    assert!(together[5].present.iter().all(|p| !p));
+    for (i, d) in together.iter().enumerate().filter(|&(i, _)| i != 5) {
+        assert!(d.corrupt.is_empty() && d.present.iter().all(|&p| p), "chunk {i} read in full");
+    }
+}
+
+#[test]
 fn write_behind_jobs_commit_in_order_and_report_their_outcome() {
     let root = TempRoot::new("behind");
     let store = Store::open(root.path()).unwrap();

@@ -299,3 +299,31 @@ fn verifying_while_taking_the_data_agrees_with_parse() {
     let copy = good.clone();
     assert!(!RecordView::parse_header(&good).unwrap().verify(&copy));
 }
+
+#[test]
+fn table_checks_find_a_decrease_or_a_large_index_at_any_position() {
+    use super::view::{max_u16, offsets_decrease};
+    let le32 = |xs: &[u32]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let le16 = |xs: &[u16]| xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    // Lengths around the vector widths, a fault at every position.
+    for n in 0..70usize {
+        let rising: Vec<u32> = (0..n as u32).map(|k| k * 3 + (k & 1)).collect();
+        assert!(!offsets_decrease(&le32(&rising)), "{n} rising offsets");
+        let flat = vec![7u32; n];
+        assert!(!offsets_decrease(&le32(&flat)), "{n} equal offsets");
+        for k in 1..n {
+            let mut bad = rising.clone();
+            bad[k] = bad[k - 1] - 1 + u32::from(bad[k - 1] == 0);
+            if bad[k] < bad[k - 1] {
+                assert!(offsets_decrease(&le32(&bad)), "{n} offsets, a decrease at {k}");
+            }
+        }
+        let small: Vec<u16> = (0..n as u16).map(|k| k % 3).collect();
+        assert_eq!(max_u16(&le16(&small)), if n == 0 { 0 } else { small.iter().copied().max().unwrap() });
+        for k in 0..n {
+            let mut big = small.clone();
+            big[k] = 0xfff0;
+            assert_eq!(max_u16(&le16(&big)), 0xfff0, "{n} indices, a large one at {k}");
+        }
+    }
+}

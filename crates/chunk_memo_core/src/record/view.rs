@@ -137,14 +137,10 @@ impl<'a> RecordView<'a> {
                 if at(slots) != data.len() {
                     return Err(CoreError::corrupt("offsets do not match the data size"));
                 }
-                // One branch-free pass (records are parsed on every read).
-                let (mut prev, mut decreased) = (0u32, false);
-                for c in offsets.chunks_exact(4) {
-                    let x = u32::from_le_bytes(c.try_into().unwrap());
-                    decreased |= x < prev;
-                    prev = x;
-                }
-                if decreased {
+                // Each offset against the next, branch-free and without a
+                // carried value (records are parsed on every read; this
+                // compiles to vector compares).
+                if offsets_decrease(offsets) {
                     return Err(CoreError::corrupt("offsets decrease"));
                 }
                 (Some(offsets), data)
@@ -159,10 +155,15 @@ impl<'a> RecordView<'a> {
         };
         let v = RecordView { kind, n, present, bitmap, indices, dicts, point_dicts, offsets, data };
         if v.offsets.is_some() {
-            // Every stored point names one of the dictionaries: a pass over
-            // the raw indices, presence looked up only for an index out of range.
+            // Every stored point names one of the dictionaries: the largest
+            // raw index first (a vector max), presence looked up only when
+            // some index is out of range.
             let ndicts = v.dicts.len();
-            let mut out_of_range = v.point_dicts[..slots * 2]
+            let raw = &v.point_dicts[..slots * 2];
+            if (max_u16(raw) as usize) < ndicts {
+                return Ok(v);
+            }
+            let mut out_of_range = raw
                 .chunks_exact(2)
                 .enumerate()
                 .filter(|(_, d)| u16::from_le_bytes([d[0], d[1]]) as usize >= ndicts)
@@ -346,4 +347,17 @@ pub struct DenseItems<'a> {
     pub offsets: Vec<u32>,
     pub point_dicts: Vec<u16>,
     pub dicts: Vec<&'a [u8]>,
+}
+
+/// Whether some little-endian u32 of `offsets` is smaller than the one
+/// before it.
+pub(super) fn offsets_decrease(offsets: &[u8]) -> bool {
+    let words = offsets.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let next = words.clone().skip(1);
+    words.zip(next).fold(false, |d, (a, b)| d | (b < a))
+}
+
+/// The largest little-endian u16 of `raw` (0 when empty).
+pub(super) fn max_u16(raw: &[u8]) -> u16 {
+    raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).fold(0, u16::max)
 }

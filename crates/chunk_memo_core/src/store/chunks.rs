@@ -67,8 +67,14 @@ impl Store {
     ) -> Result<ChunkData> {
         // The chunk's own complete record serves every point in record
         // order: its data area in one copy (and its tables, for items).
+        // (Only when every point of the record is requested: the record is
+        // not looked up, nor hashed, twice for a subset of it.)
         if let [src] = res.sources.as_slice() {
-            if src.whole.is_some() {
+            let all = src
+                .whole
+                .as_ref()
+                .is_some_and(|w| w.lens.iter().map(|&l| l as u64).product::<u64>() == res.requested as u64);
+            if all {
                 let whole = self.read_whole_in(t, cache, &src.chunk, false, |v| {
                     (v.n == res.requested as usize).then(|| ChunkData::whole(v))
                 })?;
@@ -147,26 +153,112 @@ impl Store {
 /// together in key order).
 #[derive(Default)]
 pub struct ReadMemo<'t> {
-    last: Option<(ChunkKey, std::result::Result<RecordView<'t>, String>)>,
+    last: Option<(ChunkKey, Parsed<'t>)>,
     seek: Option<Seek<'t>>,
+    /// Records looked up and verified ahead ([`ReadMemo::verify_ahead`]),
+    /// in key order; `None`: not stored.
+    ahead: Vec<(ChunkKey, Option<Parsed<'t>>)>,
 }
+
+/// A record parsed and verified, or why it is damaged.
+type Parsed<'t> = std::result::Result<RecordView<'t>, String>;
+
+/// A record looked up: its key and bytes (`None`: not stored).
+type LookedUp<'t> = (ChunkKey, Option<&'t [u8]>);
+
+/// Records of at least this many bytes in all, to be read in one
+/// transaction, are verified ahead on several threads (hashing them is most
+/// of the work of reading a few points from each of many large records).
+pub const VERIFY_AHEAD_BYTES: usize = 2 << 20;
+
+/// Threads that verify records ahead at most (the calling thread included).
+const VERIFY_THREADS: usize = 4;
 
 impl<'t> ReadMemo<'t> {
     /// Record `key` parsed and verified (or why it is damaged); `None`
-    /// when absent. Taken from the memo when it was the last one asked for.
+    /// when absent. Taken from the memo when it was the last one asked for
+    /// or was verified ahead.
     pub(crate) fn record(
         &mut self,
         store: &Store,
         t: &'t RoTxn<'_, WithoutTls>,
         cache: &CacheId,
         key: &ChunkKey,
-    ) -> Result<Option<&std::result::Result<RecordView<'t>, String>>> {
-        if self.last.as_ref().is_none_or(|(k, _)| k != key) {
-            let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
-            let Some(bytes) = seek.get(&rkey(cache, key))? else { return Ok(None) };
-            self.last = Some((*key, RecordView::parse(bytes).map_err(|e| e.message)));
+    ) -> Result<Option<&Parsed<'t>>> {
+        if self.last.as_ref().is_some_and(|(k, _)| k == key) {
+            return Ok(self.last.as_ref().map(|(_, r)| r));
         }
+        if let Ok(k) = self.ahead.binary_search_by(|(have, _)| have.cmp(key)) {
+            return Ok(self.ahead[k].1.as_ref());
+        }
+        let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
+        let Some(bytes) = seek.get(&rkey(cache, key))? else { return Ok(None) };
+        self.last = Some((*key, RecordView::parse(bytes).map_err(|e| e.message)));
         Ok(self.last.as_ref().map(|(_, r)| r))
+    }
+
+    /// Looks up `keys` (records of `cache`, in any order, repeats allowed)
+    /// and, when they hold [`VERIFY_AHEAD_BYTES`] or more, verifies and
+    /// parses them now on every core (up to four threads), so that
+    /// [`ReadMemo::record`] hands them out as they are asked for. Smaller
+    /// sets are left to be verified one by one as they are asked for.
+    /// Returns whether the records were verified ahead.
+    pub fn verify_ahead(
+        &mut self,
+        store: &Store,
+        t: &'t RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        mut keys: Vec<ChunkKey>,
+    ) -> Result<bool> {
+        keys.sort_unstable();
+        keys.dedup();
+        let mut found: Vec<LookedUp<'t>> = Vec::with_capacity(keys.len());
+        let mut bytes = 0usize;
+        let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
+        for key in keys {
+            let b = seek.get(&rkey(cache, &key))?;
+            bytes += b.map_or(0, <[u8]>::len);
+            found.push((key, b));
+        }
+        if bytes < VERIFY_AHEAD_BYTES {
+            return Ok(false);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(VERIFY_THREADS);
+        // Contiguous parts of about equal bytes, one per thread.
+        let per = bytes.div_ceil(threads);
+        let mut parts: Vec<&[LookedUp<'t>]> = Vec::with_capacity(threads);
+        let (mut from, mut acc) = (0, 0);
+        for (k, (_, b)) in found.iter().enumerate() {
+            acc += b.map_or(0, <[u8]>::len);
+            if acc >= per && parts.len() + 1 < threads {
+                parts.push(&found[from..=k]);
+                (from, acc) = (k + 1, 0);
+            }
+        }
+        parts.push(&found[from..]);
+        let parse = |part: &[LookedUp<'t>]| -> Vec<(ChunkKey, Option<Parsed<'t>>)> {
+            part.iter().map(|(key, b)| (*key, b.map(|b| RecordView::parse(b).map_err(|e| e.message)))).collect()
+        };
+        let done = std::thread::scope(|sc| {
+            // A thread the OS will not start leaves its part to this one.
+            let helpers: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| (part, std::thread::Builder::new().spawn_scoped(sc, || parse(part)).ok()))
+                .collect();
+            let mut done = parse(parts[0]);
+            for (part, h) in helpers {
+                match h.map(|h| h.join()) {
+                    Some(Ok(d)) => done.extend(d),
+                    Some(Err(_)) => {
+                        return Err(CoreError::new(ErrorCode::Storage, "a thread verifying stored records panicked"))
+                    }
+                    None => done.extend(parse(part)),
+                }
+            }
+            Ok(done)
+        })?;
+        self.ahead = done;
+        Ok(true)
     }
 }
 

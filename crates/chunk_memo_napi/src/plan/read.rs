@@ -303,12 +303,17 @@ impl BindingPlan {
                 Some(g) => self.gather_whole(s, t, &cache, &chunks, g, verified)?,
                 None => Vec::new(),
             };
-            // A record serving several chunks in a row is parsed once.
-            let mut memo = ReadMemo::default();
+            // Each chunk's way: gathered above, straight from its own whole
+            // record, or resolved (again) and read from its sources.
+            enum Way<'t> {
+                Gathered(u8, usize, ChunkKey),
+                Whole(chunk_memo_core::record::RecordView<'t>, ChunkKey),
+                Resolved(chunk_memo_core::store::Resolution, bool),
+            }
+            let mut ways = Vec::with_capacity(chunks.len());
             for (k, &i) in chunks.iter().enumerate() {
                 if let Some(Some((kind, n, key))) = gathered.get(k) {
-                    b.push_gathered(*kind, *n);
-                    touched.push(*key);
+                    ways.push(Way::Gathered(*kind, *n, *key));
                     continue;
                 }
                 // A whole chunk requested in full: straight from its own
@@ -317,21 +322,17 @@ impl BindingPlan {
                 let whole = self.whole_key(&self.state.lock().unwrap(), i, &mut bins);
                 if let Some(key) = whole {
                     let read = match s.whole_record_in(t, &cache, &key)? {
-                        None => false,
+                        None => None,
                         Some((v, bytes)) => match gather.as_ref() {
                             // Of the gather's dtype yet not gathered above: its
                             // checksum failed there.
-                            Some(g) if g.kind == v.kind => false,
-                            _ if !verified && !v.verify(bytes) => false,
-                            _ => {
-                                b.push_record(&v);
-                                b.check_size()?;
-                                true
-                            }
+                            Some(g) if g.kind == v.kind => None,
+                            _ if !verified && !v.verify(bytes) => None,
+                            _ => Some(v),
                         },
                     };
-                    if read {
-                        touched.push(key);
+                    if let Some(v) = read {
+                        ways.push(Way::Whole(v, key));
                         continue;
                     }
                     // Damaged, or changed since the plan was resolved: the
@@ -340,19 +341,49 @@ impl BindingPlan {
                     self.state.lock().unwrap().forget(i);
                     resolved_again = true;
                 }
-                let r = self.resolution_in(s, t, &cache, i)?;
-                let mut d = if r.sources.is_empty() && r.corrupt.is_empty() {
-                    // Nothing stored: no read.
-                    ChunkData { present: vec![false; r.requested as usize], ..Default::default() }
-                } else {
-                    touched.extend(r.sources.iter().map(|src| src.chunk));
-                    s.read_chunk_memo(t, &cache, &r, &mut memo)?
-                };
-                if resolved_again {
-                    // Damage the plan's resolution did not see (and so did not report).
-                    d.corrupt.extend(r.corrupt);
+                ways.push(Way::Resolved(self.resolution_in(s, t, &cache, i)?, resolved_again));
+            }
+            // A record serving several chunks in a row is parsed once; the
+            // sources of many chunks (a few points from each of many large
+            // records) are verified ahead, on every core.
+            let mut memo = ReadMemo::default();
+            let sources: Vec<ChunkKey> = ways
+                .iter()
+                .filter_map(|w| match w {
+                    Way::Resolved(r, _) => Some(r.sources.iter().map(|src| src.chunk)),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if sources.len() > 1 {
+                memo.verify_ahead(s, t, &cache, sources)?;
+            }
+            for way in ways {
+                match way {
+                    Way::Gathered(kind, n, key) => {
+                        b.push_gathered(kind, n);
+                        touched.push(key);
+                    }
+                    Way::Whole(v, key) => {
+                        b.push_record(&v);
+                        b.check_size()?;
+                        touched.push(key);
+                    }
+                    Way::Resolved(r, resolved_again) => {
+                        let mut d = if r.sources.is_empty() && r.corrupt.is_empty() {
+                            // Nothing stored: no read.
+                            ChunkData { present: vec![false; r.requested as usize], ..Default::default() }
+                        } else {
+                            touched.extend(r.sources.iter().map(|src| src.chunk));
+                            s.read_chunk_memo(t, &cache, &r, &mut memo)?
+                        };
+                        if resolved_again {
+                            // Damage the plan's resolution did not see (and so did not report).
+                            d.corrupt.extend(r.corrupt);
+                        }
+                        b.push(d)?;
+                    }
                 }
-                b.push(d)?;
             }
             Ok(())
         })?;
