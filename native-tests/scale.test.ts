@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Packr, REUSE_BUFFER_MODE } from 'msgpackr';
-import { ChunkCache, iterate, run, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
+import { ChunkCache, iterate, run, runStreaming, type ChunkFn, type ChunkStatusEntry, type Value } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -160,6 +160,55 @@ test('status of a 1,000,000-chunk grid: counts and every cached and missing chun
   }
   t.deepEqual([...fromSmall].sort((x, y) => x - y), sortedCodes);
   t.is(ss.cached.length + ss.partial.length + ss.missing.length, ss.totalChunks);
+});
+
+test('status of a 1,000,000-chunk grid a third stored: chunks without their own record count what records of another chunking hold', async (t) => {
+  const root = freshRoot();
+  const axisValues = { a: range(SIDE), b: range(SIDE) };
+  const big = ChunkCache.open({ root, params: { t: 'scale-third' }, axisValues, chunkSpec: { a: 1, b: 1 } });
+  const small = ChunkCache.open({ root, params: { t: 'scale-third' }, axisValues, chunkSpec: { a: 10, b: 100 } });
+  const fn: ChunkFn = (_p, axes) => {
+    const out: number[] = [];
+    for (const x of axes.a as number[]) for (const y of axes.b as number[]) out.push(code(x, y));
+    return out;
+  };
+  // Every third row through one-point chunks: more than a quarter of the
+  // grid's chunks, so status looks at every chunk's own record.
+  const stored = new Set<number>();
+  const d = await runStreaming(big.select({ indices: { a: { step: 3 } } }), fn);
+  for (let a = 0; a < SIDE; a += 3) for (let b = 0; b < SIDE; b++) stored.add(code(a, b));
+  t.is(d.executedPoints, stored.size);
+  let s = big.status();
+  t.is(s.cachedPoints, stored.size);
+  t.is(s.cached.length, stored.size);
+  // A block through the 10 x 100 chunking: chunks of its rows between the
+  // stored ones have no record of their own, yet hold stored points.
+  const r = await run(small.select({ indices: { a: { start: 500, stop: 520 }, b: { start: 0, stop: 100 } } }), fn);
+  for (let a = 500; a < 520; a++) for (let b = 0; b < 100; b++) stored.add(code(a, b));
+  t.is(r.diagnostics.executedPoints, 20 * 100 - 7 * 100);
+  s = big.status();
+  t.is(s.totalChunks, SIDE * SIDE);
+  t.is(s.cachedPoints, stored.size);
+  t.is(s.missingPoints, SIDE * SIDE - stored.size);
+  t.deepEqual(s.partial, []);
+  // Every cached entry, in order, against the reference set.
+  const want = [...stored].sort((x, y) => x - y);
+  t.is(s.cached.length, want.length);
+  const wrong = s.cached.findIndex((e, k) => e.index !== want[k] || e.bins.a !== Math.floor(want[k]! / SIDE) || e.bins.b !== want[k]! % SIDE);
+  t.is(wrong, -1, wrong < 0 ? '' : `cached[${wrong}] = ${JSON.stringify(s.cached[wrong])}`);
+  // And they read back warm, the block's from the 10 x 100 records.
+  const seen: number[] = [];
+  const warm = await run(big.select({ indices: { a: { start: 499, stop: 521 }, b: { start: 0, stop: 100 } } }), (p, axes) => {
+    for (const x of axes.a as number[]) for (const y of axes.b as number[]) seen.push(code(x, y));
+    return fn(p, axes);
+  });
+  const region = range(22 * 100).map((k) => code(499 + Math.floor(k / 100), k % 100));
+  t.deepEqual(seen.sort((x, y) => x - y), region.filter((c) => !stored.has(c)));
+  t.is(seen.length, 200, 'rows 499 and 520 alone are computed');
+  t.deepEqual(warm.output, region);
+  big.close();
+  small.close();
+  rmSync(root, { recursive: true, force: true });
 });
 
 // ------------------------------------------------------------ warm run, 1e5 chunks

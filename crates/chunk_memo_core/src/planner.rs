@@ -288,6 +288,24 @@ impl Grid {
         out
     }
 
+    /// Whether `key` could be this grid's key of the chunk with `bins`
+    /// given that a record keyed `key` has exactly that chunk's layout: its
+    /// digest part then matches by construction, so only the prefix is
+    /// compared (order keys, or a fixed prefix). Under a grid without
+    /// order keys the prefix is part of the digest: the whole key is
+    /// computed and compared.
+    pub fn key_prefix_matches(&self, bins: &[u32], key: &[u8; 16]) -> bool {
+        match &self.prefix {
+            KeyPrefix::Digest => self.chunk_key(bins) == *key,
+            KeyPrefix::Order(order) => {
+                let first =
+                    |a: usize| order.get(a).zip(bins.get(a)).map_or(0, |(o, &b)| o[b as usize * self.axes[a].chunk]);
+                key[..4] == first(0).to_be_bytes() && key[4..6] == ((first(1) >> 16) as u16).to_be_bytes()
+            }
+            KeyPrefix::Fixed(p) => key[..KEY_PREFIX] == *p,
+        }
+    }
+
     /// Plans a selection. `selection[axis]` is `None` for the whole axis or a
     /// sorted list of distinct indices.
     pub fn plan(&self, selection: &[Option<Vec<u32>>]) -> Result<Plan> {

@@ -288,3 +288,69 @@ fn a_large_plan_offers_whole_records_requested_in_full_to_its_taker() {
         .unwrap();
     assert!(taken > 100 && taken == keep.taken.into_inner().unwrap().len(), "{taken} taken");
 }
+
+/// (available per chunk, damage reported) by resolving every chunk one by
+/// one: the reference the whole-plan resolution must agree with.
+fn one_by_one(store: &Store, c: &CacheId, g: &Grid, plan: &Plan) -> (Vec<u32>, Vec<ChunkKey>) {
+    let res = resolve(store, c, g, plan);
+    let mut corrupt: Vec<ChunkKey> = res.iter().flat_map(|r| r.corrupt.iter().map(|(k, _)| *k)).collect();
+    corrupt.sort_unstable();
+    (res.iter().map(|r| r.available).collect(), corrupt)
+}
+
+/// The whole-plan resolution agrees with `one_by_one` on 1 to 3 threads.
+fn agrees(store: &Store, c: &CacheId, g: &Grid, plan: &Plan, what: &str) {
+    let want = one_by_one(store, c, g, plan);
+    for threads in [1, 2, 3] {
+        let (got, mut corrupt) = plan_available_on(threads, true, store, c, g, plan);
+        corrupt.sort_unstable();
+        assert_eq!((got, corrupt), want, "{what}, {threads} threads");
+    }
+}
+
+#[test]
+fn chunks_without_their_own_record_are_served_by_records_laid_out_or_keyed_otherwise() {
+    // 6,000 one-point chunks, keyed with order keys as a cache keys them;
+    // more than a quarter of them stored, so every chunk's own record is
+    // looked at (on several threads) rather than only those the index
+    // entries touch.
+    let order = vec![(0..120).map(|v| v * 7).collect(), (0..50).map(|v| (v * 11) << 16).collect()];
+    let plain = grid(vec![axis("x", 0..120, 1), axis("y", 0..50, 1)]);
+    let g = plain.clone().with_order_keys(order).unwrap();
+    let plan = g.plan(&all(&g)).unwrap();
+    let Stored { _root, store, c, .. } = stored("rp-aligned", &g, |i, _| i % 5 < 3 && i < 5000);
+    let (avail, _) = one_by_one(&store, &c, &g, &plan);
+    assert_eq!(avail.iter().filter(|&&a| a == 1).count(), 3000);
+    // Every record laid out and keyed as a chunk of the grid: chunks
+    // without one have nothing stored.
+    agrees(&store, &c, &g, &plan, "aligned records");
+
+    // Records of another chunking (10 x 10 chunks) over the chunks past
+    // 5,000, which have no record of their own.
+    let coarse = grid(vec![axis("x", 0..120, 10), axis("y", 0..50, 10)]);
+    let cplan = coarse.plan(&all(&coarse)).unwrap();
+    let cres = resolve(&store, &c, &coarse, &cplan);
+    write_points(&store, &c, &coarse, &cplan, &cres, KIND_ITEMS, 1, |i, r| i >= 50 && r % 3 == 0);
+    let (avail, _) = one_by_one(&store, &c, &g, &plan);
+    assert!(avail[5000..].iter().filter(|&&a| a == 1).count() > 200, "the coarse records serve fine chunks");
+    agrees(&store, &c, &g, &plan, "records of another chunking");
+
+    // Records laid out as the grid's chunks but keyed without order keys
+    // (as another version keyed them): no chunk finds them by its own key.
+    let p_plan = plain.plan(&all(&plain)).unwrap();
+    let Stored { _root: _root2, store: store2, c: c2, .. } = stored("rp-keyed", &plain, |i, _| i % 2 == 0);
+    let (avail, _) = one_by_one(&store2, &c2, &g, &plan);
+    assert_eq!(avail.iter().filter(|&&a| a == 1).count(), 3000, "found through the catalog");
+    agrees(&store2, &c2, &g, &plan, "records keyed otherwise");
+    agrees(&store2, &c2, &plain, &p_plan, "the grid that keyed them");
+
+    // A damaged index entry among aligned records: reported, as one by one.
+    let key = resolve(&store2, &c2, &plain, &p_plan)[10].key;
+    let mut entry = store2.get_raw_index_for_tests(&c2, &key).unwrap().unwrap();
+    let at = entry.len() / 3;
+    entry[at] ^= 0x04;
+    store2.put_raw_index_for_tests(&c2, &key, &entry).unwrap();
+    let (_, corrupt) = one_by_one(&store2, &c2, &plain, &p_plan);
+    assert_eq!(corrupt, vec![key]);
+    agrees(&store2, &c2, &plain, &p_plan, "a damaged index entry");
+}

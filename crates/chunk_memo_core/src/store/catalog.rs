@@ -22,6 +22,69 @@ pub struct Catalog {
     /// made when a chunk first needs it (many small chunks read from one
     /// large record look it up once each).
     pub(super) held: Vec<Vec<Option<HashKeyed<usize>>>>,
+    /// Whether every record is laid out and keyed as a chunk of the plan's
+    /// grid (see [`Catalog::aligned_with`]); computed when first asked.
+    aligned: Option<bool>,
+}
+
+impl Catalog {
+    /// Whether every record of the catalog is laid out as one chunk of
+    /// `grid` and keyed as `grid` keys that chunk (see [`Aligned`]). False
+    /// when an index entry is damaged (its record's layout is unknown).
+    fn aligned_with(&self, grid: &Grid) -> bool {
+        let Some(mut check) = Aligned::new(grid) else { return false };
+        self.bad.is_empty()
+            && (0..self.descs.len()).all(|d| {
+                let desc = self.descs.get(d);
+                desc.n_axes() == grid.axes.len()
+                    && (0..desc.n_axes()).all(|a| {
+                        let (name, hashes) = desc.axis_in(a);
+                        check.axis(a, name, hashes.iter().copied())
+                    })
+                    && check.key(&self.descs.keys[d])
+            })
+    }
+}
+
+/// Checks records' layouts against a grid: whether each is laid out as one
+/// chunk of it (the grid's axes in its order, each holding exactly the
+/// values of one of its bins) and keyed as the grid keys that chunk. When
+/// every record of a cache is, a chunk whose own key finds no record has
+/// no stored points: any other record lacks its values on some axis.
+struct Aligned<'g> {
+    grid: &'g Grid,
+    /// Per axis: the bin each value hash starts.
+    starts: Vec<HashKeyed<u32>>,
+    /// The bins of the record being checked.
+    bins: Vec<u32>,
+}
+
+impl<'g> Aligned<'g> {
+    /// None for a grid without axes (its one chunk is checked in full).
+    fn new(grid: &'g Grid) -> Option<Self> {
+        let starts = grid
+            .axes
+            .iter()
+            .map(|a| a.hashes.chunks(a.chunk).enumerate().map(|(b, bin)| (bin[0], b as u32)).collect())
+            .collect();
+        (!grid.axes.is_empty()).then(|| Aligned { grid, starts, bins: vec![0; grid.axes.len()] })
+    }
+
+    /// Whether the record's axis `a` (its name and value hashes) is the
+    /// grid's axis `a` cut to one of its bins (remembered for `key`).
+    fn axis(&mut self, a: usize, name: &str, mut hashes: impl ExactSizeIterator<Item = u64> + Clone) -> bool {
+        let (Some(axis), Some(first)) = (self.grid.axes.get(a), hashes.clone().next()) else { return false };
+        let Some(&b) = self.starts[a].get(&first) else { return false };
+        let bin = self.grid.bin_hashes(a, b);
+        self.bins[a] = b;
+        name == axis.name && hashes.len() == bin.len() && bin.iter().all(|h| hashes.next() == Some(*h))
+    }
+
+    /// Whether `key` is the grid's key of the chunk whose bins the axes
+    /// checked last gave (see [`Grid::key_prefix_matches`]).
+    fn key(&self, key: &ChunkKey) -> bool {
+        self.grid.key_prefix_matches(&self.bins, key)
+    }
 }
 
 /// The descriptors of a cache's records in a few flat lists: loading a
@@ -192,6 +255,48 @@ impl Store {
         catalog.held = vec![Vec::new(); catalog.descs.len()];
         catalog.loaded = true;
         Ok(())
+    }
+
+    /// Whether every record of `cache` is laid out and keyed as a chunk of
+    /// `grid` ([`Catalog::aligned_with`]), loading `catalog` first.
+    /// Unless the catalog is loaded already, the index entries are looked
+    /// at in one pass, keeping nothing: loading the catalog (every
+    /// descriptor, and the postings of every value) costs several times
+    /// that, and a cache whose records are all aligned never needs it.
+    pub(super) fn aligned_catalog(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        cache: &CacheId,
+        grid: &Grid,
+        catalog: &mut Catalog,
+    ) -> Result<bool> {
+        if catalog.aligned.is_none() {
+            catalog.aligned = Some(match catalog.loaded {
+                true => catalog.aligned_with(grid),
+                false => self.index_aligned(t, cache, grid)?,
+            });
+        }
+        Ok(catalog.aligned == Some(true))
+    }
+
+    /// [`Catalog::aligned_with`] straight from `cache`'s index entries:
+    /// false at the first entry that is damaged or not aligned.
+    fn index_aligned(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid) -> Result<bool> {
+        let Some(mut check) = Aligned::new(grid) else { return Ok(false) };
+        for item in self.index.prefix_iter(t, cache)? {
+            let (k, v) = item?;
+            let Ok(key) = <ChunkKey>::try_from(&k[16..]) else { return Ok(false) };
+            let (mut a, mut ok) = (0usize, true);
+            let parsed = Descriptor::parse(v, |name, bytes| {
+                let hashes = bytes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap()));
+                ok = ok && check.axis(a, name, hashes);
+                a += 1;
+            });
+            if parsed.is_err() || !ok || a != grid.axes.len() || !check.key(&key) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

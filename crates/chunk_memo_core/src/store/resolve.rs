@@ -105,10 +105,22 @@ const RELEASE_EVERY: usize = 4096;
 /// record's kind, and whether a [`TakeWhole`] took the record.
 type Whole = (u32, u8, bool);
 
+/// What a chunk's own record is, as [`OwnRecords`] finds it.
+#[derive(Clone, Copy, Debug)]
+enum Own {
+    /// No record under the chunk's key.
+    Absent,
+    /// Complete: it serves the chunk whole.
+    Whole(Whole),
+    /// There, but partial, sparse, damaged or of another layout: the
+    /// chunk is resolved in full.
+    Other,
+}
+
 /// What [`OwnRecords::parallel`] found for a part of a block.
 struct Looked {
     /// Per chunk, from [`OwnRecords::one`].
-    whole: Vec<Option<Whole>>,
+    own: Vec<Own>,
     /// The snapshot it was found in.
     snapshot: u64,
 }
@@ -165,38 +177,38 @@ impl OwnRecords<'_> {
     /// `resolve_one`); None sends the chunk to a full resolution. Builds no
     /// geometry (`bins` is reused). Nothing is taken: a plan looked at one
     /// chunk at a time is small, and its reads copy on every core.
-    fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Option<Whole>> {
+    fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Own> {
         let (req, rec) = self.plan.chunk_bins_into(i, bins);
         let key = rkey(self.cache, &self.grid.chunk_key(bins));
-        let whole = self.store.records.get(t, &key)?.and_then(|bytes| whole_head(bytes, self.verify, req as u32, rec));
-        Ok(whole.map(|(requested, kind)| (requested, kind, false)))
+        Ok(match self.store.records.get(t, &key)? {
+            None => Own::Absent,
+            Some(bytes) => match whole_head(bytes, self.verify, req as u32, rec) {
+                Some((requested, kind)) => Own::Whole((requested, kind, false)),
+                None => Own::Other,
+            },
+        })
     }
 
     /// Chunk `i`'s own record `bytes` (see `whole_head`), offered to
     /// `taker` when it serves the chunk requested in full.
-    fn found(
-        &self,
-        i: usize,
-        bytes: &[u8],
-        requested: u32,
-        record_points: u64,
-        taker: Option<&mut Taker<'_>>,
-    ) -> Option<Whole> {
-        let (requested, kind) = whole_head(bytes, self.verify, requested, record_points)?;
+    fn found(&self, i: usize, bytes: &[u8], requested: u32, record_points: u64, taker: Option<&mut Taker<'_>>) -> Own {
+        let Some((requested, kind)) = whole_head(bytes, self.verify, requested, record_points) else {
+            return Own::Other;
+        };
         let taken = match taker {
             Some(take) if requested as u64 == record_points => {
                 RecordView::parse_header(bytes).is_ok_and(|v| take(i, &v, bytes))
             }
             _ => false,
         };
-        Some((requested, kind, taken))
+        Own::Whole((requested, kind, taken))
     }
 
     /// [`OwnRecords::one`] for every chunk of `part`, in key order: the
     /// chunks' keys are sorted and the records walked forward once (a
     /// cursor step per record, where a lookup per chunk descends the whole
     /// B-tree), seeking afresh past a stretch of records no chunk wants.
-    fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Option<Whole>>> {
+    fn sorted(&self, t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>) -> Result<Vec<Own>> {
         let mut bins = Vec::new();
         // (chunk key as a number, position in part, requested points,
         // record points), sorted by key (the cache's prefix is the same for
@@ -210,7 +222,7 @@ impl OwnRecords<'_> {
             })
             .collect();
         wanted.sort_unstable_by_key(|w| w.0);
-        let mut out = vec![None; part.len()];
+        let mut out = vec![Own::Absent; part.len()];
         let mut taker = self.take.map(|tk| tk.begin(part.clone()));
         let keys = wanted.iter().map(|w| rkey(self.cache, &w.0.to_be_bytes()));
         Store::walk_sorted(&self.store.records, t, keys, |n, bytes| {
@@ -236,7 +248,7 @@ impl OwnRecords<'_> {
             .map(|k| (block.start + k * size).min(block.end)..(block.start + (k + 1) * size).min(block.end))
             .collect();
         let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
-            Ok(Looked { whole: self.sorted(t, part)?, snapshot: Store::snapshot_id(t) })
+            Ok(Looked { own: self.sorted(t, part)?, snapshot: Store::snapshot_id(t) })
         };
         let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
             // The calling thread holds the map's gate for `t`; the helpers
@@ -339,11 +351,16 @@ impl Store {
             let mut bins = Vec::new();
             let mut memo = ReadMemo::default();
             let mut snapshot = Some(Store::snapshot_id(t));
-            // A chunk whose own record is not complete (or is damaged) is resolved in full.
-            let mut one = |i: usize, whole: Option<Whole>, catalog: &mut Catalog| -> Result<()> {
-                match whole {
-                    Some((requested, kind, taken)) => f(i, Found::Whole { requested, kind, taken }),
-                    None => {
+            // A chunk whose own record is not complete (or is damaged) is
+            // resolved in full; one without a record too, unless every
+            // record of the cache is laid out and keyed as a chunk of this
+            // grid (then its own record is the only one that could hold
+            // its points).
+            let mut one = |i: usize, own: Own, catalog: &mut Catalog| -> Result<()> {
+                match own {
+                    Own::Whole((requested, kind, taken)) => f(i, Found::Whole { requested, kind, taken }),
+                    Own::Absent if s.aligned_catalog(t, cache, grid, catalog)? => {}
+                    _ => {
                         let r = s.resolve_one_memo(t, cache, grid, plan, i, catalog, &mut memo)?;
                         if r.available > 0 || !r.corrupt.is_empty() {
                             f(i, Found::Other(r));
@@ -371,8 +388,8 @@ impl Store {
                             if Some(looked.snapshot) != snapshot {
                                 snapshot = None;
                             }
-                            for (i, whole) in part.zip(looked.whole) {
-                                one(i, whole, catalog)?;
+                            for (i, own) in part.zip(looked.own) {
+                                one(i, own, catalog)?;
                             }
                         }
                     }
