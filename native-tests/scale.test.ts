@@ -198,10 +198,7 @@ test('status of a 1,000,000-chunk grid a third stored: chunks without their own 
   t.is(wrong, -1, wrong < 0 ? '' : `cached[${wrong}] = ${JSON.stringify(s.cached[wrong])}`);
   // And they read back warm, the block's from the 10 x 100 records.
   const seen: number[] = [];
-  const warm = await run(big.select({ indices: { a: { start: 499, stop: 521 }, b: { start: 0, stop: 100 } } }), (p, axes) => {
-    for (const x of axes.a as number[]) for (const y of axes.b as number[]) seen.push(code(x, y));
-    return fn(p, axes);
-  });
+  const warm = await run(big.select({ indices: { a: { start: 499, stop: 521 }, b: { start: 0, stop: 100 } } }), recording(seen));
   const region = range(22 * 100).map((k) => code(499 + Math.floor(k / 100), k % 100));
   t.deepEqual(seen.sort((x, y) => x - y), region.filter((c) => !stored.has(c)));
   t.is(seen.length, 200, 'rows 499 and 520 alone are computed');

@@ -88,6 +88,7 @@ export class ClaimFeed {
     if (this.candidates.length === 0) return false;
     const batch = this.pick(want);
     this.ahead.push({ batch, claim: this.timed(() => this.claims.claimBehind(...entries(batch))) });
+    this.diag.claimTransactions++;
     return true;
   }
 
@@ -116,6 +117,7 @@ export class ClaimFeed {
 
   /** One claim transaction now. */
   claim(chunks: ArrayLike<number>, points: Uint32Array[]): ClaimResults {
+    this.diag.claimTransactions++;
     return this.answer(() => this.claims.claim(chunks, points));
   }
 

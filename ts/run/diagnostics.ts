@@ -23,6 +23,8 @@ export interface Diagnostics {
   corruptRecords: string[];
   /** Time spent in claim transactions (ms). */
   claimMs: number;
+  /** Claim transactions this run made for its work (each a synced commit, covering many exec chunks). */
+  claimTransactions: number;
   timings: { planMs: number; readMs: number; execMs: number; writeMs: number; totalMs: number };
 }
 
@@ -31,7 +33,7 @@ export function newDiagnostics(): Diagnostics {
   return {
     totalChunks: 0, cachedChunks: 0, executedChunks: 0, partialChunks: 0, totalPoints: 0, cachedPoints: 0,
     executedPoints: 0, waitedPoints: 0, takenOverPoints: 0, execChunks: 0, streamFlushes: 0, maxBufferedPoints: 0,
-    corruptRecords: [], claimMs: 0,
+    corruptRecords: [], claimMs: 0, claimTransactions: 0,
     timings: { planMs: 0, readMs: 0, execMs: 0, writeMs: 0, totalMs: 0 },
   };
 }

@@ -149,12 +149,15 @@ export class RunSession {
         if (this.feed.hasAhead) this.apply(this.feed.takeAhead());
         else {
           const want = this.openChunks();
-          if (this.feed.candidates.length === 0) return;
+          // Chunks handed out first, then more opened: a claim is a synced
+          // commit, and one per few missing chunks between stored ones
+          // would cost more than their work.
+          if (this.feed.candidates.length === 0 || this.cutShort) return;
           this.apply(this.feed.claimNow(want));
         }
         if (this.granted.length === 0) continue;
       }
-      while (this.feed.wantsAhead && this.feed.claimAhead(this.openChunks()));
+      while (this.feed.wantsAhead && !this.cutShort && this.feed.claimAhead(this.openChunks()));
       if (!this.room(this.granted.peek()!.points.length)) return;
       this.dispatch(ex, this.granted.shift()!);
       if (spec.yieldEvery) return;
@@ -167,15 +170,25 @@ export class RunSession {
     return claimWant(this.capacity - this.inflight.size, this.capacity, this.pointsComputed > 0 && elapsed > 0 ? this.pointsComputed / elapsed : 0);
   }
 
-  /** Opens chunks until a claim batch is worth a transaction; returns how much to claim. */
+  /**
+   * Opens chunks until a claim batch is worth a transaction; returns how
+   * much to claim. Sets `cutShort` when it stopped short of that because
+   * DONE_BATCH chunks (stored ones, between the missing) wait to be handed
+   * out: the caller hands them out and opens more before it claims.
+   */
   private openChunks(): ClaimWant {
     const want = this.claimWant();
     const c = this.feed.candidates;
-    while ((c.length < want.blocks || c.total < want.points) && this.nextChunk < this.G.chunkCount && this.finished < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
+    const short = (): boolean => c.length < want.blocks || c.total < want.points;
+    while (short() && this.nextChunk < this.G.chunkCount && this.finished < DONE_BATCH && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS) {
       this.openChunk(this.nextChunk++);
     }
+    this.cutShort = this.finished >= DONE_BATCH && short() && this.nextChunk < this.G.chunkCount && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS;
     return want;
   }
+
+  /** Whether the last `openChunks` stopped at the finished chunks waiting to be handed out, short of a claim batch. */
+  private cutShort = false;
 
   /** Reads what is stored of chunk i and queues its missing points as exec blocks. */
   private openChunk(i: number): void {
