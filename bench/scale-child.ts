@@ -7,6 +7,9 @@
  * `node dist/bench/scale-child.js <mode> <n> [reps]` with mode:
  * - `per-chunk`: `run` over n one-point chunks, cold then warm (one run each),
  *   and the times of opening the cache (an axis of n values) and reopening it;
+ * - `mixed`: `run` over n one-point chunks (a square grid) of which every
+ *   other column is stored: the run reads one, computes the next, in turn
+ *   (one run, after the half is stored untimed);
  * - `stream`: a cold `runStreaming` over n one-point chunks (one run) in
  *   the root given after n; `stream-warm`: the same again over that root;
  * - `typed`: n points (a x b, 1000 chunks) of Float64Array outputs: cold run
@@ -118,6 +121,21 @@ async function perChunk(n: number): Promise<object> {
   ChunkCache.open({ root, axisValues: { a: axis }, chunkSpec: { a: 1 } }).close();
   const reopenMs = since(t);
   return { coldMs, warmMs, openMs, reopenMs, peakMb: peak };
+}
+
+async function mixed(n: number): Promise<object> {
+  const side = Math.round(Math.sqrt(n));
+  const root = newRoot();
+  const cache = ChunkCache.open({ root, axisValues: { a: range(side), b: range(side) }, chunkSpec: { a: 1, b: 1 } });
+  const f = (_p: unknown, axes: Record<string, unknown[]>): number[] => (axes.a as number[]).map((x, k) => x * side + (axes.b as number[])[k]!);
+  await run(cache.select({ indices: { b: { step: 2 } } }), f);
+  const t = performance.now();
+  const r = await run(cache, f);
+  const ms = since(t);
+  const d = r.diagnostics;
+  check(d.executedPoints === side * Math.floor(side / 2) && d.cachedPoints === side * Math.ceil(side / 2), 'mixed run: wrong counts');
+  check((r.output as number[])[side * side - 1] === side * side - 1, 'mixed run: wrong output');
+  return { chunks: side * side, ms, claims: d.claimTransactions, peakMb: peakMb() };
 }
 
 /**
@@ -309,6 +327,7 @@ const n = Number(arg);
 try {
   let r: object;
   if (mode === 'per-chunk') r = await perChunk(n);
+  else if (mode === 'mixed') r = await mixed(n);
   else if (mode === 'stream' || mode === 'stream-warm') r = await stream(n, repsArg!, mode === 'stream-warm');
   else if (mode === 'typed') r = await typed(n, Number(repsArg ?? 3));
   else if (mode === 'typed-small') r = await typedSmall(n, 100, Number(repsArg ?? 3));

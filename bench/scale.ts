@@ -3,7 +3,7 @@
  * ceiling or floor measured in the same run (the ratio is in the note):
  * - the engine's per-chunk overhead with a trivial function at 1e5 one-point
  *   chunks (in this process) and at 1e6 (in a child process, with its peak
- *   RSS), cold and warm;
+ *   RSS), cold and warm, and over 1e6 chunks every other one stored;
  * - `status()` of a 1e6-chunk grid (nothing, a tenth, over half and all of it
  *   stored), and the peak RSS of a 1e6-chunk
  *   `runStreaming` (in a child process, so the figure is that run's alone);
@@ -142,6 +142,7 @@ const of = (value: number, ceiling: number, what: string): string => {
 
 interface PerChunk { coldMs: number; warmMs: number; openMs: number; reopenMs: number; peakMb: number }
 interface Stream { ms: number; peakMb: number }
+interface Mixed { chunks: number; ms: number; claims: number; peakMb: number }
 interface Typed { chunks: number; coldMs: number; rawWriteMs: number; computeMs: number; warmMs: number; readLoopMs: number; subsetMs: number; bytes: number; recordBytes: number; peakMb: number }
 interface TypedSmall { chunks: number; coldMs: number; warmMs: number; readLoopMs: number; peakMb: number }
 interface Objects { coldMs: number; warmMs: number; encodeMs: number; rawWriteMs: number; decodeMs: number; bytes: number; peakMb: number }
@@ -157,6 +158,9 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   const [cold, warm] = [(q.coldMs * 1000) / nBig, (q.warmMs * 1000) / nBig];
   add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, cold`, value: fmt(cold), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(cold, 10, 'goal')}; run, trivial function, one run in a child process` });
   add({ bench: `per-chunk overhead, ${count(nBig)} one-point chunks, warm`, value: fmt(warm), unit: 'µs/chunk', target: '≤ 5 µs', note: `${of(warm, 5, 'goal')}; one run; the child's peak RSS over cold and warm ${fmt(q.peakMb, 0)} MB` });
+  const mx = child<Mixed>('mixed', nBig);
+  const mixedUs = (mx.ms * 1000) / mx.chunks;
+  add({ bench: `per-chunk overhead, ${count(mx.chunks)} one-point chunks, every other column stored`, value: fmt(mixedUs), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(mixedUs, 10, 'goal')}; run reads one chunk and computes the next, in turn; ${fmt(mx.claims, 0)} claim transactions; one run in a child process` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, first open`, value: fmt(q.openMs), unit: 'ms', target: '', note: `hashes every value, checks for duplicates, stores the grid; one run in the child above` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again, as a script run a second time; one run` });
 
