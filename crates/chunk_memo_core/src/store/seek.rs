@@ -16,41 +16,72 @@ const SEEK_AFTER_STEPS: usize = 16;
 /// past the last one found is reached by stepping there (a cursor step
 /// per entry, where a lookup descends the whole B-tree); a key further on,
 /// or behind, is sought afresh. Keys asked for in ascending order, or
-/// close together, cost a step each.
+/// close together, cost a step each; absent keys between the last one
+/// asked for and the entry the walk is at cost a comparison.
 pub(crate) struct Seek<'t> {
     table: Database<Bytes, Bytes>,
     t: &'t RoTxn<'t, WithoutTls>,
     walk: Option<heed::RoRange<'t, Bytes, Bytes>>,
     /// The entry the walk is at (None: past the end, or no walk yet).
     at: Option<(&'t [u8], &'t [u8])>,
+    /// The key asked for last: the walk stands at the first entry from it
+    /// on, so a key between the two has no entry (a run of absent keys
+    /// costs a comparison each, not a seek each).
+    lo: Vec<u8>,
 }
 
 impl<'t> Seek<'t> {
     pub(crate) fn new(table: Database<Bytes, Bytes>, t: &'t RoTxn<'t, WithoutTls>) -> Self {
-        Seek { table, t, walk: None, at: None }
+        Seek { table, t, walk: None, at: None, lo: Vec::new() }
     }
 
     /// The value of `key`; None when the table does not hold it.
     pub(crate) fn get(&mut self, key: &[u8]) -> Result<Option<&'t [u8]>> {
-        // At an entry not past `key`: step on (past the table's end, where
-        // the walk stands is unknown: seek).
-        let ahead = self.at.is_some_and(|(have, _)| have <= key);
-        if ahead {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        // Not behind the last key asked for: step on from the entry the
+        // walk is at (every entry from that key on is still ahead of it).
+        if self.walk.is_some() && key_cmp(&self.lo, key) != Greater {
             let mut steps = 0;
-            while let Some((have, _)) = self.at {
-                if have >= key || steps == SEEK_AFTER_STEPS {
-                    break;
+            loop {
+                let Some((have, value)) = self.at else { return Ok(self.asked(key, None)) };
+                match key_cmp(have, key) {
+                    Greater => return Ok(self.asked(key, None)),
+                    Equal => return Ok(self.asked(key, Some(value))),
+                    Less if steps < SEEK_AFTER_STEPS => {
+                        self.at = self.walk.as_mut().and_then(Iterator::next).transpose()?;
+                        steps += 1;
+                    }
+                    Less => break,
                 }
-                self.at = self.walk.as_mut().and_then(Iterator::next).transpose()?;
-                steps += 1;
             }
         }
-        if !ahead || self.at.is_some_and(|(have, _)| have < key) {
-            let mut walk = self.table.range(self.t, &(std::ops::Bound::Included(key), std::ops::Bound::Unbounded))?;
-            self.at = walk.next().transpose()?;
-            self.walk = Some(walk);
+        // Behind, far ahead, or the first key: sought afresh.
+        let mut walk = self.table.range(self.t, &(std::ops::Bound::Included(key), std::ops::Bound::Unbounded))?;
+        self.at = walk.next().transpose()?;
+        self.walk = Some(walk);
+        let value = self.at.filter(|(have, _)| *have == key).map(|(_, value)| value);
+        Ok(self.asked(key, value))
+    }
+
+    /// Remembers `key` as the last one asked for; returns `value`.
+    fn asked(&mut self, key: &[u8], value: Option<&'t [u8]>) -> Option<&'t [u8]> {
+        self.lo.clear();
+        self.lo.extend_from_slice(key);
+        value
+    }
+}
+
+/// Compares two keys as LMDB orders them (bytewise): record keys (32
+/// bytes) as two big-endian numbers each, in registers, rather than by a
+/// call per comparison (a walk compares a key or two per step).
+#[inline]
+fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (<&[u8; 32]>::try_from(a), <&[u8; 32]>::try_from(b)) {
+        (Ok(a), Ok(b)) => {
+            let half = |k: &[u8; 32], h: usize| u128::from_be_bytes(k[h * 16..h * 16 + 16].try_into().unwrap());
+            (half(a, 0), half(a, 1)).cmp(&(half(b, 0), half(b, 1)))
         }
-        Ok(self.at.filter(|(have, _)| *have == key).map(|(_, value)| value))
+        _ => a.cmp(b),
     }
 }
 
@@ -132,5 +163,23 @@ mod tests {
             .unwrap();
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `key_cmp` orders keys as bytewise comparison does: keys differing
+    /// at any one byte (either half), equal keys, and other lengths.
+    #[test]
+    fn keys_compare_bytewise() {
+        let base: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        for at in 0..32 {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut other = base;
+                other[at] = other[at].wrapping_add(delta);
+                for (a, b) in [(&base, &other), (&other, &base), (&base, &base)] {
+                    assert_eq!(key_cmp(a, b), a.cmp(b), "byte {at}, delta {delta}");
+                }
+            }
+        }
+        assert_eq!(key_cmp(&base[..31], &base), std::cmp::Ordering::Less);
+        assert_eq!(key_cmp(&base, &base[..16]), std::cmp::Ordering::Greater);
     }
 }
