@@ -595,7 +595,15 @@ impl Store {
         // missing, or callers that trust the resolution would never
         // recompute them.
         let mut exact_ok = true;
-        match self.records.get(t, &rkey(cache, &key))?.map(RecordView::parse) {
+        let own = self.records.get(t, &rkey(cache, &key))?;
+        // No record of its own, and every record laid out and keyed as a
+        // chunk of this grid: nothing stored (no record shares all its
+        // values), without looking through the catalog.
+        if own.is_none() && requested > 0 && self.aligned_catalog(t, cache, grid, catalog)? {
+            res.present = vec![false; requested as usize];
+            return Ok(res);
+        }
+        match own.map(RecordView::parse) {
             Some(Ok(v)) if v.is_complete() && v.n == geo.record_points() => {
                 res.available = requested;
                 res.sources.push(Source {
