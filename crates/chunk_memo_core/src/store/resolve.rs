@@ -652,16 +652,25 @@ impl Store {
         // Records holding at least one requested value on every axis (all
         // records for a grid without axes). The cost follows the matches,
         // not the number of records.
+        // The axes by how many records hold a requested value on them,
+        // fewest first: an axis whose requested values no record holds ends
+        // the search at once, before thousands of records holding a value
+        // of another axis are gathered.
+        let postings = |a: usize| -> Box<dyn Iterator<Item = &[u32]> + '_> {
+            let (axis, base) = (&grid.axes[a], geo.bins[a] as usize * grid.axes[a].chunk);
+            match catalog.by_axis.get(a) {
+                Some(inv) => Box::new(geo.sel[a].iter().filter_map(move |&o| inv.get(&axis.hashes[base + o as usize]))),
+                None => Box::new(std::iter::empty()),
+            }
+        };
+        let mut axes: Vec<(usize, usize)> =
+            (0..grid.axes.len()).map(|a| (postings(a).map(<[u32]>::len).sum::<usize>(), a)).collect();
+        axes.sort_unstable();
         let mut seen: Option<Vec<usize>> = None;
-        for (a, axis) in grid.axes.iter().enumerate() {
-            let base = geo.bins[a] as usize * axis.chunk;
+        for &(_, a) in &axes {
             let mut on_axis: Vec<usize> = Vec::new();
-            if let Some(inv) = catalog.by_axis.get(a) {
-                for &o in &geo.sel[a] {
-                    if let Some(v) = inv.get(&axis.hashes[base + o as usize]) {
-                        on_axis.extend(v.iter().map(|&d| d as usize));
-                    }
-                }
+            for v in postings(a) {
+                on_axis.extend(v.iter().map(|&d| d as usize));
             }
             on_axis.sort_unstable();
             on_axis.dedup();
