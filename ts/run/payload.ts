@@ -5,6 +5,7 @@
 import { Packr, Unpackr, REUSE_BUFFER_MODE } from 'msgpackr';
 import { DTYPE } from '../canonical/encode.js';
 import type { TypedArray } from '../value.js';
+import { packFlatRecords, packScalars } from './flat-pack.js';
 
 export const KIND_ITEMS = 0;
 
@@ -107,18 +108,11 @@ export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink
     return EMPTY;
   }
   // Numbers, strings, booleans and null pack the same with or without
-  // record structures: the shared packer, no dictionary.
-  const n = out.length;
-  let primitive = true;
-  for (let i = 0; i < n && primitive; i++) {
-    const v = out[i];
-    const t = typeof v;
-    primitive = v === null || t === 'number' || t === 'string' || t === 'boolean';
-  }
-  if (primitive) {
-    packEach(plain, out, sink, offsets, offAt);
-    return EMPTY;
-  }
+  // record structures: no dictionary. They, and plain objects of one shape
+  // holding them, are packed here without a msgpackr call per point.
+  if (out.length === 0 || packScalars(out, sink, offsets, offAt)) return EMPTY;
+  const keys = packFlatRecords(out, sink, offsets, offAt);
+  if (keys) return plain.pack([keys]);
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];
