@@ -1,7 +1,7 @@
-/** The exec job of one product block of a memo chunk: what an executor is sent. */
+/** The exec job of one product block of a memo chunk (what an executor is sent), and what its call returns. */
 import { createHash } from 'node:crypto';
 import type { ChunkGeo } from '../cache/geometry.js';
-import type { ExecJob } from '../task/job.js';
+import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import type { EngineSpec } from './spec.js';
 
@@ -54,3 +54,6 @@ export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike
     ...(spec.device !== undefined ? { device: spec.device } : {}),
   };
 }
+
+/** Whether an exec call's result is a promise (or any thenable) rather than its outputs. */
+export const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';

@@ -1,9 +1,9 @@
 /**
- * One run of a view: the scheduling half of the engine. It opens memo
- * chunks in grid order (reading what is stored), cuts their missing points
- * into product blocks, claims a few blocks at a time, dispatches granted
- * blocks to free executors, stores each chunk when its points are done, and
- * waits for points that other processes hold.
+ * One run of a view: the scheduling half of the engine. It opens memo chunks
+ * in grid order (reading what is stored), cuts their missing points into
+ * product blocks, claims a few blocks at a time, dispatches granted blocks to
+ * free executors, stores each chunk when its points are done, and waits for
+ * points that other processes hold.
  */
 import type { BindingPlan, BindingResolved } from '../binding/native.js';
 import type { ChunkCache } from '../cache/cache.js';
@@ -23,22 +23,17 @@ import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import { GEOMETRY_EXEMPLAR, type PlanGeometry } from '../cache/geometry.js';
 import { Progress } from './progress.js';
-import { jobOf } from './job-of.js';
+import { isThenable, jobOf } from './job-of.js';
 import { Fifo } from './fifo.js';
 import { keepShape } from '../shapes.js';
 
-const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
-
 /**
- * Chunks open at once at most (read, queued, claimed or computing; those
- * waiting for other processes are not counted, so a run keeps finding
- * unclaimed work): the run's bookkeeping stays small and short-lived
- * whatever the chunk count, so tiny chunks do not fill the heap with
- * objects that outlive a young-generation collection. It also bounds a
- * claim of tiny chunks (the current batch and those claimed ahead share
- * the open chunks), and each claim is a synced commit: 2,048 made a run of
- * 200,000 one-point chunks claim 292 times instead of 585 (cold 6.9 -> 5.0
- * µs per chunk), for ~10 MB more peak RSS in a 1e6-chunk runStreaming.
+ * Chunks open at once at most (read, queued, claimed or computing; not those
+ * waiting for other processes): the run's bookkeeping stays small whatever
+ * the chunk count, and tiny chunks leave no objects that outlive a young-
+ * generation GC. It also bounds a claim of tiny chunks (a synced commit):
+ * 2,048 made 200,000 one-point chunks claim 292 times instead of 585 (cold
+ * 6.9 -> 5.0 µs per chunk), for ~10 MB more peak RSS at 1e6 chunks.
  */
 const MAX_OPEN_CHUNKS = 2048;
 
@@ -73,6 +68,8 @@ export class RunSession {
   private lastExecMs = 0;
   private firstDispatch = 0;
   private pointsComputed = 0;
+  /** The last `openChunks` stopped short of a claim batch at finished chunks to hand out. */
+  private cutShort = false;
   /** The run's flat output, for chunks computed in one block (ChunkWork.place). */
   private readonly into: ConstructorParameters<typeof ChunkWork>[5];
 
@@ -134,11 +131,10 @@ export class RunSession {
   }
 
   /**
-   * Fills free executors: granted blocks first, then the oldest batch
-   * claimed ahead, then claims more. Once it has granted blocks, it claims
-   * the next batches ahead on the store's writer thread (up to
-   * CLAIMS_AHEAD): they commit while these blocks run, and the executors
-   * seldom wait for a claim.
+   * Fills free executors: granted blocks first, then the oldest batch claimed
+   * ahead, then claims more. With granted blocks, it claims the next batches
+   * ahead on the store's writer thread (up to CLAIMS_AHEAD): they commit
+   * while these blocks run, and the executors seldom wait for a claim.
    */
   fill(): void {
     const { spec } = this;
@@ -149,9 +145,8 @@ export class RunSession {
         if (this.feed.hasAhead) this.apply(this.feed.takeAhead());
         else {
           const want = this.openChunks();
-          // Chunks handed out first, then more opened: a claim is a synced
-          // commit, and one per few missing chunks between stored ones
-          // would cost more than their work.
+          // Finished chunks go out first and more are opened: a claim (a synced
+          // commit) per few missing chunks between stored ones costs more than their work.
           if (this.feed.candidates.length === 0 || this.cutShort) return;
           this.apply(this.feed.claimNow(want));
         }
@@ -172,9 +167,8 @@ export class RunSession {
 
   /**
    * Opens chunks until a claim batch is worth a transaction; returns how
-   * much to claim. Sets `cutShort` when it stopped short of that because
-   * DONE_BATCH chunks (stored ones, between the missing) wait to be handed
-   * out: the caller hands them out and opens more before it claims.
+   * much to claim. `cutShort`: it stopped at DONE_BATCH finished chunks (stored
+   * ones between the missing), to be handed out before more are opened.
    */
   private openChunks(): ClaimWant {
     const want = this.claimWant();
@@ -186,9 +180,6 @@ export class RunSession {
     this.cutShort = this.finished >= DONE_BATCH && short() && this.nextChunk < this.G.chunkCount && this.open.size - this.waiting.size < MAX_OPEN_CHUNKS;
     return want;
   }
-
-  /** Whether the last `openChunks` stopped at the finished chunks waiting to be handed out, short of a claim batch. */
-  private cutShort = false;
 
   /** Reads what is stored of chunk i and queues its missing points as exec blocks. */
   private openChunk(i: number): void {
@@ -358,8 +349,7 @@ export class RunSession {
     if (!spec.boundMemory) this.batcher.beforeExec(this.lastExecMs, te);
     let started: Promise<JobOutput>;
     if (ex.runSync) {
-      // The calling thread: a function that returns synchronously completes
-      // here, without a promise per exec call.
+      // The calling thread: a synchronous return completes here, no promise per call.
       let r: JobOutput | Promise<JobOutput>;
       try {
         r = ex.runSync(job);
@@ -445,10 +435,8 @@ export class RunSession {
 }
 
 /**
- * An idle session over no chunks, built from placeholders (no store, no
- * executors), with the queues (`Fifo`), claim feed, write batcher (and its
- * `FlatWrites`) and progress it makes: kept for their maps (see
- * ts/shapes.ts).
+ * An idle session over no chunks, of placeholders: its queues, claim feed,
+ * write batcher and progress are kept for their maps (see ts/shapes.ts).
  */
 function sessionExemplar(): RunSession {
   const core = { store: null, idBytes: null, id: '', verbose: 0 };
