@@ -112,6 +112,34 @@ test('read keeps TypedArray outputs typed: NaN for missing floats, 0 and present
   t.deepEqual([...ri.present], [0, 1, 0, 0, 0, 1]);
 });
 
+test('read of thousands of chunks in batches: stored ones in place, typed and items, views whose chunks lie apart in the output', async (t) => {
+  const root = tmp();
+  const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  const A = range(60);
+  const B = range(40);
+  // One-point chunks (2,400: several read batches), every other b stored.
+  const cache = ChunkCache.open({ root, params: { t: 'read-batches' }, axisValues: { a: A, b: B }, chunkSpec: { a: 1, b: 1 } });
+  const f: ChunkFn = (_p, axes) => (axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => ({ a, b })));
+  await run(cache.select({ indices: { b: { step: 2 } } }), f);
+  const r = await read(cache);
+  const want = A.flatMap((a) => B.map((b) => (b % 2 === 0 ? { a, b } : undefined)));
+  t.deepEqual(r.output, want);
+  t.deepEqual(Array.from(r.present), want.map((v) => (v ? 1 : 0)));
+  t.is(r.missingPoints, 60 * 20);
+  // Chunks of 3 x 4 seen through a view that cuts them: each chunk's points
+  // lie apart in the view's output.
+  const blocks = ChunkCache.open({ root, params: { t: 'read-batches-typed' }, axisValues: { a: A, b: B }, chunkSpec: { a: 3, b: 4 } });
+  const g: ChunkFn = (_p, axes) => Float64Array.from((axes.a as number[]).flatMap((a) => (axes.b as number[]).map((b) => a * 100 + b)));
+  await run(blocks.select({ indices: { a: { stop: 30 } } }), g);
+  const view = blocks.select({ indices: { a: { start: 25, stop: 35 }, b: { step: 3 } } });
+  const v = await read<Float64Array>(view);
+  const bs = B.filter((b) => b % 3 === 0);
+  const wantV = range(10).flatMap((k) => bs.map((b) => (25 + k < 30 ? (25 + k) * 100 + b : NaN)));
+  t.true(v.output instanceof Float64Array);
+  t.deepEqual(Array.from(v.output), wantV);
+  t.is(v.missingPoints, 5 * bs.length);
+});
+
 test('read rejects something that is not a cache', async (t) => {
   await t.throwsAsync(() => read({} as ChunkCache), { code: 'ERR_INVALID_OPTION', message: /read: expected a cache/ });
 });

@@ -5,7 +5,8 @@
 import type { ChunkCache } from '../cache/cache.js';
 import { InvalidOptionError } from '../errors/index.js';
 import { beginRun } from '../run/lifecycle.js';
-import { decodeOutputs, KIND_ITEMS, typedCtor } from '../run/payload.js';
+import { ReadBatch } from '../run/chunk-work.js';
+import { KIND_ITEMS, typedCtor } from '../run/payload.js';
 import type { TypedArray } from '../value.js';
 
 /**
@@ -47,12 +48,19 @@ export interface StoredChunk {
   readonly stored: number;
   /** Positions of the chunk's points in the view's flat output. */
   readonly outIndex: Uint32Array;
+  /** Where the chunk's points start in the view's flat output when they lie together there, else -1. */
+  readonly outStart: number;
 }
+
+/** Chunks, and their points, read in one native call at most. */
+const READ_CHUNKS = 1024;
+const READ_POINTS = 1 << 16;
 
 /**
  * @internal The stored points of each chunk of a view that holds any (chunk
- * order; inside a chunk, grid order), read one chunk at a time. Iterate
- * `chunks` (the plan's run hooks end with the iteration).
+ * order; inside a chunk, grid order), read a batch of chunks at a time (one
+ * native call each). Iterate `chunks` (the plan's run hooks end with the
+ * iteration).
  */
 export function storedChunks(cache: ChunkCache, where: string, corrupt: string[] = []): { total: number; chunks: Generator<StoredChunk, void> } {
   const core = cache._check();
@@ -61,39 +69,54 @@ export function storedChunks(cache: ChunkCache, where: string, corrupt: string[]
   corrupt.push(...resolved.corrupt);
   const visible = core.axisOrder.map((a) => !cache._pinned.has(a));
   const order = core.axisOrder.filter((_, k) => visible[k]);
+  const stored = (i: number, kind: number, present: Uint8Array | null, n: number, values: ArrayLike<unknown>): StoredChunk => {
+    const points = G.chunkPoints(i);
+    let axisValues: Record<string, unknown[]> | undefined;
+    return {
+      get axisValues() {
+        if (!axisValues) {
+          const geo = G.chunk(i);
+          const av: Record<string, unknown[]> = {};
+          core.axisOrder.forEach((a, k) => {
+            if (!visible[k]) return;
+            const all = core.axisValues[a]!;
+            av[a] = Array.from(geo.sel[k]!, (s) => all[geo.start[k]! + s]);
+          });
+          axisValues = av;
+        }
+        return axisValues;
+      },
+      axisOrder: order,
+      present: present ?? new Uint8Array(points).fill(1),
+      kind,
+      values,
+      stored: n,
+      get outIndex() {
+        return G.outIndices(G.chunk(i));
+      },
+      outStart: G.contiguousStart(i),
+    };
+  };
   function* chunks(): Generator<StoredChunk, void> {
     try {
-      for (let i = 0; i < G.chunkCount; i++) {
-        if (resolved.available[i] === 0) continue;
-        const rd = plan.read(core.store, core.idBytes, i);
-        if (rd.corrupt.length) corrupt.push(...rd.corrupt);
-        let n = 0;
-        for (let j = 0; j < rd.present.length; j++) n += rd.present[j]!;
-        if (n === 0) continue;
-        const geo = G.chunk(i);
-        let axisValues: Record<string, unknown[]> | undefined;
-        yield {
-          get axisValues() {
-            if (!axisValues) {
-              const av: Record<string, unknown[]> = {};
-              core.axisOrder.forEach((a, k) => {
-                if (!visible[k]) return;
-                const all = core.axisValues[a]!;
-                av[a] = Array.from(geo.sel[k]!, (s) => all[geo.start[k]! + s]);
-              });
-              axisValues = av;
-            }
-            return axisValues;
-          },
-          axisOrder: order,
-          present: rd.present,
-          kind: rd.kind,
-          values: decodeOutputs(rd.kind, rd.data, n, rd.dicts, rd.pointDicts, rd.offsets),
-          stored: n,
-          get outIndex() {
-            return G.outIndices(geo);
-          },
-        };
+      for (let i = 0; i < G.chunkCount; ) {
+        const list: number[] = [];
+        for (let pts = 0; i < G.chunkCount && list.length < READ_CHUNKS && pts < READ_POINTS; i++) {
+          if (resolved.available[i] === 0) continue;
+          list.push(i);
+          pts += G.chunkPoints(i);
+        }
+        if (list.length === 0) continue;
+        const ids = Uint32Array.from(list);
+        const rd = plan.readMany(core.store, core.idBytes, ids);
+        const batch = new ReadBatch(ids, rd, rd.data, G);
+        if (batch.corrupt.length) corrupt.push(...batch.corrupt);
+        for (const j of list) {
+          batch.has(j);
+          let c: StoredChunk | null = null;
+          batch.take((kind, present, n, values) => (c = stored(j, kind, present, n, values)));
+          if (c) yield c;
+        }
       }
     } finally {
       run.end();
@@ -137,13 +160,23 @@ export async function read<O = unknown>(cache: ChunkCache): Promise<ReadResult<O
       output = arr;
       kind = KIND_ITEMS;
     }
-    const idx = c.outIndex;
     const dst = output as unknown[];
+    const at = c.outStart;
     let w = 0;
-    for (let j = 0; j < idx.length; j++) {
-      if (!c.present[j]) continue;
-      dst[idx[j]!] = c.values[w++];
-      present[idx[j]!] = 1;
+    if (at >= 0) {
+      // The chunk's points lie together in the output: no index list.
+      for (let j = 0; j < c.present.length; j++) {
+        if (!c.present[j]) continue;
+        dst[at + j] = c.values[w++];
+        present[at + j] = 1;
+      }
+    } else {
+      const idx = c.outIndex;
+      for (let j = 0; j < idx.length; j++) {
+        if (!c.present[j]) continue;
+        dst[idx[j]!] = c.values[w++];
+        present[idx[j]!] = 1;
+      }
     }
     stored += c.stored;
   }

@@ -332,28 +332,49 @@ export class ReadBatch {
       w.applyGathered(rd.kinds[k]!);
       return count;
     }
-    // Every requested point read: no presence bytes.
-    const present = this.presentAt[k]! === this.presentAt[k + 1]! ? null : rd.present.subarray(this.presentAt[k]!, this.presentAt[k + 1]!);
-    let vals: ArrayLike<unknown>;
-    if (rd.kinds[k] !== KIND_ITEMS) vals = typedView(rd.kinds[k]!, this.data, rd.starts[k]!, count);
-    else if (this.vals) {
-      const a = this.valAt[k]!;
-      vals = (this.vals as unknown[]).slice(a, a + count);
-    } else if (this.into && count === w.points) {
+    if (rd.kinds[k] === KIND_ITEMS && !this.vals && this.into && count === w.points) {
       this.decodeInto(k, this.into, w.geo, count);
       w.applyGathered(KIND_ITEMS);
       return count;
-    } else {
-      // This chunk's offsets and dictionaries in the batch's flat arrays.
-      const data = this.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
-      const at = this.itemsAt + this.itemsChunks;
-      const pd = this.itemsAt;
-      this.itemsAt += count;
-      this.itemsChunks++;
-      vals = decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
     }
-    w.applyRead(rd.kinds[k]!, present, count, vals);
+    w.applyRead(rd.kinds[k]!, this.presentOf(k), count, this.valuesOf(k, count));
     return count;
+  }
+
+  /**
+   * The next chunk's stored points (after `has(i)`), for a reader with no
+   * ChunkWork (`read`): `put` gets their kind, presence bytes (null: every
+   * requested point) and values. Returns their number. Not for a batch
+   * read with a gather output.
+   */
+  take(put: (kind: number, present: Uint8Array | null, count: number, vals: ArrayLike<unknown>) => void): number {
+    const k = this.next++;
+    const count = this.rd.counts[k]!;
+    if (count > 0) put(this.rd.kinds[k]!, this.presentOf(k), count, this.valuesOf(k, count));
+    return count;
+  }
+
+  /** Presence bytes of chunk k; null when every requested point was read. */
+  private presentOf(k: number): Uint8Array | null {
+    const [from, to] = [this.presentAt[k]!, this.presentAt[k + 1]!];
+    return from === to ? null : this.rd.present.subarray(from, to);
+  }
+
+  /** The values of chunk k's `count` stored points: typed ones viewed in place, items decoded. */
+  private valuesOf(k: number, count: number): ArrayLike<unknown> {
+    const { rd } = this;
+    if (rd.kinds[k] !== KIND_ITEMS) return typedView(rd.kinds[k]!, this.data, rd.starts[k]!, count);
+    if (this.vals) {
+      const a = this.valAt[k]!;
+      return (this.vals as unknown[]).slice(a, a + count);
+    }
+    // This chunk's offsets and dictionaries in the batch's flat arrays.
+    const data = this.data.subarray(rd.starts[k]!, rd.starts[k + 1]!);
+    const at = this.itemsAt + this.itemsChunks;
+    const pd = this.itemsAt;
+    this.itemsAt += count;
+    this.itemsChunks++;
+    return decodeOutputs(KIND_ITEMS, data, count, rd.dicts, rd.pointDicts.subarray(pd, pd + count), rd.offsets.subarray(at, at + count + 1));
   }
 }
 
