@@ -186,6 +186,18 @@ export declare class BindingStore {
   /** Deletes a cache and all its records; returns the number of records. */
   deleteCache(id: Buffer): number
   deleteRecords(id: Buffer, chunks: Array<Buffer>): void
+  /**
+   * Deletes records given as one buffer of 16-byte keys (see
+   * `recordsInView`): no Buffer per record.
+   */
+  deleteRecordKeys(id: Buffer, keys: Buffer): void
+  /**
+   * The records of cache `id` holding points of a view, from the index
+   * alone: `names[a]` and `hashes[a]` (u64 LE each) are an axis and the
+   * value hashes the view selects on it. Records on other axes and
+   * damaged index entries are left out.
+   */
+  recordsInView(id: Buffer, names: Array<string>, hashes: Array<Buffer>): BindingRecordsInView
   descriptors(id: Buffer): Array<BindingDescriptor>
   /** Totals of a cache's records, from the index alone. */
   summary(id: Buffer): BindingSummary
@@ -464,6 +476,17 @@ export interface BindingRecordInfo {
   kind: number
   n: number
   present: number
+}
+
+/** The records holding points of a view (`BindingStore::records_in_view`). */
+export interface BindingRecordsInView {
+  /**
+   * Keys (16 bytes each, one after another) of the records holding no
+   * other point.
+   */
+  whole: Buffer
+  /** Descriptors of the records holding other points too. */
+  partial: Array<BindingDescriptor>
 }
 
 /** What `repair` did to one record. */

@@ -69,28 +69,43 @@ export function invalidateView(cache: ViewState): InvalidateResult {
     const resolved = planOf(cache).resolve(store, id);
     let points = 0;
     for (let i = 0; i < resolved.available.length; i++) points += resolved.available[i]!;
-    const inView = viewHashes(cache);
-    const whole: Buffer[] = [];
+    // The records holding view points, found from the index in native code
+    // (a million records: no object per record); only those that hold
+    // other points too come back as descriptors.
+    const { whole: inside, partial } = store.recordsInView(id, core.axisOrder, viewHashBuffers(cache));
+    const whole: Buffer[] = [inside];
     const blocks: KeptWrite[] = [];
     const rewrite: KeptWrite[] = [];
-    const descs = store.descriptors(id);
-    for (const desc of descs) {
-      const masks = masksOf(desc, inView);
+    const inView = partial.length ? viewHashes(cache) : null;
+    for (const desc of partial) {
+      const masks = masksOf(desc, inView!);
       if (masks === null) continue;
       whole.push(desc.chunk);
-      if (masks === 'all' || desc.present === 0) continue;
+      if (masks === 'all') continue;
       const split = splitRecord(store, id, desc, masks);
       if (!split) continue;
       blocks.push(...split.blocks);
       if (split.rewrite) rewrite.push(split.rewrite);
     }
-    moveAndDelete(store, id, new Set(descs.map((d) => d.chunk.toString('hex'))), blocks, whole, rewrite);
+    const deleted = Buffer.concat(whole);
+    moveAndDelete(store, id, blocks, deleted, rewrite);
     const rewritten = rewrite.length;
-    return { points, deletedRecords: whole.length - rewritten, rewrittenRecords: rewritten };
+    return { points, deletedRecords: deleted.length / 16 - rewritten, rewrittenRecords: rewritten };
   } catch (e) {
     if (e instanceof ChunkMemoError) throw e;
     throw fromNative(e, where);
   }
+}
+
+/** Value hashes (u64 LE) the view selects, per axis in the cache's axis order (pinned axes included). */
+function viewHashBuffers(cache: ViewState): Buffer[] {
+  const core = cache._core;
+  return core.axisOrder.map((_, k) => {
+    const all = core.hashes[k]!;
+    const sel = cache._sel[k];
+    const picked = sel ? BigUint64Array.from(sel, (i) => all[i]!) : all;
+    return Buffer.from(picked.buffer, picked.byteOffset, picked.byteLength);
+  });
 }
 
 /** Value hashes of the view, per axis name (pinned axes included). */
@@ -228,16 +243,17 @@ function storedPoints(rd: BindingChunkData): { groups(pos: readonly number[]): K
  * before step 2 the view's points are also still there (invalidate again to
  * finish).
  */
-function moveAndDelete(store: BindingStore, id: Buffer, existing: Set<string>, blocks: KeptWrite[], whole: Buffer[], rewrite: KeptWrite[]): void {
+function moveAndDelete(store: BindingStore, id: Buffer, blocks: KeptWrite[], whole: Buffer, rewrite: KeptWrite[]): void {
   const writesOf = (b: KeptWrite) => b.groups.map((g) => ({ chunk: 0, kind: b.kind, points: g.points, offsets: g.offsets, data: g.data, dict: g.dict }));
   const made: Buffer[] = [];
   for (const b of blocks) {
     const plan = blockPlan(b.axes);
     const key = plan.chunkKey(0);
-    if (!existing.has(key.toString('hex'))) made.push(key);
+    // A block record that existed before stays (merged into); a new one goes in step 4.
+    if (store.getRecord(id, key) == null) made.push(key);
     plan.writeBatch(store, id, writesOf(b));
   }
-  if (whole.length) store.deleteRecords(id, whole);
+  if (whole.length) store.deleteRecordKeys(id, whole);
   for (const r of rewrite) blockPlan(r.axes, r.key).writeBatch(store, id, writesOf(r));
   const drop = [...new Map(made.map((k) => [k.toString('hex'), k])).values()];
   if (drop.length) store.deleteRecords(id, drop);

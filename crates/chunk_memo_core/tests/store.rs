@@ -5,6 +5,7 @@
 
 mod common;
 
+use chunk_memo_core::store::ChunkKey;
 use common::*;
 
 #[test]
@@ -413,4 +414,39 @@ fn write_behind_jobs_queued_first_overtake_queued_ones() {
         assert_eq!(j.wait().unwrap(), [1, 2, 3, 4, 5][k]);
     }
     assert_eq!(*order.lock().unwrap(), vec![3, 5, 1, 2, 4]);
+}
+
+#[test]
+fn records_in_view_are_split_into_those_holding_only_view_points_and_the_others() {
+    let root = TempRoot::new("in-view");
+    let store = Store::open(root.path()).unwrap();
+    let c = cache_id(1);
+    // 4 x 3 chunks of 3 x 2 points, every point stored.
+    let g = grid(vec![axis("x", 0..12, 3), axis("y", 0..6, 2)]);
+    fill(&store, &c, &g, &all(&g), KIND_ITEMS, 1);
+    // A record of other axes, and one of another cache: never in view.
+    fill(&store, &c, &grid(vec![axis("z", 0..4, 4)]), &[None], KIND_ITEMS, 1);
+    fill(&store, &cache_id(2), &g, &all(&g), KIND_ITEMS, 1);
+    let hashes = |a: usize, idx: &[usize]| idx.iter().map(|&i| g.axes[a].hashes[i]).collect::<Vec<u64>>();
+    let keys = |sel: &[Option<Vec<u32>>]| -> Vec<ChunkKey> {
+        let plan = g.plan(sel).unwrap();
+        let mut k: Vec<ChunkKey> = resolve(&store, &c, &g, &plan).iter().map(|r| r.key).collect();
+        k.sort_unstable();
+        k
+    };
+    // x in 0..6 (two whole bins), y in 0..3 (a bin and a half).
+    let view = vec![("x".to_string(), hashes(0, &[0, 1, 2, 3, 4, 5])), ("y".to_string(), hashes(1, &[0, 1, 2]))];
+    let (mut whole, partial) = store.records_in_view(&c, &view).unwrap();
+    whole.sort_unstable();
+    assert_eq!(whole, keys(&[Some(vec![0, 1, 2, 3, 4, 5]), Some(vec![0, 1])]), "the chunks of x bins 0-1, y bin 0");
+    let mut part: Vec<ChunkKey> = partial.iter().map(|(k, _)| *k).collect();
+    part.sort_unstable();
+    assert_eq!(part, keys(&[Some(vec![0, 1, 2, 3, 4, 5]), Some(vec![2, 3])]), "y bin 1, half in view");
+    assert!(partial.iter().all(|(_, d)| d.axes.len() == 2 && d.present == 6));
+    // Axes named otherwise than the view's: nothing.
+    let other = vec![("x".to_string(), hashes(0, &[0])), ("w".to_string(), vec![1, 2])];
+    assert_eq!(store.records_in_view(&c, &other).unwrap(), (Vec::new(), Vec::new()));
+    // Nothing of the view stored: nothing.
+    let none = vec![("x".to_string(), vec![12345]), ("y".to_string(), hashes(1, &[0]))];
+    assert_eq!(store.records_in_view(&c, &none).unwrap().0.len(), 0);
 }

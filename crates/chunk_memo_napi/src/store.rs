@@ -28,6 +28,16 @@ pub struct BindingDescAxis {
     pub hashes: Buffer,
 }
 
+/// The records holding points of a view (`BindingStore::records_in_view`).
+#[napi(object)]
+pub struct BindingRecordsInView {
+    /// Keys (16 bytes each, one after another) of the records holding no
+    /// other point.
+    pub whole: Buffer,
+    /// Descriptors of the records holding other points too.
+    pub partial: Vec<BindingDescriptor>,
+}
+
 /// Index entry of one stored record.
 #[napi(object)]
 pub struct BindingDescriptor {
@@ -166,6 +176,48 @@ impl BindingStore {
         boundary(&env, || {
             let keys = chunks.iter().map(|c| id16(c, "chunk")).collect::<CoreResult<Vec<_>>>()?;
             self.inner.delete_records(&id16(&id, "id")?, &keys)
+        })
+    }
+
+    /// Deletes records given as one buffer of 16-byte keys (see
+    /// `recordsInView`): no Buffer per record.
+    #[napi]
+    pub fn delete_record_keys(&self, env: Env, id: Buffer, keys: Buffer) -> Result<()> {
+        boundary(&env, || {
+            if keys.len() % 16 != 0 {
+                return Err(invalid("record keys must be 16 bytes each"));
+            }
+            let keys: Vec<[u8; 16]> = keys.chunks_exact(16).map(|k| k.try_into().unwrap()).collect();
+            self.inner.delete_records(&id16(&id, "id")?, &keys)
+        })
+    }
+
+    /// The records of cache `id` holding points of a view, from the index
+    /// alone: `names[a]` and `hashes[a]` (u64 LE each) are an axis and the
+    /// value hashes the view selects on it. Records on other axes and
+    /// damaged index entries are left out.
+    #[napi]
+    pub fn records_in_view(
+        &self,
+        env: Env,
+        id: Buffer,
+        names: Vec<String>,
+        hashes: Vec<Buffer>,
+    ) -> Result<BindingRecordsInView> {
+        boundary(&env, || {
+            if names.len() != hashes.len() {
+                return Err(invalid("names and hashes differ in length"));
+            }
+            let view: Vec<(String, Vec<u64>)> = names
+                .into_iter()
+                .zip(&hashes)
+                .map(|(n, h)| (n, h.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect()))
+                .collect();
+            let (whole, partial) = self.inner.records_in_view(&id16(&id, "id")?, &view)?;
+            Ok(BindingRecordsInView {
+                whole: whole.concat().into(),
+                partial: partial.into_iter().map(|(c, d)| desc_to_js(c, d)).collect(),
+            })
         })
     }
 

@@ -3,8 +3,13 @@
 
 use super::{CacheId, ChunkKey, Store};
 use crate::error::{CoreError, Result};
+use crate::planner::HashKeyed;
 use heed::{RoTxn, WithoutTls};
 use xxhash_rust::xxh3::xxh3_64;
+
+/// The records holding points of a view ([`Store::records_in_view`]): the
+/// keys of those holding no other point, and the descriptors of the others.
+pub type RecordsInView = (Vec<ChunkKey>, Vec<(ChunkKey, Descriptor)>);
 
 /// Chunk keys with the reason their entry or record is bad.
 pub type BadEntries = Vec<(ChunkKey, String)>;
@@ -161,6 +166,48 @@ impl Store {
         cache: &CacheId,
     ) -> Result<Vec<(ChunkKey, Descriptor)>> {
         Ok(self.descriptors_checked_in(t, cache)?.0)
+    }
+
+    /// The records of `cache` that hold points of a view, from the index
+    /// alone: `view` gives, per axis name, the value hashes the view
+    /// selects. Returns the keys of those holding no other point (every
+    /// value of theirs in the view on every axis, or no point stored at
+    /// all), and the descriptors of those holding other points too.
+    /// Records on other axes, and damaged index entries, are left out (as
+    /// `descriptors` leaves them out).
+    pub fn records_in_view(&self, cache: &CacheId, view: &[(String, Vec<u64>)]) -> Result<RecordsInView> {
+        let sets: Vec<(&str, HashKeyed<()>)> =
+            view.iter().map(|(name, hs)| (name.as_str(), hs.iter().map(|&h| (h, ())).collect())).collect();
+        self.read(|s, t| {
+            let (mut whole, mut partial) = (Vec::new(), Vec::new());
+            for item in s.index.prefix_iter(t, cache)? {
+                let (k, v) = item?;
+                let Ok(chunk) = <ChunkKey>::try_from(&k[16..]) else { continue };
+                // Per record axis: its values in the view, and whether all are.
+                let (mut axes, mut covered, mut all, mut known) = (0usize, 1u64, true, true);
+                let parsed = Descriptor::parse(v, |name, bytes| {
+                    axes += 1;
+                    let Some((_, set)) = sets.iter().find(|(n, _)| *n == name) else {
+                        known = false;
+                        return;
+                    };
+                    let hashes = bytes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap()));
+                    let inside = hashes.filter(|h| set.contains_key(h)).count();
+                    covered = covered.saturating_mul(inside as u64);
+                    all &= inside == bytes.len() / 8;
+                });
+                let Ok((_, present, _, _)) = parsed else { continue };
+                if !known || axes != sets.len() || covered == 0 {
+                    continue;
+                }
+                if all || present == 0 {
+                    whole.push(chunk);
+                } else if let Ok(d) = Descriptor::decode(v) {
+                    partial.push((chunk, d));
+                }
+            }
+            Ok((whole, partial))
+        })
     }
 
     /// Sound descriptors, and the damaged index entries with the reason.
