@@ -184,7 +184,7 @@ impl BindingStore {
     #[napi]
     pub fn delete_record_keys(&self, env: Env, id: Buffer, keys: Buffer) -> Result<()> {
         boundary(&env, || {
-            if keys.len() % 16 != 0 {
+            if !keys.len().is_multiple_of(16) {
                 return Err(invalid("record keys must be 16 bytes each"));
             }
             let keys: Vec<[u8; 16]> = keys.chunks_exact(16).map(|k| k.try_into().unwrap()).collect();
