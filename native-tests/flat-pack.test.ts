@@ -97,6 +97,26 @@ test('anything else still goes through msgpackr and reads back: other shapes, ne
   t.deepEqual(decodeOutputs(KIND_ITEMS, mine.data, 1, [mine.dict], undefined, mine.offsets), obj);
 });
 
+test('bytes msgpackr packed (earlier versions, other shapes) read back as msgpackr reads them', (t) => {
+  const scalars: unknown[] = [...NUMBERS, ...STRINGS.slice(0, 10), true, false, null, 2n ** 60n, -(2n ** 60n), 70, 100];
+  const plainPackr = new Packr({ useRecords: false, moreTypes: true, variableMapSize: true });
+  const concat = (bufs: Uint8Array[]): Buffer => Buffer.concat(bufs.map((b) => Buffer.from(b)));
+  const plainBytes = concat(scalars.map((v) => plainPackr.pack(v)));
+  const want = new Unpackr({ useRecords: false, moreTypes: true, int64AsType: 'bigint' }).unpackMultiple(plainBytes) as unknown[];
+  same(t, decodeOutputs(KIND_ITEMS, plainBytes, scalars.length), want, 'scalars packed by msgpackr');
+  // Records packed by msgpackr, one structure: its first record defines it inline.
+  const structures: object[] = [];
+  const recPackr = new Packr({ useRecords: true, structures, moreTypes: true, variableMapSize: true });
+  const objs = NUMBERS.map((v, i) => ({ v, k: i, s: STRINGS[i % 8] }));
+  const recBytes = concat(objs.map((o) => recPackr.pack(o)));
+  const dict = plainPackr.pack(structures.map((x) => [...(x as unknown[])]));
+  const wantObjs = new Unpackr({ useRecords: true, structures: structures.map((x) => [...(x as unknown[])]), moreTypes: true, int64AsType: 'bigint' }).unpackMultiple(recBytes) as unknown[];
+  t.deepEqual(Array.from(decodeOutputs(KIND_ITEMS, recBytes, objs.length, [dict])), wantObjs);
+  // Packed here, the same objects read back (and -0 stays -0, where msgpackr packs 0).
+  const mine = encodeOutputs(objs, KIND_ITEMS);
+  same(t, decodeOutputs(KIND_ITEMS, mine.data, objs.length, [mine.dict]), objs, 'packed here: exact, -0 too');
+});
+
 test('writes packed one after another into one byte area keep their own offsets and dictionaries', (t) => {
   const sink = new ByteSink(8);
   const offsets = new Uint32Array(64);
