@@ -172,9 +172,10 @@ struct OwnRecords<'a> {
 }
 
 impl OwnRecords<'_> {
-    /// Whether chunk `i`'s own record is complete, as its requested points
-    /// and kind (parsed, and with `verify` its checksum checked, as in
-    /// `resolve_one`); None sends the chunk to a full resolution. Builds no
+    /// Chunk `i`'s own record: absent, complete (as its requested points
+    /// and kind; parsed, and with `verify` its checksum checked, as in
+    /// `resolve_one`), or anything else, which sends the chunk to a full
+    /// resolution. Builds no
     /// geometry (`bins` is reused). Nothing is taken: a plan looked at one
     /// chunk at a time is small, and its reads copy on every core.
     fn one(&self, t: &RoTxn<'_, WithoutTls>, i: usize, bins: &mut Vec<u32>) -> Result<Own> {
