@@ -9,7 +9,8 @@
  *   and the times of opening the cache (an axis of n values) and reopening it;
  * - `mixed`: `run` over n one-point chunks (a square grid) of which every
  *   other column is stored: the run reads one, computes the next, in turn
- *   (one run, after the half is stored untimed); then that half invalidated;
+ *   (one run, after the half is stored untimed); then all of it read with
+ *   `read`, and that half invalidated;
  * - `stream`: a cold `runStreaming` over n one-point chunks (one run) in
  *   the root given after n; `stream-warm`: the same again over that root;
  * - `typed`: n points (a x b, 1000 chunks) of Float64Array outputs: cold run
@@ -34,7 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChunkCache, run, runStreaming, type ChunkFn } from '../ts/index.js';
+import { ChunkCache, read, run, runStreaming, type ChunkFn } from '../ts/index.js';
 import { decodeOutputs, encodeOutputs, KIND_ITEMS } from '../ts/run/payload.js';
 import { floats, objects } from './tasks.js';
 
@@ -135,12 +136,17 @@ async function mixed(n: number): Promise<object> {
   const d = r.diagnostics;
   check(d.executedPoints === side * Math.floor(side / 2) && d.cachedPoints === side * Math.ceil(side / 2), 'mixed run: wrong counts');
   check((r.output as number[])[side * side - 1] === side * side - 1, 'mixed run: wrong output');
+  // Everything read back without a function (`read`), batch by batch.
+  const tr = performance.now();
+  const all = await read(cache);
+  const readMs = since(tr);
+  check(all.missingPoints === 0 && (all.output as number[])[side * side - 1] === side * side - 1, 'mixed: read returned the wrong outputs');
   // Every other column invalidated again: its records found from the index and deleted.
   const ti = performance.now();
   const inv = cache.select({ indices: { b: { step: 2 } } }).invalidate();
   const invalidateMs = since(ti);
   check(inv.deletedRecords === side * Math.ceil(side / 2), 'mixed: invalidate deleted the wrong records');
-  return { chunks: side * side, ms, claims: d.claimTransactions, invalidateMs, invalidated: inv.deletedRecords, peakMb: peakMb() };
+  return { chunks: side * side, ms, claims: d.claimTransactions, readMs, invalidateMs, invalidated: inv.deletedRecords, peakMb: peakMb() };
 }
 
 /**

@@ -142,7 +142,7 @@ const of = (value: number, ceiling: number, what: string): string => {
 
 interface PerChunk { coldMs: number; warmMs: number; openMs: number; reopenMs: number; peakMb: number }
 interface Stream { ms: number; peakMb: number }
-interface Mixed { chunks: number; ms: number; claims: number; invalidateMs: number; invalidated: number; peakMb: number }
+interface Mixed { chunks: number; ms: number; claims: number; readMs: number; invalidateMs: number; invalidated: number; peakMb: number }
 interface Typed { chunks: number; coldMs: number; rawWriteMs: number; computeMs: number; warmMs: number; readLoopMs: number; subsetMs: number; bytes: number; recordBytes: number; peakMb: number }
 interface TypedSmall { chunks: number; coldMs: number; warmMs: number; readLoopMs: number; peakMb: number }
 interface Objects { coldMs: number; warmMs: number; encodeMs: number; rawWriteMs: number; decodeMs: number; bytes: number; peakMb: number }
@@ -161,6 +161,7 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   const mx = child<Mixed>('mixed', nBig);
   const mixedUs = (mx.ms * 1000) / mx.chunks;
   add({ bench: `per-chunk overhead, ${count(mx.chunks)} one-point chunks, every other column stored`, value: fmt(mixedUs), unit: 'µs/chunk', target: '≤ 10 µs', note: `${of(mixedUs, 10, 'goal')}; run reads one chunk and computes the next, in turn; ${fmt(mx.claims, 0)} claim transactions; one run in a child process` });
+  add({ bench: `read(), ${count(mx.chunks)} one-point chunks, every one stored`, value: fmt(mx.readMs), unit: 'ms', target: '', note: `${fmt((mx.readMs * 1000) / mx.chunks)} µs per chunk; stored chunks read 1,024 at a time, nothing computed; the child above` });
   add({ bench: `invalidate, ${count(mx.invalidated)} one-point chunks of a ${count(mx.chunks)}-chunk grid (every other column)`, value: fmt(mx.invalidateMs), unit: 'ms', target: '', note: `${fmt((mx.invalidateMs * 1000) / mx.invalidated)} µs per record; the records found from the index in native code and deleted in one transaction; the child above` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, first open`, value: fmt(q.openMs), unit: 'ms', target: '', note: `hashes every value, checks for duplicates, stores the grid; one run in the child above` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again, as a script run a second time; one run` });

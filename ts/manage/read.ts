@@ -48,13 +48,48 @@ export interface StoredChunk {
   readonly stored: number;
   /** Positions of the chunk's points in the view's flat output. */
   readonly outIndex: Uint32Array;
-  /** Where the chunk's points start in the view's flat output when they lie together there, else -1. */
-  readonly outStart: number;
 }
 
 /** Chunks, and their points, read in one native call at most. */
 const READ_CHUNKS = 1024;
 const READ_POINTS = 1 << 16;
+
+/** The plan geometry of a view (what `beginRun` gives). */
+type PlanGeometry = ReturnType<typeof beginRun>['geometry'];
+
+/**
+ * The chunks of a view that hold stored points, read a batch at a time (one
+ * native call each): `batches` yields each batch with its chunks
+ * (ascending), to be taken in order (`ReadBatch.has`, `ReadBatch.take`).
+ * Iterate it to the end or return it: the plan's run hooks end with it.
+ */
+function storedBatches(cache: ChunkCache, where: string, corrupt: string[]): { G: PlanGeometry; batches: Generator<{ list: number[]; batch: ReadBatch }, void> } {
+  const core = cache._check();
+  const run = beginRun(cache, where);
+  const { plan, resolved, geometry: G } = run;
+  corrupt.push(...resolved.corrupt);
+  function* batches(): Generator<{ list: number[]; batch: ReadBatch }, void> {
+    try {
+      for (let i = 0; i < G.chunkCount; ) {
+        const list: number[] = [];
+        for (let pts = 0; i < G.chunkCount && list.length < READ_CHUNKS && pts < READ_POINTS; i++) {
+          if (resolved.available[i] === 0) continue;
+          list.push(i);
+          pts += G.chunkPoints(i);
+        }
+        if (list.length === 0) continue;
+        const ids = Uint32Array.from(list);
+        const rd = plan.readMany(core.store, core.idBytes, ids);
+        const batch = new ReadBatch(ids, rd, rd.data, G);
+        if (batch.corrupt.length) corrupt.push(...batch.corrupt);
+        yield { list, batch };
+      }
+    } finally {
+      run.end();
+    }
+  }
+  return { G, batches: batches() };
+}
 
 /**
  * @internal The stored points of each chunk of a view that holds any (chunk
@@ -64,13 +99,10 @@ const READ_POINTS = 1 << 16;
  */
 export function storedChunks(cache: ChunkCache, where: string, corrupt: string[] = []): { total: number; chunks: Generator<StoredChunk, void> } {
   const core = cache._check();
-  const run = beginRun(cache, where);
-  const { plan, resolved, geometry: G } = run;
-  corrupt.push(...resolved.corrupt);
   const visible = core.axisOrder.map((a) => !cache._pinned.has(a));
   const order = core.axisOrder.filter((_, k) => visible[k]);
+  const { G, batches } = storedBatches(cache, where, corrupt);
   const stored = (i: number, kind: number, present: Uint8Array | null, n: number, values: ArrayLike<unknown>): StoredChunk => {
-    const points = G.chunkPoints(i);
     let axisValues: Record<string, unknown[]> | undefined;
     return {
       get axisValues() {
@@ -87,30 +119,18 @@ export function storedChunks(cache: ChunkCache, where: string, corrupt: string[]
         return axisValues;
       },
       axisOrder: order,
-      present: present ?? new Uint8Array(points).fill(1),
+      present: present ?? new Uint8Array(G.chunkPoints(i)).fill(1),
       kind,
       values,
       stored: n,
       get outIndex() {
         return G.outIndices(G.chunk(i));
       },
-      outStart: G.contiguousStart(i),
     };
   };
   function* chunks(): Generator<StoredChunk, void> {
     try {
-      for (let i = 0; i < G.chunkCount; ) {
-        const list: number[] = [];
-        for (let pts = 0; i < G.chunkCount && list.length < READ_CHUNKS && pts < READ_POINTS; i++) {
-          if (resolved.available[i] === 0) continue;
-          list.push(i);
-          pts += G.chunkPoints(i);
-        }
-        if (list.length === 0) continue;
-        const ids = Uint32Array.from(list);
-        const rd = plan.readMany(core.store, core.idBytes, ids);
-        const batch = new ReadBatch(ids, rd, rd.data, G);
-        if (batch.corrupt.length) corrupt.push(...batch.corrupt);
+      for (const { list, batch } of batches) {
         for (const j of list) {
           batch.has(j);
           let c: StoredChunk | null = null;
@@ -119,7 +139,7 @@ export function storedChunks(cache: ChunkCache, where: string, corrupt: string[]
         }
       }
     } finally {
-      run.end();
+      batches.return();
     }
   }
   return { total: G.total, chunks: chunks() };
@@ -138,47 +158,51 @@ export async function read<O = unknown>(cache: ChunkCache): Promise<ReadResult<O
     throw new InvalidOptionError('read: expected a cache (from ChunkCache.open, load or autoLoad, or a view of one)');
   }
   const corrupt: string[] = [];
-  const { total, chunks } = storedChunks(cache, 'read', corrupt);
+  const { G, batches } = storedBatches(cache, 'read', corrupt);
+  const total = G.total;
   const present = new Uint8Array(total);
   let output: unknown[] | TypedArray | null = null;
   let kind = -1;
   let stored = 0;
-  for (const c of chunks) {
+  let i = 0;
+  // Places chunk i's stored points (no object per chunk).
+  const place = (k: number, has: Uint8Array | null, n: number, values: ArrayLike<unknown>): void => {
     if (output === null) {
-      kind = c.kind;
+      kind = k;
       if (kind === KIND_ITEMS) output = new Array<unknown>(total).fill(undefined);
       else {
         const C = typedCtor(kind);
         output = new C(total);
         if (FLOAT_KINDS.has(C.name)) (output as Float64Array).fill(NaN);
       }
-    } else if (kind !== c.kind && kind !== KIND_ITEMS) {
+    } else if (kind !== k && kind !== KIND_ITEMS) {
       // Chunks of different dtypes (or items and typed): a plain array.
       const typed = output as TypedArray;
       const arr = new Array<unknown>(total);
-      for (let i = 0; i < total; i++) arr[i] = present[i] ? typed[i] : undefined;
+      for (let q = 0; q < total; q++) arr[q] = present[q] ? typed[q] : undefined;
       output = arr;
       kind = KIND_ITEMS;
     }
     const dst = output as unknown[];
-    const at = c.outStart;
+    const points = G.chunkPoints(i);
+    const at = G.contiguousStart(i);
+    // The chunk's points lie together in the output (no index list), or where its index list says.
+    const idx = at >= 0 ? null : G.outIndices(G.chunk(i));
     let w = 0;
-    if (at >= 0) {
-      // The chunk's points lie together in the output: no index list.
-      for (let j = 0; j < c.present.length; j++) {
-        if (!c.present[j]) continue;
-        dst[at + j] = c.values[w++];
-        present[at + j] = 1;
-      }
-    } else {
-      const idx = c.outIndex;
-      for (let j = 0; j < idx.length; j++) {
-        if (!c.present[j]) continue;
-        dst[idx[j]!] = c.values[w++];
-        present[idx[j]!] = 1;
-      }
+    for (let j = 0; j < points; j++) {
+      if (has && !has[j]) continue;
+      const to = idx ? idx[j]! : at + j;
+      dst[to] = values[w++];
+      present[to] = 1;
     }
-    stored += c.stored;
+    stored += n;
+  };
+  for (const { list, batch } of batches) {
+    for (const j of list) {
+      batch.has(j);
+      i = j;
+      batch.take(place);
+    }
   }
   return {
     output: (output ?? new Array<unknown>(total).fill(undefined)) as ReadOutput<O>,
