@@ -23,27 +23,8 @@ pub struct Catalog {
     /// large record look it up once each).
     pub(super) held: Vec<Vec<Option<HashKeyed<usize>>>>,
     /// Whether every record is laid out and keyed as a chunk of the plan's
-    /// grid (see [`Catalog::aligned_with`]); computed when first asked.
+    /// grid (see [`Store::aligned_catalog`]); computed when first asked.
     aligned: Option<bool>,
-}
-
-impl Catalog {
-    /// Whether every record of the catalog is laid out as one chunk of
-    /// `grid` and keyed as `grid` keys that chunk (see [`Aligned`]). False
-    /// when an index entry is damaged (its record's layout is unknown).
-    fn aligned_with(&self, grid: &Grid) -> bool {
-        let Some(mut check) = Aligned::new(grid) else { return false };
-        self.bad.is_empty()
-            && (0..self.descs.len()).all(|d| {
-                let desc = self.descs.get(d);
-                desc.n_axes() == grid.axes.len()
-                    && (0..desc.n_axes()).all(|a| {
-                        let (name, hashes) = desc.axis_in(a);
-                        check.axis(a, name, hashes.iter().copied())
-                    })
-                    && check.key(&self.descs.keys[d])
-            })
-    }
 }
 
 /// Checks records' layouts against a grid: whether each is laid out as one
@@ -258,11 +239,12 @@ impl Store {
     }
 
     /// Whether every record of `cache` is laid out and keyed as a chunk of
-    /// `grid` ([`Catalog::aligned_with`]), loading `catalog` first.
-    /// Unless the catalog is loaded already, the index entries are looked
-    /// at in one pass, keeping nothing: loading the catalog (every
-    /// descriptor, and the postings of every value) costs several times
-    /// that, and a cache whose records are all aligned never needs it.
+    /// `grid` (see [`Aligned`]), remembered in `catalog` for the plan. The
+    /// index entries are looked at in one pass, keeping nothing: loading
+    /// the catalog (every descriptor, and the postings of every value)
+    /// costs several times that, and a cache whose records are all aligned
+    /// never needs it. False when an index entry is damaged (its record's
+    /// layout is unknown).
     pub(super) fn aligned_catalog(
         &self,
         t: &RoTxn<'_, WithoutTls>,
@@ -271,16 +253,13 @@ impl Store {
         catalog: &mut Catalog,
     ) -> Result<bool> {
         if catalog.aligned.is_none() {
-            catalog.aligned = Some(match catalog.loaded {
-                true => catalog.aligned_with(grid),
-                false => self.index_aligned(t, cache, grid)?,
-            });
+            catalog.aligned = Some(self.index_aligned(t, cache, grid)?);
         }
         Ok(catalog.aligned == Some(true))
     }
 
-    /// [`Catalog::aligned_with`] straight from `cache`'s index entries:
-    /// false at the first entry that is damaged or not aligned.
+    /// [`Store::aligned_catalog`] from `cache`'s index entries: false at
+    /// the first entry that is damaged or not aligned.
     fn index_aligned(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid) -> Result<bool> {
         let Some(mut check) = Aligned::new(grid) else { return Ok(false) };
         for item in self.index.prefix_iter(t, cache)? {
