@@ -657,12 +657,10 @@ impl Store {
         // fewest first: an axis whose requested values no record holds ends
         // the search at once, before thousands of records holding a value
         // of another axis are gathered.
-        let postings = |a: usize| -> Box<dyn Iterator<Item = &[u32]> + '_> {
+        let postings = |a: usize| {
             let (axis, base) = (&grid.axes[a], geo.bins[a] as usize * grid.axes[a].chunk);
-            match catalog.by_axis.get(a) {
-                Some(inv) => Box::new(geo.sel[a].iter().filter_map(move |&o| inv.get(&axis.hashes[base + o as usize]))),
-                None => Box::new(std::iter::empty()),
-            }
+            let inv = catalog.by_axis.get(a);
+            geo.sel[a].iter().filter_map(move |&o| inv?.get(&axis.hashes[base + o as usize]))
         };
         let mut axes: Vec<(usize, usize)> =
             (0..grid.axes.len()).map(|a| (postings(a).map(<[u32]>::len).sum::<usize>(), a)).collect();
