@@ -155,16 +155,25 @@ impl Store {
 pub struct ReadMemo<'t> {
     last: Option<(ChunkKey, Parsed<'t>)>,
     seek: Option<Seek<'t>>,
-    /// Records looked up and verified ahead ([`ReadMemo::verify_ahead`]),
-    /// in key order; `None`: not stored.
-    ahead: Vec<(ChunkKey, Option<Parsed<'t>>)>,
+    /// Records looked up ahead ([`ReadMemo::verify_ahead`]), in key order;
+    /// parsed and verified there, or when first asked for.
+    ahead: Vec<Ahead<'t>>,
 }
 
 /// A record parsed and verified, or why it is damaged.
 type Parsed<'t> = std::result::Result<RecordView<'t>, String>;
 
-/// A record looked up: its key and bytes (`None`: not stored).
-type LookedUp<'t> = (ChunkKey, Option<&'t [u8]>);
+/// A record looked up ahead: its key, its bytes (`None`: not stored), and
+/// what parsing them gave once done.
+struct Ahead<'t> {
+    key: ChunkKey,
+    bytes: Option<&'t [u8]>,
+    parsed: std::cell::OnceCell<Parsed<'t>>,
+}
+
+fn parse(bytes: &[u8]) -> Parsed<'_> {
+    RecordView::parse(bytes).map_err(|e| e.message)
+}
 
 /// Records of at least this many bytes in all, to be read in one
 /// transaction, are verified ahead on several threads (hashing them is most
@@ -177,7 +186,7 @@ const VERIFY_THREADS: usize = 4;
 impl<'t> ReadMemo<'t> {
     /// Record `key` parsed and verified (or why it is damaged); `None`
     /// when absent. Taken from the memo when it was the last one asked for
-    /// or was verified ahead.
+    /// or was looked up ahead.
     pub(crate) fn record(
         &mut self,
         store: &Store,
@@ -188,21 +197,22 @@ impl<'t> ReadMemo<'t> {
         if self.last.as_ref().is_some_and(|(k, _)| k == key) {
             return Ok(self.last.as_ref().map(|(_, r)| r));
         }
-        if let Ok(k) = self.ahead.binary_search_by(|(have, _)| have.cmp(key)) {
-            return Ok(self.ahead[k].1.as_ref());
+        if let Ok(k) = self.ahead.binary_search_by(|a| a.key.cmp(key)) {
+            let a = &self.ahead[k];
+            return Ok(a.bytes.map(|b| a.parsed.get_or_init(|| parse(b))));
         }
         let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
         let Some(bytes) = seek.get(&rkey(cache, key))? else { return Ok(None) };
-        self.last = Some((*key, RecordView::parse(bytes).map_err(|e| e.message)));
+        self.last = Some((*key, parse(bytes)));
         Ok(self.last.as_ref().map(|(_, r)| r))
     }
 
     /// Looks up `keys` (records of `cache`, in any order, repeats allowed)
-    /// and, when they hold [`VERIFY_AHEAD_BYTES`] or more, verifies and
-    /// parses them now on every core (up to four threads), so that
-    /// [`ReadMemo::record`] hands them out as they are asked for. Smaller
-    /// sets are left to be verified one by one as they are asked for.
-    /// Returns whether the records were verified ahead.
+    /// in one walk, so that [`ReadMemo::record`] hands them out without a
+    /// lookup; when they hold [`VERIFY_AHEAD_BYTES`] or more, also verifies
+    /// and parses them now on every core (up to four threads). Smaller
+    /// sets are verified one by one as they are asked for. Returns whether
+    /// the records were verified ahead.
     pub fn verify_ahead(
         &mut self,
         store: &Store,
@@ -212,23 +222,24 @@ impl<'t> ReadMemo<'t> {
     ) -> Result<bool> {
         keys.sort_unstable();
         keys.dedup();
-        let mut found: Vec<LookedUp<'t>> = Vec::with_capacity(keys.len());
         let mut bytes = 0usize;
         let seek = self.seek.get_or_insert_with(|| Seek::new(store.records, t));
+        self.ahead.clear();
         for key in keys {
             let b = seek.get(&rkey(cache, &key))?;
             bytes += b.map_or(0, <[u8]>::len);
-            found.push((key, b));
+            self.ahead.push(Ahead { key, bytes: b, parsed: std::cell::OnceCell::new() });
         }
         if bytes < VERIFY_AHEAD_BYTES {
             return Ok(false);
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(VERIFY_THREADS);
         // Contiguous parts of about equal bytes, one per thread.
+        let found: Vec<Option<&'t [u8]>> = self.ahead.iter().map(|a| a.bytes).collect();
         let per = bytes.div_ceil(threads);
-        let mut parts: Vec<&[LookedUp<'t>]> = Vec::with_capacity(threads);
+        let mut parts: Vec<&[Option<&'t [u8]>]> = Vec::with_capacity(threads);
         let (mut from, mut acc) = (0, 0);
-        for (k, (_, b)) in found.iter().enumerate() {
+        for (k, b) in found.iter().enumerate() {
             acc += b.map_or(0, <[u8]>::len);
             if acc >= per && parts.len() + 1 < threads {
                 parts.push(&found[from..=k]);
@@ -236,28 +247,31 @@ impl<'t> ReadMemo<'t> {
             }
         }
         parts.push(&found[from..]);
-        let parse = |part: &[LookedUp<'t>]| -> Vec<(ChunkKey, Option<Parsed<'t>>)> {
-            part.iter().map(|(key, b)| (*key, b.map(|b| RecordView::parse(b).map_err(|e| e.message)))).collect()
-        };
+        let parse_all =
+            |part: &[Option<&'t [u8]>]| -> Vec<Option<Parsed<'t>>> { part.iter().map(|b| b.map(parse)).collect() };
         let done = std::thread::scope(|sc| {
             // A thread the OS will not start leaves its part to this one.
             let helpers: Vec<_> = parts[1..]
                 .iter()
-                .map(|part| (part, std::thread::Builder::new().spawn_scoped(sc, || parse(part)).ok()))
+                .map(|part| (part, std::thread::Builder::new().spawn_scoped(sc, || parse_all(part)).ok()))
                 .collect();
-            let mut done = parse(parts[0]);
+            let mut done = parse_all(parts[0]);
             for (part, h) in helpers {
                 match h.map(|h| h.join()) {
                     Some(Ok(d)) => done.extend(d),
                     Some(Err(_)) => {
                         return Err(CoreError::new(ErrorCode::Storage, "a thread verifying stored records panicked"))
                     }
-                    None => done.extend(parse(part)),
+                    None => done.extend(parse_all(part)),
                 }
             }
             Ok(done)
         })?;
-        self.ahead = done;
+        for (a, p) in self.ahead.iter().zip(done) {
+            if let Some(p) = p {
+                let _ = a.parsed.set(p);
+            }
+        }
         Ok(true)
     }
 }
