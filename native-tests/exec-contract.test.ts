@@ -198,6 +198,15 @@ test('outputs that would not come back the same are ERR_EXEC_OUTPUT; undefined a
     t.regex(e!.message, message, what);
     t.is(cache.status().cachedPoints, 0, what);
   }
+  // Checked as each chunk's write encodes it: a chunk of plain records with
+  // one bad point fails as a whole, naming the point; the chunk before it is stored.
+  const mixed = ChunkCache.open({ root: freshRoot(), axisValues: { x: Array.from({ length: 10 }, (_, i) => i) }, chunkSpec: { x: 5 } });
+  const records = (_p: unknown, { x }: Record<string, unknown[]>) => (x as number[]).map((v) => (v === 7 ? new Point(v) : { x: v, half: v / 2 }));
+  for (const runner of ['run', 'runStreaming'] as const) {
+    const e = await t.throwsAsync((runner === 'run' ? run : runStreaming)(mixed, records), { code: 'ERR_EXEC_OUTPUT' }, runner);
+    t.regex(e!.message, /chunk 1: output 2: an instance of Point would come back as a plain object/, runner);
+    t.deepEqual(mixed.status().cached.map((c) => c.index), [0], runner);
+  }
   const cache = ChunkCache.open({ root: freshRoot(), axisValues: { x: [1, 2] } });
   const fn = () => [undefined, new Map([['k', { v: 1 }]])];
   const cold = await run(cache, fn);

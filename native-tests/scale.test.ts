@@ -534,6 +534,9 @@ test.serial('a status that looks at every record of a store larger than the resi
   t.log({ fileKb, grewKb });
   t.true(fileKb > 60 * 1024, `the store is large enough to tell (${fileKb} kB)`);
   // Every chunk's record is looked at in one read transaction: without
-  // releasing its pages as it goes, the whole file would be resident.
-  t.true(grewKb < fileKb / 4, `the status grew the peak RSS by ${grewKb} kB over a ${Math.round(fileKb)} kB data file`);
+  // releasing its pages as it goes, the whole file would be resident. The
+  // peak also holds what the status allocates on the JS heap, which grows
+  // further on a loaded machine (30 MB seen with the whole suite running):
+  // half the file leaves room for that and still tells the two apart.
+  t.true(grewKb < fileKb / 2, `the status grew the peak RSS by ${grewKb} kB over a ${Math.round(fileKb)} kB data file`);
 });

@@ -11,8 +11,7 @@ import { isAllOf } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
 import type { OutputSink } from './spec.js';
-import { copyOutputs, decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView, unstorable } from './payload.js';
-import { ExecOutputError } from '../errors/index.js';
+import { copyOutputs, decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView } from './payload.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 import { keepShape } from '../shapes.js';
@@ -129,17 +128,8 @@ export class ChunkWork {
    * at once or are copied.
    */
   place(points: Uint32Array, out: JobOutput, fresh = false): void {
+    // Whether the outputs round-trip is checked as the chunk's write encodes them (see encodeInto).
     const kind = kindOf(out);
-    if (kind === KIND_ITEMS) {
-      for (let j = 0; j < points.length; j++) {
-        const bad = unstorable((out as ArrayLike<unknown>)[j], `output ${j}`);
-        if (bad) {
-          throw new ExecOutputError(
-            `chunk ${this.i}: ${bad}; return values that round-trip (plain objects, arrays, numbers, strings, booleans, null, bigint, Date, Map, Set, typed arrays)`,
-          );
-        }
-      }
-    }
     const n = points.length;
     const whole = this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isAllOf(points, this.points);
     // A chunk computed in one block goes straight to the run's flat output;

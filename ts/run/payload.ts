@@ -4,6 +4,7 @@
  */
 import { Packr, Unpackr, REUSE_BUFFER_MODE } from 'msgpackr';
 import { DTYPE } from '../canonical/encode.js';
+import { ExecOutputError } from '../errors/index.js';
 import type { TypedArray } from '../value.js';
 import { packFlatRecords, packScalars } from './flat-pack.js';
 
@@ -100,9 +101,11 @@ export class ByteSink {
  * Encodes the outputs of `out.length` points at the end of `sink`: typed
  * outputs as their raw elements, items one msgpack value per point with
  * `offsets[offAt..offAt+n]` (relative to where this write starts) set. Returns the
- * dictionary the items were packed with (empty: none).
+ * dictionary the items were packed with (empty: none). Items that would not
+ * come back the same (see `unstorable`) are an ExecOutputError naming
+ * `where` (the chunk), with nothing written.
  */
-export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink, offsets: Uint32Array, offAt = 0): Buffer {
+export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink, offsets: Uint32Array, offAt = 0, where = 'outputs'): Buffer {
   if (kind !== KIND_ITEMS) {
     sink.append(out as unknown as TypedArray);
     return EMPTY;
@@ -113,6 +116,9 @@ export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink
   if (out.length === 0 || packScalars(out, sink, offsets, offAt)) return EMPTY;
   const keys = packFlatRecords(out, sink, offsets, offAt);
   if (keys) return plain.pack([keys]);
+  // Only values the flat forms above refuse can be unstorable: they are
+  // checked here, once, not as each exec call returns.
+  assertStorable(out, where);
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];
@@ -229,6 +235,18 @@ export function typedView(kind: number, data: Buffer, start: number, count: numb
   const at = data.byteOffset + start;
   if (at % C.BYTES_PER_ELEMENT === 0) return new C(data.buffer, at, count);
   return decodeOutputs(kind, data.subarray(start, start + count * C.BYTES_PER_ELEMENT), count) as TypedArray;
+}
+
+/** Throws an ExecOutputError naming `where` and the first of `out` that would not come back the same from the store. */
+export function assertStorable(out: ArrayLike<unknown>, where: string): void {
+  for (let j = 0; j < out.length; j++) {
+    const bad = unstorable(out[j], `output ${j}`);
+    if (bad) {
+      throw new ExecOutputError(
+        `${where}: ${bad}; return values that round-trip (plain objects, arrays, numbers, strings, booleans, null, bigint, Date, Map, Set, typed arrays)`,
+      );
+    }
+  }
 }
 
 /**
