@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { Packr, Unpackr } from 'msgpackr';
-import { ByteSink, decodeOutputs, encodeInto, encodeOutputs, KIND_ITEMS } from '../ts/run/payload.js';
+import { ByteSink, decodeItemsInto, decodeOutputs, encodeInto, encodeOutputs, KIND_ITEMS } from '../ts/run/payload.js';
 import { ChunkCache, run, type ChunkFn } from '../ts/index.js';
 import { freshRoot, prng } from './helpers/grid.js';
 
@@ -115,6 +115,44 @@ test('bytes msgpackr packed (earlier versions, other shapes) read back as msgpac
   // Packed here, the same objects read back (and -0 stays -0, where msgpackr packs 0).
   const mine = encodeOutputs(objs, KIND_ITEMS);
   same(t, decodeOutputs(KIND_ITEMS, mine.data, objs.length, [mine.dict]), objs, 'packed here: exact, -0 too');
+});
+
+test('records read without msgpackr give way to it at any point that is not flat, and what they wrote first is rewritten', (t) => {
+  const keys = ['a', 'b'];
+  // msgpackr with the structure shared writes the record id and the values, as flat-pack does.
+  const packr = new Packr({ useRecords: true, structures: [keys], moreTypes: true, variableMapSize: true });
+  const unpackr = new Unpackr({ useRecords: true, structures: [keys], moreTypes: true, int64AsType: 'bigint' });
+  const dict = Buffer.from(new Packr({ useRecords: false, moreTypes: true, variableMapSize: true }).pack([keys]));
+  const flat = Array.from({ length: 50 }, (_, i) => ({ a: i * 7 - 100, b: i % 3 ? `s${i}` : i + 0.5 }));
+  const odd = [{ a: [1], b: 2 }, { a: 1, b: { c: 3 } }, { a: undefined, b: 1 }, { a: 2n ** 70n, b: 1 }, { a: new Date(3), b: 0 }, { a: 1.5, b: new Map([[1, 2]]) }, { a: Uint8Array.of(9), b: 1 }];
+  for (const [n, o] of odd.entries()) {
+    for (const at of [0, 25, 49]) {
+      const values: unknown[] = [...flat];
+      values[at] = o;
+      const bytes = Buffer.concat(values.map((v) => Buffer.from(packr.pack(v))));
+      const want = unpackr.unpackMultiple(bytes) as unknown[];
+      const what = `odd value ${n} at point ${at}`;
+      t.deepEqual(Array.from(decodeOutputs(KIND_ITEMS, bytes, values.length, [dict])), want, what);
+      // In rows of 7 at places apart in a larger output, as a run places a chunk.
+      const starts = Uint32Array.from({ length: 8 }, (_, r) => 3 + r * 11);
+      const out: unknown[] = new Array(100).fill('untouched');
+      decodeItemsInto(out, { starts, len: 7 }, bytes, values.length, [dict], new Uint16Array(values.length), new Uint32Array(values.length + 1));
+      const expect: unknown[] = new Array(100).fill('untouched');
+      want.forEach((v, i) => (expect[starts[Math.floor(i / 7)]! + (i % 7)] = v));
+      t.deepEqual(out, expect, `${what}, in rows`);
+    }
+  }
+  // Every point flat: the same objects, in rows too.
+  const bytes = Buffer.concat(flat.map((v) => Buffer.from(packr.pack(v))));
+  t.deepEqual(Array.from(decodeOutputs(KIND_ITEMS, bytes, flat.length, [dict])), flat);
+  // A key an object literal would take as the prototype is left to msgpackr.
+  const protoKeys = ['__proto__', 'a'];
+  const protoPackr = new Packr({ useRecords: true, structures: [protoKeys], moreTypes: true, variableMapSize: true });
+  const protoBytes = Buffer.from(protoPackr.pack(JSON.parse('{"__proto__": 1, "a": 2}')));
+  const protoDict = Buffer.from(new Packr({ useRecords: false, moreTypes: true, variableMapSize: true }).pack([protoKeys]));
+  const protoWant = new Unpackr({ useRecords: true, structures: [protoKeys], moreTypes: true }).unpackMultiple(protoBytes);
+  t.deepEqual(Array.from(decodeOutputs(KIND_ITEMS, protoBytes, 1, [protoDict])), protoWant);
+  t.is(Object.getPrototypeOf((decodeOutputs(KIND_ITEMS, protoBytes, 1, [protoDict]) as unknown[])[0]), Object.prototype);
 });
 
 test('writes packed one after another into one byte area keep their own offsets and dictionaries', (t) => {

@@ -7,6 +7,7 @@ import { DTYPE } from '../canonical/encode.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { TypedArray } from '../value.js';
 import { packFlatRecords, packScalars } from './flat-pack.js';
+import { flatReaderFor, type FlatReader } from './flat-unpack.js';
 
 export const KIND_ITEMS = 0;
 
@@ -22,9 +23,8 @@ const ONE_ROW = Uint32Array.of(0);
 // Unpackrs by dictionary content; chunks written by the same function share
 // one, so msgpackr's compiled readers are reused across chunks.
 const unpackrs = new Map<string, Unpackr>();
-function unpackrFor(dict: Buffer): Unpackr {
+function unpackrFor(dict: Buffer, key = dict.toString('latin1')): Unpackr {
   if (dict.length === 0) return plainUnpackr;
-  const key = dict.toString('latin1');
   let u = unpackrs.get(key);
   if (!u) {
     const structures = plainUnpackr.unpack(dict) as object[];
@@ -174,7 +174,16 @@ function packEach(packr: Packr, out: ArrayLike<unknown>, sink: ByteSink, offsets
 export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: Buffer[] = [], pointDicts?: Uint16Array, offsets?: Uint32Array): ArrayLike<unknown> {
   if (kind === KIND_ITEMS) {
     if (count === 0) return [];
-    if (dicts.length <= 1) return unpackrFor(dicts[0] ?? EMPTY).unpackMultiple(data) as unknown[];
+    if (dicts.length <= 1) {
+      const dict = dicts[0] ?? EMPTY;
+      const key = dict.toString('latin1');
+      const flat = readFlat(dict, key);
+      if (flat) {
+        const out: unknown[] = new Array(count);
+        if (flat(data, count, out, ONE_ROW, count)) return out;
+      }
+      return unpackrFor(dict, key).unpackMultiple(data) as unknown[];
+    }
     // Several dictionaries (points merged from several writes): one row of all the points.
     const out: unknown[] = new Array(count);
     decodeItemsInto(out, { starts: ONE_ROW, len: count }, data, count, dicts, pointDicts!, offsets!);
@@ -185,6 +194,11 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
   const arr = new C(count);
   new Uint8Array(arr.buffer).set(data.subarray(0, count * C.BYTES_PER_ELEMENT));
   return arr;
+}
+
+/** The flat reader of the records of one structure packed with `dict` (see flat-unpack.ts); null for scalars and other dictionaries. */
+function readFlat(dict: Buffer, key: string): FlatReader | null {
+  return dict.length === 0 ? null : flatReaderFor(key, () => plainUnpackr.unpack(dict) as unknown[]);
 }
 
 /**
@@ -205,7 +219,12 @@ export function decodeItemsInto(out: unknown[], rows: { starts: Uint32Array; len
     }
   };
   if (dicts.length <= 1) {
-    unpackrFor(dicts[0] ?? EMPTY).unpackMultiple(data, put);
+    const dict = dicts[0] ?? EMPTY;
+    const key = dict.toString('latin1');
+    // Flat records (what flat-pack writes) without msgpackr; anything else,
+    // also after a reader gave up part way, with it (every point rewritten).
+    if (readFlat(dict, key)?.(data, count, out, starts, len)) return;
+    unpackrFor(dict, key).unpackMultiple(data, put);
     return;
   }
   // Several dictionaries: runs of points sharing one.
