@@ -74,6 +74,27 @@ export class AxisBins {
   }
 }
 
+const NO_POSITIONS = new Uint32Array(0);
+
+/**
+ * A chunk's geometry, made with `new` and its arrays as copies of the
+ * plan's (see `PlainRecord` in ts/shapes.ts: no allocation site that V8
+ * could decide to allocate in its old generation).
+ */
+class Geo implements ChunkGeo {
+  bins: number[];
+  start: number[];
+  sel: Uint32Array[];
+  selPos: number[];
+  points = 1;
+  constructor(numbers: number[], lists: Uint32Array[]) {
+    this.bins = numbers.slice();
+    this.start = numbers.slice();
+    this.sel = lists.slice();
+    this.selPos = numbers.slice();
+  }
+}
+
 export class PlanGeometry {
   readonly axes: AxisBins[];
   readonly shape: number[];
@@ -82,8 +103,14 @@ export class PlanGeometry {
   /** Flat output stride of each axis. */
   readonly outStride: number[];
 
+  /** Per axis a 0 and an empty list: what a chunk's geometry copies its arrays from (see Geo). */
+  private readonly numbers: number[];
+  private readonly lists: Uint32Array[];
+
   constructor(plan: BindingPlan) {
     this.axes = plan.describe().map((ax) => new AxisBins(ax));
+    this.numbers = this.axes.map(() => 0);
+    this.lists = this.axes.map(() => NO_POSITIONS);
     this.shape = plan.shape;
     this.total = this.shape.reduce((a, b) => a * b, 1);
     this.chunkCount = plan.chunkCount;
@@ -93,7 +120,7 @@ export class PlanGeometry {
 
   chunk(i: number): ChunkGeo {
     const n = this.axes.length;
-    const geo: ChunkGeo = { bins: new Array(n), start: new Array(n), sel: new Array(n), selPos: new Array(n), points: 1 };
+    const geo = new Geo(this.numbers, this.lists);
     for (let a = n - 1; a >= 0; a--) {
       const ax = this.axes[a]!;
       const b = i % ax.count;
@@ -144,6 +171,16 @@ export class PlanGeometry {
     }
     return this.whole;
   }
+
+  /** `[wholeBlock(dims)]`, the list shared too for the chunk shape `chunkDims` gave last (read only). */
+  wholeBlockList(dims: readonly number[]): Uint32Array[][] {
+    const block = this.wholeBlock(dims);
+    if (block !== this.whole) return [block];
+    if (this.wholeList?.[0] !== block) this.wholeList = [block];
+    return this.wholeList;
+  }
+
+  private wholeList: Uint32Array[][] | null = null;
 
   /** Requested points of chunk `i` (without building its geometry). */
   chunkPoints(i: number): number {
@@ -232,3 +269,5 @@ export const GEOMETRY_EXEMPLAR = keepShape(
     chunkCount: 0,
   } as unknown as BindingPlan),
 );
+/** A chunk geometry of placeholders, kept for its maps (see ts/shapes.ts). */
+export const GEO_EXEMPLAR: ChunkGeo = keepShape(new Geo([0], [NO_POSITIONS]));

@@ -6,15 +6,58 @@
  * the write that stores it.
  */
 import type { BindingPlan, BindingStore } from '../binding/native.js';
-import { GEOMETRY_EXEMPLAR, type ChunkGeo, type PlanGeometry } from '../cache/geometry.js';
+import { GEO_EXEMPLAR, GEOMETRY_EXEMPLAR, type ChunkGeo, type PlanGeometry } from '../cache/geometry.js';
 import { isAllOf } from '../cache/blocks.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { PendingWrite } from './batch.js';
-import type { OutputSink } from './spec.js';
+import type { ChunkDone, OutputSink } from './spec.js';
 import { copyOutputs, decodeItemsInto, decodeOutputs, kindOf, KIND_ITEMS, typedCtor, typedView } from './payload.js';
 import type { JobOutput } from '../task/job.js';
 import type { TypedArray } from '../value.js';
 import { keepShape } from '../shapes.js';
+
+/** Computed outputs of some of a chunk's points (request indices, block order). Objects made per chunk are made with `new` (see `PlainRecord` in ts/shapes.ts). */
+class Part {
+  constructor(
+    readonly points: Uint32Array,
+    readonly out: JobOutput,
+  ) {}
+}
+
+/** What a chunk computed, for its write (see `PendingWrite`). */
+class Write implements PendingWrite {
+  constructor(
+    readonly chunk: number,
+    readonly kind: number,
+    readonly points: Uint32Array,
+    readonly vals: ArrayLike<unknown>,
+    readonly whole: boolean,
+  ) {}
+}
+
+/** A finished chunk as the engine hands it out. */
+export class Finished implements ChunkDone {
+  constructor(
+    readonly index: number,
+    readonly geo: ChunkGeo,
+    readonly output: unknown[] | TypedArray | null,
+    readonly cachedPoints: number,
+    readonly executedPoints: number,
+    private readonly G: PlanGeometry,
+  ) {}
+
+  outIndex(): Uint32Array {
+    return this.G.outIndices(this.geo);
+  }
+
+  outRows(): { starts: Uint32Array; len: number } {
+    return this.G.outRows(this.geo);
+  }
+}
+
+/** No computed blocks yet (shared, never added to): a chunk's own list is made with its first block, not with the chunk. */
+const NO_PARTS: Part[] = [];
+const ONE_ROW = Uint32Array.of(0);
 
 export class ChunkWork {
   /** Outputs in request order, once more than one part is known (else `single`). */
@@ -35,8 +78,11 @@ export class ChunkWork {
   inflight = 0;
   /** Points other processes hold claims on (made when a claim finds some). */
   held: Set<number> | null = null;
+  /** Neighbours in the run's list of open chunks (see OpenChunks). */
+  prevOpen: ChunkWork | null = null;
+  nextOpen: ChunkWork | null = null;
   /** Computed blocks not yet written: request indices (block order) and outputs. */
-  private parts: Array<{ points: Uint32Array; out: JobOutput }> = [];
+  private parts: Part[] = NO_PARTS;
   private partPoints = 0;
 
   constructor(
@@ -143,7 +189,8 @@ export class ChunkWork {
       out = copyOutputs(out as unknown[] | TypedArray) as JobOutput;
     }
     this.kind = this.kind === -1 || this.kind === kind ? kind : KIND_ITEMS;
-    this.parts.push({ points, out });
+    if (this.parts === NO_PARTS) this.parts = NO_PARTS.slice();
+    this.parts.push(new Part(points, out));
     this.partPoints += n;
     this.executed += n;
     if (!this.keepOutputs || own) return;
@@ -176,9 +223,9 @@ export class ChunkWork {
       }
       vals = kind !== KIND_ITEMS ? (typedCtor(kind) as unknown as { from(v: unknown[]): TypedArray }).from(all) : all;
     }
-    this.parts = [];
+    this.parts = NO_PARTS;
     this.partPoints = 0;
-    return { chunk: this.i, kind, points, vals, whole: isAllOf(points, this.points) };
+    return new Write(this.i, kind, points, vals, isAllOf(points, this.points));
   }
 
   /** The chunk's outputs in request order: typed when every part has one dtype. */
@@ -369,4 +416,12 @@ export class ReadBatch {
 }
 
 // See ts/shapes.ts.
-keepShape(new ChunkWork(0, GEOMETRY_EXEMPLAR, 0, null, false, null));
+const WORK_EXEMPLAR = keepShape(new ChunkWork(0, GEOMETRY_EXEMPLAR, 0, null, false, null));
+// Outputs are arrays or typed arrays: an exemplar of each, so the kept maps have fields of any object (see ts/shapes.ts).
+for (const out of [[], new Float64Array(1)]) {
+  keepShape(new Part(ONE_ROW, out));
+  keepShape(new Write(0, KIND_ITEMS, ONE_ROW, out, true));
+  keepShape(new Finished(0, GEO_EXEMPLAR, out, 0, 0, GEOMETRY_EXEMPLAR));
+}
+/** A chunk assembler of placeholders, kept for its maps (see ts/shapes.ts). */
+export { WORK_EXEMPLAR };

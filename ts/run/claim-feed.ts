@@ -5,16 +5,26 @@
  * store's writer thread (`ClaimSession.claimBehind`), so executors seldom
  * wait for a claim.
  */
-import type { ChunkWork } from './chunk-work.js';
+import { WORK_EXEMPLAR, type ChunkWork } from './chunk-work.js';
+import { keepShape } from '../shapes.js';
+import { blockPoints, blockSize, cutBlock } from '../cache/blocks.js';
 import type { ClaimResults, ClaimSession, PendingClaim } from './claims.js';
 import type { Diagnostics } from './diagnostics.js';
 import { Fifo } from './fifo.js';
 
-/** A product block of a memo chunk's points, to claim and compute. */
-export interface Block {
-  readonly work: ChunkWork;
-  readonly block: Uint32Array[];
-  readonly points: Uint32Array;
+/**
+ * A product block of a memo chunk's points, to claim and compute. A class,
+ * not an object literal: V8 may decide to allocate a literal's objects
+ * straight in its old generation once it saw them all alive at one young
+ * collection (a run opens many chunks at once), and blocks made per chunk
+ * would then pile up there as garbage, growing the heap.
+ */
+export class Block {
+  constructor(
+    readonly work: ChunkWork,
+    readonly block: Uint32Array[],
+    readonly points: Uint32Array,
+  ) {}
 }
 
 /**
@@ -74,6 +84,25 @@ export class ClaimFeed {
   /** True while fewer than CLAIMS_AHEAD batches are claimed ahead. */
   get wantsAhead(): boolean {
     return this.ahead.length < CLAIMS_AHEAD;
+  }
+
+  /** Queues the missing `blocks` of chunk `w` as candidates, cut to at most `max` points each; returns how many. */
+  addCandidates(w: ChunkWork, blocks: readonly Uint32Array[][], max: number): number {
+    const dims = w.dims;
+    let n = 0;
+    for (const b of blocks) {
+      // A block within `max` is queued as it is (no list around it per chunk).
+      if (blockSize(b) <= max) {
+        this.candidates.push(new Block(w, b, blockPoints(dims, b)));
+        n++;
+        continue;
+      }
+      for (const block of cutBlock(b, max)) {
+        this.candidates.push(new Block(w, block, blockPoints(dims, block)));
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Claims the next candidates now. */
@@ -159,3 +188,5 @@ function entries(batch: Block[]): [Uint32Array, Uint32Array[]] {
   });
   return [chunks, points];
 }
+
+keepShape(new Block(WORK_EXEMPLAR, [], new Uint32Array(0)));

@@ -14,6 +14,7 @@
 import { AbortedError } from '../errors/index.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import { DONE_BATCH, RunSession } from './session.js';
+import { keepAxesShape } from './job-of.js';
 import type { ChunkDone, EngineSpec } from './spec.js';
 import { beginRun, type GatherInto } from './lifecycle.js';
 import { checkCodeChange } from '../cache/code-record.js';
@@ -80,6 +81,7 @@ export async function* runEngineBatches(spec: EngineSpec): AsyncGenerator<ChunkD
     if (spec.fn) checkCodeChange(spec.view, spec.fn, spec.label);
     diag.corruptRecords.push(...resolved.corrupt);
     const s = new RunSession(spec, plan, resolved, geometry, diag);
+    keepAxesShape(spec);
     // Whole stored chunks of one kind: the output is made (a typed one's
     // pages mapped in the background) before the first read, which gathers
     // or decodes into it.

@@ -32,7 +32,12 @@ export class Fifo<T> {
     this.total -= this.sizeOf(x);
     // Drop the consumed prefix once it is most of the array.
     if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
+      // The old array is emptied: one that reached V8's old generation
+      // would otherwise keep the items still queued (and all they hold)
+      // alive through young collections after they were taken.
+      const old = this.items;
+      this.items = old.slice(this.head);
+      old.length = 0;
       this.head = 0;
     } else if (this.head === this.items.length) {
       this.items.length = 0;

@@ -4,6 +4,7 @@ import type { ChunkGeo } from '../cache/geometry.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import type { EngineSpec } from './spec.js';
+import { keepShape, PlainRecord } from '../shapes.js';
 
 /**
  * The job computing the block `block` (per axis, positions in the chunk's
@@ -13,7 +14,7 @@ import type { EngineSpec } from './spec.js';
 export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike<number>[], count: number, jobIndex: number): ExecJob {
   const view = spec.view;
   const core = view._core;
-  const axes: Record<string, Value[]> = {};
+  const axes: Record<string, Value[]> = new PlainRecord();
   // Global value index of each block position per axis (kept for the job key).
   const globals: Uint32Array[] | null = spec.jobKeys ? [] : null;
   const order = core.axisOrder;
@@ -49,11 +50,49 @@ export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike
     order.forEach((a, k) => h.update(`\0${a}\0`).update(globals![k]!));
     key = h.digest('hex').slice(0, 40);
   }
-  return {
-    task: spec.task, params: view.params, axisOrder: view.axisOrder, axes, count, jobIndex, key,
-    ...(spec.device !== undefined ? { device: spec.device } : {}),
-  };
+  return new JobRecord(spec.task, view.params, view.axisOrder, axes, count, jobIndex, key, spec.device);
 }
+
+/**
+ * Axes records of the axis names of recent runs, kept: their maps (which
+ * depend on the names) would die with each run otherwise, and with them the
+ * optimized code of functions reading a job's axes (see ts/shapes.ts).
+ */
+const axesShapes = new Map<string, object>();
+
+/** Keeps an axes record of the axis names `spec`'s jobs carry (once per run). */
+export function keepAxesShape(spec: EngineSpec): void {
+  const names = spec.view._core.axisOrder.filter((a) => !spec.view._pinned.has(a));
+  const key = names.join('\0');
+  if (axesShapes.has(key)) return;
+  const axes: Record<string, unknown> = new PlainRecord();
+  for (const a of names) axes[a] = [];
+  if (axesShapes.size >= 64) axesShapes.delete(axesShapes.keys().next().value!);
+  axesShapes.set(key, axes);
+}
+
+/**
+ * An ExecJob built with `new` (see `PlainRecord` in ts/shapes.ts), a plain
+ * object all the same: its prototype is Object.prototype, and it has
+ * `device` only when one is set.
+ */
+const JobRecord = function JobRecord(
+  this: Record<string, unknown>,
+  task: ExecJob['task'], params: ExecJob['params'], axisOrder: ExecJob['axisOrder'], axes: ExecJob['axes'], count: number, jobIndex: number, key: string, device: string | undefined,
+) {
+  this.task = task;
+  this.params = params;
+  this.axisOrder = axisOrder;
+  this.axes = axes;
+  this.count = count;
+  this.jobIndex = jobIndex;
+  this.key = key;
+  if (device !== undefined) this.device = device;
+} as unknown as new (
+  task: ExecJob['task'], params: ExecJob['params'], axisOrder: ExecJob['axisOrder'], axes: ExecJob['axes'], count: number, jobIndex: number, key: string, device: string | undefined,
+) => ExecJob;
+JobRecord.prototype = Object.prototype;
 
 /** Whether an exec call's result is a promise (or any thenable) rather than its outputs. */
 export const isThenable = (x: unknown): x is Promise<JobOutput> => typeof (x as { then?: unknown } | null)?.then === 'function';
+keepShape(new JobRecord({ kind: 'local', id: 0 }, {}, [], new PlainRecord(), 0, 0, '', undefined));

@@ -15,10 +15,11 @@ import { checkOutputs } from '../task/execute.js';
 import type { ExecJob, JobOutput } from '../task/job.js';
 import type { Value } from '../value.js';
 import { WriteBatcher } from './batch.js';
-import { ChunkWork } from './chunk-work.js';
+import { ChunkWork, Finished } from './chunk-work.js';
+import { OpenChunks } from './open-chunks.js';
 import { ReadAhead } from './read-ahead.js';
 import { ClaimSession, type ClaimOutcome } from './claims.js';
-import { ClaimFeed, claimWant, type Block, type ClaimWant, type Claimed } from './claim-feed.js';
+import { Block, ClaimFeed, claimWant, type ClaimWant, type Claimed } from './claim-feed.js';
 import { newDiagnostics, type Diagnostics } from './diagnostics.js';
 import type { ChunkDone, EngineExecutor, EngineSpec } from './spec.js';
 import { GEOMETRY_EXEMPLAR, type PlanGeometry } from '../cache/geometry.js';
@@ -49,7 +50,7 @@ export class RunSession {
   readonly progress: Progress;
   /** The run's claims: candidate blocks are claimed from here, the next batch ahead. */
   readonly feed: ClaimFeed;
-  private readonly open = new Map<number, ChunkWork>();
+  private readonly open = new OpenChunks();
   private readonly waiting = new Set<ChunkWork>();
   private readonly granted = new Fifo<Block>((b) => b.points.length);
   /** Per chunk, the request indices a run of given points needs (null: the whole view, no array). */
@@ -206,7 +207,7 @@ export class RunSession {
       }
       w.cached = avail;
       // Nothing stored: the whole chunk is one block (no native call needed).
-      missing = avail === 0 ? [this.G.wholeBlock(w.dims)] : avail < w.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
+      missing = avail === 0 ? this.G.wholeBlockList(w.dims) : avail < w.points ? plan.missing(core.store, core.idBytes, i).blocks : [];
     } else {
       const present = avail > 0 ? plan.presence(core.store, core.idBytes, i) : null;
       const miss: number[] = [];
@@ -215,15 +216,9 @@ export class RunSession {
       if (w.cached > 0 && spec.needOutputs) w.readStored(plan, core.store, core.idBytes, this.diag);
       missing = splitBlocks(w.dims, miss);
     }
-    const dims = w.dims;
-    for (const b of missing) {
-      for (const block of cutBlock(b, spec.execChunkSize)) {
-        this.feed.candidates.push({ work: w, block, points: blockPoints(dims, block) });
-        w.pending++;
-      }
-    }
+    w.pending += this.feed.addCandidates(w, missing, spec.execChunkSize);
     if (w.pending === 0) return this.emit(w);
-    this.open.set(i, w);
+    this.open.add(w);
     this.largestChunk = Math.max(this.largestChunk, w.points);
   }
 
@@ -293,7 +288,7 @@ export class RunSession {
     for (const blk of splitBlocks(w.dims, sorted)) {
       for (const piece of cutBlock(blk, this.spec.execChunkSize)) {
         w.pending++;
-        this.granted.push({ work: w, block: piece, points: blockPoints(w.dims, piece) });
+        this.granted.push(new Block(w, piece, blockPoints(w.dims, piece)));
       }
     }
   }
@@ -318,7 +313,7 @@ export class RunSession {
   private emit(w: ChunkWork): void {
     const { spec, diag, plan } = this;
     const core = this.view._core;
-    this.open.delete(w.i);
+    this.open.delete(w);
     this.waiting.delete(w);
     if (spec.needOutputs && w.landed > 0) w.readStored(plan, core.store, core.idBytes, diag);
     diag.cachedPoints += w.cached;
@@ -328,9 +323,7 @@ export class RunSession {
     if (w.executed > 0 && w.cached + w.landed > 0) diag.partialChunks++;
     if (spec.needOutputs) diag.maxBufferedPoints = Math.max(diag.maxBufferedPoints, w.points);
     this.progress.chunk(w.i, w.cached, w.executed);
-    const geo = w.geo;
-    const G = this.G;
-    this.done.push({ index: w.i, geo, output: w.output(), cachedPoints: w.cached, executedPoints: w.executed, outIndex: () => G.outIndices(geo), outRows: () => G.outRows(geo) });
+    this.done.push(new Finished(w.i, w.geo, w.output(), w.cached, w.executed, this.G));
   }
 
   private dispatch(ex: EngineExecutor, b: Block): void {

@@ -13,6 +13,7 @@ import { ExecOutputError, InvalidOptionError } from '../errors/index.js';
 import type { Params, TypedArray, Value } from '../value.js';
 import { describeValue } from '../describe.js';
 import type { ExecJob, JobOutput, LocalTaskSpec, ModuleTaskSpec } from './job.js';
+import { PlainRecord } from '../shapes.js';
 
 /** What a chunk function returns: one output per point, or a numeric TypedArray. */
 export type ChunkOutput = readonly unknown[] | TypedArray;
@@ -65,6 +66,9 @@ export function blockCount(axisOrder: readonly string[], axes: Readonly<Record<s
   return n;
 }
 
+/** An empty list that pointwise outputs are copied from (never added to). */
+const NO_POINTS: unknown[] = [];
+
 /**
  * Lifts a point function to a chunk function: it is called once per point
  * of each block, in block order.
@@ -76,15 +80,16 @@ export function pointwise<O, P extends Record<string, Value> = Record<string, Va
     const order = ctx?.axisOrder ?? Object.keys(axes);
     const lists = order.map((a) => axes[a]!);
     const n = blockCount(order, axes);
-    const out = new Array<O | Promise<O>>(n);
-    const idx = new Array<number>(order.length).fill(0);
+    // Made without literals, per call and point (see `PlainRecord`).
+    const out = (NO_POINTS as Array<O | Promise<O>>).slice();
+    const idx = new Uint32Array(order.length);
     let anyPromise = false;
     for (let i = 0; i < n; i++) {
-      const point: Record<string, Value> = {};
+      const point: Record<string, Value> = new PlainRecord();
       for (let a = 0; a < order.length; a++) point[order[a]!] = lists[a]![idx[a]!]!;
       const r = fn(params, point as P);
       if (r instanceof Promise) anyPromise = true;
-      out[i] = r;
+      out.push(r);
       for (let a = order.length - 1; a >= 0; a--) {
         if (++idx[a]! < lists[a]!.length) break;
         idx[a] = 0;
