@@ -222,6 +222,8 @@ export class WriteBatcher {
   private readonly behind: Behind[] = [];
   private since = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The timer is to queue the pending writes when it fires. */
+  private armed = false;
   private timerError: unknown = null;
   commits = 0;
   /** Time the run spent writing or waiting for its writes (ms). */
@@ -232,8 +234,12 @@ export class WriteBatcher {
     private readonly store: BindingStore,
     private readonly cacheId: Buffer,
     private readonly label: string,
-    /** Called after each commit with the points it stored. */
-    private readonly onCommit: ((points: number) => void) | undefined = undefined,
+    /**
+     * Told after each commit the points it stored: an object, not a
+     * closure, so optimized code calling it does not depend on one run's
+     * function (see ts/shapes.ts).
+     */
+    private readonly onCommit: { committed(points: number): void } | undefined = undefined,
     private readonly maxDelayMs = 200,
     private readonly maxBytes = 8 << 20,
     private readonly maxChunks = 4096,
@@ -248,18 +254,35 @@ export class WriteBatcher {
     if (this.timerError) throw this.timerError;
     if (this.pending.length === 0) {
       this.since = performance.now();
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        try {
-          this.queue();
-        } catch (e) {
-          this.timerError = e;
-        }
-      }, this.maxDelayMs);
-      this.timer.unref();
+      this.arm();
     }
     this.pending.add(w);
     if (this.pending.bytes >= this.maxBytes || this.pending.length >= this.maxChunks || performance.now() - this.since >= this.maxDelayMs) this.queue();
+  }
+
+  /**
+   * Queues the pending writes maxDelayMs from now. One timer serves the
+   * whole run, re-armed with `refresh`: a `setTimeout` per batch made the
+   * optimized code adding writes depend on timer objects that died with
+   * each run, so every run recompiled it (see ts/shapes.ts).
+   */
+  private arm(): void {
+    this.armed = true;
+    if (this.timer) this.timer.refresh();
+    else {
+      this.timer = setTimeout(() => this.fire(), this.maxDelayMs);
+      this.timer.unref();
+    }
+  }
+
+  private fire(): void {
+    if (!this.armed) return;
+    this.armed = false;
+    try {
+      this.queue();
+    } catch (e) {
+      this.timerError = e;
+    }
   }
 
   /**
@@ -290,6 +313,11 @@ export class WriteBatcher {
     } catch (e) {
       failure ??= e;
     }
+    // Nothing pending: the timer goes (a run ends with a flush).
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     if (failure !== null) throw failure;
   }
 
@@ -299,10 +327,7 @@ export class WriteBatcher {
    * MAX_BEHIND are queued).
    */
   private queue(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+    this.armed = false;
     if (this.timerError) {
       const e = this.timerError;
       this.timerError = null;
@@ -347,7 +372,7 @@ export class WriteBatcher {
         try {
           if (!b.write.settle(wait)) break;
           this.commits++;
-          this.onCommit?.(b.batch.pointsOf(0, n));
+          this.onCommit?.committed(b.batch.pointsOf(0, n));
         } catch (e) {
           const err = fromNative(e, `${this.label}: storing ${n} chunks`);
           if (err.code === 'ERR_STORE_FULL' && n > 1) {
@@ -375,6 +400,6 @@ export class WriteBatcher {
     // The transaction also releases every claim on the points it stores.
     this.plan.writeFlat(...args, from, to);
     this.commits++;
-    this.onCommit?.(batch.pointsOf(from, to));
+    this.onCommit?.committed(batch.pointsOf(from, to));
   }
 }

@@ -95,7 +95,7 @@ export class ChunkWork {
     readonly needed: Uint32Array | null,
     private readonly keepOutputs: boolean,
     /** The run's flat output and a chunk's rows in it: a chunk computed in one block is placed there at once. */
-    private readonly into: { sink: OutputSink; rows: (geo: ChunkGeo) => { starts: Uint32Array; len: number } } | null = null,
+    private readonly into: OutputSink | null = null,
   ) {}
 
   /**
@@ -180,7 +180,7 @@ export class ChunkWork {
     const whole = this.out === null && this.single === null && !this.placed && this.parts.length === 0 && isAllOf(points, this.points);
     // A chunk computed in one block goes straight to the run's flat output;
     // its write keeps what the output hands back (no copy of typed rows that lie together).
-    const own = whole && this.keepOutputs && this.into ? this.into.sink.placeChunk(out as ArrayLike<unknown>, this.into.rows(this.geo)) : null;
+    const own = whole && this.keepOutputs && this.into ? this.into.placeChunk(out as ArrayLike<unknown>, this.G.outRows(this.geo)) : null;
     if (own) {
       this.placed = true;
       out = own as JobOutput;

@@ -35,18 +35,23 @@ export interface ClaimResults {
 type FlatRequest = [chunks: Uint32Array, ends: Uint32Array, points: Uint32Array, leaseMs: number | null, whole: Uint8Array];
 type ClaimBatch = ReturnType<BindingPlan['claimFlat']>;
 
+/** Requested points per chunk (`PlanGeometry`). */
+export interface ChunkSizes {
+  chunkPoints(chunk: number): number;
+}
+
 /**
  * The flat arrays of a claim: an entry for every point of its chunk is
  * claimed whole, with no list of its points.
  */
-function flatRequest(order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null, pointsOf: (chunk: number) => number): FlatRequest {
+function flatRequest(order: ArrayLike<number>, merged: Uint32Array[], leaseMs: number | null, chunks: ChunkSizes): FlatRequest {
   const n = merged.length;
   const ends = new Uint32Array(n);
   const asWhole = new Uint8Array(n);
   let total = 0;
   for (let k = 0; k < n; k++) {
     const pts = merged[k]!;
-    if (isAllOf(pts, pointsOf(order[k]!))) asWhole[k] = 1;
+    if (isAllOf(pts, chunks.chunkPoints(order[k]!))) asWhole[k] = 1;
     else total += pts.length;
     ends[k] = total;
   }
@@ -122,8 +127,8 @@ export class ClaimSession {
     private readonly cacheId: Buffer,
     private readonly label: string,
     private readonly leaseMs: number | undefined,
-    /** Requested points of chunk i (an entry asking for all of them is claimed whole). */
-    private readonly pointsOf: (chunk: number) => number,
+    /** Requested points of each chunk (an entry asking for all of them is claimed whole): the plan's geometry, an object rather than a closure of the run (see ts/shapes.ts). */
+    private readonly chunks: ChunkSizes,
   ) {}
 
   /**
@@ -210,7 +215,7 @@ export class ClaimSession {
   }
 
   private request(order: ArrayLike<number>, merged: Uint32Array[]): FlatRequest {
-    return flatRequest(order, merged, this.leaseMs ?? null, this.pointsOf);
+    return flatRequest(order, merged, this.leaseMs ?? null, this.chunks);
   }
 
   /** A binding call, its error named after the run. */

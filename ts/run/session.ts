@@ -103,14 +103,14 @@ export class RunSession {
     }
     diag.totalPoints = total;
     diag.totalChunks = G.chunkCount;
-    this.feed = new ClaimFeed(new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs, (i) => G.chunkPoints(i)), diag);
+    this.feed = new ClaimFeed(new ClaimSession(plan, core.store, core.idBytes, spec.label, spec.claimTimeoutMs, G), diag);
     this.progress = new Progress({
       label: spec.label, cacheId: core.id.slice(0, 8), pointsTotal: this.toCompute, cachedPoints: reused, chunksTotal: G.chunkCount,
       onProgress: spec.onProgress, verbose: core.verbose,
     });
-    this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, (n) => this.progress.committed(n));
+    this.batcher = new WriteBatcher(plan, core.store, core.idBytes, spec.label, this.progress);
     this.reads = new ReadAhead(spec, plan, resolved, G, this.neededOf, diag);
-    this.into = spec.sink ? { sink: spec.sink, rows: (geo) => G.outRows(geo) } : null;
+    this.into = spec.sink ?? null;
   }
 
   private get view(): ChunkCache {
