@@ -6,6 +6,8 @@ import type { Value } from '../value.js';
 import type { EngineSpec } from './spec.js';
 import { keepShape, PlainRecord } from '../shapes.js';
 
+const NO_VALUES: Value[] = [];
+
 /**
  * The job computing the block `block` (per axis, positions in the chunk's
  * selection) of the chunk `geo`: the points' axis values, and with
@@ -39,8 +41,9 @@ export function jobOf(spec: EngineSpec, geo: ChunkGeo, block: readonly ArrayLike
       axes[a] = all.slice(start + s0, start + s0 + n);
       continue;
     }
-    const vals = new Array<Value>(n);
-    for (let k = 0; k < n; k++) vals[k] = all[start + sel[pos[k]!]!]!;
+    // Copied from a shared empty list, not made with `new Array(n)` (see `PlainRecord`).
+    const vals = NO_VALUES.slice();
+    for (let k = 0; k < n; k++) vals.push(all[start + sel[pos[k]!]!]!);
     axes[a] = vals;
   }
   let key = '';
