@@ -115,22 +115,13 @@ function compile(keys: readonly string[]): FlatReader | null {
   }
 }
 
-/** Readers by dictionary content (null: its records are not of one structure of plain keys). */
-const readers = new Map<string, FlatReader | null>();
-
 /**
- * The flat reader for items packed with the dictionary whose content is
- * `key` and whose structures are `structures` (as msgpackr's unpacker takes
- * them); null when there is none: not exactly one structure, or keys a
- * plain object literal would treat otherwise.
+ * The flat reader for items packed with a dictionary of `structures` (as
+ * msgpackr's unpacker takes them); null when there is none: not exactly
+ * one structure, or keys a plain object literal would treat otherwise.
+ * Compiled once per dictionary by its caller's cache (payload.ts).
  */
-export function flatReaderFor(key: string, structures: () => unknown[]): FlatReader | null {
-  let r = readers.get(key);
-  if (r !== undefined) return r;
-  const list = structures();
-  const keys = list.length === 1 && Array.isArray(list[0]) ? (list[0] as unknown[]) : null;
-  r = keys && keys.every((k) => typeof k === 'string' && k !== '__proto__') && new Set(keys).size === keys.length ? compile(keys as string[]) : null;
-  if (readers.size >= 256) readers.delete(readers.keys().next().value!);
-  readers.set(key, r);
-  return r;
+export function flatReader(structures: readonly unknown[]): FlatReader | null {
+  const keys = structures.length === 1 && Array.isArray(structures[0]) ? (structures[0] as unknown[]) : null;
+  return keys && keys.every((k) => typeof k === 'string' && k !== '__proto__') && new Set(keys).size === keys.length ? compile(keys as string[]) : null;
 }

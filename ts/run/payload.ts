@@ -7,7 +7,7 @@ import { DTYPE } from '../canonical/encode.js';
 import { ExecOutputError } from '../errors/index.js';
 import type { TypedArray } from '../value.js';
 import { packFlatRecords, packScalars } from './flat-pack.js';
-import { flatReaderFor, type FlatReader } from './flat-unpack.js';
+import { flatReader, type FlatReader } from './flat-unpack.js';
 
 export const KIND_ITEMS = 0;
 
@@ -20,19 +20,30 @@ const plainUnpackr = new Unpackr({ useRecords: false, moreTypes: true, int64AsTy
 const EMPTY = Buffer.alloc(0);
 const ONE_ROW = Uint32Array.of(0);
 
-// Unpackrs by dictionary content; chunks written by the same function share
-// one, so msgpackr's compiled readers are reused across chunks.
-const unpackrs = new Map<string, Unpackr>();
-function unpackrFor(dict: Buffer, key = dict.toString('latin1')): Unpackr {
-  if (dict.length === 0) return plainUnpackr;
-  let u = unpackrs.get(key);
-  if (!u) {
+/** How items packed with one dictionary are decoded: msgpackr's unpacker, and the flat reader when its records allow one. */
+interface Decoder {
+  readonly unpackr: Unpackr;
+  readonly flat: FlatReader | null;
+}
+
+const PLAIN: Decoder = { unpackr: plainUnpackr, flat: null };
+
+// Decoders by dictionary content; chunks written by the same function share
+// one, so the dictionary is parsed and msgpackr's and the flat reader's
+// compiled code are made once across chunks.
+const decoders = new Map<string, Decoder>();
+function decoderFor(dict: Buffer): Decoder {
+  if (dict.length === 0) return PLAIN;
+  const key = dict.toString('latin1');
+  let d = decoders.get(key);
+  if (!d) {
     const structures = plainUnpackr.unpack(dict) as object[];
-    u = new Unpackr({ useRecords: true, structures, moreTypes: true, int64AsType: 'bigint', copyBuffers: true });
-    if (unpackrs.size >= 256) unpackrs.delete(unpackrs.keys().next().value!);
-    unpackrs.set(key, u);
+    const unpackr = new Unpackr({ useRecords: true, structures, moreTypes: true, int64AsType: 'bigint', copyBuffers: true });
+    d = { unpackr, flat: flatReader(structures) };
+    if (decoders.size >= 256) decoders.delete(decoders.keys().next().value!);
+    decoders.set(key, d);
   }
-  return u;
+  return d;
 }
 
 type TypedCtor = { new (n: number): TypedArray; new (b: ArrayBufferLike, o?: number, l?: number): TypedArray; BYTES_PER_ELEMENT: number; name: string };
@@ -175,14 +186,12 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
   if (kind === KIND_ITEMS) {
     if (count === 0) return [];
     if (dicts.length <= 1) {
-      const dict = dicts[0] ?? EMPTY;
-      const key = dict.toString('latin1');
-      const flat = readFlat(dict, key);
+      const { unpackr, flat } = decoderFor(dicts[0] ?? EMPTY);
       if (flat) {
         const out: unknown[] = new Array(count);
         if (flat(data, count, out, ONE_ROW, count)) return out;
       }
-      return unpackrFor(dict, key).unpackMultiple(data) as unknown[];
+      return unpackr.unpackMultiple(data) as unknown[];
     }
     // Several dictionaries (points merged from several writes): one row of all the points.
     const out: unknown[] = new Array(count);
@@ -194,11 +203,6 @@ export function decodeOutputs(kind: number, data: Buffer, count: number, dicts: 
   const arr = new C(count);
   new Uint8Array(arr.buffer).set(data.subarray(0, count * C.BYTES_PER_ELEMENT));
   return arr;
-}
-
-/** The flat reader of the records of one structure packed with `dict` (see flat-unpack.ts); null for scalars and other dictionaries. */
-function readFlat(dict: Buffer, key: string): FlatReader | null {
-  return dict.length === 0 ? null : flatReaderFor(key, () => plainUnpackr.unpack(dict) as unknown[]);
 }
 
 /**
@@ -219,19 +223,18 @@ export function decodeItemsInto(out: unknown[], rows: { starts: Uint32Array; len
     }
   };
   if (dicts.length <= 1) {
-    const dict = dicts[0] ?? EMPTY;
-    const key = dict.toString('latin1');
+    const { unpackr, flat } = decoderFor(dicts[0] ?? EMPTY);
     // Flat records (what flat-pack writes) without msgpackr; anything else,
     // also after a reader gave up part way, with it (every point rewritten).
-    if (readFlat(dict, key)?.(data, count, out, starts, len)) return;
-    unpackrFor(dict, key).unpackMultiple(data, put);
+    if (flat?.(data, count, out, starts, len)) return;
+    unpackr.unpackMultiple(data, put);
     return;
   }
   // Several dictionaries: runs of points sharing one.
   for (let i = 0; i < count; ) {
     let j = i + 1;
     while (j < count && pointDicts[j] === pointDicts[i]) j++;
-    unpackrFor(dicts[pointDicts[i]!]!).unpackMultiple(data.subarray(offsets[i]!, offsets[j]!), put);
+    decoderFor(dicts[pointDicts[i]!]!).unpackr.unpackMultiple(data.subarray(offsets[i]!, offsets[j]!), put);
     i = j;
   }
 }
