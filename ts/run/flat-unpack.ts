@@ -36,14 +36,10 @@ function other(d: Buffer, dv: DataView, at: number): unknown {
   }
   switch (x) {
     case 0xc0:
-      next = at + 1;
-      return null;
     case 0xc2:
-      next = at + 1;
-      return false;
     case 0xc3:
       next = at + 1;
-      return true;
+      return x === 0xc0 ? null : x === 0xc3;
     case 0xce:
       next = at + 5;
       return dv.getUint32(at + 1);
