@@ -134,7 +134,7 @@ class FlatWrites {
       try {
         if (w.kind === KIND_ITEMS) {
           this.offsets.reserve(n + 1);
-          dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a, this.offsets.n, `chunk ${w.chunk}`);
+          dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a, this.offsets.n, w.chunk);
         } else dict = encodeInto(w.vals, w.kind, this.sink, this.offsets.a);
       } catch (e) {
         this.sink.at = at;

@@ -416,12 +416,11 @@ export class ReadBatch {
 }
 
 // See ts/shapes.ts.
-const WORK_EXEMPLAR = keepShape(new ChunkWork(0, GEOMETRY_EXEMPLAR, 0, null, false, null));
+/** A chunk assembler of placeholders, kept for its maps (see ts/shapes.ts). */
+export const WORK_EXEMPLAR = keepShape(new ChunkWork(0, GEOMETRY_EXEMPLAR, 0, null, false, null));
 // Outputs are arrays or typed arrays: an exemplar of each, so the kept maps have fields of any object (see ts/shapes.ts).
 for (const out of [[], new Float64Array(1)]) {
   keepShape(new Part(ONE_ROW, out));
   keepShape(new Write(0, KIND_ITEMS, ONE_ROW, out, true));
   keepShape(new Finished(0, GEO_EXEMPLAR, out, 0, 0, GEOMETRY_EXEMPLAR));
 }
-/** A chunk assembler of placeholders, kept for its maps (see ts/shapes.ts). */
-export { WORK_EXEMPLAR };

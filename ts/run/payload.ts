@@ -114,9 +114,9 @@ export class ByteSink {
  * `offsets[offAt..offAt+n]` (relative to where this write starts) set. Returns the
  * dictionary the items were packed with (empty: none). Items that would not
  * come back the same (see `unstorable`) are an ExecOutputError naming
- * `where` (the chunk), with nothing written.
+ * chunk `chunk` (-1: none), with nothing written.
  */
-export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink, offsets: Uint32Array, offAt = 0, where = 'outputs'): Buffer {
+export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink, offsets: Uint32Array, offAt = 0, chunk = -1): Buffer {
   if (kind !== KIND_ITEMS) {
     sink.append(out as unknown as TypedArray);
     return EMPTY;
@@ -129,7 +129,7 @@ export function encodeInto(out: ArrayLike<unknown>, kind: number, sink: ByteSink
   if (keys) return plain.pack([keys]);
   // Only values the flat forms above refuse can be unstorable: they are
   // checked here, once, not as each exec call returns.
-  assertStorable(out, where);
+  assertStorable(out, chunk);
   // One Packr per write: objects of the same shape share a record structure
   // whose keys are stored once, in the record's dictionary, not per point.
   const structures: object[] = [];
@@ -259,13 +259,13 @@ export function typedView(kind: number, data: Buffer, start: number, count: numb
   return decodeOutputs(kind, data.subarray(start, start + count * C.BYTES_PER_ELEMENT), count) as TypedArray;
 }
 
-/** Throws an ExecOutputError naming `where` and the first of `out` that would not come back the same from the store. */
-export function assertStorable(out: ArrayLike<unknown>, where: string): void {
+/** Throws an ExecOutputError naming chunk `chunk` (-1: none) and the first of `out` that would not come back the same from the store. */
+function assertStorable(out: ArrayLike<unknown>, chunk: number): void {
   for (let j = 0; j < out.length; j++) {
     const bad = unstorable(out[j], `output ${j}`);
     if (bad) {
       throw new ExecOutputError(
-        `${where}: ${bad}; return values that round-trip (plain objects, arrays, numbers, strings, booleans, null, bigint, Date, Map, Set, typed arrays)`,
+        `${chunk >= 0 ? `chunk ${chunk}` : 'outputs'}: ${bad}; return values that round-trip (plain objects, arrays, numbers, strings, booleans, null, bigint, Date, Map, Set, typed arrays)`,
       );
     }
   }
