@@ -10,7 +10,12 @@ import { ChunkCache, pointwise, run, runParallel, runStreaming, type ChunkFn, ty
 import { checkCodeChange } from '../ts/cache/code-record.js';
 import { codeIdentity } from '../ts/cache/code-digest.js';
 import { packMeta, unpackMeta } from '../ts/cache/meta.js';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freshRoot } from './helpers/grid.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 // Built from exact source text (tsx rewrites functions written in this file).
 const globalEval = eval;
@@ -160,7 +165,43 @@ test('checkCodeChange caches the digest per function object and leaves the metad
   checkCodeChange(c, fn, 'test');
   checkCodeChange(c, fn, 'test');
   const after = unpackMeta(c._core.store.getMeta(c._core.idBytes)!);
-  t.deepEqual({ ...after, codeHash: undefined }, { ...before, codeHash: undefined });
+  t.deepEqual({ ...after, codeHash: undefined, codeSource: undefined }, { ...before, codeHash: undefined, codeSource: undefined });
   t.is(typeof after.codeHash, 'string');
+  t.is(typeof after.codeSource, 'string');
+  c.close();
+});
+
+// ------------------------------------------------------------ not parsing again
+
+/** A fresh process running `src` over the cache of params { k } in `root`: whether it loaded acorn (parsed the source), and its code warnings. */
+function childRun(root: string, k: string, src: string): { acorn: boolean; warnings: string[] } {
+  const r = spawnSync(process.execPath, ['--import=tsx', join(here, 'fixtures', 'code-record-child.ts'), root, k, src], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`child exited ${r.status ?? r.signal}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { acorn: boolean; warnings: string[] };
+}
+
+test('a fresh process running the very source text recorded does not parse it; other text of the same logic is parsed once, then not', async (t) => {
+  const root = freshRoot();
+  const k = `child-${process.pid}`;
+  const first = childRun(root, k, times10);
+  t.deepEqual(first, { acorn: true, warnings: [] }, 'the first run parses the source to record its hash');
+  t.deepEqual(childRun(root, k, times10), { acorn: false, warnings: [] }, 'the same text: the recorded hash is taken as it is');
+  t.deepEqual(childRun(root, k, times10Reformatted), { acorn: true, warnings: [] }, 'reformatted: parsed, same hash, no warning');
+  t.deepEqual(childRun(root, k, times10Reformatted), { acorn: false, warnings: [] }, 'the reformatted text is the one remembered now');
+  const changed = childRun(root, k, times1000);
+  t.true(changed.acorn);
+  t.is(changed.warnings.length, 1, 'a changed function still warns');
+  // A warning records nothing: the outputs are still those of the first logic.
+  t.deepEqual(childRun(root, k, times10Reformatted), { acorn: false, warnings: [] }, 'the stored logic in the remembered text, after the warning');
+});
+
+test('a source digest left by an earlier record does not stand for a hash recorded without one', async (t) => {
+  const root = freshRoot();
+  const c = open(root);
+  await run(c, fromSource(times10));
+  // A version that kept no source digest records another function's hash, leaving the old digest behind.
+  c._core.store.updateMeta(c._core.idBytes, (old) => packMeta({ ...unpackMeta(old!), codeHash: 'f'.repeat(64) }));
+  const w = await codeWarnings(() => c.id, () => run(c, fromSource(times10)));
+  t.is(w.length, 1, 'the run parses its source and finds it differs from the recorded hash');
   c.close();
 });

@@ -5,6 +5,12 @@
  * that the stored outputs came from other code. Reformatting the function
  * does not change its hash. Caches with `code` are bound to their code
  * already and are left alone.
+ *
+ * Normalising a source parses it, which in a fresh process costs about as
+ * much as a warm run of a million points (acorn loads and compiles first).
+ * The record therefore also keeps the digest of the exact source text it
+ * was taken from (`codeSource`): a run whose function's text is that one
+ * has the recorded hash without parsing anything.
  */
 import { normalizeCode } from '../code-identity/normalize.js';
 import { codeDigest } from './code-digest.js';
@@ -15,6 +21,22 @@ export const CODE_CHANGED_WARNING = 'CHUNK_MEMO_CODE_CHANGED';
 
 /** Digest per function object (null: no source to hash): runs call the check every time. */
 const digests = new WeakMap<Function, string | null>();
+
+/**
+ * The digest of a function's exact source text together with the code hash
+ * recorded for it (not normalised: cheap, and equal only for equal text).
+ * Binding the two means a hash recorded by a version that kept no source
+ * digest never matches a digest left from an earlier record.
+ */
+function sourceDigestOf(fn: Function, codeHash: string): string | null {
+  let src: string;
+  try {
+    src = Function.prototype.toString.call(fn);
+  } catch {
+    return null;
+  }
+  return codeDigest(`source ${codeHash} ${src}`);
+}
 
 /** The function whose code counts: a `pointwise` wrapper stands for its point function. */
 function codeOf(fn: Function): Function {
@@ -58,20 +80,30 @@ function changedMessage(label: string, id: string, recorded: string, now: string
 export function checkCodeChange(view: ViewState, fn: Function, label: string): void {
   const core = view._check();
   if (core.code !== null) return;
-  const digest = digestOf(codeOf(fn));
-  if (digest === null) return;
+  const code = codeOf(fn);
   let recorded: string | undefined;
+  let digest: string | null;
   try {
     const blob = core.store.getMeta(core.idBytes);
     if (!blob) return;
-    recorded = unpackMeta(blob).codeHash;
-    if (recorded === digest) return;
+    const meta = unpackMeta(blob);
+    recorded = meta.codeHash;
+    // The very text the recorded hash was taken from: nothing to parse.
+    if (recorded !== undefined && meta.codeSource !== undefined && meta.codeSource === sourceDigestOf(code, recorded)) return;
+    digest = digestOf(code);
+    if (digest === null) return;
+    const source = sourceDigestOf(code, digest);
+    if (recorded === digest) {
+      // Same logic in other text (reformatted, or recorded before the text was): remember this text.
+      if (source !== null) record(view, recorded, digest, source);
+      return;
+    }
     // Another function's outputs are gone (invalidated, evicted): record this one silently.
     if (recorded !== undefined && core.store.summary(core.idBytes).records > 0) {
       warnChanged(label, core.id, recorded, digest);
       return;
     }
-    recorded = record(view, recorded, digest);
+    recorded = record(view, recorded, digest, source);
   } catch {
     return;
   }
@@ -79,8 +111,12 @@ export function checkCodeChange(view: ViewState, fn: Function, label: string): v
   if (recorded !== undefined && recorded !== digest) warnChanged(label, core.id, recorded, digest);
 }
 
-/** Writes `digest` if the record is still `expected`; returns the record found otherwise (undefined when written). */
-function record(view: ViewState, expected: string | undefined, digest: string): string | undefined {
+/**
+ * Writes `digest`, and the digest of the source text it was taken from
+ * (`source`, when there is one), if the record is still `expected`; returns
+ * the record found otherwise (undefined when written).
+ */
+function record(view: ViewState, expected: string | undefined, digest: string, source: string | null): string | undefined {
   const core = view._check();
   let found: string | undefined;
   core.store.updateMeta(core.idBytes, (old) => {
@@ -90,7 +126,10 @@ function record(view: ViewState, expected: string | undefined, digest: string): 
       found = meta.codeHash;
       return null;
     }
+    if (meta.codeHash === digest && (source === null || meta.codeSource === source)) return null;
     meta.codeHash = digest;
+    if (source === null) delete meta.codeSource;
+    else meta.codeSource = source;
     return packMeta(meta);
   });
   return found;

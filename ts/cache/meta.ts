@@ -23,6 +23,12 @@ export interface CacheMeta {
    * existed, or before any run of a function whose source could be hashed.
    */
   codeHash?: string;
+  /**
+   * The digest of the exact source text `codeHash` was last found for, so
+   * that a run of that very text need not parse it (cache/code-record.ts).
+   * Absent where the hash was recorded before this existed.
+   */
+  codeSource?: string;
   createdAt: number;
   updatedAt: number;
 }
