@@ -2,8 +2,8 @@
 //! smaller of the dense and the sparse form.
 
 use super::{bitmap_len, kind_width, RecordView, FLAG_SPARSE, HEADER, KIND_ITEMS, MAGIC, MAGIC_SPARSE, STRETCH};
+use crate::checksum::{checksum, Checksum};
 use crate::error::{CoreError, Result};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// Builds a record point by point. Points may be set in any order; unset
 /// points are absent. Memory and time follow the points set (plus a bitset
@@ -130,7 +130,7 @@ impl RecordBuilder {
     /// copy): head, data, checksum. Each stretch of the data is hashed right
     /// after it is written, while it is in cache: one pass over the data.
     pub fn write_dense_typed(w: &mut impl std::io::Write, head: &[u8], data: &[u8]) -> std::io::Result<()> {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut h = Checksum::new();
         h.update(head);
         w.write_all(head)?;
         for stretch in data.chunks(STRETCH) {
@@ -315,7 +315,7 @@ fn dense_complete_head(kind: u8, n: usize, body: usize) -> Vec<u8> {
 
 /// Appends the record checksum (xxh3 of everything before it).
 fn seal(mut out: Vec<u8>) -> Vec<u8> {
-    let sum = xxh3_64(&out);
+    let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }

@@ -1,7 +1,7 @@
 //! Round trips, corruption, the sparse form and the first format.
 
 use super::*;
-use xxhash_rust::xxh3::xxh3_64;
+use crate::checksum::checksum as xxh3_64;
 
 #[test]
 fn items_round_trip_and_partial() {

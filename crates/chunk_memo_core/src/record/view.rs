@@ -1,8 +1,8 @@
 //! Reading a record: parse and verify either form, then read points in place.
 
 use super::{bitmap_len, kind_width, FLAG_SPARSE, HEADER, MAGIC, MAGIC_SPARSE, STRETCH};
+use crate::checksum::{checksum, Checksum};
 use crate::error::{CoreError, Result};
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// A record's head (see [`RecordView::parse_head`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl<'a> RecordView<'a> {
             return Err(CoreError::corrupt("record shorter than its checksum"));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 8);
-        if xxh3_64(body).to_le_bytes() != sum {
+        if checksum(body).to_le_bytes() != sum {
             return Err(CoreError::corrupt("record checksum mismatch"));
         }
         Self::parse_unchecked(body)
@@ -297,7 +297,7 @@ impl<'a> RecordView<'a> {
     pub fn verify_taking_data(&self, bytes: &[u8], mut take: impl FnMut(usize, &[u8])) -> bool {
         let Some(body_len) = bytes.len().checked_sub(8) else { return false };
         let Some(head_len) = body_len.checked_sub(self.data.len()) else { return false };
-        let mut h = Xxh3::new();
+        let mut h = Checksum::new();
         h.update(&bytes[..head_len]);
         for (k, stretch) in self.data.chunks(STRETCH).enumerate() {
             h.update(stretch);

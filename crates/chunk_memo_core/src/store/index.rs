@@ -2,10 +2,10 @@
 //! counts, size and update time), and cache totals read from it.
 
 use super::{CacheId, ChunkKey, Store};
+use crate::checksum::checksum;
 use crate::error::{CoreError, Result};
 use crate::planner::HashKeyed;
 use heed::{RoTxn, WithoutTls};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The records holding points of a view ([`Store::records_in_view`]): the
 /// keys of those holding no other point, and the descriptors of the others.
@@ -59,7 +59,7 @@ impl Descriptor {
         out.extend_from_slice(&self.present.to_le_bytes());
         out.extend_from_slice(&self.bytes.to_le_bytes());
         out.extend_from_slice(&self.updated_ms.to_le_bytes());
-        let sum = xxh3_64(&out);
+        let sum = checksum(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }
@@ -70,7 +70,7 @@ impl Descriptor {
         match b.first() {
             Some(&VERSION) if b.len() >= 1 + TAIL + SUM => {
                 let (body, sum) = b.split_at(b.len() - SUM);
-                if xxh3_64(body).to_le_bytes() != sum {
+                if checksum(body).to_le_bytes() != sum {
                     return Err(CoreError::corrupt("index entry checksum mismatch"));
                 }
                 Ok(body)
