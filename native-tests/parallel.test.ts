@@ -3,6 +3,7 @@
  * worker threads (at most 2), mapFn executors, items and gpu.js kernels.
  */
 import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -587,4 +588,16 @@ test('onProgress: pointsDone increases monotonically to pointsTotal, rate >= 0',
   t.is(last.pointsDone, 20);
   t.is(last.chunksDone, last.chunksTotal);
   t.is(last.etaMs, 0);
+});
+
+test('the worker-pool libraries load only when a run uses workers: importing chunk-memo for serial runs does not pay for them', (t) => {
+  const loaded = (mode: string): string[] => {
+    const r = spawnSync(process.execPath, ['--import=tsx', path.join(path.dirname(new URL(import.meta.url).pathname), 'fixtures', 'pool-libraries.ts'), mode], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /ok/);
+    return [...new Set([...r.stderr.matchAll(/LOADED .*node_modules\/(piscina|tinypool)\//g)].map((m) => m[1]!))];
+  };
+  t.deepEqual(loaded('serial'), []);
+  t.deepEqual(loaded('threads'), ['piscina']);
+  t.deepEqual(loaded('processes'), ['tinypool']);
 });

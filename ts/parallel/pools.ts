@@ -4,8 +4,8 @@
  * fails only its job, and the pool replaces it. Pools of worker threads are
  * reused across `runParallel` calls; child-process pools live for one run.
  */
-import { Piscina } from 'piscina';
-import { Tinypool } from 'tinypool';
+import type { Piscina } from 'piscina';
+import type { Tinypool } from 'tinypool';
 import * as errors from '../errors/index.js';
 import { ChunkMemoError } from '../errors/index.js';
 import { typeScriptLoaderActive } from '../task/execute.js';
@@ -63,22 +63,38 @@ export interface PoolOptions {
   readonly env?: Record<string, string>;
 }
 
+/**
+ * The pool library's pool, loaded when the first pool is made: importing
+ * piscina and tinypool takes ~40 ms, which a script that never runs
+ * workers (most runs are serial) should not pay when it imports chunk-memo.
+ */
+async function makePool(options: PoolOptions): Promise<Piscina | Tinypool> {
+  // minThreads = maxThreads: piscina replaces a worker that dies at once
+  // (with fewer, tasks already queued when the last workers die wait for a
+  // new submission); idle workers are unref'd and never hold the process.
+  const common = { filename: workerUrl, minThreads: options.size, maxThreads: options.size, idleTimeout: 30_000, execArgv: loaderArgs() };
+  const tsx = tsxApi();
+  const env = { ...(process.env as Record<string, string>), ...(options.env ?? {}), ...(tsx ? { CHUNK_MEMO_TSX_API: tsx } : {}) };
+  if (options.runtime === 'child_process') {
+    const { Tinypool } = await import('tinypool');
+    return new Tinypool({ ...common, runtime: 'child_process', env, serialization: 'advanced' });
+  }
+  const { Piscina } = await import('piscina');
+  return new Piscina({ ...common, env });
+}
+
 /** A pool of `size` workers that runs jobs: piscina for threads, tinypool for child processes. */
 export class JobPool {
-  private readonly pool: Piscina | Tinypool;
+  /** The pool, once its library is loaded (a failure to make it is met by the first job). */
+  private readonly pool: Promise<Piscina | Tinypool>;
+  private made: Piscina | Tinypool | null = null;
   private closed = false;
 
   constructor(readonly options: PoolOptions) {
-    // minThreads = maxThreads: piscina replaces a worker that dies at once
-    // (with fewer, tasks already queued when the last workers die wait for a
-    // new submission); idle workers are unref'd and never hold the process.
-    const common = { filename: workerUrl, minThreads: options.size, maxThreads: options.size, idleTimeout: 30_000, execArgv: loaderArgs() };
-    const tsx = tsxApi();
-    const env = { ...(process.env as Record<string, string>), ...(options.env ?? {}), ...(tsx ? { CHUNK_MEMO_TSX_API: tsx } : {}) };
-    this.pool =
-      options.runtime === 'child_process'
-        ? new Tinypool({ ...common, runtime: 'child_process', env, serialization: 'advanced' })
-        : new Piscina({ ...common, env });
+    this.pool = makePool(options).then((p) => (this.made = p));
+    this.pool.catch(() => {
+      // Reported to the jobs that wait for the pool.
+    });
   }
 
   async run(job: ExecJob, signal?: AbortSignal): Promise<JobOutput> {
@@ -99,8 +115,9 @@ export class JobPool {
   }
 
   private async send(task: ExecJob | JobBundle, jobs: ExecJob[], signal?: AbortSignal): Promise<unknown> {
+    const pool = await this.pool;
     try {
-      return await (this.pool.run as (t: unknown, o: object) => Promise<unknown>).call(this.pool, task, signal ? { signal } : {});
+      return await (pool.run as (t: unknown, o: object) => Promise<unknown>).call(pool, task, signal ? { signal } : {});
     } catch (e) {
       if (signal?.aborted) throw e;
       // The job's own errors come back as values: a rejection is the worker's death.
@@ -110,9 +127,9 @@ export class JobPool {
     }
   }
 
-  /** The pool's live workers (tests terminate one to simulate a crash). */
+  /** The pool's live workers (tests terminate one to simulate a crash); none before the pool is made. */
   get workers(): Array<{ threadId: number; terminate(): unknown }> {
-    return this.pool.threads as never;
+    return (this.made?.threads ?? []) as never;
   }
 
   get isClosed(): boolean {
@@ -122,7 +139,8 @@ export class JobPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.pool.destroy();
+    const pool = await this.pool.catch(() => null);
+    await pool?.destroy();
   }
 }
 
