@@ -3,6 +3,7 @@
 //! * [`canonical`]: the canonical byte encoding of values and its BLAKE3 digests
 //!   (specified in `docs/canonical-encoding.md`).
 //! * [`checksum`]: the XXH3-64 checksum of records and index entries.
+//! * [`axis_hashes`]: value hashes of whole axes, remembered for the process.
 //! * [`planner`]: bins, memo chunks, grid order and selections.
 //! * [`record`]: the on-disk layout of one chunk record (presence map,
 //!   per-point offsets, checksum).
@@ -13,6 +14,7 @@
 //!
 //! Nothing here knows about N-API; the binding crate is a thin layer on top.
 
+pub mod axis_hashes;
 pub mod canonical;
 pub mod checksum;
 pub mod claims;

@@ -1,6 +1,7 @@
 //! Canonical digests and value hashes.
 
 use crate::errors::boundary;
+use chunk_memo_core::axis_hashes::axis_hashes;
 use chunk_memo_core::canonical;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -30,10 +31,10 @@ fn packed<T: Copy, const N: usize>(xs: impl Iterator<Item = T>, le: impl Fn(T) -
 }
 
 /// Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
-/// encodings.
+/// encodings (remembered for lists hashed before: `axis_hashes`).
 #[napi]
 pub fn hash_values(env: Env, concatenated: Buffer) -> Result<Buffer> {
-    boundary(&env, || Ok(packed(canonical::hash_concatenated(&concatenated)?.into_iter(), u64::to_le_bytes)))
+    boundary(&env, || Ok(packed(axis_hashes(&concatenated)?.hashes.iter().copied(), u64::to_le_bytes)))
 }
 
 /// An axis' values, hashed: `hashes` (u64 LE each, as `hashValues`) and
@@ -46,15 +47,14 @@ pub struct BindingAxisHashes {
 }
 
 /// Value hashes and order keys of concatenated canonical encodings, in one
-/// pass over them.
+/// pass over them (remembered for axes hashed before: `axis_hashes`).
 #[napi]
 pub fn hash_axis_values(env: Env, concatenated: Buffer) -> Result<BindingAxisHashes> {
     boundary(&env, || {
-        let items = canonical::split_concatenated(&concatenated)?;
-        let (hashes, order) = canonical::hashes_and_order_keys(&items);
+        let h = axis_hashes(&concatenated)?;
         Ok(BindingAxisHashes {
-            hashes: packed(hashes.into_iter(), u64::to_le_bytes),
-            order: packed(order.into_iter(), u32::to_le_bytes),
+            hashes: packed(h.hashes.iter().copied(), u64::to_le_bytes),
+            order: packed(h.order.iter().copied(), u32::to_le_bytes),
         })
     })
 }
