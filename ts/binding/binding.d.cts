@@ -540,13 +540,13 @@ export declare function checkRecordBytes(bytes: Buffer): BindingRecordInfo
 
 /**
  * Value hashes and order keys of concatenated canonical encodings, in one
- * pass over them.
+ * pass over them (remembered for axes hashed before: `axis_hashes`).
  */
 export declare function hashAxisValues(concatenated: Buffer): BindingAxisHashes
 
 /**
  * Value hashes (u64 little-endian, 8 bytes each) of concatenated canonical
- * encodings.
+ * encodings (remembered for lists hashed before: `axis_hashes`).
  */
 export declare function hashValues(concatenated: Buffer): Buffer
 
