@@ -24,9 +24,12 @@ pub struct AxisHashes {
 /// short list: hashing costs less than keeping it).
 const REMEMBER_FROM: usize = 256;
 /// Axes remembered at most, and the memory they may hold (their encodings,
-/// hashes and order keys).
+/// hashes and order keys: ~21 bytes per integer value). An axis that would
+/// take more than half of it (~400,000 integers) is not remembered: there
+/// hashing is spread over every core, and decoding the stored grid to
+/// compare it costs more than hashing anyway.
 const MAX_ENTRIES: usize = 16;
-const MAX_BYTES: usize = 64 << 20;
+const MAX_BYTES: usize = 16 << 20;
 
 struct Entry {
     sum: u64,
