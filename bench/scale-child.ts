@@ -117,7 +117,7 @@ async function perChunk(n: number): Promise<object> {
   check((w.output as number[])[n - 1] === 2 * (n - 1), 'per-chunk warm run: wrong output');
   // The peak over cold and warm, before the reopen below adds a second handle.
   const peak = peakMb();
-  // Opening the same grid again in this process (its value hashes are remembered).
+  // Opening the same grid again in this process (an axis this long is hashed again).
   t = performance.now();
   ChunkCache.open({ root, axisValues: { a: axis }, chunkSpec: { a: 1 } }).close();
   const reopenMs = since(t);

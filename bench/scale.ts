@@ -164,7 +164,7 @@ export async function scaleBench(add: (r: Row) => void, quick: boolean): Promise
   add({ bench: `read(), ${count(mx.chunks)} one-point chunks, every one stored`, value: fmt(mx.readMs), unit: 'ms', target: '', note: `${fmt((mx.readMs * 1000) / mx.chunks)} µs per chunk; stored chunks read 1,024 at a time, nothing computed; the child above` });
   add({ bench: `invalidate, ${count(mx.invalidated)} one-point chunks of a ${count(mx.chunks)}-chunk grid (every other column)`, value: fmt(mx.invalidateMs), unit: 'ms', target: '', note: `${fmt((mx.invalidateMs * 1000) / mx.invalidated)} µs per record; the records found from the index in native code and deleted in one transaction; the child above` });
   add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, first open`, value: fmt(q.openMs), unit: 'ms', target: '', note: `hashes every value, checks for duplicates, stores the grid; one run in the child above` });
-  add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again in the same process (a view, another handle): the axis' value hashes are remembered, so only the stored grid is compared; a new process pays the first open's hashing again; one run` });
+  add({ bench: `ChunkCache.open, one axis of ${count(nBig)} values, reopened`, value: fmt(q.reopenMs), unit: 'ms', target: '', note: `the same grid again in the same process (another handle): hashes the values again (an axis this long is not among the remembered ones) and compares them with the stored grid; one run` });
 
   // Re-chunking: stored points read through another chunking, both ways.
   const nr = quick ? 10_000 : 100_000;
