@@ -227,6 +227,16 @@ impl Grid {
     }
 
     /// Value hashes of one bin.
+    /// The digest of bin `bin` of axis `axis` (what chunk keys hash):
+    /// computed once per bin when the grid was built, or now for a bin
+    /// beyond those.
+    fn bin_digest_of(&self, axis: usize, bin: u32) -> [u8; 32] {
+        match self.bin_digests[axis].get(bin as usize) {
+            Some(d) => *d,
+            None => bin_digest(&self.axes[axis].name, self.bin_hashes(axis, bin)),
+        }
+    }
+
     pub fn bin_hashes(&self, axis: usize, bin: u32) -> &[u64] {
         let a = &self.axes[axis];
         let s = bin as usize * a.chunk;
@@ -279,11 +289,7 @@ impl Grid {
             buf[DOMAIN.len()..HEAD].copy_from_slice(b"chunk");
             let mut at = HEAD;
             for (axis, &b) in bins.iter().enumerate() {
-                let d = match self.bin_digests[axis].get(b as usize) {
-                    Some(d) => *d,
-                    None => bin_digest(&self.axes[axis].name, self.bin_hashes(axis, b)),
-                };
-                buf[at..at + 32].copy_from_slice(&d);
+                buf[at..at + 32].copy_from_slice(&self.bin_digest_of(axis, b));
                 at += 32;
             }
             out.copy_from_slice(&blake3::hash(&buf[..at]).as_bytes()[..16]);
@@ -292,10 +298,7 @@ impl Grid {
             h.update(DOMAIN);
             h.update(b"chunk");
             for (axis, &b) in bins.iter().enumerate() {
-                match self.bin_digests[axis].get(b as usize) {
-                    Some(d) => h.update(d),
-                    None => h.update(&bin_digest(&self.axes[axis].name, self.bin_hashes(axis, b))),
-                };
+                h.update(&self.bin_digest_of(axis, b));
             }
             out.copy_from_slice(&h.finalize().as_bytes()[..16]);
         }
