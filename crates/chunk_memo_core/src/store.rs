@@ -28,6 +28,7 @@ mod catalog;
 mod chunks;
 mod index;
 mod inuse;
+mod own_walk;
 mod pages;
 mod resolve;
 mod seek;
@@ -38,6 +39,7 @@ pub use behind::Pending;
 pub use catalog::Catalog;
 pub use chunks::{ChunkData, ChunkWrite, ReadMemo, WritePoints};
 pub use index::{CacheSummary, Descriptor};
+pub use own_walk::walks_for_tests;
 pub use resolve::{Found, Resolution, Source, TakeWhole, Taker, WholeLayout, WholeRecord};
 pub use upkeep::Repair;
 

@@ -354,3 +354,45 @@ fn chunks_without_their_own_record_are_served_by_records_laid_out_or_keyed_other
     assert_eq!(corrupt, vec![key]);
     agrees(&store2, &c2, &plain, &p_plan, "a damaged index entry");
 }
+
+#[test]
+fn a_plan_of_most_of_the_grid_walks_the_records_with_their_index_entries() {
+    use chunk_memo_core::store::walks_for_tests;
+    // 9,600 chunks (80 x 240 values, y in bins of 2); records of a longer
+    // x axis (0..100): those past 80 lie outside the grid. Every 7th chunk
+    // missing, every 11th with one point of two.
+    let long = grid(vec![axis("x", 0..100, 1), axis("y", 0..240, 2)]);
+    let Stored { _root, store, c, .. } = stored("rp-walk", &long, |i, r| i % 7 != 3 && (i % 11 != 5 || r == 0));
+    let g = grid(vec![axis("x", 0..80, 1), axis("y", 0..240, 2)]);
+    let walked = |plan: &Plan, what: &str| {
+        let before = walks_for_tests();
+        agrees(&store, &c, &g, plan, what);
+        walks_for_tests() - before
+    };
+    let plan = g.plan(&all(&g)).unwrap();
+    let (avail, _) = one_by_one(&store, &c, &g, &plan);
+    assert!(avail.iter().filter(|&&a| a == 2).count() > 7_000 && avail.contains(&1));
+    assert_eq!(walked(&plan, "the whole grid"), 3, "the walk serves 1, 2 and 3 threads");
+    // Most of the grid: records of bins not planned are passed over, and
+    // chunks requested in part are served by their own records.
+    let most = [Some((0..60).collect()), Some((0..240).filter(|y| y % 40 != 7).collect())];
+    assert_eq!(walked(&g.plan(&most).unwrap(), "most of the grid"), 3);
+    // A third of the grid: each chunk is looked up by its key instead.
+    let third = [Some((0..80).step_by(3).collect()), None];
+    assert_eq!(walked(&g.plan(&third).unwrap(), "a third of the grid"), 0);
+    // A record without its index entry (under the key of a chunk with
+    // none): the walk cannot place it and gives way to the lookups.
+    let res = resolve(&store, &c, &g, &plan);
+    let empty = (0..plan.n_chunks).find(|&i| res[i].available == 0).unwrap();
+    let bytes = store.get_record(&c, &res[0].key).unwrap().unwrap();
+    store.put_raw_record_for_tests(&c, &res[empty].key, &bytes).unwrap();
+    assert_eq!(walked(&plan, "a record without its index entry"), 0);
+
+    // A cache holding more than half as many records again as the plan has
+    // chunks (a grid of 2.5 times as many x values): looked up by key.
+    let longer = grid(vec![axis("x", 0..200, 1), axis("y", 0..240, 2)]);
+    let Stored { _root: _root2, store, c, .. } = stored("rp-walk-more", &longer, |i, _| i % 3 != 0);
+    let before = walks_for_tests();
+    agrees(&store, &c, &g, &plan, "a cache of many more records");
+    assert_eq!(walks_for_tests(), before, "gave up on too many records");
+}

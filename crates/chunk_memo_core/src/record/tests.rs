@@ -106,6 +106,36 @@ fn a_point_naming_a_missing_dictionary_is_corruption() {
     let sum = xxh3_64(&bad);
     bad.extend_from_slice(&sum.to_le_bytes());
     assert!(RecordView::parse(&bad).unwrap_err().message.contains("missing dictionary"));
+    // The check that keeps nothing counts the dictionaries the same way.
+    assert_eq!(RecordView::verify_head(&good).unwrap(), v.head());
+    assert!(RecordView::verify_head(&bad).unwrap_err().message.contains("missing dictionary"));
+}
+
+#[test]
+fn checking_a_record_for_its_head_agrees_with_parse() {
+    let mut items = RecordBuilder::new(KIND_ITEMS, 4).unwrap();
+    items.set_in(0, b"p0", b"dictA").unwrap();
+    items.set_in(2, b"p2", b"dictB").unwrap();
+    items.set(3, b"p3").unwrap();
+    let mut typed = RecordBuilder::new(DType::F64 as u8, 3).unwrap();
+    for i in 0..3 {
+        typed.set(i, &(i as f64).to_le_bytes()).unwrap();
+    }
+    let mut sparse = RecordBuilder::new(KIND_ITEMS, 100_000).unwrap();
+    sparse.set(7, b"x").unwrap();
+    for good in [items.finish(), typed.finish(), sparse.finish()] {
+        let head = RecordView::parse(&good).unwrap().head();
+        assert_eq!(RecordView::verify_head(&good).unwrap(), head);
+        // Any flipped byte, and any cut: both fail, or both give the head.
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            let (a, b) = (RecordView::parse(&bad).map(|v| v.head()), RecordView::verify_head(&bad));
+            assert_eq!(a.map_err(|e| e.message), b.map_err(|e| e.message), "byte {at} flipped");
+            let (a, b) = (RecordView::parse(&good[..at]).map(|v| v.head()), RecordView::verify_head(&good[..at]));
+            assert_eq!(a.map_err(|e| e.message), b.map_err(|e| e.message), "cut at {at}");
+        }
+    }
 }
 
 /// A tiny deterministic generator (xorshift64*).

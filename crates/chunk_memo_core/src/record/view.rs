@@ -84,7 +84,29 @@ impl<'a> RecordView<'a> {
         Self::parse_unchecked(&bytes[..bytes.len() - 8])
     }
 
+    /// Checks a record (structure and checksum) as [`RecordView::parse`]
+    /// does, and returns its head: keeps nothing, so allocates nothing (a
+    /// resolution checks a million one-point records this way).
+    pub fn verify_head(bytes: &[u8]) -> Result<RecordHead> {
+        if bytes.len() < 8 {
+            return Err(CoreError::corrupt("record shorter than its checksum"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if checksum(body).to_le_bytes() != sum {
+            return Err(CoreError::corrupt("record checksum mismatch"));
+        }
+        RecordView::parse_body(body, &mut DictCount(0)).map(|v| v.head())
+    }
+
     fn parse_unchecked(body: &'a [u8]) -> Result<RecordView<'a>> {
+        let mut dicts = Vec::new();
+        let v = Self::parse_body(body, &mut dicts)?;
+        Ok(RecordView { dicts, ..v })
+    }
+
+    /// Parses and checks a record's body, handing its dictionaries to
+    /// `dicts` (the view returned has none).
+    fn parse_body(body: &'a [u8], dicts: &mut impl Dicts<'a>) -> Result<RecordView<'a>> {
         let RecordHead { kind, n, present, sparse } = Self::head_of(body)?;
         // Slots: the points that have a dictionary index, an offset, an
         // element (every point when dense, the present ones when sparse).
@@ -110,7 +132,6 @@ impl<'a> RecordView<'a> {
             (b, None)
         };
         let width = kind_width(kind)?;
-        let mut dicts = Vec::new();
         let mut point_dicts: &[u8] = &[];
         if width.is_none() {
             let count = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionaries"))?;
@@ -120,7 +141,7 @@ impl<'a> RecordView<'a> {
                 let l = body.get(pos..pos + 4).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?;
                 let l = u32::from_le_bytes(l.try_into().unwrap()) as usize;
                 pos += 4;
-                dicts.push(body.get(pos..pos + l).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?);
+                dicts.add(body.get(pos..pos + l).ok_or_else(|| CoreError::corrupt("truncated dictionary"))?);
                 pos += l;
             }
             pos = pos.div_ceil(4) * 4;
@@ -153,12 +174,12 @@ impl<'a> RecordView<'a> {
                 (None, data)
             }
         };
-        let v = RecordView { kind, n, present, bitmap, indices, dicts, point_dicts, offsets, data };
+        let v = RecordView { kind, n, present, bitmap, indices, dicts: Vec::new(), point_dicts, offsets, data };
         if v.offsets.is_some() {
             // Every stored point names one of the dictionaries: the largest
             // raw index first (a vector max), presence looked up only when
             // some index is out of range.
-            let ndicts = v.dicts.len();
+            let ndicts = dicts.count();
             let raw = &v.point_dicts[..slots * 2];
             if (max_u16(raw) as usize) < ndicts {
                 return Ok(v);
@@ -336,6 +357,34 @@ impl<'a> RecordView<'a> {
                 .collect(),
             dicts: self.dicts.clone(),
         })
+    }
+}
+
+/// Where [`RecordView::parse_body`] hands a record's dictionaries.
+trait Dicts<'a> {
+    fn add(&mut self, dict: &'a [u8]);
+    fn count(&self) -> usize;
+}
+
+/// Keeps them (a view that reads points).
+impl<'a> Dicts<'a> for Vec<&'a [u8]> {
+    fn add(&mut self, dict: &'a [u8]) {
+        self.push(dict);
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Counts them (a check that keeps nothing).
+struct DictCount(usize);
+
+impl Dicts<'_> for DictCount {
+    fn add(&mut self, _: &[u8]) {
+        self.0 += 1;
+    }
+    fn count(&self) -> usize {
+        self.0
     }
 }
 

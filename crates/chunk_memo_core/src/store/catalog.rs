@@ -7,6 +7,7 @@ use super::{CacheId, ChunkKey, Descriptor, Store};
 use crate::error::Result;
 use crate::planner::{ChunkGeometry, Grid, HashKeyed};
 use heed::{RoTxn, WithoutTls};
+use std::sync::OnceLock;
 
 /// Per-plan lazily built view of all of a cache's records, to find records
 /// laid out differently (another chunking, axis order or axis length).
@@ -23,49 +24,138 @@ pub struct Catalog {
     /// large record look it up once each).
     pub(super) held: Vec<Vec<Option<HashKeyed<usize>>>>,
     /// Whether every record is laid out and keyed as a chunk of the plan's
-    /// grid (see [`Store::aligned_catalog`]); computed when first asked.
+    /// grid or lies outside it (see [`Store::aligned_catalog`]); computed
+    /// when first asked.
     aligned: Option<bool>,
 }
 
-/// Checks records' layouts against a grid: whether each is laid out as one
-/// chunk of it (the grid's axes in its order, each holding exactly the
-/// values of one of its bins) and keyed as the grid keys that chunk. When
-/// every record of a cache is, a chunk whose own key finds no record has
-/// no stored points: any other record lacks its values on some axis.
-struct Aligned<'g> {
+impl Catalog {
+    /// Remembers that every record is aligned, as a walk over all the
+    /// cache's index entries in the plan's snapshot found.
+    pub(super) fn know_aligned(&mut self) {
+        self.aligned = Some(true);
+    }
+}
+
+/// Where a record lies in a grid, as [`Aligned::place`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placed {
+    /// Laid out and keyed as one chunk of the grid: the grid's axes in its
+    /// order, each holding exactly the values of one of its bins.
+    Chunk,
+    /// Sharing no point with the grid: another number of axes, or an axis
+    /// of the grid's name, at the grid's place, holding none of its values
+    /// (a record of a longer axis, left out of a cache opened on fewer
+    /// values).
+    Outside,
+    /// Anything else (another chunking, axis order or length), or an index
+    /// entry that does not parse.
+    Other,
+}
+
+/// Places records in a grid by their index entries. When every record of
+/// a cache is a chunk of the grid or outside it, a chunk whose own key
+/// finds no record has no stored points: any other record lacks its
+/// values on some axis.
+pub(super) struct Aligned<'g> {
     grid: &'g Grid,
     /// Per axis: the bin each value hash starts.
     starts: Vec<HashKeyed<u32>>,
-    /// The bins of the record being checked.
-    bins: Vec<u32>,
+    /// Per axis: every value hash, made when a record first needs it
+    /// (one whose values do not start a bin).
+    values: Vec<OnceLock<HashKeyed<()>>>,
+}
+
+/// How a record's axis lies along the grid's axis of its place.
+enum AxisPlace {
+    Bin(u32),
+    Disjoint,
+    Other,
 }
 
 impl<'g> Aligned<'g> {
     /// None for a grid without axes (its one chunk is checked in full).
-    fn new(grid: &'g Grid) -> Option<Self> {
+    pub(super) fn new(grid: &'g Grid) -> Option<Self> {
         let starts = grid
             .axes
             .iter()
             .map(|a| a.hashes.chunks(a.chunk).enumerate().map(|(b, bin)| (bin[0], b as u32)).collect())
             .collect();
-        (!grid.axes.is_empty()).then(|| Aligned { grid, starts, bins: vec![0; grid.axes.len()] })
+        let values = grid.axes.iter().map(|_| OnceLock::new()).collect();
+        (!grid.axes.is_empty()).then_some(Aligned { grid, starts, values })
     }
 
-    /// Whether the record's axis `a` (its name and value hashes) is the
-    /// grid's axis `a` cut to one of its bins (remembered for `key`).
-    fn axis(&mut self, a: usize, name: &str, mut hashes: impl ExactSizeIterator<Item = u64> + Clone) -> bool {
-        let (Some(axis), Some(first)) = (self.grid.axes.get(a), hashes.clone().next()) else { return false };
-        let Some(&b) = self.starts[a].get(&first) else { return false };
-        let bin = self.grid.bin_hashes(a, b);
-        self.bins[a] = b;
-        name == axis.name && hashes.len() == bin.len() && bin.iter().all(|h| hashes.next() == Some(*h))
+    /// Where the record keyed `key`, whose index entry is `entry`, lies in
+    /// the grid; for a [`Placed::Chunk`], its bin per axis are in
+    /// `at.bins`.
+    pub(super) fn place(&self, key: &ChunkKey, entry: &[u8], at: &mut Placing) -> Placed {
+        at.bins.clear();
+        let (mut axes, mut disjoint, mut other) = (0usize, false, false);
+        let parsed = Descriptor::parse_raw(entry, |name, bytes| {
+            if !disjoint {
+                match self.axis(axes, name, bytes, at) {
+                    AxisPlace::Bin(b) => at.bins.push(b),
+                    AxisPlace::Disjoint => disjoint = true,
+                    AxisPlace::Other => other = true,
+                }
+            }
+            axes += 1;
+        });
+        if parsed.is_err() {
+            Placed::Other
+        } else if axes != self.grid.axes.len() || disjoint {
+            Placed::Outside
+        } else if other || !self.grid.key_prefix_matches(&at.bins, key) {
+            Placed::Other
+        } else {
+            Placed::Chunk
+        }
     }
 
-    /// Whether `key` is the grid's key of the chunk whose bins the axes
-    /// checked last gave (see [`Grid::key_prefix_matches`]).
-    fn key(&self, key: &ChunkKey) -> bool {
-        self.grid.key_prefix_matches(&self.bins, key)
+    /// How a record's axis `a` (its name and value hashes, as the index
+    /// stores them) lies along the grid's axis `a`.
+    fn axis(&self, a: usize, name: &[u8], bytes: &[u8], at: &mut Placing) -> AxisPlace {
+        let hashes = bytes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap()));
+        let Some(axis) = self.grid.axes.get(a) else { return AxisPlace::Other };
+        if name != axis.name.as_bytes() {
+            return AxisPlace::Other;
+        }
+        if let Some(first) = hashes.clone().next() {
+            // Records walked in key order often share their first axis'
+            // bin with the record before.
+            if at.last.len() <= a {
+                at.last.resize(a + 1, None);
+            }
+            let bin = match at.last[a] {
+                Some((h, b)) if h == first => Some(b),
+                _ => self.starts[a].get(&first).copied(),
+            };
+            if let Some(b) = bin {
+                if hashes.clone().eq(self.grid.bin_hashes(a, b).iter().copied()) {
+                    at.last[a] = Some((first, b));
+                    return AxisPlace::Bin(b);
+                }
+            }
+        }
+        let values = self.values[a].get_or_init(|| axis.hashes.iter().map(|&h| (h, ())).collect());
+        let mut hashes = hashes;
+        if hashes.any(|h| values.contains_key(&h)) {
+            AxisPlace::Other
+        } else {
+            AxisPlace::Disjoint
+        }
     }
+}
+
+/// What [`Aligned::place`] finds a record's bins in, and remembers from
+/// record to record (one per thread).
+#[derive(Default)]
+pub(super) struct Placing {
+    /// The bins of the record placed last, per axis.
+    pub(super) bins: Vec<u32>,
+    /// Per axis, the first value hash and bin of the last record placed
+    /// in a bin.
+    last: Vec<Option<(u64, u32)>>,
 }
 
 /// The descriptors of a cache's records in a few flat lists: loading a
@@ -239,7 +329,8 @@ impl Store {
     }
 
     /// Whether every record of `cache` is laid out and keyed as a chunk of
-    /// `grid` (see [`Aligned`]), remembered in `catalog` for the plan. The
+    /// `grid` or lies outside it (see [`Placed`]), remembered in `catalog`
+    /// for the plan. The
     /// index entries are looked at in one pass, keeping nothing: loading
     /// the catalog (every descriptor, and the postings of every value)
     /// costs several times that, and a cache whose records are all aligned
@@ -259,19 +350,15 @@ impl Store {
     }
 
     /// [`Store::aligned_catalog`] from `cache`'s index entries: false at
-    /// the first entry that is damaged or not aligned.
+    /// the first entry that is damaged, or neither a chunk of the grid nor
+    /// outside it.
     fn index_aligned(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid) -> Result<bool> {
-        let Some(mut check) = Aligned::new(grid) else { return Ok(false) };
+        let Some(check) = Aligned::new(grid) else { return Ok(false) };
+        let mut at = Placing::default();
         for item in self.index.prefix_iter(t, cache)? {
             let (k, v) = item?;
             let Ok(key) = <ChunkKey>::try_from(&k[16..]) else { return Ok(false) };
-            let (mut a, mut ok) = (0usize, true);
-            let parsed = Descriptor::parse(v, |name, bytes| {
-                let hashes = bytes.chunks_exact(8).map(|h| u64::from_le_bytes(h.try_into().unwrap()));
-                ok = ok && check.axis(a, name, hashes);
-                a += 1;
-            });
-            if parsed.is_err() || !ok || a != grid.axes.len() || !check.key(&key) {
+            if check.place(&key, v, &mut at) == Placed::Other {
                 return Ok(false);
             }
         }

@@ -114,6 +114,20 @@ impl Descriptor {
     /// value, little-endian), copying nothing. Returns (n, present, bytes,
     /// updated_ms). On an error, `axis` may have seen some axes already.
     pub(crate) fn parse(b: &[u8], mut axis: impl FnMut(&str, &[u8])) -> Result<(u32, u32, u64, u64)> {
+        let mut named = true;
+        let parsed = Self::parse_raw(b, |name, hashes| match std::str::from_utf8(name) {
+            Ok(name) if named => axis(name, hashes),
+            _ => named = false,
+        })?;
+        if !named {
+            return Err(CoreError::corrupt("bad index entry structure"));
+        }
+        Ok(parsed)
+    }
+
+    /// [`Descriptor::parse`] handing each axis' name as its bytes, not
+    /// checked to be UTF-8 (a caller comparing names with its own need not).
+    pub(crate) fn parse_raw(b: &[u8], mut axis: impl FnMut(&[u8], &[u8])) -> Result<(u32, u32, u64, u64)> {
         let b = Self::body(b)?;
         let bad = || CoreError::corrupt("bad index entry structure");
         let mut p = 1usize;
@@ -134,7 +148,7 @@ impl Descriptor {
         let mut points = Some(1u64);
         for _ in 0..na {
             let nl = u32_at(&mut p)? as usize;
-            let name = std::str::from_utf8(b.get(p..p.saturating_add(nl)).ok_or_else(bad)?).map_err(|_| bad())?;
+            let name = b.get(p..p.saturating_add(nl)).ok_or_else(bad)?;
             p += nl;
             let nh = u32_at(&mut p)? as usize;
             if nh > (b.len() - p) / 8 {

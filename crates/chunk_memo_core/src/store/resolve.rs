@@ -87,7 +87,7 @@ pub enum Found {
 /// Plans of at least this many chunks, every one of which must be looked
 /// at, are looked at on several threads (a million one-point chunks: a key
 /// hash and a B-tree lookup each).
-const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 12;
+pub(super) const PARALLEL_RESOLVE_CHUNKS: usize = 1 << 12;
 
 /// Chunks looked at together on those threads (what they found is kept
 /// per chunk until it is handed on; the map's pages they touched are
@@ -99,7 +99,7 @@ const RESOLVE_THREADS: usize = 4;
 
 /// Chunks resolved one by one between checks of the map's resident pages
 /// (see `Store::after_io`).
-const RELEASE_EVERY: usize = 4096;
+pub(super) const RELEASE_EVERY: usize = 4096;
 
 /// A chunk served whole by its own record: its requested points, the
 /// record's kind, and whether a [`TakeWhole`] took the record.
@@ -107,7 +107,7 @@ type Whole = (u32, u8, bool);
 
 /// What a chunk's own record is, as [`OwnRecords`] finds it.
 #[derive(Clone, Copy, Debug)]
-enum Own {
+pub(super) enum Own {
     /// No record under the chunk's key.
     Absent,
     /// Complete: it serves the chunk whole.
@@ -129,7 +129,7 @@ struct Looked {
 /// `requested` points and the record's kind: parsed (with `verify`, its
 /// checksum checked) and holding all `record_points` of the chunk's bins.
 fn whole_head(bytes: &[u8], verify: bool, requested: u32, record_points: u64) -> Option<(u32, u8)> {
-    let head = if verify { RecordView::parse(bytes).map(|v| v.head()) } else { RecordView::parse_head(bytes) };
+    let head = if verify { RecordView::verify_head(bytes) } else { RecordView::parse_head(bytes) };
     match head {
         Ok(v) if v.present == v.n && !v.sparse && v.n as u64 == record_points => Some((requested, v.kind)),
         _ => None,
@@ -162,13 +162,13 @@ pub type Taker<'a> = Box<dyn FnMut(usize, &RecordView<'_>, &[u8]) -> bool + 'a>;
 /// [`Store::resolve_plan`]): the store, the cache, its grid and the plan,
 /// whether records are verified, and what takes whole records.
 #[derive(Clone, Copy)]
-struct OwnRecords<'a> {
-    store: &'a Store,
-    cache: &'a CacheId,
-    grid: &'a Grid,
-    plan: &'a Plan,
-    verify: bool,
-    take: Option<&'a dyn TakeWhole>,
+pub(super) struct OwnRecords<'a> {
+    pub(super) store: &'a Store,
+    pub(super) cache: &'a CacheId,
+    pub(super) grid: &'a Grid,
+    pub(super) plan: &'a Plan,
+    pub(super) verify: bool,
+    pub(super) take: Option<&'a dyn TakeWhole>,
 }
 
 impl OwnRecords<'_> {
@@ -192,7 +192,14 @@ impl OwnRecords<'_> {
 
     /// Chunk `i`'s own record `bytes` (see `whole_head`), offered to
     /// `taker` when it serves the chunk requested in full.
-    fn found(&self, i: usize, bytes: &[u8], requested: u32, record_points: u64, taker: Option<&mut Taker<'_>>) -> Own {
+    pub(super) fn found(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        requested: u32,
+        record_points: u64,
+        taker: Option<&mut Taker<'_>>,
+    ) -> Own {
         let Some((requested, kind)) = whole_head(bytes, self.verify, requested, record_points) else {
             return Own::Other;
         };
@@ -355,8 +362,8 @@ impl Store {
             // A chunk whose own record is not complete (or is damaged) is
             // resolved in full; one without a record too, unless every
             // record of the cache is laid out and keyed as a chunk of this
-            // grid (then its own record is the only one that could hold
-            // its points).
+            // grid or lies outside it (then its own record is the only one
+            // that could hold its points).
             let mut one = |i: usize, own: Own, catalog: &mut Catalog| -> Result<()> {
                 match own {
                     Own::Whole((requested, kind, taken)) => f(i, Found::Whole { requested, kind, taken }),
@@ -370,12 +377,34 @@ impl Store {
                 }
                 Ok(())
             };
+            let own = OwnRecords { store: s, cache, grid, plan, verify, take };
+            // Most of the grid planned: the cache's records are walked with
+            // their index entries, no chunk key hashed.
+            if own.walk_fits() {
+                if let Some(walked) = own.walk_index(t, threads)? {
+                    // Read in this snapshot, every record is a chunk's own
+                    // or outside the grid: chunks without one are empty.
+                    // Else they are looked at again here.
+                    let known = walked.snapshot == snapshot;
+                    if known {
+                        catalog.know_aligned();
+                    } else {
+                        snapshot = None;
+                    }
+                    for (k, (i, o)) in walked.chunks(plan.n_chunks, !known).enumerate() {
+                        one(i, o, catalog)?;
+                        if k % RELEASE_EVERY == RELEASE_EVERY - 1 {
+                            s.after_io();
+                        }
+                    }
+                    return Ok(snapshot);
+                }
+            }
             // A large plan touches many pages of the map in this one
             // transaction: they are released as it goes (the transaction
             // still sees the same bytes when it touches them again).
             let candidates = s.candidates(t, cache, grid, plan, catalog)?;
             s.after_io();
-            let own = OwnRecords { store: s, cache, grid, plan, verify, take };
             match candidates {
                 // With a taker, any plan of several chunks: its threads copy
                 // what they take, as a read would on every core.
