@@ -19,6 +19,7 @@ pub mod canonical;
 pub mod checksum;
 pub mod claims;
 pub mod error;
+mod hash_index;
 pub mod import;
 pub mod memory;
 pub mod owner;

@@ -9,8 +9,10 @@
 
 use crate::canonical::DOMAIN;
 use crate::error::{CoreError, Result};
+use crate::hash_index::HashIndex;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// Axes a chunk key's bytes are laid out for on the stack (more take the incremental hasher).
 const KEY_BUF_AXES: usize = 8;
@@ -32,6 +34,17 @@ pub struct Grid {
     bin_digests: Vec<Vec<[u8; 32]>>,
     /// What chunk keys start with.
     prefix: KeyPrefix,
+    /// Per axis: where its values lie, made when first asked.
+    finders: Vec<Finders>,
+}
+
+/// Where an axis' values lie ([`Grid::bin_starting`],
+/// [`Grid::value_index`]): each made when first asked, and shared by the
+/// grid's clones.
+#[derive(Debug, Clone, Default)]
+struct Finders {
+    starts: OnceLock<Arc<HashIndex>>,
+    values: OnceLock<Arc<HashIndex>>,
 }
 
 /// Bytes of a chunk key's prefix ([`Grid::chunk_key`]): order keys, or the
@@ -209,7 +222,8 @@ impl Grid {
             };
             bin_digests.push(digests);
         }
-        Ok(Grid { axes, bin_digests, prefix: KeyPrefix::Digest })
+        let finders = axes.iter().map(|_| Finders::default()).collect();
+        Ok(Grid { axes, bin_digests, prefix: KeyPrefix::Digest, finders })
     }
 
     pub fn n_points(&self) -> u64 {
@@ -235,6 +249,24 @@ impl Grid {
             Some(d) => *d,
             None => bin_digest(&self.axes[axis].name, self.bin_hashes(axis, bin)),
         }
+    }
+
+    /// The bin of axis `axis` whose first value has hash `h`, if any.
+    pub(crate) fn bin_starting(&self, axis: usize, h: u64) -> Option<u32> {
+        let a = &self.axes[axis];
+        let index = self.finders[axis].starts.get_or_init(|| Arc::new(HashIndex::new(&a.hashes, a.chunk)));
+        index.find(&a.hashes, h)
+    }
+
+    /// The index along axis `axis` of the value with hash `h`, if the axis
+    /// holds it.
+    pub(crate) fn value_index(&self, axis: usize, h: u64) -> Option<u32> {
+        let a = &self.axes[axis];
+        if a.chunk == 1 {
+            return self.bin_starting(axis, h);
+        }
+        let index = self.finders[axis].values.get_or_init(|| Arc::new(HashIndex::new(&a.hashes, 1)));
+        index.find(&a.hashes, h)
     }
 
     pub fn bin_hashes(&self, axis: usize, bin: u32) -> &[u64] {

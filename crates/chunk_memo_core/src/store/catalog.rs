@@ -7,7 +7,6 @@ use super::{CacheId, ChunkKey, Descriptor, Store};
 use crate::error::Result;
 use crate::planner::{ChunkGeometry, Grid, HashKeyed};
 use heed::{RoTxn, WithoutTls};
-use std::sync::OnceLock;
 
 /// Per-plan lazily built view of all of a cache's records, to find records
 /// laid out differently (another chunking, axis order or axis length).
@@ -59,11 +58,6 @@ pub(super) enum Placed {
 /// values on some axis.
 pub(super) struct Aligned<'g> {
     grid: &'g Grid,
-    /// Per axis: the bin each value hash starts.
-    starts: Vec<HashKeyed<u32>>,
-    /// Per axis: every value hash, made when a record first needs it
-    /// (one whose values do not start a bin).
-    values: Vec<OnceLock<HashKeyed<()>>>,
 }
 
 /// How a record's axis lies along the grid's axis of its place.
@@ -76,13 +70,7 @@ enum AxisPlace {
 impl<'g> Aligned<'g> {
     /// None for a grid without axes (its one chunk is checked in full).
     pub(super) fn new(grid: &'g Grid) -> Option<Self> {
-        let starts = grid
-            .axes
-            .iter()
-            .map(|a| a.hashes.chunks(a.chunk).enumerate().map(|(b, bin)| (bin[0], b as u32)).collect())
-            .collect();
-        let values = grid.axes.iter().map(|_| OnceLock::new()).collect();
-        (!grid.axes.is_empty()).then_some(Aligned { grid, starts, values })
+        (!grid.axes.is_empty()).then_some(Aligned { grid })
     }
 
     /// Where the record keyed `key`, whose index entry is `entry`, lies in
@@ -128,7 +116,7 @@ impl<'g> Aligned<'g> {
             }
             let bin = match at.last[a] {
                 Some((h, b)) if h == first => Some(b),
-                _ => self.starts[a].get(&first).copied(),
+                _ => self.grid.bin_starting(a, first),
             };
             if let Some(b) = bin {
                 if hashes.clone().eq(self.grid.bin_hashes(a, b).iter().copied()) {
@@ -137,9 +125,8 @@ impl<'g> Aligned<'g> {
                 }
             }
         }
-        let values = self.values[a].get_or_init(|| axis.hashes.iter().map(|&h| (h, ())).collect());
         let mut hashes = hashes;
-        if hashes.any(|h| values.contains_key(&h)) {
+        if hashes.any(|h| self.grid.value_index(a, h).is_some()) {
             AxisPlace::Other
         } else {
             AxisPlace::Disjoint
