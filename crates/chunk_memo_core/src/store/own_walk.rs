@@ -114,15 +114,18 @@ impl OwnRecords<'_> {
     pub(super) fn walk_index(&self, t: &RoTxn<'_, WithoutTls>, threads: usize) -> Result<Option<Walked>> {
         let (plan, grid) = (self.plan, self.grid);
         let Some(aligned) = Aligned::new(grid) else { return Ok(None) };
-        // Per axis, per bin: its planned position (u32::MAX: not planned),
-        // its requested values and its length.
-        let bins: Vec<Vec<PlannedBin>> = (0..grid.axes.len())
-            .map(|a| {
-                let mut p = vec![PlannedBin { pos: u32::MAX, req: 0, len: 0 }; grid.n_bins(a)];
-                for (k, b) in plan.axes[a].iter().enumerate() {
-                    p[b.bin as usize] = PlannedBin { pos: k as u32, req: b.sel.len() as u32, len: b.len };
+        // Per axis, how its bins are planned: a whole axis follows from
+        // its size, a selection is listed per bin.
+        let bins: Vec<AxisBins> = (0..grid.axes.len())
+            .map(|a| match plan.axes[a].whole_dims() {
+                Some((n, chunk)) => AxisBins::Whole { n, chunk },
+                None => {
+                    let mut p = vec![PlannedBin { pos: u32::MAX, req: 0, len: 0 }; grid.n_bins(a)];
+                    for (k, b) in plan.axes[a].iter().enumerate() {
+                        p[b.bin as usize] = PlannedBin { pos: k as u32, req: b.sel.len() as u32, len: b.len };
+                    }
+                    AxisBins::Listed(p)
                 }
-                p
             })
             .collect();
         let threads = threads.max(1);
@@ -257,6 +260,27 @@ struct PlannedBin {
     len: u32,
 }
 
+/// How an axis' bins are planned.
+enum AxisBins {
+    /// Every value: bin b is planned at position b, in full.
+    Whole { n: u32, chunk: u32 },
+    /// A selection: per bin of the axis.
+    Listed(Vec<PlannedBin>),
+}
+
+impl AxisBins {
+    #[inline]
+    fn get(&self, b: u32) -> PlannedBin {
+        match self {
+            AxisBins::Whole { n, chunk } => {
+                let len = (*chunk).min(n - b * chunk);
+                PlannedBin { pos: b, req: len, len }
+            }
+            AxisBins::Listed(p) => p[b as usize],
+        }
+    }
+}
+
 /// What the parts of one walk share: what looks at records, what places
 /// them, each bin as planned, and the records all parts may walk
 /// (`limit`) with those walked so far.
@@ -264,7 +288,7 @@ struct PlannedBin {
 struct Walk<'a> {
     own: OwnRecords<'a>,
     aligned: &'a Aligned<'a>,
-    bins: &'a [Vec<PlannedBin>],
+    bins: &'a [AxisBins],
     /// The chunks a part is expected to find when every chunk has a record.
     per_part: usize,
     limit: usize,
@@ -323,7 +347,7 @@ impl Walk<'_> {
             // axis slowest), its requested points and the record's.
             let (mut i, mut req, mut rec) = (0usize, 1u64, 1u64);
             let planned = at.bins.iter().enumerate().all(|(a, &b)| {
-                let p = self.bins[a][b as usize];
+                let p = self.bins[a].get(b);
                 i = i * self.own.plan.axes[a].len() + p.pos as usize;
                 req *= u64::from(p.req);
                 rec *= u64::from(p.len);
