@@ -12,13 +12,18 @@ use crate::error::Result;
 use heed::{RoTxn, WithoutTls};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Chunk keys sampled per part to cut the cache's key range into parts of
 /// about as many records each.
 const SAMPLES_PER_PART: usize = 64;
 
-/// Parts of the key range per thread.
+/// Parts of the key range per thread, at least.
 const PARTS_PER_THREAD: usize = 4;
+
+/// Planned chunks per part of the key range, at most (about): what a part
+/// found is held until the part ends.
+const PART_CHUNKS: usize = 1 << 16;
 
 /// Chunks found are kept per planned chunk when at least 1 in this many
 /// planned chunks has a record (else in a list).
@@ -78,6 +83,59 @@ impl Walked {
     }
 }
 
+/// The chunks the parts of a walk found, gathered as the parts end: in
+/// lists while they are few, per planned chunk from
+/// 1 in [`DENSE_FROM`] on.
+struct Collect {
+    n: usize,
+    lists: Vec<Vec<(u32, Own)>>,
+    dense: Option<Vec<Own>>,
+    total: usize,
+}
+
+impl Collect {
+    fn add(&mut self, found: Vec<(u32, Own)>) {
+        self.total += found.len();
+        if self.dense.is_none() && self.total >= self.n / DENSE_FROM {
+            let mut dense = vec![Own::Absent; self.n];
+            for list in self.lists.drain(..) {
+                scatter(&mut dense, list);
+            }
+            self.dense = Some(dense);
+        }
+        match &mut self.dense {
+            Some(dense) => scatter(dense, found),
+            None => self.lists.push(found),
+        }
+    }
+
+    fn finish(self) -> Found {
+        if let Some(dense) = self.dense {
+            return Found::Dense(dense);
+        }
+        let mut list: Vec<(u32, Own)> = self.lists.into_iter().flatten().collect();
+        list.sort_unstable_by_key(|f| f.0);
+        // A chunk two records were placed in (only damaged entries could
+        // do that) is resolved in full.
+        list.dedup_by(|next, kept| {
+            next.0 == kept.0 && {
+                kept.1 = Own::Other;
+                true
+            }
+        });
+        Found::Sparse(list)
+    }
+}
+
+/// Puts what a part found in its place per planned chunk (a chunk found
+/// twice is resolved in full).
+fn scatter(dense: &mut [Own], found: Vec<(u32, Own)>) {
+    for (i, o) in found {
+        let at = &mut dense[i as usize];
+        *at = if matches!(at, Own::Absent) { o } else { Own::Other };
+    }
+}
+
 /// What one part of the walk found: (planned chunk, its own record) in key
 /// order, and the snapshot read; None when the walk gave up.
 struct Part {
@@ -130,15 +188,16 @@ impl OwnRecords<'_> {
             .collect();
         let threads = threads.max(1);
         let (counted, gave_up) = (AtomicUsize::new(0), AtomicBool::new(false));
-        // More parts than threads, taken in turn: a thread on a busy core
-        // walks fewer of them.
-        let cuts = self.split_keys(if threads > 1 { threads * PARTS_PER_THREAD } else { 1 });
+        // More parts than threads, taken in turn (a thread on a busy core
+        // walks fewer of them), of at most about PART_CHUNKS planned
+        // chunks each.
+        let cuts = self.split_keys((threads * PARTS_PER_THREAD).max(plan.n_chunks / PART_CHUNKS));
         let walk = Walk {
             own: *self,
             aligned: &aligned,
             bins: &bins,
             limit: plan.n_chunks + plan.n_chunks / 2,
-            per_part: plan.n_chunks / (cuts.len() + 1) + plan.n_chunks / 64,
+            per_part: plan.n_chunks / (cuts.len() + 1) + plan.n_chunks / (cuts.len() + 1) / 8,
             counted: &counted,
             gave_up: &gave_up,
         };
@@ -148,16 +207,24 @@ impl OwnRecords<'_> {
                 (lo, cuts.get(k).map(|c| rkey(self.cache, c)))
             })
             .collect();
+        // Each part's chunks are handed on as the part ends: a walk keeps
+        // per planned chunk what it found, plus the parts in flight.
+        let collect = Mutex::new(Collect { n: plan.n_chunks, lists: Vec::new(), dense: None, total: 0 });
         let next = AtomicUsize::new(0);
-        let take = |t: &RoTxn<'_, WithoutTls>| -> Vec<(usize, Result<Option<Part>>)> {
+        let take = |t: &RoTxn<'_, WithoutTls>| -> Vec<Result<Option<u64>>> {
             let mut out = Vec::new();
             loop {
                 let k = next.fetch_add(1, Relaxed);
                 let Some(&range) = parts.get(k) else { return out };
-                out.push((k, walk.part(t, range)));
+                out.push(walk.part(t, range).map(|part| {
+                    part.map(|p| {
+                        collect.lock().unwrap().add(p.found);
+                        p.snapshot
+                    })
+                }));
             }
         };
-        let mut looked: Vec<(usize, Result<Option<Part>>)> = std::thread::scope(|sc| {
+        let looked: Vec<Result<Option<u64>>> = std::thread::scope(|sc| {
             // As in `parallel`: the helpers open their transactions under
             // the gate the calling thread holds for `t`. A thread that
             // cannot start or open one leaves the parts to the others.
@@ -177,38 +244,16 @@ impl OwnRecords<'_> {
         if looked.len() != parts.len() {
             return Ok(None);
         }
-        looked.sort_unstable_by_key(|l| l.0);
         let snapshot = Store::snapshot_id(t);
-        let (mut lists, mut same) = (Vec::with_capacity(parts.len()), true);
-        for (_, part) in looked {
-            let Some(part) = part? else { return Ok(None) };
-            same &= part.snapshot == snapshot;
-            lists.push(part.found);
+        let mut same = true;
+        for part in looked {
+            let Some(read) = part? else { return Ok(None) };
+            same &= read == snapshot;
         }
         if counted.load(Relaxed) > walk.limit {
             return Ok(None);
         }
-        // A chunk two records were placed in (only damaged entries could
-        // do that) is resolved in full.
-        let total: usize = lists.iter().map(Vec::len).sum();
-        let found = if total >= plan.n_chunks / DENSE_FROM {
-            let mut own = vec![Own::Absent; plan.n_chunks];
-            for (i, o) in lists.into_iter().flatten() {
-                let at = &mut own[i as usize];
-                *at = if matches!(at, Own::Absent) { o } else { Own::Other };
-            }
-            Found::Dense(own)
-        } else {
-            let mut list: Vec<(u32, Own)> = lists.into_iter().flatten().collect();
-            list.sort_unstable_by_key(|f| f.0);
-            list.dedup_by(|next, kept| {
-                next.0 == kept.0 && {
-                    kept.1 = Own::Other;
-                    true
-                }
-            });
-            Found::Sparse(list)
-        };
+        let found = collect.into_inner().unwrap().finish();
         let out = Walked { found, snapshot: same.then_some(snapshot) };
         WALKS.with(|w| w.set(w.get() + 1));
         Ok(Some(out))
