@@ -1,7 +1,9 @@
 /**
  * Work claims across processes on one root (SPEC §4.3): several processes
  * running the same 10,000-point sweep compute every point exactly once; a
- * SIGKILLed one costs at most its in-flight exec chunk and leaves no claim;
+ * SIGKILLed one leaves no claim, and costs what it computed and had not
+ * committed (for a slow function, the runner commits each block before the
+ * next exec call: at most the block just computed);
  * `processes: { devices }` pins one child process per device.
  */
 import test from 'ava';
@@ -94,7 +96,10 @@ test('2 processes x 2 worker threads on one sweep execute exactly 10,000 points'
 test('a process SIGKILLed while holding claims: the others take over at once, no claim left behind', async (t) => {
   const root = freshRoot();
   // The victim computes a few blocks, then dies while it holds claims.
-  const victim = participant(root, 'serial', 100, (p, kill) => {
+  // Its exec calls last 60 ms or more: a slow function's block is
+  // committed before the next call starts (a fast one's are batched for up
+  // to 200 ms, and a kill loses them all).
+  const victim = participant(root, 'slow', 100, (p, kill) => {
     if (p.blocks.length === 3) kill();
   });
   const others = [0, 1].map(() => participant(root, 'serial', 100));
