@@ -240,7 +240,6 @@ impl Grid {
         (0..self.axes.len()).map(|i| self.n_bins(i) as u64).product()
     }
 
-    /// Value hashes of one bin.
     /// The digest of bin `bin` of axis `axis` (what chunk keys hash):
     /// computed once per bin when the grid was built, or now for a bin
     /// beyond those.
@@ -269,6 +268,7 @@ impl Grid {
         index.find(&a.hashes, h)
     }
 
+    /// Value hashes of one bin.
     pub fn bin_hashes(&self, axis: usize, bin: u32) -> &[u64] {
         let a = &self.axes[axis];
         let s = bin as usize * a.chunk;

@@ -314,7 +314,7 @@ fn dense_complete_head(kind: u8, n: usize, body: usize) -> Vec<u8> {
 }
 
 /// Appends the record checksum (xxh3 of everything before it).
-fn seal(mut out: Vec<u8>) -> Vec<u8> {
+pub(super) fn seal(mut out: Vec<u8>) -> Vec<u8> {
     let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out

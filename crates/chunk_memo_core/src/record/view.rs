@@ -32,14 +32,7 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// Parses and verifies a record (structure and checksum).
     pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>> {
-        if bytes.len() < 8 {
-            return Err(CoreError::corrupt("record shorter than its checksum"));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - 8);
-        if checksum(body).to_le_bytes() != sum {
-            return Err(CoreError::corrupt("record checksum mismatch"));
-        }
-        Self::parse_unchecked(body)
+        Self::parse_unchecked(checked_body(bytes)?)
     }
 
     /// The record's head alone (kind, point counts, form), without its
@@ -88,14 +81,7 @@ impl<'a> RecordView<'a> {
     /// does, and returns its head: keeps nothing, so allocates nothing (a
     /// resolution checks a million one-point records this way).
     pub fn verify_head(bytes: &[u8]) -> Result<RecordHead> {
-        if bytes.len() < 8 {
-            return Err(CoreError::corrupt("record shorter than its checksum"));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - 8);
-        if checksum(body).to_le_bytes() != sum {
-            return Err(CoreError::corrupt("record checksum mismatch"));
-        }
-        RecordView::parse_body(body, &mut DictCount(0)).map(|v| v.head())
+        RecordView::parse_body(checked_body(bytes)?, &mut DictCount(0)).map(|v| v.head())
     }
 
     fn parse_unchecked(body: &'a [u8]) -> Result<RecordView<'a>> {
@@ -358,6 +344,18 @@ impl<'a> RecordView<'a> {
             dicts: self.dicts.clone(),
         })
     }
+}
+
+/// A record's body (all but its checksum), once its checksum matches.
+fn checked_body(bytes: &[u8]) -> Result<&[u8]> {
+    if bytes.len() < 8 {
+        return Err(CoreError::corrupt("record shorter than its checksum"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if checksum(body).to_le_bytes() != sum {
+        return Err(CoreError::corrupt("record checksum mismatch"));
+    }
+    Ok(body)
 }
 
 /// Where [`RecordView::parse_body`] hands a record's dictionaries.

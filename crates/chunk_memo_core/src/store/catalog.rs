@@ -73,6 +73,12 @@ impl<'g> Aligned<'g> {
         (!grid.axes.is_empty()).then_some(Aligned { grid })
     }
 
+    /// What one thread places records in (see [`Aligned::place`]).
+    pub(super) fn placing(&self) -> Placing {
+        let n = self.grid.axes.len();
+        Placing { bins: Vec::with_capacity(n), last: vec![None; n] }
+    }
+
     /// Where the record keyed `key`, whose index entry is `entry`, lies in
     /// the grid; for a [`Placed::Chunk`], its bin per axis are in
     /// `at.bins`.
@@ -111,9 +117,6 @@ impl<'g> Aligned<'g> {
         if let Some(first) = hashes.clone().next() {
             // Records walked in key order often share their first axis'
             // bin with the record before.
-            if at.last.len() <= a {
-                at.last.resize(a + 1, None);
-            }
             let bin = match at.last[a] {
                 Some((h, b)) if h == first => Some(b),
                 _ => self.grid.bin_starting(a, first),
@@ -135,8 +138,7 @@ impl<'g> Aligned<'g> {
 }
 
 /// What [`Aligned::place`] finds a record's bins in, and remembers from
-/// record to record (one per thread).
-#[derive(Default)]
+/// record to record (one per thread: [`Aligned::placing`]).
 pub(super) struct Placing {
     /// The bins of the record placed last, per axis.
     pub(super) bins: Vec<u32>,
@@ -341,7 +343,7 @@ impl Store {
     /// outside it.
     fn index_aligned(&self, t: &RoTxn<'_, WithoutTls>, cache: &CacheId, grid: &Grid) -> Result<bool> {
         let Some(check) = Aligned::new(grid) else { return Ok(false) };
-        let mut at = Placing::default();
+        let mut at = check.placing();
         for item in self.index.prefix_iter(t, cache)? {
             let (k, v) = item?;
             let Ok(key) = <ChunkKey>::try_from(&k[16..]) else { return Ok(false) };

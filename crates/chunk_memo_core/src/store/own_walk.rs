@@ -5,8 +5,9 @@
 //! or a run of a million one-point chunks would otherwise hash a million
 //! keys, sort them and look each one up.
 
-use super::catalog::{Aligned, Placed, Placing};
+use super::catalog::{Aligned, Placed};
 use super::resolve::{Own, OwnRecords, PARALLEL_RESOLVE_CHUNKS, RELEASE_EVERY};
+use super::seek::halves;
 use super::{rkey, ChunkKey, Store};
 use crate::error::Result;
 use heed::{RoTxn, WithoutTls};
@@ -211,36 +212,26 @@ impl OwnRecords<'_> {
         // per planned chunk what it found, plus the parts in flight.
         let collect = Mutex::new(Collect { n: plan.n_chunks, lists: Vec::new(), dense: None, total: 0 });
         let next = AtomicUsize::new(0);
-        let take = |t: &RoTxn<'_, WithoutTls>| -> Vec<Result<Option<u64>>> {
-            let mut out = Vec::new();
-            loop {
-                let k = next.fetch_add(1, Relaxed);
-                let Some(&range) = parts.get(k) else { return out };
-                out.push(walk.part(t, range).map(|part| {
-                    part.map(|p| {
-                        collect.lock().unwrap().add(p.found);
-                        p.snapshot
-                    })
-                }));
-            }
-        };
-        let looked: Vec<Result<Option<u64>>> = std::thread::scope(|sc| {
-            // As in `parallel`: the helpers open their transactions under
-            // the gate the calling thread holds for `t`. A thread that
-            // cannot start or open one leaves the parts to the others.
-            let helpers: Vec<_> = (1..threads.min(parts.len()))
-                .filter_map(|_| {
-                    std::thread::Builder::new()
-                        .spawn_scoped(sc, || self.store.env.read_txn().map_or_else(|_| Vec::new(), |t| take(&t)))
-                        .ok()
-                })
-                .collect();
-            let mut out = take(t);
-            for h in helpers {
-                out.extend(h.join().unwrap_or_default());
-            }
-            out
-        });
+        // Parts taken in turn; a thread that cannot start or open its
+        // transaction leaves them to the others.
+        let looked: Vec<Result<Option<u64>>> = self
+            .store
+            .on_threads(t, threads.min(parts.len()), |t, _| {
+                let mut out = Vec::new();
+                while let Some(&range) = parts.get(next.fetch_add(1, Relaxed)) {
+                    out.push(walk.part(t, range).map(|part| {
+                        part.map(|p| {
+                            collect.lock().unwrap().add(p.found);
+                            p.snapshot
+                        })
+                    }));
+                }
+                out
+            })
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         if looked.len() != parts.len() {
             return Ok(None);
         }
@@ -285,14 +276,6 @@ impl OwnRecords<'_> {
 /// A range of a cache's record keys: the first, and the end (excluded;
 /// None: the cache's last key).
 type KeyRange = ([u8; 32], Option<[u8; 32]>);
-
-/// A record key as two numbers, compared as LMDB orders the bytes; None
-/// for a key of another length.
-fn halves(key: &[u8]) -> Option<(u128, u128)> {
-    let key: &[u8; 32] = key.try_into().ok()?;
-    let (a, b) = key.split_at(16);
-    Some((u128::from_be_bytes(a.try_into().unwrap()), u128::from_be_bytes(b.try_into().unwrap())))
-}
 
 /// A bin of the grid as planned.
 #[derive(Clone, Copy)]
@@ -359,7 +342,7 @@ impl Walk<'_> {
             None => k.0 == cache,
         };
         let mut found = Vec::with_capacity(self.per_part);
-        let mut at = Placing::default();
+        let mut at = self.aligned.placing();
         let mut n = 0usize;
         let give_up = || {
             self.gave_up.store(true, Relaxed);

@@ -241,9 +241,8 @@ impl OwnRecords<'_> {
     }
 
     /// [`OwnRecords::sorted`] for every chunk of `block`, on `threads`
-    /// threads: the calling thread takes the first part in `t`, each other
-    /// thread one part in a read transaction of its own. Returns each part
-    /// with what was found; a part whose thread could not start or open a
+    /// threads ([`Store::on_threads`]), a part each. Returns each part with
+    /// what was found; a part whose thread could not start or open a
     /// transaction is looked at here, in `t`.
     fn parallel(
         &self,
@@ -258,24 +257,7 @@ impl OwnRecords<'_> {
         let look = |t: &RoTxn<'_, WithoutTls>, part: std::ops::Range<usize>| -> Result<Looked> {
             Ok(Looked { own: self.sorted(t, part)?, snapshot: Store::snapshot_id(t) })
         };
-        let found: Vec<Option<Result<Looked>>> = std::thread::scope(|sc| {
-            // The calling thread holds the map's gate for `t`; the helpers
-            // open their transactions under it (taking the gate again could
-            // wait behind a resize waiting for this thread).
-            let helpers: Vec<_> = parts[1..]
-                .iter()
-                .map(|part| {
-                    let part = part.clone();
-                    // A thread the OS will not start leaves its part to this one.
-                    std::thread::Builder::new()
-                        .spawn_scoped(sc, move || self.store.env.read_txn().ok().map(|t| look(&t, part)))
-                        .ok()
-                })
-                .collect();
-            let mut out = vec![Some(look(t, parts[0].clone()))];
-            out.extend(helpers.into_iter().map(|h| h.and_then(|h| h.join().unwrap_or(None))));
-            out
-        });
+        let found = self.store.on_threads(t, threads, |t, k| look(t, parts[k].clone()));
         parts
             .into_iter()
             .zip(found)
@@ -291,6 +273,35 @@ impl OwnRecords<'_> {
 }
 
 impl Store {
+    /// Runs `work(t, 0)` on this thread in its transaction `t`, and
+    /// `work(t, k)` for k = 1 .. `threads` on helper threads, each in a read
+    /// transaction of its own. Returns what each returned, in k order; None
+    /// for a helper that could not start or open its transaction, or that
+    /// panicked (the caller does its work otherwise).
+    pub(super) fn on_threads<R: Send>(
+        &self,
+        t: &RoTxn<'_, WithoutTls>,
+        threads: usize,
+        work: impl Fn(&RoTxn<'_, WithoutTls>, usize) -> R + Sync,
+    ) -> Vec<Option<R>> {
+        std::thread::scope(|sc| {
+            // The calling thread holds the map's gate for `t`; the helpers
+            // open their transactions under it (taking the gate again could
+            // wait behind a resize waiting for this thread).
+            let work = &work;
+            let helpers: Vec<_> = (1..threads)
+                .map(|k| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(sc, move || self.env.read_txn().ok().map(|t| work(&t, k)))
+                        .ok()
+                })
+                .collect();
+            let mut out = vec![Some(work(t, 0))];
+            out.extend(helpers.into_iter().map(|h| h.and_then(|h| h.join().unwrap_or(None))));
+            out
+        })
+    }
+
     /// Resolves chunks `range` of `plan` for `cache`.
     pub fn resolve(
         &self,

@@ -76,13 +76,19 @@ impl<'t> Seek<'t> {
 /// call per comparison (a walk compares a key or two per step).
 #[inline]
 fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    match (<&[u8; 32]>::try_from(a), <&[u8; 32]>::try_from(b)) {
-        (Ok(a), Ok(b)) => {
-            let half = |k: &[u8; 32], h: usize| u128::from_be_bytes(k[h * 16..h * 16 + 16].try_into().unwrap());
-            (half(a, 0), half(a, 1)).cmp(&(half(b, 0), half(b, 1)))
-        }
+    match (halves(a), halves(b)) {
+        (Some(a), Some(b)) => a.cmp(&b),
         _ => a.cmp(b),
     }
+}
+
+/// A record key (32 bytes) as two big-endian numbers, which compare as
+/// LMDB orders the bytes; None for a key of another length.
+#[inline]
+pub(super) fn halves(key: &[u8]) -> Option<(u128, u128)> {
+    let key: &[u8; 32] = key.try_into().ok()?;
+    let (a, b) = key.split_at(16);
+    Some((u128::from_be_bytes(a.try_into().unwrap()), u128::from_be_bytes(b.try_into().unwrap())))
 }
 
 impl Store {
