@@ -90,12 +90,13 @@ export function checkCodeChange(view: ViewState, fn: Function, label: string): v
     const meta = unpackMeta(blob);
     recorded = meta.codeHash;
     // The very text the recorded hash was taken from: nothing to parse.
-    if (recorded !== undefined && meta.codeSource !== undefined && meta.codeSource === sourceDigestOf(code, recorded)) return;
+    const text = recorded !== undefined && meta.codeSource !== undefined ? sourceDigestOf(code, recorded) : null;
+    if (text !== null && text === meta.codeSource) return;
     digest = digestOf(code);
     if (digest === null) return;
-    const source = sourceDigestOf(code, digest);
     if (recorded === digest) {
       // Same logic in other text (reformatted, or recorded before the text was): remember this text.
+      const source = text ?? sourceDigestOf(code, digest);
       if (source !== null) record(view, recorded, digest, source);
       return;
     }
@@ -104,7 +105,7 @@ export function checkCodeChange(view: ViewState, fn: Function, label: string): v
       warnChanged(label, core.id, recorded, digest);
       return;
     }
-    recorded = record(view, recorded, digest, source);
+    recorded = record(view, recorded, digest, sourceDigestOf(code, digest));
   } catch {
     return;
   }
